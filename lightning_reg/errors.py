@@ -1,0 +1,88 @@
+"""Errors and argument checks shared by every public class.
+
+Every message names the option, the allowed values and the value given, so a user can fix the call
+without reading our source. All checks run in ``__init__`` or at ``setup``, before any training step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A bad argument or config value. Subclasses :class:`ValueError` so generic handlers still catch it."""
+
+
+def _fmt(value: Any) -> str:
+    return repr(value)
+
+
+def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> Any:
+    """Return ``value`` if it is one of ``allowed``, else raise :class:`ConfigError`.
+
+    Example:
+        >>> check_choice("mode", "min", ("min", "max"))
+        'min'
+    """
+    allowed = tuple(allowed)
+    if value not in allowed:
+        raise ConfigError(f"`{name}` must be one of {', '.join(map(repr, allowed))}; got {_fmt(value)}.")
+    return value
+
+
+def check_range(
+    name: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+) -> float:
+    """Check that a number lies in an interval and return it as ``float``.
+
+    Example:
+        >>> check_range("p", 0.5, 0.0, 1.0, high_inclusive=False)
+        0.5
+    """
+    lo_b = "[" if low_inclusive else "("
+    hi_b = "]" if high_inclusive else ")"
+    interval = f"{lo_b}{'-inf' if low is None else low}, {'inf' if high is None else high}{hi_b}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"`{name}` must be a number in {interval}; got {_fmt(value)} ({type(value).__name__}).")
+    v = float(value)
+    bad = math.isnan(v)
+    if low is not None:
+        bad |= v < low if low_inclusive else v <= low
+    if high is not None:
+        bad |= v > high if high_inclusive else v >= high
+    if bad:
+        raise ConfigError(f"`{name}` must be in {interval}; got {_fmt(value)}.")
+    return v
+
+
+def check_non_negative(name: str, value: Any) -> float:
+    """Shorthand for ``check_range(name, value, 0, None)``.
+
+    Example:
+        >>> check_non_negative("l2", 1e-4)
+        0.0001
+    """
+    return check_range(name, value, 0.0, None)
+
+
+def check_int(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
+    """Check for an integer (not a bool) within optional bounds.
+
+    Example:
+        >>> check_int("patience", 3, low=0)
+        3
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"`{name}` must be an integer; got {_fmt(value)} ({type(value).__name__}).")
+    if (low is not None and value < low) or (high is not None and value > high):
+        rng = f"[{'-inf' if low is None else low}, {'inf' if high is None else high}]"
+        raise ConfigError(f"`{name}` must be an integer in {rng}; got {value!r}.")
+    return value

@@ -1,0 +1,7 @@
+"""Reference LightningModules. Any LightningModule works with lightning_reg; these are one choice."""
+
+from lightning_reg.models.classifier import ClassifierModule, soft_cross_entropy
+from lightning_reg.models.cnn import CNNClassifier
+from lightning_reg.models.mlp import MLPClassifier
+
+__all__ = ["CNNClassifier", "ClassifierModule", "MLPClassifier", "soft_cross_entropy"]

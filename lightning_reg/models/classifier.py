@@ -1,0 +1,120 @@
+"""Shared LightningModule logic for the reference classifiers: loss, metrics, soft targets, optimizers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from lightning_reg.errors import ConfigError, check_int, check_range
+from lightning_reg.optim import SchedulerSpec
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "elu": nn.ELU,
+    "leaky_relu": nn.LeakyReLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+}
+
+
+def make_activation(name: str) -> nn.Module:
+    """Build an activation module by name (one of :data:`ACTIVATIONS`)."""
+    if name not in ACTIVATIONS:
+        raise ConfigError(f"`activation` must be one of {', '.join(map(repr, ACTIVATIONS))}; got {name!r}.")
+    return ACTIVATIONS[name]()
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy for class indices ``(N,)`` or probability vectors ``(N, C)`` (MixUp/CutMix targets)."""
+    if target.is_floating_point():
+        if target.shape != logits.shape:
+            raise ValueError(f"soft targets must have shape {tuple(logits.shape)}; got {tuple(target.shape)}.")
+        return F.cross_entropy(logits.float(), target.float(), label_smoothing=label_smoothing)
+    return F.cross_entropy(logits.float(), target, label_smoothing=label_smoothing)
+
+
+class ClassifierModule(pl.LightningModule):
+    """Base class for the reference classifiers: subclasses build ``self.net``; this class does the rest.
+
+    It logs ``{train,val,test}/loss`` and ``{train,val,test}/acc`` (torchmetrics, synced across ranks) once
+    per epoch, accepts class-index or probability-vector targets, and builds its optimizer from a partial
+    (``optimizer(params)``) and an optional :class:`~lightning_reg.optim.SchedulerSpec`. Only plain values
+    go into ``hparams``, so checkpoints load with ``torch.load(weights_only=True)``.
+
+    Example:
+        >>> from torch import nn
+        >>> class Tiny(ClassifierModule):
+        ...     def __init__(self):
+        ...         super().__init__(num_classes=3)
+        ...         self.net = nn.Linear(4, 3)
+        >>> Tiny()(torch.zeros(2, 4)).shape
+        torch.Size([2, 3])
+    """
+
+    accepts_soft_targets = True
+
+    def __init__(
+        self,
+        num_classes: int,
+        optimizer: OptimizerFactory | None = None,
+        scheduler: SchedulerSpec | None = None,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        super().__init__()
+        check_int("num_classes", num_classes, low=2)
+        check_range("label_smoothing", label_smoothing, 0.0, 1.0, high_inclusive=False)
+        if optimizer is not None and not callable(optimizer):
+            raise ConfigError(f"`optimizer` must be a callable taking parameters (a partial optimizer); got {optimizer!r}.")
+        if scheduler is not None and not isinstance(scheduler, SchedulerSpec):
+            raise ConfigError(f"`scheduler` must be a SchedulerSpec or None; got {type(scheduler).__name__}.")
+        self.num_classes = num_classes
+        self.optimizer_factory = optimizer
+        self.scheduler_spec = scheduler
+        self.label_smoothing = float(label_smoothing)
+        self.net: nn.Module = nn.Identity()
+        self.train_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def _step(self, batch: Any, stage: str) -> torch.Tensor:
+        x, y = batch[0], batch[1]
+        logits = self(x)
+        loss = soft_cross_entropy(logits, y, self.label_smoothing if stage == "train" else 0.0)
+        hard = y.argmax(dim=-1) if y.is_floating_point() else y
+        acc = getattr(self, f"{stage}_acc")
+        acc(logits.detach(), hard)
+        prog = stage != "train"
+        self.log(f"{stage}/loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=prog, sync_dist=True,
+                 batch_size=x.shape[0])
+        self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=x.shape[0])
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def configure_optimizers(self) -> Any:
+        factory = self.optimizer_factory or (lambda p: torch.optim.Adam(p, lr=1e-3))
+        optimizer = factory(self.parameters())
+        if self.scheduler_spec is None:
+            return optimizer
+        total = self.trainer.estimated_stepping_batches if self._trainer is not None else None
+        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_spec.build(optimizer, total_steps=total)}

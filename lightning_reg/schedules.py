@@ -1,0 +1,299 @@
+"""Schedules: pure functions of training progress that return a rate or coefficient.
+
+Every schedule is indexed by optimizer step or by epoch (its ``unit``), is evaluated without a
+Trainer, and is a plain object whose ``__call__(t)`` gives the value at step/epoch ``t``. Callbacks
+call :meth:`Schedule.at` with the trainer's ``global_step`` and ``current_epoch``; because the value is
+a pure function of those counters, a resumed run continues the same sequence.
+
+Example:
+    >>> s = Linear(start=0.0, end=0.5, begin=0, end_at=10, unit="step")
+    >>> s(0), s(5), s(10), s(20)
+    (0.0, 0.25, 0.5, 0.5)
+    >>> make_schedule("early", p=0.1, cutoff=3, unit="epoch").at(step=100, epoch=4)
+    0.0
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from lightning_reg.errors import ConfigError, check_choice, check_range
+
+UNITS = ("step", "epoch")
+
+
+class Schedule:
+    """Base class: subclasses implement ``__call__(t) -> float`` for a step or epoch index ``t``."""
+
+    unit: str = "step"
+
+    def __init__(self, unit: str = "step") -> None:
+        self.unit = check_choice("unit", unit, UNITS)
+
+    def __call__(self, t: float) -> float:
+        raise NotImplementedError
+
+    def at(self, step: int, epoch: int) -> float:
+        """Value for the trainer position: ``step`` is the optimizer step, ``epoch`` the epoch index."""
+        return float(self(step if self.unit == "step" else epoch))
+
+    def max_value(self, horizon: int = 10_000) -> float:
+        """Largest value over ``t`` in ``[0, horizon]`` (used to validate rates)."""
+        return max(self(t) for t in range(0, horizon + 1, max(1, horizon // 1000)))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({args})"
+
+
+def _interp(start: float, end: float, frac: float) -> float:
+    return start + (end - start) * min(1.0, max(0.0, frac))
+
+
+class Constant(Schedule):
+    """``value`` at every ``t``.
+
+    Example:
+        >>> Constant(0.3)(1000)
+        0.3
+    """
+
+    def __init__(self, value: float, unit: str = "step") -> None:
+        super().__init__(unit)
+        self.value = check_range("value", value)
+
+    def __call__(self, t: float) -> float:
+        return self.value
+
+
+class Linear(Schedule):
+    """``start`` until ``begin``, linearly to ``end`` at ``end_at``, then ``end`` (warm-up or decay).
+
+    Example:
+        >>> Linear(1.0, 0.0, begin=0, end_at=4)(1)
+        0.75
+    """
+
+    def __init__(self, start: float, end: float, begin: int = 0, end_at: int = 1, unit: str = "step") -> None:
+        super().__init__(unit)
+        self.start, self.end = check_range("start", start), check_range("end", end)
+        self.begin = int(check_range("begin", begin, 0))
+        self.end_at = int(check_range("end_at", end_at, 0))
+        if self.end_at <= self.begin:
+            raise ConfigError(f"`end_at` must be greater than `begin` ({self.begin}); got {end_at!r}.")
+
+    def __call__(self, t: float) -> float:
+        return _interp(self.start, self.end, (t - self.begin) / (self.end_at - self.begin))
+
+
+class Cosine(Schedule):
+    """Half-cosine from ``start`` at ``begin`` to ``end`` at ``end_at``, constant outside.
+
+    Example:
+        >>> round(Cosine(1.0, 0.0, begin=0, end_at=10)(5), 6)
+        0.5
+    """
+
+    def __init__(self, start: float, end: float, begin: int = 0, end_at: int = 1, unit: str = "step") -> None:
+        super().__init__(unit)
+        self.start, self.end = check_range("start", start), check_range("end", end)
+        self.begin = int(check_range("begin", begin, 0))
+        self.end_at = int(check_range("end_at", end_at, 0))
+        if self.end_at <= self.begin:
+            raise ConfigError(f"`end_at` must be greater than `begin` ({self.begin}); got {end_at!r}.")
+
+    def __call__(self, t: float) -> float:
+        frac = min(1.0, max(0.0, (t - self.begin) / (self.end_at - self.begin)))
+        return self.end + (self.start - self.end) * 0.5 * (1.0 + math.cos(math.pi * frac))
+
+
+class Milestones(Schedule):
+    """Piecewise constant: ``{t: value}``; the value of the largest key ≤ t, ``initial`` before the first.
+
+    Same form as Lightning's ``GradientAccumulationScheduler(scheduling={epoch: value})``. Alternatively
+    give ``milestones=[t1, t2, ...]`` with ``initial`` and ``gamma``: the value is multiplied by ``gamma`` at
+    each milestone (torch's MultiStepLR).
+
+    Example:
+        >>> s = Milestones({0: 0.1, 5: 0.3}, unit="epoch")
+        >>> s(4), s(5)
+        (0.1, 0.3)
+        >>> Milestones(milestones=[2, 4], initial=1.0, gamma=0.5)(4)
+        0.25
+    """
+
+    def __init__(
+        self,
+        values: Mapping[int, float] | None = None,
+        milestones: Sequence[int] | None = None,
+        initial: float = 0.0,
+        gamma: float = 0.1,
+        unit: str = "step",
+    ) -> None:
+        super().__init__(unit)
+        if (values is None) == (milestones is None):
+            raise ConfigError(
+                f"give exactly one of `values` ({{t: value}}) or `milestones` (list); got values={values!r}, "
+                f"milestones={milestones!r}."
+            )
+        self.initial = check_range("initial", initial)
+        if values is not None:
+            points = sorted((int(k), check_range(f"values[{k}]", v)) for k, v in dict(values).items())
+        else:
+            ms = sorted(int(m) for m in milestones)  # type: ignore[union-attr]
+            check_range("gamma", gamma, 0.0)
+            points = [(m, self.initial * float(gamma) ** (i + 1)) for i, m in enumerate(ms)]
+        for k, _ in points:
+            if k < 0:
+                raise ConfigError(f"schedule milestones must be >= 0; got {k}.")
+        self.points = points
+
+    def __call__(self, t: float) -> float:
+        value = self.initial
+        for k, v in self.points:
+            if t >= k:
+                value = v
+        return value
+
+
+class Exponential(Schedule):
+    """``start · gamma^(t − begin)`` after ``begin`` (``start`` before), floored at ``minimum``.
+
+    Example:
+        >>> Exponential(1.0, gamma=0.5)(3)
+        0.125
+    """
+
+    def __init__(self, start: float, gamma: float, begin: int = 0, minimum: float = 0.0, unit: str = "step") -> None:
+        super().__init__(unit)
+        self.start = check_range("start", start)
+        self.gamma = check_range("gamma", gamma, 0.0, low_inclusive=False)
+        self.begin = int(check_range("begin", begin, 0))
+        self.minimum = check_range("minimum", minimum)
+
+    def __call__(self, t: float) -> float:
+        return max(self.minimum, self.start * self.gamma ** max(0.0, t - self.begin))
+
+
+class Early(Schedule):
+    """Early dropout (Liu et al. 2023): ``p`` until ``cutoff`` (constant, or linear p→0), then 0.
+
+    Example:
+        >>> s = Early(p=0.2, cutoff=4, mode="linear", unit="epoch")
+        >>> s(0), s(2), s(4)
+        (0.2, 0.1, 0.0)
+    """
+
+    def __init__(self, p: float, cutoff: int, mode: str = "constant", unit: str = "step") -> None:
+        super().__init__(unit)
+        self.p = check_range("p", p, 0.0)
+        self.cutoff = int(check_range("cutoff", cutoff, 0, low_inclusive=False))
+        self.mode = check_choice("mode", mode, ("constant", "linear"))
+
+    def __call__(self, t: float) -> float:
+        if t >= self.cutoff:
+            return 0.0
+        return self.p if self.mode == "constant" else self.p * (1.0 - t / self.cutoff)
+
+
+class Late(Schedule):
+    """Late dropout: 0 until ``cutoff``, then ``p``.
+
+    Example:
+        >>> Late(p=0.3, cutoff=10)(9), Late(p=0.3, cutoff=10)(10)
+        (0.0, 0.3)
+    """
+
+    def __init__(self, p: float, cutoff: int, unit: str = "step") -> None:
+        super().__init__(unit)
+        self.p = check_range("p", p, 0.0)
+        self.cutoff = int(check_range("cutoff", cutoff, 0))
+
+    def __call__(self, t: float) -> float:
+        return self.p if t >= self.cutoff else 0.0
+
+
+class Curriculum(Schedule):
+    """Curriculum dropout (Morerio et al. 2017): retain θ(t) = (1−θ̄)·e^(−γt) + θ̄; returns 1 − θ(t).
+
+    ``p`` is the final drop rate 1 − θ̄; the rate rises from 0 towards ``p``.
+
+    Example:
+        >>> s = Curriculum(p=0.5, gamma=0.001)
+        >>> s(0), round(s(1_000_000), 6)
+        (0.0, 0.5)
+    """
+
+    def __init__(self, p: float, gamma: float = 1e-3, unit: str = "step") -> None:
+        super().__init__(unit)
+        self.p = check_range("p", p, 0.0)
+        self.gamma = check_range("gamma", gamma, 0.0, low_inclusive=False)
+
+    def __call__(self, t: float) -> float:
+        theta_bar = 1.0 - self.p
+        theta = (1.0 - theta_bar) * math.exp(-self.gamma * t) + theta_bar
+        return 1.0 - theta
+
+
+class FromCallable(Schedule):
+    """Wrap any user function ``fn(t) -> float`` (``t`` the step or epoch index).
+
+    Example:
+        >>> FromCallable(lambda t: 0.1 * (t % 2))(3)
+        0.1
+    """
+
+    def __init__(self, fn: Callable[[float], float], unit: str = "step") -> None:
+        super().__init__(unit)
+        if not callable(fn):
+            raise ConfigError(f"`fn` must be callable; got {fn!r}.")
+        self.fn = fn
+
+    def __call__(self, t: float) -> float:
+        return float(self.fn(t))
+
+
+SCHEDULES: dict[str, type[Schedule]] = {
+    "constant": Constant,
+    "linear": Linear,
+    "cosine": Cosine,
+    "milestones": Milestones,
+    "step": Milestones,
+    "exponential": Exponential,
+    "early": Early,
+    "late": Late,
+    "curriculum": Curriculum,
+    "callable": FromCallable,
+}
+
+
+def make_schedule(name: str, **kwargs: Any) -> Schedule:
+    """Build a schedule by name (see :data:`SCHEDULES`).
+
+    Example:
+        >>> make_schedule("late", p=0.1, cutoff=5)(6)
+        0.1
+    """
+    if name not in SCHEDULES:
+        raise ConfigError(f"`schedule` must be one of {', '.join(map(repr, SCHEDULES))}; got {name!r}.")
+    return SCHEDULES[name](**kwargs)
+
+
+def as_schedule(value: Schedule | float | int | Callable[[float], float] | Mapping[str, Any], name: str) -> Schedule:
+    """Coerce a number (constant), a callable, a ``{"name": ..., **kwargs}`` mapping or a Schedule."""
+    if isinstance(value, Schedule):
+        return value
+    if isinstance(value, bool):
+        raise ConfigError(f"`{name}` must be a number, a Schedule or a callable; got {value!r}.")
+    if isinstance(value, (int, float)):
+        return Constant(float(value))
+    if isinstance(value, Mapping):
+        kwargs = dict(value)
+        if "name" not in kwargs:
+            raise ConfigError(f"`{name}` as a mapping needs a `name` key (one of {', '.join(SCHEDULES)}); got {value!r}.")
+        return make_schedule(kwargs.pop("name"), **kwargs)
+    if callable(value):
+        return FromCallable(value)
+    raise ConfigError(f"`{name}` must be a number, a Schedule, a mapping or a callable; got {value!r}.")

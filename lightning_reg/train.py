@@ -1,0 +1,297 @@
+"""Hydra entry point: ``python -m lightning_reg.train`` (or ``lightning-reg-train``).
+
+It composes ``conf/train.yaml``, instantiates data, model, optimizer, scheduler, callbacks, loggers and
+trainer, fits, tests the best checkpoint, writes ``metrics.json`` into the run directory and returns
+the optimized metric so that sweepers (Optuna) can use it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import math
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning.pytorch as pl
+from hydra.errors import InstantiationException
+from hydra.utils import get_object, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from lightning_reg.callbacks.history import MetricsHistory, _to_float
+from lightning_reg.distributed import hydra_ddp_children, is_child_rank, write_job_config
+from lightning_reg.errors import ConfigError
+
+log = logging.getLogger("lightning_reg.train")
+
+
+def conf_dir() -> Path:
+    """Where ``train.yaml`` lives: inside the installed package (wheel) or at the repository top (editable)."""
+    here = Path(__file__).resolve().parent
+    for cand in (here / "conf", here.parent / "conf"):
+        if (cand / "train.yaml").is_file():
+            return cand
+    raise FileNotFoundError(f"lightning_reg's conf/ directory was not found next to {here}; reinstall the package.")
+
+
+CONF_DIR = str(conf_dir())
+
+
+def _instantiate(node: Any, key: str, **kwargs: Any) -> Any:
+    """Instantiate a config node; a ConfigError raised by the target comes out as itself, prefixed by ``key``."""
+    try:
+        return instantiate(node, _convert_="all", **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, ConfigError):
+            raise ConfigError(f"{key}: {cause}") from None
+        if isinstance(cause, (TypeError, ValueError)):
+            raise ConfigError(f"{key}: {type(cause).__name__}: {cause}") from None
+        raise ConfigError(f"{key}: {err}") from None
+
+
+def _check_missing(cfg: DictConfig) -> None:
+    missing = sorted(k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra"))
+    if missing:
+        example = " ".join(f"{k}=<value>" for k in missing)
+        raise ConfigError(f"required config value(s) missing: {', '.join(missing)}. Set them, e.g. `{example}`.")
+
+
+def _resolve_model_target(cfg: DictConfig) -> Any:
+    target = cfg.model.get("_target_") if isinstance(cfg.model, DictConfig) else None
+    if not target:
+        raise ConfigError("`model._target_` must name a LightningModule class; got no `_target_` in `model`.")
+    try:
+        obj = get_object(target)
+    except Exception as err:  # noqa: BLE001 - hydra raises ImportError or ValueError with its own text
+        raise ConfigError(f"`model._target_` must name an importable LightningModule class; got {target!r} ({err}).") from None
+    if inspect.isclass(obj) and not issubclass(obj, pl.LightningModule):
+        raise ConfigError(
+            f"`model._target_` must name a LightningModule subclass; got {target!r}, a subclass of "
+            f"{', '.join(b.__name__ for b in obj.__mro__[1:3])}."
+        )
+    return obj
+
+
+def build_model(cfg: DictConfig, datamodule: Any) -> pl.LightningModule:
+    """Instantiate ``cfg.model``, passing optimizer/scheduler and data shape only where the model takes them."""
+    target = _resolve_model_target(cfg)
+    try:
+        params = inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        params = {}
+    takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    kwargs: dict[str, Any] = {}
+    for key in ("input_shape", "num_classes"):
+        if key in cfg.model and cfg.model[key] is None and hasattr(datamodule, key):
+            kwargs[key] = getattr(datamodule, key)
+    for key in ("optimizer", "scheduler"):
+        node = cfg.get(key)
+        if not node:
+            continue
+        if key in params or takes_kwargs:
+            kwargs[key] = _instantiate(node, key)
+        else:
+            log.warning(
+                "%s does not take `%s`; it configures its own optimizers, so the `%s` config group is not used.",
+                target.__name__, key, key,
+            )
+    model = _instantiate(cfg.model, "model", **kwargs)
+    if not isinstance(model, pl.LightningModule):
+        raise ConfigError(f"`model._target_` must build a LightningModule; {cfg.model._target_!r} returned {type(model).__name__}.")
+    return model
+
+
+def _instantiate_dict(node: Any, group: str, base: type) -> list[Any]:
+    out = []
+    if not node:
+        return out
+    for name, sub in node.items():
+        if not sub or "_target_" not in sub:
+            continue
+        obj = _instantiate(sub, f"{group}.{name}")
+        if not isinstance(obj, base):
+            raise ConfigError(f"`{group}.{name}._target_` must build a {base.__name__}; got {type(obj).__name__}.")
+        out.append(obj)
+    return out
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for k, v in metrics.items():
+        f = _to_float(v)
+        if f is not None:
+            out[k] = f
+    return dict(sorted(out.items()))
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Run one training job from a composed config and return what goes into ``metrics.json``.
+
+    Example:
+        >>> from hydra import compose, initialize_config_dir
+        >>> with initialize_config_dir(CONF_DIR, version_base="1.3"):  # doctest: +SKIP
+        ...     cfg = compose("train", overrides=["trainer=debug", "paths.output_dir=/tmp/run"])
+        >>> metrics = train(cfg)  # doctest: +SKIP
+    """
+    _check_missing(cfg)
+    output_dir = Path(cfg.paths.output_dir)
+    metrics_path = output_dir / "metrics.json"
+    if metrics_path.exists() and not cfg.get("ckpt_path") and not is_child_rank():
+        raise ConfigError(
+            f"`paths.output_dir` {str(output_dir)!r} already holds metrics.json from an earlier run; refusing to "
+            "overwrite it. Choose another hydra.run.dir, or pass ckpt_path=<checkpoint> to resume that run."
+        )
+    if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
+        raise ConfigError(f"`ckpt_path` must be an existing checkpoint file; got {cfg.ckpt_path!r}.")
+    pl.seed_everything(cfg.seed, workers=True)
+
+    datamodule = _instantiate(cfg.data, "data")
+    model = build_model(cfg, datamodule)
+    history = MetricsHistory()
+    callbacks = _instantiate_dict(cfg.get("callbacks"), "callbacks", pl.Callback) + [history]
+    loggers = _instantiate_dict(cfg.get("logger"), "logger", pl.loggers.Logger)
+    trainer: pl.Trainer = _instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+
+    started = time.perf_counter()
+    if not is_child_rank():
+        output_dir.mkdir(parents=True, exist_ok=True)
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized() and not is_child_rank():
+        ddp_ctx = hydra_ddp_children(write_job_config(cfg, output_dir), output_dir)
+    else:
+        import contextlib
+
+        ddp_ctx = contextlib.nullcontext()
+    with ddp_ctx:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    fit_metrics = _scalars(trainer.callback_metrics)
+    fit_seconds = time.perf_counter() - started
+
+    ckpt_cb = trainer.checkpoint_callback
+    best_path = getattr(ckpt_cb, "best_model_path", "") or ""
+    test_metrics: dict[str, float] = {}
+    tested = None
+    if cfg.get("test", True):
+        tested = best_path if best_path else "last-weights"
+        trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None, weights_only=True if best_path else None)
+        test_metrics = {k: v for k, v in _scalars(trainer.callback_metrics).items() if k.startswith("test/")}
+
+    monitor = getattr(ckpt_cb, "monitor", None) or cfg.get("optimized_metric")
+    mode = getattr(ckpt_cb, "mode", "max")
+    best_row = history.best(monitor, mode) if monitor else None
+    summary: dict[str, Any] = {
+        "status": "completed",
+        "seed": cfg.seed,
+        "final": fit_metrics,
+        "test": test_metrics,
+        "best": {
+            "monitor": monitor,
+            "mode": mode,
+            "score": _to_float(getattr(ckpt_cb, "best_model_score", None)) if ckpt_cb else None,
+            "epoch": int(best_row["epoch"]) if best_row else None,
+            "metrics": best_row,
+            "checkpoint": best_path or None,
+            "tested": tested,
+        },
+        "stopped_epoch": trainer.current_epoch - 1 if trainer.current_epoch > 0 else 0,
+        "epochs_completed": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        "should_stop": bool(trainer.should_stop),
+        "fit_seconds": fit_seconds,
+        "world_size": trainer.world_size,
+        "callbacks": {},
+        "history": history.history,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    for cb in trainer.callbacks:
+        report = getattr(cb, "run_summary", None)
+        if callable(report):
+            summary["callbacks"][getattr(cb, "state_key", type(cb).__name__)] = report()
+    summary["optimized_metric"] = cfg.get("optimized_metric")
+    summary["optimized_value"] = lookup_metric(summary, cfg.get("optimized_metric"))
+    if trainer.is_global_zero:
+        metrics_path.write_text(json.dumps(_json_safe(summary), indent=2))
+        log_dirs = sorted({str(lg.log_dir) for lg in trainer.loggers if getattr(lg, "log_dir", None)})
+        print(
+            f"\nlightning_reg: test/acc={test_metrics.get('test/acc', float('nan')):.4f} "
+            f"test/loss={test_metrics.get('test/loss', float('nan')):.4f} "
+            f"(stopped after epoch {summary['stopped_epoch']}, {fit_seconds:.1f}s of training)\n"
+            f"lightning_reg: logs in {', '.join(log_dirs) or '(no logger)'}\n"
+            f"lightning_reg: metrics.json written to {metrics_path}",
+            flush=True,
+        )
+    return summary
+
+
+def lookup_metric(summary: dict[str, Any], name: str | None) -> float | None:
+    """Find ``name`` among test, best and final metrics, in that order (``val/*`` prefers the best epoch)."""
+    if not name:
+        return None
+    if name.startswith("val/") and summary["best"]["metrics"] and name in summary["best"]["metrics"]:
+        return summary["best"]["metrics"][name]
+    for section in ("test", "final"):
+        if name in summary[section]:
+            return summary[section][name]
+    return None
+
+
+def _record_failure(cfg: DictConfig, err: BaseException) -> None:
+    try:
+        out = Path(cfg.paths.output_dir)
+        if (out / "metrics.json").exists():
+            return
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps({
+            "status": "failed",
+            "error": f"{type(err).__name__}: {err}",
+            "traceback": traceback.format_exc(),
+            "seed": cfg.get("seed"),
+            "config": _json_safe(OmegaConf.to_container(cfg, resolve=False)),
+        }, indent=2))
+    except Exception:  # noqa: BLE001 - never mask the real error
+        log.exception("could not record the failure in metrics.json")
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    """Train from the command line; return the optimized metric for sweepers."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    try:
+        summary = train(cfg)
+    except ConfigError as err:
+        if multirun:
+            _record_failure(cfg, err)
+            raise
+        print(f"lightning_reg: error: {err}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    except Exception as err:
+        if not is_child_rank():
+            _record_failure(cfg, err)
+        raise
+    value = summary.get("optimized_value")
+    return float(value) if value is not None else None
+
+
+if __name__ == "__main__":
+    main()
