@@ -1,0 +1,92 @@
+"""Test building blocks shared by all test modules: tiny real models, data, and a 2-process CPU DDP runner.
+
+DDP tests run a generated script with ``strategy="ddp"`` (Lightning's subprocess launcher re-runs the
+script for rank 1), exactly as users run it. The script writes what each rank saw into ``out_dir`` for
+the test to compare. Never run ``strategy="ddp"`` inside the pytest process: the launcher would re-run
+pytest itself.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_blobs(n: int = 256, dim: int = 16, classes: int = 4, seed: int = 0) -> TensorDataset:
+    """A small, learnable, deterministic classification set."""
+    g = torch.Generator().manual_seed(seed)
+    centers = torch.randn(classes, dim, generator=g) * 2.0
+    y = torch.randint(0, classes, (n,), generator=g)
+    x = centers[y] + torch.randn(n, dim, generator=g)
+    return TensorDataset(x, y)
+
+
+class TinyModule(pl.LightningModule):
+    """A user-style LightningModule: Linear-ReLU-(Dropout)-Linear with SGD, logging train/val loss and acc."""
+
+    def __init__(self, dim: int = 16, hidden: int = 32, classes: int = 4, dropout: float | None = None,
+                 lr: float = 0.1) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Linear(dim, hidden), nn.ReLU()]
+        if dropout is not None:
+            layers.append(nn.Dropout(dropout))
+        layers.append(nn.Linear(hidden, classes))
+        self.net = nn.Sequential(*layers)
+        self.lr = lr
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = nn.functional.cross_entropy(self(x), y)
+        self.log("train/loss", loss, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self(x)
+        self.log("val/loss", nn.functional.cross_entropy(logits, y), sync_dist=True)
+        self.log("val/acc", (logits.argmax(-1) == y).float().mean(), sync_dist=True)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.lr)
+
+
+def loaders(n: int = 256, batch_size: int = 32, seed: int = 0) -> tuple[DataLoader, DataLoader]:
+    train = make_blobs(n, seed=seed)
+    val = make_blobs(n // 4, seed=seed + 1)
+    return DataLoader(train, batch_size=batch_size, shuffle=False), DataLoader(val, batch_size=batch_size)
+
+
+def run_ddp_script(body: str, tmp_path: Path, timeout: float = 240) -> subprocess.CompletedProcess:
+    """Run ``body`` as a script under 2-process CPU DDP conditions and return the finished process.
+
+    ``body`` is ordinary Python; it can ``from helpers import ...`` and should build a
+    ``pl.Trainer(accelerator="cpu", devices=2, strategy="ddp", ...)``. ``OUT`` (a Path) is defined for it.
+    Raises AssertionError with the script's output if it fails.
+    """
+    script = tmp_path / "ddp_script.py"
+    script.write_text(
+        "import sys, pathlib\n"
+        f"sys.path.insert(0, {str(REPO / 'tests')!r})\n"
+        f"OUT = pathlib.Path({str(tmp_path)!r})\n" + textwrap.dedent(body)
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    env.pop("LOCAL_RANK", None)
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    if proc.returncode != 0:
+        raise AssertionError(f"DDP script failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc
