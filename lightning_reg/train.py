@@ -15,6 +15,7 @@ import os
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,17 +44,32 @@ def conf_dir() -> Path:
 CONF_DIR = str(conf_dir())
 
 
+def _as_config_error(key: str, err: BaseException) -> ConfigError:
+    if isinstance(err, ConfigError):
+        return ConfigError(f"{key}: {err}")
+    return ConfigError(f"{key}: {type(err).__name__}: {err}")
+
+
 def _instantiate(node: Any, key: str, **kwargs: Any) -> Any:
-    """Instantiate a config node; a ConfigError raised by the target comes out as itself, prefixed by ``key``."""
+    """Instantiate a config node; errors from the target come out as one ConfigError prefixed by ``key``.
+
+    Objects in ``kwargs`` (callbacks, optimizer factories, scheduler specs) are passed to the target
+    as they are, not merged into the config (Hydra would turn a dataclass into a dict).
+    """
     try:
-        return instantiate(node, _convert_="all", **kwargs)
+        target = instantiate(node, _convert_="all", **({"_partial_": True} if kwargs else {}))
     except InstantiationException as err:
-        cause = err.__cause__
-        if isinstance(cause, ConfigError):
-            raise ConfigError(f"{key}: {cause}") from None
-        if isinstance(cause, (TypeError, ValueError)):
-            raise ConfigError(f"{key}: {type(cause).__name__}: {cause}") from None
-        raise ConfigError(f"{key}: {err}") from None
+        raise _as_config_error(key, err.__cause__ or err) from None
+    if not kwargs:
+        return target
+    try:
+        return target(**kwargs)
+    except (ConfigError, TypeError, ValueError) as err:
+        raise _as_config_error(key, err) from None
+    except Exception as err:  # noqa: BLE001 - e.g. Lightning's MisconfigurationException
+        if type(err).__name__ == "MisconfigurationException":
+            raise _as_config_error(key, err) from None
+        raise
 
 
 def _check_missing(cfg: DictConfig) -> None:
@@ -141,6 +157,31 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
+@dataclass
+class Parts:
+    """Everything :func:`build` instantiates from a config."""
+
+    datamodule: pl.LightningDataModule
+    model: pl.LightningModule
+    trainer: pl.Trainer
+    history: MetricsHistory
+
+
+def build(cfg: DictConfig) -> Parts:
+    """Instantiate data, model (with optimizer/scheduler), callbacks, loggers and trainer; no training.
+
+    Every bad value surfaces here as a :class:`~lightning_reg.errors.ConfigError`, before any step runs.
+    """
+    _check_missing(cfg)
+    datamodule = _instantiate(cfg.data, "data")
+    model = build_model(cfg, datamodule)
+    history = MetricsHistory()
+    callbacks = _instantiate_dict(cfg.get("callbacks"), "callbacks", pl.Callback) + [history]
+    loggers = _instantiate_dict(cfg.get("logger"), "logger", pl.loggers.Logger)
+    trainer: pl.Trainer = _instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+    return Parts(datamodule, model, trainer, history)
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one training job from a composed config and return what goes into ``metrics.json``.
 
@@ -161,13 +202,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
         raise ConfigError(f"`ckpt_path` must be an existing checkpoint file; got {cfg.ckpt_path!r}.")
     pl.seed_everything(cfg.seed, workers=True)
-
-    datamodule = _instantiate(cfg.data, "data")
-    model = build_model(cfg, datamodule)
-    history = MetricsHistory()
-    callbacks = _instantiate_dict(cfg.get("callbacks"), "callbacks", pl.Callback) + [history]
-    loggers = _instantiate_dict(cfg.get("logger"), "logger", pl.loggers.Logger)
-    trainer: pl.Trainer = _instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+    parts = build(cfg)
+    datamodule, model, trainer, history = parts.datamodule, parts.model, parts.trainer, parts.history
 
     started = time.perf_counter()
     if not is_child_rank():

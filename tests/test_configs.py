@@ -1,0 +1,77 @@
+"""Every file in conf/ composes and instantiates (data, model, optimizer, scheduler, callbacks, trainer)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from lightning_reg.optim import SchedulerSpec
+from lightning_reg.train import CONF_DIR, build
+
+CONF = Path(CONF_DIR)
+
+# Options that need a different input than the default digits data to build a valid network.
+EXTRA_OVERRIDES: dict[str, list[str]] = {
+    "model/cnn_cifar10": ["model.input_shape=[3,32,32]"],
+}
+# GPU trainer configs are instantiated on the CPU here when no GPU is present: everything else in them
+# (strategy, devices, sync_batchnorm...) is still checked by Lightning's Trainer.
+GPU_TRAINERS = {"gpu", "ddp"}
+
+
+def _options() -> list[tuple[str, str]]:
+    out = []
+    for path in sorted(CONF.rglob("*.yaml")):
+        rel = path.relative_to(CONF)
+        if rel.parts == ("train.yaml",):
+            continue
+        out.append((str(rel.parent), rel.stem))
+    return out
+
+
+def _override(group: str, option: str) -> list[str]:
+    if group == "callbacks":
+        return [f"callbacks=[{option}]"]
+    return [f"{group}={option}"]
+
+
+def test_every_conf_file_is_collected() -> None:
+    groups = {g for g, _ in _options()}
+    for required in ("data", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks", "experiment",
+                     "hparams_search"):
+        assert required in groups
+
+
+@pytest.mark.parametrize(("group", "option"), _options(), ids=[f"{g}/{o}" for g, o in _options()])
+def test_config_composes_and_instantiates(compose_cfg, group: str, option: str) -> None:
+    overrides = _override(group, option) + EXTRA_OVERRIDES.get(f"{group}/{option}", [])
+    if group.startswith("hydra"):
+        pytest.skip("hydra/* configs are composed by the sweep tests")
+    if group == "trainer" and option in GPU_TRAINERS and not torch.cuda.is_available():
+        overrides += ["trainer.accelerator=cpu", "trainer.devices=1"]
+    cfg = compose_cfg(*overrides)
+    OmegaConf.resolve(cfg)  # every interpolation resolves
+    assert isinstance(cfg, DictConfig)
+    parts = build(cfg)
+    # The optimizer and scheduler configs really build against the model's parameters.
+    if group == "optimizer":
+        opt_cfg = parts.model.configure_optimizers()
+        assert isinstance(opt_cfg, (torch.optim.Optimizer, dict))
+        opt = opt_cfg["optimizer"] if isinstance(opt_cfg, dict) else opt_cfg
+        assert type(opt).__name__.lower().startswith(option[:4]) or option == "momentum"
+    if group == "scheduler" and option != "none":
+        spec = instantiate(cfg.scheduler, _convert_="all")
+        assert isinstance(spec, SchedulerSpec)
+        opt = torch.optim.SGD(parts.model.parameters(), lr=0.1)
+        built = spec.build(opt, total_steps=100)
+        assert isinstance(built["scheduler"], (torch.optim.lr_scheduler.LRScheduler,
+                                                torch.optim.lr_scheduler.ReduceLROnPlateau))
+    if group == "callbacks" and option not in ("none",):
+        names = {type(cb).__name__ for cb in parts.trainer.callbacks}
+        assert len(cfg.callbacks) >= 1
+        for sub in cfg.callbacks.values():
+            assert sub._target_.rsplit(".", 1)[-1] in names
