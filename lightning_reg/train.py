@@ -26,6 +26,7 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from lightning_reg.callbacks.history import MetricsHistory, _to_float
+from lightning_reg.callbacks.rng_state import RNGState
 from lightning_reg.distributed import hydra_ddp_children, is_child_rank, write_job_config
 from lightning_reg.errors import ConfigError
 
@@ -176,7 +177,7 @@ def build(cfg: DictConfig) -> Parts:
     datamodule = _instantiate(cfg.data, "data")
     model = build_model(cfg, datamodule)
     history = MetricsHistory()
-    callbacks = _instantiate_dict(cfg.get("callbacks"), "callbacks", pl.Callback) + [history]
+    callbacks = _instantiate_dict(cfg.get("callbacks"), "callbacks", pl.Callback) + [history, RNGState()]
     loggers = _instantiate_dict(cfg.get("logger"), "logger", pl.loggers.Logger)
     trainer: pl.Trainer = _instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
     return Parts(datamodule, model, trainer, history)
@@ -220,6 +221,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     fit_metrics = _scalars(trainer.callback_metrics)
     fit_seconds = time.perf_counter() - started
+    # Collect callback state now: testing a checkpoint restores callback state from that checkpoint.
+    rows = [dict(r) for r in history.history]
+    callback_reports: dict[str, Any] = {}
+    for cb in trainer.callbacks:
+        report = getattr(cb, "run_summary", None)
+        if callable(report):
+            callback_reports[getattr(cb, "state_key", type(cb).__name__)] = report()
+    epochs_completed, global_step, should_stop = trainer.current_epoch, trainer.global_step, trainer.should_stop
 
     ckpt_cb = trainer.checkpoint_callback
     best_path = getattr(ckpt_cb, "best_model_path", "") or ""
@@ -232,6 +241,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     monitor = getattr(ckpt_cb, "monitor", None) or cfg.get("optimized_metric")
     mode = getattr(ckpt_cb, "mode", "max")
+    history.history = rows
     best_row = history.best(monitor, mode) if monitor else None
     summary: dict[str, Any] = {
         "status": "completed",
@@ -247,20 +257,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             "checkpoint": best_path or None,
             "tested": tested,
         },
-        "stopped_epoch": trainer.current_epoch - 1 if trainer.current_epoch > 0 else 0,
-        "epochs_completed": trainer.current_epoch,
-        "global_step": trainer.global_step,
-        "should_stop": bool(trainer.should_stop),
+        "stopped_epoch": max(epochs_completed - 1, 0),
+        "epochs_completed": epochs_completed,
+        "global_step": global_step,
+        "should_stop": bool(should_stop),
         "fit_seconds": fit_seconds,
         "world_size": trainer.world_size,
-        "callbacks": {},
-        "history": history.history,
+        "callbacks": callback_reports,
+        "history": rows,
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
-    for cb in trainer.callbacks:
-        report = getattr(cb, "run_summary", None)
-        if callable(report):
-            summary["callbacks"][getattr(cb, "state_key", type(cb).__name__)] = report()
     summary["optimized_metric"] = cfg.get("optimized_metric")
     summary["optimized_value"] = lookup_metric(summary, cfg.get("optimized_metric"))
     if trainer.is_global_zero:

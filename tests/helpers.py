@@ -90,3 +90,35 @@ def run_ddp_script(body: str, tmp_path: Path, timeout: float = 240) -> subproces
     if proc.returncode != 0:
         raise AssertionError(f"DDP script failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
     return proc
+
+
+class UserDigitsModule(pl.LightningModule):
+    """A user's own LightningModule for 8x8 digits, knowing nothing of lightning_reg (own optimizer)."""
+
+    def __init__(self, hidden: int = 32, lr: float = 0.01) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, 10))
+        self.lr = lr
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def _loss(self, batch, stage: str) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = nn.functional.cross_entropy(logits, y)
+        self.log(f"{stage}/loss", loss)
+        self.log(f"{stage}/acc", (logits.argmax(-1) == y).float().mean())
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._loss(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._loss(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._loss(batch, "test")
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.lr)

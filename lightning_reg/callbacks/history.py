@@ -26,7 +26,9 @@ class MetricsHistory(pl.Callback):
     At ``on_train_epoch_end`` Lightning has already run that epoch's validation, so one row holds the
     epoch's train *and* validation metrics. The train entry point adds this callback and writes
     :attr:`history` to ``metrics.json``; the sweep report reads it to find the best epoch and the
-    train-minus-validation gap. The history is part of the checkpoint, so a resumed run keeps it.
+    train-minus-validation gap. The history is part of the checkpoint, so a resumed run keeps it; only
+    the train-epoch aggregates of the epoch whose validation wrote the checkpoint are missing after a
+    resume (Lightning does not checkpoint metric accumulators).
 
     Example:
         >>> import lightning.pytorch as pl
@@ -38,16 +40,42 @@ class MetricsHistory(pl.Callback):
 
     def __init__(self) -> None:
         self.history: list[dict[str, float]] = []
+        self._pending: dict[str, float] | None = None
+        self._trained_this_epoch = False
 
-    @override
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
+    def _row(self, trainer: pl.Trainer) -> dict[str, float]:
         row: dict[str, float] = {"epoch": float(trainer.current_epoch), "step": float(trainer.global_step)}
         for key, value in trainer.callback_metrics.items():
             f = _to_float(value)
             if f is not None:
                 row[key] = f
+        return row
+
+    @override
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Checkpoints are usually written here, before the epoch's train aggregates exist: keep the
+        # validation row in state so a run resumed from such a checkpoint still has it.
+        if not trainer.sanity_checking:
+            # Train aggregates in callback_metrics here are still the previous epoch's.
+            self._pending = {k: v for k, v in self._row(trainer).items() if not k.startswith("train")}
+
+    @override
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        self._trained_this_epoch = True
+
+    @override
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        row = dict(self._pending or {})
+        current = self._row(trainer)
+        if not self._trained_this_epoch:
+            # Lightning replays the end of the epoch a checkpoint was written in; its train aggregates
+            # are not in that checkpoint, and callback_metrics holds stale ones.
+            current = {k: v for k, v in current.items() if not k.startswith("train/")}
+        row.update(current)
+        self._pending = None
+        self._trained_this_epoch = False
         self.history.append(row)
 
     def best(self, monitor: str, mode: str = "max") -> dict[str, float] | None:
@@ -60,8 +88,9 @@ class MetricsHistory(pl.Callback):
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        return {"history": [dict(r) for r in self.history]}
+        return {"history": [dict(r) for r in self.history], "pending": dict(self._pending) if self._pending else None}
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = [dict(r) for r in state_dict.get("history", [])]
+        self._pending = state_dict.get("pending")
