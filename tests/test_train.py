@@ -18,7 +18,7 @@ from lightning_reg.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["trainer.max_epochs=3", "+trainer.limit_train_batches=5", "+trainer.limit_val_batches=3",
-        "+trainer.enable_progress_bar=false"]
+        "trainer.enable_progress_bar=false"]
 
 
 def _weights(ckpt: Path) -> dict[str, torch.Tensor]:
@@ -32,7 +32,7 @@ def _cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedPro
 
 
 def test_main_job_trains_digits_to_95_percent(compose_cfg, tmp_path: Path) -> None:
-    cfg = compose_cfg("+trainer.enable_progress_bar=false")
+    cfg = compose_cfg("trainer.enable_progress_bar=false")
     summary = train(cfg)
     assert summary["test"]["test/acc"] >= 0.95, summary["test"]
     assert summary["fit_seconds"] < 120
@@ -54,7 +54,7 @@ def test_same_seed_gives_identical_metrics(compose_cfg, tmp_path: Path) -> None:
 
 
 def test_resume_ends_where_uninterrupted_run_ends(compose_cfg, tmp_path: Path) -> None:
-    common = ["+trainer.limit_train_batches=4", "+trainer.limit_val_batches=2", "+trainer.enable_progress_bar=false",
+    common = ["+trainer.limit_train_batches=4", "+trainer.limit_val_batches=2", "trainer.enable_progress_bar=false",
               "optimizer=momentum", "scheduler=step", "scheduler.scheduler.step_size=2"]
     full = train(compose_cfg(*common, "trainer.max_epochs=4", output_dir=tmp_path / "full"))
     train(compose_cfg(*common, "trainer.max_epochs=2", output_dir=tmp_path / "part"))
@@ -175,7 +175,7 @@ def test_console_script_is_the_same_entry_point(tmp_path: Path) -> None:
 def test_ddp_cpu_two_processes_from_the_hydra_entry_point(tmp_path: Path) -> None:
     run = tmp_path / "run"
     proc = _cli("trainer=ddp_cpu", "trainer.max_epochs=2", "+trainer.limit_train_batches=4",
-                "+trainer.limit_val_batches=2", "+trainer.enable_progress_bar=false", f"hydra.run.dir={run}",
+                "+trainer.limit_val_batches=2", "trainer.enable_progress_bar=false", f"hydra.run.dir={run}",
                 cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-4000:]
     metrics = json.loads((run / "metrics.json").read_text())
