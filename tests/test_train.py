@@ -185,3 +185,20 @@ def test_ddp_cpu_two_processes_from_the_hydra_entry_point(tmp_path: Path) -> Non
     assert (run / ".lightning_reg" / "ddp_job_config.yaml").is_file()
     assert (run / "train_ddp_process_1.log").is_file()
     assert "test/acc" in metrics["test"]
+
+
+def test_users_config_dir_adds_their_own_model(tmp_path: Path) -> None:
+    """The README recipe: a user's conf/model/mine.yaml on hydra.searchpath, selected with model=mine."""
+    pkg = tmp_path / "my_project"
+    (pkg / "conf" / "model").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "models.py").write_text((REPO / "tests" / "helpers.py").read_text())
+    (pkg / "conf" / "model" / "mine.yaml").write_text("_target_: my_project.models.UserDigitsModule\nhidden: 16\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)]), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "lightning_reg.train", "hydra.searchpath=[file://my_project/conf]",
+                           "model=mine", "trainer=debug", "hydra.run.dir=run"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["config"]["model"] == {"_target_": "my_project.models.UserDigitsModule", "hidden": 16}
+    assert "optimizer` config group is not used" in proc.stderr + proc.stdout
