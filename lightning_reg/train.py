@@ -279,15 +279,22 @@ def main(cfg: DictConfig) -> float | None:
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         summary = train(cfg)
-    except ConfigError as err:
-        if multirun:
-            _record_failure(cfg, err)
-            raise
-        print(f"lightning_reg: error: {err}", file=sys.stderr, flush=True)
-        sys.exit(2)
     except Exception as err:
-        if not is_child_rank():
+        if is_child_rank():
+            raise
+        if multirun or not isinstance(err, ConfigError):
             _record_failure(cfg, err)
+        if multirun:
+            # Hydra's sweepers abort the whole sweep (and skip the end-of-sweep report) when a job raises.
+            # A failed job is recorded in its metrics.json instead, listed by the report, and returns None,
+            # which the Optuna sweeper counts as a failed trial.
+            log.error("run failed and is recorded in %s: %s: %s", Path(cfg.paths.output_dir) / "metrics.json",
+                      type(err).__name__, err, exc_info=not isinstance(err, ConfigError))
+            print(f"lightning_reg: run failed: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
+            return None
+        if isinstance(err, ConfigError):
+            print(f"lightning_reg: error: {err}", file=sys.stderr, flush=True)
+            sys.exit(2)
         raise
     value = summary.get("optimized_value")
     return float(value) if value is not None else None
