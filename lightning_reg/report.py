@@ -228,11 +228,15 @@ def read_csv_history(path: Path) -> list[dict[str, float]]:
             epoch = _num(rec.get("epoch"))
             if epoch is None:
                 continue
+            values = {k: _num(v) for k, v in rec.items() if k not in ("epoch", "step") and v not in ("", None)}
+            values = {k: v for k, v in values.items() if v is not None and not k.startswith("test/")}
+            if not values:
+                continue  # the test stage's row, or a row with nothing per-epoch
             row = rows.setdefault(int(epoch), {"epoch": float(int(epoch))})
-            for k, v in rec.items():
-                f = _num(v) if v not in ("", None) else None
-                if f is not None and k not in ("epoch",):
-                    row[k] = f
+            step = _num(rec.get("step"))
+            if step is not None:
+                row["step"] = max(step, row.get("step", step))
+            row.update(values)
     return [rows[e] for e in sorted(rows)]
 
 
@@ -287,8 +291,12 @@ def load_run(run_dir: Path) -> RunRecord:
     status = str(metrics.get("status", "failed"))
     history = list(metrics.get("history") or [])
     csv_path = run_dir / "csv" / "metrics.csv"
-    if not history and csv_path.is_file():
-        history = read_csv_history(csv_path)
+    if csv_path.is_file():
+        # The CSV log covers failed runs too, and every epoch even where metrics.json's history was restored
+        # from an earlier (best) checkpoint by the test stage; use whichever covers more epochs.
+        csv_history = read_csv_history(csv_path)
+        if len(csv_history) > len(history):
+            history = csv_history
     numbers = summarize_metrics({**metrics, "history": history}) if status == "completed" else {}
     error = metrics.get("error")
     if status != "completed" and not error:
