@@ -260,11 +260,12 @@ def _job_num(run_dir: Path) -> int | None:
 
 
 def _experiment_of(overrides: Sequence[str], config: dict[str, Any] | None) -> str:
+    """The experiment a run belongs to: its ``experiment=`` override and ``task_name``; "" when unknown."""
     exp = next((o.split("=", 1)[1] for o in overrides if _key_of(o) == "experiment"), None)
     task = (config or {}).get("task_name")
     if exp and task and task != exp:
         return f"{exp} (task_name={task})"
-    return str(exp or task or "train")
+    return str(exp or task or "")
 
 
 def load_run(run_dir: Path) -> RunRecord:
@@ -340,13 +341,17 @@ def load_runs(root: Path) -> list[RunRecord]:
         )
     experiments: dict[str, int] = {}
     for r in runs:
-        experiments[r.experiment] = experiments.get(r.experiment, 0) + 1
+        if r.experiment:  # a job killed before Hydra wrote its config cannot tell; it joins the others
+            experiments[r.experiment] = experiments.get(r.experiment, 0) + 1
     if len(experiments) > 1:
         listing = ", ".join(f"{name!r} ({n} runs)" for name, n in sorted(experiments.items()))
         raise ReportError(
             f"{str(root)!r} mixes runs of different experiments: {listing}. A report compares the configurations "
             "of one experiment; point it at one multirun directory."
         )
+    name = next(iter(experiments), "train")
+    for r in runs:
+        r.experiment = r.experiment or name
     return runs
 
 
