@@ -7,6 +7,7 @@ the optimized metric so that sweepers (Optuna) can use it.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import logging
@@ -15,6 +16,7 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -312,6 +314,26 @@ def _record_failure(cfg: DictConfig, err: BaseException) -> None:
         log.exception("could not record the failure in metrics.json")
 
 
+@contextlib.contextmanager
+def _clean_process_after_job() -> Iterator[None]:
+    """Leave the process as the job found it, so the next job of a multirun starts clean.
+
+    A DDP fit leaves its process group and Lightning's launcher variables (``LOCAL_RANK``, ``MASTER_PORT``,
+    ``WORLD_SIZE``...) in rank 0's process; the next job would then take its ranks for externally launched
+    ones, start no children and wait for them until the connection times out.
+    """
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Train from the command line; return the optimized metric for sweepers."""
@@ -320,16 +342,24 @@ def main(cfg: DictConfig) -> float | None:
 
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     try:
-        summary = train(cfg)
-    except ConfigError as err:
-        if multirun:
-            _record_failure(cfg, err)
-            raise
-        print(f"lightning_reg: error: {err}", file=sys.stderr, flush=True)
-        sys.exit(2)
+        with _clean_process_after_job() if multirun and not is_child_rank() else contextlib.nullcontext():
+            summary = train(cfg)
     except Exception as err:
-        if not is_child_rank():
+        if is_child_rank():
+            raise
+        if multirun or not isinstance(err, ConfigError):
             _record_failure(cfg, err)
+        if multirun:
+            # Hydra's sweepers abort the whole sweep (and skip the end-of-sweep report) when a job raises.
+            # A failed job is recorded in its metrics.json instead, listed by the report, and returns None,
+            # which the Optuna sweeper counts as a failed trial.
+            log.error("run failed and is recorded in %s: %s: %s", Path(cfg.paths.output_dir) / "metrics.json",
+                      type(err).__name__, err, exc_info=not isinstance(err, ConfigError))
+            print(f"lightning_reg: run failed: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
+            return None
+        if isinstance(err, ConfigError):
+            print(f"lightning_reg: error: {err}", file=sys.stderr, flush=True)
+            sys.exit(2)
         raise
     value = summary.get("optimized_value")
     return float(value) if value is not None else None
