@@ -36,6 +36,10 @@ def _options() -> list[tuple[str, str]]:
 def _override(group: str, option: str) -> list[str]:
     if group == "callbacks":
         return [f"callbacks=[{option}]"]
+    if group.startswith("variant/"):
+        # A variant belongs to its experiment, which puts its group in the defaults list.
+        experiment = group.split("/", 1)[1]
+        return [f"experiment={experiment}", f"{group}={option}"]
     return [f"{group}={option}"]
 
 
