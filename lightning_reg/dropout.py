@@ -292,7 +292,9 @@ def inject_dropout(
     for name, module in chosen:
         if is_injected(module):
             continue
-        module.add_module(INJECTED_NAME, InjectedDropout(float(p)))
+        drop = InjectedDropout(float(p))
+        drop.train(module.training)  # a new module starts in train mode; follow the model (eval stays identity)
+        module.add_module(INJECTED_NAME, drop)
         module.register_forward_hook(_apply_injected_dropout)
         added.append(f"{name}.{INJECTED_NAME}")
     return added

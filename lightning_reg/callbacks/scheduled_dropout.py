@@ -38,12 +38,19 @@ def check_rates(schedule: Schedule, horizon: int = 10_000) -> None:
         ...
         lightning_reg.errors.ConfigError: `schedule` must give drop rates in [0, 1); Constant(unit='step', value=1.0) gives 1.0 at step 0.
     """
-    for t in _probe_points(horizon):
+    def bad(t: int) -> bool:
         value = float(schedule(t))
-        if not (0.0 <= value < 1.0) or math.isnan(value):
+        return math.isnan(value) or not 0.0 <= value < 1.0
+
+    previous = -1
+    for t in _probe_points(horizon):
+        if bad(t):
+            first = next(u for u in range(previous + 1, t + 1) if bad(u))  # report the first offending index
             raise ConfigError(
-                f"`schedule` must give drop rates in [0, 1); {schedule!r} gives {value!r} at {schedule.unit} {t}."
+                f"`schedule` must give drop rates in [0, 1); {schedule!r} gives {float(schedule(first))!r} at "
+                f"{schedule.unit} {first}."
             )
+        previous = t
 
 
 class ScheduledDropout(pl.Callback):
