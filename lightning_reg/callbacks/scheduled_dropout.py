@@ -9,6 +9,7 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.model_helpers import is_overridden
+from torch import nn
 from typing_extensions import override
 
 from lightning_reg.dropout import (
@@ -137,6 +138,12 @@ class ScheduledDropout(pl.Callback):
         self.names = [str(g) for g in as_list(names, "names")]
         self.exclude = [str(g) for g in as_list(exclude, "exclude")]
         self.inject = as_list(inject, "inject")
+        for option, entries in (("modules", self.modules), ("inject", self.inject)):
+            for entry in entries:
+                if not (isinstance(entry, str) and entry) and not (isinstance(entry, type) and issubclass(entry, nn.Module)):
+                    raise ConfigError(
+                        f"`{option}` entries must be module types or class names (e.g. 'ReLU', 'DropPath'); got {entry!r}."
+                    )
         for option, value in (("depth_scale", depth_scale), ("inject_skip_last", inject_skip_last),
                               ("inject_if_absent", inject_if_absent), ("verbose", verbose)):
             if not isinstance(value, bool):
