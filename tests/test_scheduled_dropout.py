@@ -356,3 +356,12 @@ def test_eval_is_never_touched():
     model = trainer.lightning_module.eval()
     x = torch.randn(8, 16)
     assert torch.equal(model(x), model(x))
+
+
+def test_one_callback_reused_for_a_second_model_rediscovers():
+    cb = ScheduledDropout(0.3, inject=["ReLU"], inject_if_absent=True)
+    fit(TinyModule(dropout=0.1), cb, max_epochs=1)
+    assert cb.target_names == ["net.2"] and cb.injected == []
+    second = TinyModule()
+    _, probe = fit(second, cb, max_epochs=1)
+    assert cb.target_names == ["net.1.injected_dropout"] and {r["p"] for r in probe.records} == {0.3}

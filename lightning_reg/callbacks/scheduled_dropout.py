@@ -254,6 +254,7 @@ class ScheduledDropout(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
+        self._discovered = False  # the same callback may fit another model
         # A model that builds its layers in `configure_model` has none yet: discover at on_fit_start.
         if is_overridden("configure_model", pl_module):
             return
