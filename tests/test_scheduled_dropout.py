@@ -227,7 +227,8 @@ def test_resume_continues_the_sequence_and_ends_bit_identical(tmp_path):
 
     first = TinyModule()
     first.load_state_dict(init)
-    t1, probe_a, cb_a = run(first, 2)
+    with pytest.warns(UserWarning, match=r"`end_at`=15 \(steps\) lies beyond the end of training: this run has 8"):
+        t1, probe_a, cb_a = run(first, 2)  # the interrupted run alone is too short for the ramp: it says so
     ckpt = tmp_path / "mid.ckpt"
     t1.save_checkpoint(ckpt)
     state = torch.load(ckpt, weights_only=True)["callbacks"][cb_a.state_key]
@@ -365,3 +366,10 @@ def test_one_callback_reused_for_a_second_model_rediscovers():
     second = TinyModule()
     _, probe = fit(second, cb, max_epochs=1)
     assert cb.target_names == ["net.1.injected_dropout"] and {r["p"] for r in probe.records} == {0.3}
+
+
+def test_epoch_dict_schedule_like_gradient_accumulation_scheduler():
+    cb = ScheduledDropout({0: 0.3, 1: 0.1})
+    assert cb.interval == "epoch"
+    _, probe = fit(TinyModule(dropout=0.5), cb)
+    assert [r["p"] for r in probe.records] == [0.3] * 8 + [0.1] * 8
