@@ -1,2 +1,10 @@
 """lightning_reg: regularization for PyTorch Lightning."""
 __version__ = "0.1.0"
+from lightning_reg.callbacks.scheduled_dropout import ScheduledDropout
+from lightning_reg.schedules import Constant, Cosine, Curriculum, Early, Exponential, FromCallable, Late, Linear, Milestones, Schedule, as_schedule, make_schedule  # noqa: E501
+
+__all__ = [
+    "ScheduledDropout",
+    "Schedule", "Constant", "Linear", "Cosine", "Milestones", "Exponential", "Early", "Late", "Curriculum",
+    "FromCallable", "make_schedule", "as_schedule",
+]

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -41,11 +42,33 @@ class Schedule:
 
     def max_value(self, horizon: int = 10_000) -> float:
         """Largest value over ``t`` in ``[0, horizon]`` (used to validate rates)."""
-        return max(self(t) for t in range(0, horizon + 1, max(1, horizon // 1000)))
+        return max(self(t) for t in _probe_points(horizon))
+
+    def min_value(self, horizon: int = 10_000) -> float:
+        """Smallest value over ``t`` in ``[0, horizon]`` (used to validate rates)."""
+        return min(self(t) for t in _probe_points(horizon))
+
+    def key_points(self) -> list[tuple[str, int, int]]:
+        """``(option, value, t)``: the index ``t`` that training must reach for ``option`` to take effect.
+
+        A callback compares ``t`` with the number of steps/epochs it will run and warns when one lies
+        beyond it (a cutoff after the last epoch never takes effect). A ramp ending at ``end_at`` needs
+        index ``end_at - 1``: the last index still on the ramp.
+
+        Example:
+            >>> Late(p=0.1, cutoff=5).key_points()
+            [('cutoff', 5, 5)]
+        """
+        return []
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
         return f"{type(self).__name__}({args})"
+
+
+def _probe_points(horizon: int) -> list[int]:
+    horizon = max(0, int(horizon))
+    return sorted(set(range(0, horizon + 1, max(1, horizon // 1000))) | {horizon})
 
 
 def _interp(start: float, end: float, frac: float) -> float:
@@ -87,6 +110,9 @@ class Linear(Schedule):
     def __call__(self, t: float) -> float:
         return _interp(self.start, self.end, (t - self.begin) / (self.end_at - self.begin))
 
+    def key_points(self) -> list[tuple[str, int, int]]:
+        return [("begin", self.begin, self.begin), ("end_at", self.end_at, self.end_at - 1)]
+
 
 class Cosine(Schedule):
     """Half-cosine from ``start`` at ``begin`` to ``end`` at ``end_at``, constant outside.
@@ -107,6 +133,9 @@ class Cosine(Schedule):
     def __call__(self, t: float) -> float:
         frac = min(1.0, max(0.0, (t - self.begin) / (self.end_at - self.begin)))
         return self.end + (self.start - self.end) * 0.5 * (1.0 + math.cos(math.pi * frac))
+
+    def key_points(self) -> list[tuple[str, int, int]]:
+        return [("begin", self.begin, self.begin), ("end_at", self.end_at, self.end_at - 1)]
 
 
 class Milestones(Schedule):
@@ -157,6 +186,9 @@ class Milestones(Schedule):
                 value = v
         return value
 
+    def key_points(self) -> list[tuple[str, int, int]]:
+        return [("milestones", k, k) for k, _ in self.points]
+
 
 class Exponential(Schedule):
     """``start · gamma^(t − begin)`` after ``begin`` (``start`` before), floored at ``minimum``.
@@ -175,6 +207,9 @@ class Exponential(Schedule):
 
     def __call__(self, t: float) -> float:
         return max(self.minimum, self.start * self.gamma ** max(0.0, t - self.begin))
+
+    def key_points(self) -> list[tuple[str, int, int]]:
+        return [("begin", self.begin, self.begin)]
 
 
 class Early(Schedule):
@@ -197,6 +232,9 @@ class Early(Schedule):
             return 0.0
         return self.p if self.mode == "constant" else self.p * (1.0 - t / self.cutoff)
 
+    def key_points(self) -> list[tuple[str, int, int]]:
+        return [("cutoff", self.cutoff, self.cutoff)]
+
 
 class Late(Schedule):
     """Late dropout: 0 until ``cutoff``, then ``p``.
@@ -213,6 +251,9 @@ class Late(Schedule):
 
     def __call__(self, t: float) -> float:
         return self.p if t >= self.cutoff else 0.0
+
+    def key_points(self) -> list[tuple[str, int, int]]:
+        return [("cutoff", self.cutoff, self.cutoff)]
 
 
 class Curriculum(Schedule):
@@ -254,6 +295,13 @@ class FromCallable(Schedule):
     def __call__(self, t: float) -> float:
         return float(self.fn(t))
 
+    def __repr__(self) -> str:
+        # The function's name, not its address: the repr goes into callback state keys, which must be
+        # the same in the run that saved a checkpoint and the run that resumes it.
+        fn = getattr(self.fn, "__qualname__", None) or type(self.fn).__qualname__
+        module = getattr(self.fn, "__module__", None)
+        return f"FromCallable(fn={module + '.' if module else ''}{fn}, unit={self.unit!r})"
+
 
 SCHEDULES: dict[str, type[Schedule]] = {
     "constant": Constant,
@@ -278,22 +326,55 @@ def make_schedule(name: str, **kwargs: Any) -> Schedule:
     """
     if name not in SCHEDULES:
         raise ConfigError(f"`schedule` must be one of {', '.join(map(repr, SCHEDULES))}; got {name!r}.")
-    return SCHEDULES[name](**kwargs)
+    cls = SCHEDULES[name]
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        params = ", ".join(p for p in inspect.signature(cls).parameters)
+        raise ConfigError(
+            f"schedule {name!r} ({cls.__name__}) takes the arguments {params}; got {sorted(kwargs)} ({err})."
+        ) from None
 
 
-def as_schedule(value: Schedule | float | int | Callable[[float], float] | Mapping[str, Any], name: str) -> Schedule:
-    """Coerce a number (constant), a callable, a ``{"name": ..., **kwargs}`` mapping or a Schedule."""
+def as_schedule(
+    value: Schedule | float | int | Callable[[float], float] | Mapping[Any, Any],
+    name: str,
+    unit: str = "step",
+) -> Schedule:
+    """Coerce a value into a :class:`Schedule`.
+
+    Accepted: a Schedule (returned as is); a number (:class:`Constant`); a ``{"name": ..., **kwargs}``
+    mapping (:func:`make_schedule`); a ``{t: value}`` mapping with integer keys (:class:`Milestones`, as
+    Lightning's ``GradientAccumulationScheduler`` takes); a callable of ``t`` (:class:`FromCallable`).
+    ``unit`` applies to the forms that do not state their own.
+
+    Example:
+        >>> as_schedule({0: 0.1, 5: 0.0}, "schedule", unit="epoch")(6)
+        0.0
+        >>> as_schedule({"name": "late", "p": 0.2, "cutoff": 3}, "schedule")(3)
+        0.2
+    """
+    check_choice("unit", unit, UNITS)
     if isinstance(value, Schedule):
         return value
     if isinstance(value, bool):
-        raise ConfigError(f"`{name}` must be a number, a Schedule or a callable; got {value!r}.")
+        raise ConfigError(f"`{name}` must be a number, a Schedule, a mapping or a callable; got {value!r}.")
     if isinstance(value, (int, float)):
-        return Constant(float(value))
+        return Constant(float(value), unit=unit)
     if isinstance(value, Mapping):
         kwargs = dict(value)
+        if kwargs and all(isinstance(k, int) and not isinstance(k, bool) for k in kwargs):
+            return Milestones(values=kwargs, unit=unit)
         if "name" not in kwargs:
-            raise ConfigError(f"`{name}` as a mapping needs a `name` key (one of {', '.join(SCHEDULES)}); got {value!r}.")
-        return make_schedule(kwargs.pop("name"), **kwargs)
+            raise ConfigError(
+                f"`{name}` as a mapping needs a `name` key (one of {', '.join(SCHEDULES)}) or integer keys "
+                f"({{t: value}}); got {value!r}."
+            )
+        sched_name = kwargs.pop("name")
+        kwargs.setdefault("unit", unit)
+        if sched_name not in SCHEDULES:
+            raise ConfigError(f"`{name}.name` must be one of {', '.join(map(repr, SCHEDULES))}; got {sched_name!r}.")
+        return make_schedule(sched_name, **kwargs)
     if callable(value):
-        return FromCallable(value)
+        return FromCallable(value, unit=unit)
     raise ConfigError(f"`{name}` must be a number, a Schedule, a mapping or a callable; got {value!r}.")

@@ -2,5 +2,6 @@
 
 from lightning_reg.callbacks.history import MetricsHistory
 from lightning_reg.callbacks.rng_state import RNGState
+from lightning_reg.callbacks.scheduled_dropout import ScheduledDropout
 
-__all__ = ["MetricsHistory", "RNGState"]
+__all__ = ["MetricsHistory", "RNGState", "ScheduledDropout"]

@@ -1,0 +1,351 @@
+"""ScheduledDropout: schedule the rate of every dropout-like module of any LightningModule."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities.model_helpers import is_overridden
+from torch import nn
+from typing_extensions import override
+
+from lightning_reg.dropout import (
+    DROP_PROB,
+    DROPOUT_TYPES,
+    DropoutTarget,
+    as_list,
+    depth_rates,
+    find_dropout_modules,
+    inject_dropout,
+    injected_names,
+    module_type_names,
+)
+from lightning_reg.errors import ConfigError, check_choice
+from lightning_reg.schedules import UNITS, Schedule, _probe_points, as_schedule
+
+ScheduleLike = Schedule | float | Mapping[Any, Any] | Callable[[float], float]
+
+
+def check_rates(schedule: Schedule, horizon: int = 10_000) -> None:
+    """Raise :class:`ConfigError` if ``schedule`` leaves ``[0, 1)`` anywhere in ``[0, horizon]``.
+
+    Example:
+        >>> from lightning_reg.schedules import Constant
+        >>> check_rates(Constant(1.0))
+        Traceback (most recent call last):
+        ...
+        lightning_reg.errors.ConfigError: `schedule` must give drop rates in [0, 1); Constant(unit='step', value=1.0) gives 1.0 at step 0.
+    """
+    def bad(t: int) -> bool:
+        value = float(schedule(t))
+        return math.isnan(value) or not 0.0 <= value < 1.0
+
+    previous = -1
+    for t in _probe_points(horizon):
+        if bad(t):
+            first = next(u for u in range(previous + 1, t + 1) if bad(u))  # report the first offending index
+            raise ConfigError(
+                f"`schedule` must give drop rates in [0, 1); {schedule!r} gives {float(schedule(first))!r} at "
+                f"{schedule.unit} {first}."
+            )
+        previous = t
+
+
+class ScheduledDropout(pl.Callback):
+    """Set the rate of every dropout-like module from a schedule, before each optimizer step or epoch.
+
+    Works on any LightningModule without changing its code. It targets ``nn.Dropout``,
+    ``Dropout1d/2d/3d``, ``AlphaDropout``, ``FeatureAlphaDropout``, torchvision's ``StochasticDepth``
+    and any module with a float ``drop_prob`` attribute (timm's ``DropPath``, ``DropBlock2d``).
+    Evaluation is untouched: a module in eval mode stays the identity whatever its rate.
+
+    The rate is ``schedule.at(trainer.global_step, trainer.current_epoch)``: a pure function of the
+    trainer's counters, so a resumed run continues the same sequence and all DDP ranks agree without
+    communication. ``global_step`` counts optimizer steps, so under ``accumulate_grad_batches=k`` the
+    ``k`` micro-batches of one optimizer step share one rate; under manual optimization it counts the
+    ``optimizer.step()`` calls. The rate is logged as ``reg/dropout_p`` (before depth scaling).
+
+    Args:
+        schedule: a :class:`~lightning_reg.schedules.Schedule`, a number (constant rate), a
+            ``{"name": "early", "p": 0.1, "cutoff": 5, "unit": "epoch"}`` mapping, a ``{t: rate}`` mapping
+            (piecewise constant, by epoch unless ``interval="step"``), or a callable of ``t``.
+            Its values must lie in ``[0, 1)``.
+        interval: ``"step"`` sets the rate at the start of every training batch (for the optimizer step
+            that batch contributes to); ``"epoch"`` only at the start of every epoch. Default: the
+            schedule's ``unit``.
+        modules: narrow the targets to these types: types, class names (``"Dropout2d"``, ``"DropPath"``)
+            or ``"drop_prob"`` (any module with a float ``drop_prob``). Default: every dropout-like module.
+        names: narrow the targets to modules whose qualified name matches one of these globs
+            (``"encoder.*"``).
+        exclude: leave out modules whose qualified name matches one of these globs.
+        depth_scale: scale the rate linearly with depth, ``rate · (l+1)/L`` for target ``l`` of ``L`` in
+            model order (NASNet's ScheduledDropPath).
+        inject: add an ``nn.Dropout`` after every module of these types (``["ReLU"]``, ``["Linear"]``,
+            ``["nn.GELU"]``, ``["mypkg.Block"]``) at ``setup``, before the optimizer is built. Parameter
+            names and ``state_dict`` keys do not change (see :func:`lightning_reg.dropout.inject_dropout`).
+        inject_skip_last: do not inject after the last matching module (``inject=["Linear"]`` then skips the
+            output layer).
+        inject_if_absent: inject only if the model has no target module of its own; otherwise schedule
+            the model's own dropout. The shipped Hydra configs use this, so they work on models with and
+            without dropout.
+        log_name: the logged metric name; ``None`` disables logging.
+        verbose: log (on rank 0) which modules are scheduled and which were injected.
+
+    Raises:
+        ConfigError: a rate outside ``[0, 1)``, an unknown schedule name or ``interval``, an ``inject``
+            type not in the model, or (without ``inject``) a model with no module to schedule.
+
+    Example:
+        >>> import lightning.pytorch as pl
+        >>> from lightning_reg.schedules import Early
+        >>> cb = ScheduledDropout(Early(p=0.1, cutoff=5, unit="epoch"))
+        >>> cb.interval
+        'epoch'
+        >>> cb = ScheduledDropout({"name": "linear", "start": 0.0, "end": 0.2, "end_at": 1000},
+        ...                       modules=["DropPath"], depth_scale=True)
+        >>> trainer = pl.Trainer(callbacks=[cb], logger=False)
+        >>> # a model with no dropout at all: add it after every ReLU
+        >>> cb = ScheduledDropout(0.1, inject=["ReLU"])
+    """
+
+    def __init__(
+        self,
+        schedule: ScheduleLike,
+        interval: str | None = None,
+        modules: Sequence[str | type] | None = None,
+        names: Sequence[str] | None = None,
+        exclude: Sequence[str] | None = None,
+        depth_scale: bool = False,
+        inject: Sequence[str | type] | str | None = None,
+        inject_skip_last: bool = False,
+        inject_if_absent: bool = False,
+        log_name: str | None = "reg/dropout_p",
+        verbose: bool = True,
+    ) -> None:
+        if interval is not None:
+            check_choice("interval", interval, UNITS)
+        int_keyed = isinstance(schedule, Mapping) and bool(schedule) and all(
+            isinstance(k, int) and not isinstance(k, bool) for k in schedule
+        )
+        default_unit = interval or ("epoch" if int_keyed else "step")
+        self.schedule = as_schedule(schedule, "schedule", unit=default_unit)
+        self.interval: str = interval or self.schedule.unit
+        check_rates(self.schedule)
+        self.modules = as_list(modules, "modules")
+        self.names = [str(g) for g in as_list(names, "names")]
+        self.exclude = [str(g) for g in as_list(exclude, "exclude")]
+        self.inject = as_list(inject, "inject")
+        for option, entries in (("modules", self.modules), ("inject", self.inject)):
+            for entry in entries:
+                if not (isinstance(entry, str) and entry) and not (isinstance(entry, type) and issubclass(entry, nn.Module)):
+                    raise ConfigError(
+                        f"`{option}` entries must be module types or class names (e.g. 'ReLU', 'DropPath'); got {entry!r}."
+                    )
+        for option, value in (("depth_scale", depth_scale), ("inject_skip_last", inject_skip_last),
+                              ("inject_if_absent", inject_if_absent), ("verbose", verbose)):
+            if not isinstance(value, bool):
+                raise ConfigError(f"`{option}` must be True or False; got {value!r}.")
+        if (inject_skip_last or inject_if_absent) and not self.inject:
+            raise ConfigError(
+                "`inject_skip_last` and `inject_if_absent` only apply with `inject` (e.g. inject=['ReLU']); "
+                f"got inject={inject!r}."
+            )
+        if log_name is not None and (not isinstance(log_name, str) or not log_name):
+            raise ConfigError(f"`log_name` must be a non-empty string or None; got {log_name!r}.")
+        self.depth_scale = depth_scale
+        self.inject_skip_last = inject_skip_last
+        self.inject_if_absent = inject_if_absent
+        self.log_name = log_name
+        self.verbose = verbose
+        self._targets: list[DropoutTarget] = []
+        self._injected: list[str] = []
+        self._discovered = False
+        self._rate: float | None = None
+        self._step: int | None = None
+        self._epoch: int | None = None
+        self._loaded: dict[str, Any] = {}
+
+    @property
+    @override
+    def state_key(self) -> str:
+        return self._generate_state_key(
+            schedule=repr(self.schedule),
+            interval=self.interval,
+            modules=[m.__name__ if isinstance(m, type) else m for m in self.modules],
+            names=self.names,
+            exclude=self.exclude,
+            depth_scale=self.depth_scale,
+            inject=[m.__name__ if isinstance(m, type) else m for m in self.inject],
+        )
+
+    @property
+    def target_names(self) -> list[str]:
+        """Qualified names of the scheduled modules (known after ``setup``)."""
+        return [t.name for t in self._targets]
+
+    @property
+    def injected(self) -> list[str]:
+        """Qualified names of the dropout modules added by ``inject`` (known after ``setup``)."""
+        return list(self._injected)
+
+    @property
+    def rate(self) -> float | None:
+        """The rate set last (before depth scaling), or None before the first training batch."""
+        return self._rate
+
+    # -- discovery -----------------------------------------------------------------------------------
+
+    def _describe_targets(self) -> str:
+        if not self.modules:
+            default = ", ".join(t.__name__ for t in DROPOUT_TYPES)
+            return f"{default}, StochasticDepth and modules with a float `{DROP_PROB}`"
+        return ", ".join(m.__name__ if isinstance(m, type) else str(m) for m in self.modules)
+
+    def _discover(self, pl_module: pl.LightningModule) -> None:
+        own = find_dropout_modules(pl_module, self.modules, self.names, self.exclude)
+        if self.inject:
+            if self.inject_if_absent and own:
+                if self.verbose:
+                    rank_zero_info(
+                        f"ScheduledDropout: {type(pl_module).__name__} has its own dropout modules "
+                        f"({', '.join(t.name for t in own)}); inject={self._inject_label()} is not used "
+                        "(inject_if_absent=True)."
+                    )
+            else:
+                first = self.schedule.at(0, 0)
+                added = inject_dropout(pl_module, self.inject, p=first, skip_last=self.inject_skip_last)
+                if self.verbose and added:
+                    rank_zero_info(
+                        f"ScheduledDropout: injected nn.Dropout after {len(added)} module(s) of type "
+                        f"{self._inject_label()}{' (skipping the last)' if self.inject_skip_last else ''}: "
+                        f"{', '.join(n.rsplit('.', 1)[0] for n in added)}. Parameter names, state_dict keys "
+                        "and the optimizer are unchanged."
+                    )
+        self._injected = injected_names(pl_module)
+        self._targets = find_dropout_modules(pl_module, self.modules, self.names, self.exclude)
+        if not self._targets:
+            narrowed = ""
+            if self.names or self.exclude:
+                narrowed = f" with names matching {self.names or ['*']} and not {self.exclude}"
+            raise ConfigError(
+                f"ScheduledDropout found no module to schedule in {type(pl_module).__name__}: `modules` selects "
+                f"{self._describe_targets()}{narrowed}, and the model has none. Its module types are: "
+                f"{', '.join(module_type_names(pl_module)) or '(none)'}. Pass `inject` to add dropout, e.g. "
+                "inject=['ReLU'] (after every ReLU) or inject=['Linear'] with inject_skip_last=True, "
+                "or widen `modules`/`names`."
+            )
+        self._discovered = True
+        if self.verbose:
+            scale = " with depth scaling (l+1)/L" if self.depth_scale else ""
+            rank_zero_info(
+                f"ScheduledDropout: scheduling {len(self._targets)} module(s){scale} with {self.schedule!r} "
+                f"every {self.interval}: {', '.join(self.target_names)}."
+            )
+
+    def _inject_label(self) -> str:
+        return "[" + ", ".join(m.__name__ if isinstance(m, type) else str(m) for m in self.inject) + "]"
+
+    # -- hooks ---------------------------------------------------------------------------------------
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        self._discovered = False  # the same callback may fit another model
+        # A model that builds its layers in `configure_model` has none yet: discover at on_fit_start.
+        if is_overridden("configure_model", pl_module):
+            return
+        self._discover(pl_module)
+
+    @override
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self._discovered:
+            self._discover(pl_module)
+        loaded = self._loaded.get("injected")
+        if loaded is not None and list(loaded) != self._injected:
+            rank_zero_warn(
+                f"ScheduledDropout: the checkpoint was trained with injected dropout at {loaded}, this run injects "
+                f"at {self._injected}. The rate sequence continues, but the model's dropout layout differs."
+            )
+        horizon, source = self._horizon(trainer)
+        if horizon is None or horizon <= 0:
+            return
+        check_rates(self.schedule, horizon - 1)
+        unit = self.schedule.unit
+        for option, value, needed in self.schedule.key_points():
+            if needed >= horizon:
+                rank_zero_warn(
+                    f"ScheduledDropout: the schedule's `{option}`={value} ({unit}s) lies beyond the end of "
+                    f"training: this run has {horizon} {unit}s ({source}; indices 0..{horizon - 1}), so "
+                    f"`{option}`={value} never takes effect in {self.schedule!r}. Lower `{option}` or train longer.",
+                    category=UserWarning,
+                )
+
+    def _horizon(self, trainer: pl.Trainer) -> tuple[int | None, str]:
+        if self.schedule.unit == "step":
+            total = trainer.estimated_stepping_batches
+            if not math.isfinite(total):
+                return None, ""
+            return int(total), "trainer.estimated_stepping_batches"
+        epochs = trainer.max_epochs
+        if epochs is None or epochs < 0:
+            return None, ""
+        return int(epochs), f"max_epochs={epochs}"
+
+    def _apply(self, trainer: pl.Trainer) -> None:
+        step, epoch = trainer.global_step, trainer.current_epoch
+        rate = self.schedule.at(step, epoch)
+        if not (0.0 <= rate < 1.0):
+            raise ConfigError(
+                f"`schedule` must give drop rates in [0, 1); {self.schedule!r} gave {rate!r} at step {step}, epoch {epoch}."
+            )
+        for target, r in zip(self._targets, depth_rates(rate, len(self._targets), self.depth_scale)):
+            target.set(r)
+        self._rate, self._step, self._epoch = rate, step, epoch
+
+    @override
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.interval == "epoch":
+            self._apply(trainer)
+
+    @override
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+        if self.interval == "step" or self._rate is None:
+            self._apply(trainer)
+        if self.log_name:
+            pl_module.log(self.log_name, self._rate, on_step=True, on_epoch=False, batch_size=1)
+
+    # -- state ---------------------------------------------------------------------------------------
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        # Informational: the rate is recomputed from global_step/epoch on resume.
+        return {
+            "rate": self._rate,
+            "step": self._step,
+            "epoch": self._epoch,
+            "modules": self.target_names,
+            "injected": list(self._injected),
+        }
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._loaded = dict(state_dict)
+
+    def run_summary(self) -> dict[str, Any]:
+        """What ``metrics.json`` records: the schedule, the final rate and the modules touched."""
+        return {
+            "schedule": repr(self.schedule),
+            "interval": self.interval,
+            "depth_scale": self.depth_scale,
+            "final_rate": self._rate,
+            "final_step": self._step,
+            "final_epoch": self._epoch,
+            "n_modules": len(self._targets),
+            "modules": self.target_names,
+            "injected": list(self._injected),
+            "module_rates": {t.name: t.get() for t in self._targets},
+        }

@@ -1,0 +1,305 @@
+"""Dropout-like modules: discovery, depth scaling and injection (pure helpers, no Lightning).
+
+:class:`~lightning_reg.callbacks.ScheduledDropout` is a thin layer over these functions; they work on
+any ``nn.Module`` in any training loop.
+
+- :func:`find_dropout_modules` lists the modules whose rate can be scheduled: the ``nn.Dropout`` family,
+  torchvision's ``StochasticDepth`` (attribute ``p``) and any module with a float ``drop_prob``
+  attribute (timm's ``DropPath`` and ``DropBlock2d``), narrowed by type and name globs.
+- :func:`depth_rates` spreads a rate over ``L`` modules as NASNet's ScheduledDropPath does:
+  ``rate · (l+1)/L`` for module ``l`` (0-based, in model order).
+- :func:`inject_dropout` adds an :class:`InjectedDropout` after every module of the chosen types. The
+  dropout becomes a child of the module it follows and runs in a forward hook, so parameter names and
+  ``state_dict`` keys stay exactly as they were (dropout has no parameters or buffers): checkpoints of
+  the model load with or without injection, and the optimizer is unaffected.
+
+Example:
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    >>> inject_dropout(net, ["ReLU"], p=0.1)
+    ['1.injected_dropout']
+    >>> [t.name for t in find_dropout_modules(net)]
+    ['1.injected_dropout']
+    >>> depth_rates(0.2, 2)
+    [0.1, 0.2]
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from lightning_reg.errors import ConfigError
+
+#: The modules whose ``p`` is the drop rate, targeted by default.
+DROPOUT_TYPES: tuple[type[nn.Module], ...] = (
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.FeatureAlphaDropout,
+)
+
+#: The selector that means "any module with a float ``drop_prob`` attribute" (timm DropPath/DropBlock).
+DROP_PROB = "drop_prob"
+
+#: Name of the child module :func:`inject_dropout` adds.
+INJECTED_NAME = "injected_dropout"
+
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
+def _stochastic_depth_type() -> type[nn.Module] | None:
+    try:
+        from torchvision.ops import StochasticDepth
+    except Exception:  # noqa: BLE001 - torchvision is optional here; without it there is nothing to match
+        return None
+    return StochasticDepth
+
+
+class InjectedDropout(nn.Dropout):
+    """An ``nn.Dropout`` added by :func:`inject_dropout`; its type marks it so injection is idempotent.
+
+    Example:
+        >>> InjectedDropout(0.2)
+        InjectedDropout(p=0.2, inplace=False)
+    """
+
+
+@dataclass
+class DropoutTarget:
+    """One schedulable module: its qualified ``name``, the ``module`` and the rate ``attr`` (``p`` or ``drop_prob``)."""
+
+    name: str
+    module: nn.Module
+    attr: str
+
+    def get(self) -> float:
+        return float(getattr(self.module, self.attr))
+
+    def set(self, rate: float) -> None:
+        setattr(self.module, self.attr, float(rate))
+
+
+def rate_attribute(module: nn.Module) -> str | None:
+    """The attribute holding ``module``'s drop rate (``"p"`` or ``"drop_prob"``), or None if it has none.
+
+    Example:
+        >>> rate_attribute(nn.Dropout2d(0.1)), rate_attribute(nn.ReLU())
+        ('p', None)
+    """
+    sd = _stochastic_depth_type()
+    if isinstance(module, DROPOUT_TYPES) or (sd is not None and isinstance(module, sd)):
+        return "p"
+    value = getattr(module, DROP_PROB, None)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return DROP_PROB
+    return None
+
+
+def _type_names(module: nn.Module) -> set[str]:
+    names = set()
+    for cls in type(module).__mro__:
+        names.add(cls.__name__)
+        names.add(f"{cls.__module__}.{cls.__qualname__}")
+    return names
+
+
+def _resolve(spec: str | type, option: str) -> str | type:
+    """A type stays a type; ``"nn.X"``/``"torch.nn.X"``/``"pkg.mod.Class"`` import; a bare name stays a name."""
+    if isinstance(spec, type):
+        if not issubclass(spec, nn.Module):
+            raise ConfigError(f"`{option}` entries must be nn.Module subclasses or their names; got {spec!r}.")
+        return spec
+    if not isinstance(spec, str) or not spec:
+        raise ConfigError(f"`{option}` entries must be module types or class names (e.g. 'ReLU'); got {spec!r}.")
+    if "." not in spec:
+        return spec
+    path = "torch." + spec if spec.startswith("nn.") else spec
+    mod_name, _, attr = path.rpartition(".")
+    try:
+        obj = getattr(importlib.import_module(mod_name), attr)
+    except (ImportError, AttributeError):
+        return attr  # match by class name; the "not in the model" check reports it if nothing matches
+    if not (isinstance(obj, type) and issubclass(obj, nn.Module)):
+        raise ConfigError(f"`{option}` entries must name nn.Module subclasses; {spec!r} is {obj!r}.")
+    return obj
+
+
+def _matches(module: nn.Module, spec: str | type) -> bool:
+    if isinstance(spec, type):
+        return isinstance(module, spec)
+    if spec == DROP_PROB:
+        return rate_attribute(module) == DROP_PROB
+    return spec in _type_names(module)
+
+
+def as_list(value: str | type | Iterable[str | type] | None, option: str) -> list[str | type]:
+    """Normalize ``None``, one entry, or a sequence of entries into a list.
+
+    Example:
+        >>> as_list("ReLU", "inject"), as_list(None, "inject")
+        (['ReLU'], [])
+    """
+    if value is None:
+        return []
+    if isinstance(value, (str, type)):
+        return [value]
+    try:
+        return list(value)
+    except TypeError:
+        raise ConfigError(f"`{option}` must be a type name, a module type or a list of them; got {value!r}.") from None
+
+
+def module_type_names(model: nn.Module) -> list[str]:
+    """The sorted class names of ``model``'s submodules (for error messages)."""
+    return sorted({type(m).__name__ for name, m in model.named_modules() if name})
+
+
+def find_dropout_modules(
+    model: nn.Module,
+    modules: Sequence[str | type] | None = None,
+    names: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+) -> list[DropoutTarget]:
+    """List the schedulable modules of ``model`` in model order (``named_modules``).
+
+    Args:
+        model: any module.
+        modules: keep only modules of these types: types, class names (``"Dropout2d"``, ``"DropPath"``)
+            or ``"drop_prob"`` (any module with a float ``drop_prob``). None keeps every dropout-like module.
+        names: keep only modules whose qualified name matches one of these globs (``"blocks.*"``).
+        exclude: drop modules whose qualified name matches one of these globs.
+
+    Modules added by :func:`inject_dropout` are always kept: they exist to be scheduled.
+
+    Example:
+        >>> net = nn.Sequential(nn.Dropout(0.1), nn.Linear(2, 2), nn.Dropout2d(0.2))
+        >>> [t.name for t in find_dropout_modules(net, modules=["Dropout2d"])]
+        ['2']
+    """
+    specs = [_resolve(s, "modules") for s in as_list(modules, "modules")]
+    out = []
+    for name, module in model.named_modules():
+        if not name:
+            continue
+        attr = rate_attribute(module)
+        if attr is None:
+            continue
+        if not isinstance(module, InjectedDropout):
+            if specs and not any(_matches(module, s) for s in specs):
+                continue
+            if names and not any(fnmatch.fnmatchcase(name, g) for g in names):
+                continue
+            if exclude and any(fnmatch.fnmatchcase(name, g) for g in exclude):
+                continue
+        out.append(DropoutTarget(name, module, attr))
+    return out
+
+
+def depth_rates(rate: float, n: int, depth_scale: bool = True) -> list[float]:
+    """Per-module rates: ``rate · (l+1)/n`` for module ``l`` of ``n`` (NASNet), or ``rate`` for all.
+
+    Example:
+        >>> [round(r, 6) for r in depth_rates(0.2, 4)]
+        [0.05, 0.1, 0.15, 0.2]
+        >>> depth_rates(0.2, 2, depth_scale=False)
+        [0.2, 0.2]
+    """
+    if not depth_scale:
+        return [float(rate)] * n
+    return [float(rate) * (layer + 1) / n for layer in range(n)]
+
+
+def _apply_injected_dropout(module: nn.Module, args: tuple, output: object) -> object:
+    # Looked up by name (not captured) so deep copies of the model (EMA, SWA) use their own dropout.
+    drop = module._modules.get(INJECTED_NAME)
+    if drop is None:
+        return output
+    if not isinstance(output, torch.Tensor):
+        raise TypeError(
+            f"dropout injected after {type(module).__name__} needs a tensor output; it returned "
+            f"{type(output).__name__}. Inject after a module that returns one tensor."
+        )
+    return drop(output)
+
+
+def is_injected(module: nn.Module) -> bool:
+    """True if :func:`inject_dropout` already added a dropout after ``module``."""
+    return isinstance(module._modules.get(INJECTED_NAME), InjectedDropout)
+
+
+def inject_dropout(
+    model: nn.Module,
+    after: Sequence[str | type] | str | type,
+    p: float = 0.0,
+    skip_last: bool = False,
+) -> list[str]:
+    """Add an :class:`InjectedDropout` after every module of the types in ``after``; return the new names.
+
+    The dropout becomes the child ``injected_dropout`` of the module it follows, and a forward hook
+    applies it to that module's output, so parameter names and ``state_dict`` keys do not change.
+    Calling it again on the same model adds nothing (already injected modules are skipped) and returns
+    ``[]``.
+
+    Args:
+        model: any module.
+        after: types or class names (``"ReLU"``, ``"nn.GELU"``, ``"mypkg.Block"``); each must match at
+            least one module of ``model``.
+        p: the initial rate of the new modules.
+        skip_last: leave out the last matching module in model order (for ``after=["Linear"]``: no
+            dropout on the logits).
+
+    Raises:
+        ConfigError: an entry of ``after`` matches no module (the message lists the model's module
+            types), or it matches a container (``Sequential``, ``ModuleList``, ``ModuleDict``).
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+        >>> inject_dropout(net, ["Linear"], skip_last=True)
+        ['0.injected_dropout', '2.injected_dropout']
+        >>> inject_dropout(net, ["Linear"], skip_last=True)
+        []
+    """
+    specs = [_resolve(s, "inject") for s in as_list(after, "inject")]
+    if not specs:
+        raise ConfigError("`inject` must name at least one module type (e.g. ['ReLU']); got an empty list.")
+    candidates = [(n, m) for n, m in model.named_modules() if n and not isinstance(m, InjectedDropout)]
+    for spec in specs:
+        hits = [(n, m) for n, m in candidates if _matches(m, spec)]
+        label = spec.__name__ if isinstance(spec, type) else spec
+        if not hits:
+            raise ConfigError(
+                f"`inject` names {label!r}, but the model has no module of that type. Module types in the "
+                f"model: {', '.join(module_type_names(model))}."
+            )
+        for n, m in hits:
+            if isinstance(m, _CONTAINERS):
+                raise ConfigError(
+                    f"`inject` cannot add dropout after the container {label!r} ({n!r}): it would change the "
+                    "container's own forward. Name the layer type inside it instead (e.g. 'ReLU')."
+                )
+    chosen = [(n, m) for n, m in candidates if any(_matches(m, s) for s in specs)]
+    if skip_last and chosen:
+        chosen = chosen[:-1]
+    added = []
+    for name, module in chosen:
+        if is_injected(module):
+            continue
+        drop = InjectedDropout(float(p))
+        drop.train(module.training)  # a new module starts in train mode; follow the model (eval stays identity)
+        module.add_module(INJECTED_NAME, drop)
+        module.register_forward_hook(_apply_injected_dropout)
+        added.append(f"{name}.{INJECTED_NAME}")
+    return added
+
+
+def injected_names(model: nn.Module) -> list[str]:
+    """Qualified names of the dropout modules :func:`inject_dropout` added to ``model``."""
+    return [n for n, m in model.named_modules() if isinstance(m, InjectedDropout)]
