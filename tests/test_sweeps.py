@@ -158,7 +158,7 @@ def test_every_ddp_rank_trains_the_same_optuna_trial(tmp_path: Path) -> None:
     sweep, out = multirun(
         tmp_path, "hparams_search=digits_random", "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.seed=null",
         "trainer=ddp_cpu", "trainer.max_epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
-        "+trainer.limit_test_batches=1", "+trainer.enable_progress_bar=false",
+        "+trainer.limit_test_batches=1", "trainer.enable_progress_bar=false",
         "+callbacks.probe._target_=rank_probe.RankProbe", "+callbacks.probe.out_dir=${paths.output_dir}",
         timeout=300, extra_path=tmp_path / "probe",
     )
