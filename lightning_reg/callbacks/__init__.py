@@ -3,3 +3,6 @@
 from lightning_reg.callbacks.history import MetricsHistory
 
 __all__ = ["MetricsHistory"]
+from lightning_reg.callbacks.early_stopping import EarlyStopping  # noqa: E402
+
+__all__ += ["EarlyStopping"]
