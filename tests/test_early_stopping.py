@@ -358,6 +358,20 @@ def test_checkpoint_state_loads_with_weights_only(tmp_path: Path):
     assert es2.history == pytest.approx(RESUME_VALUES[:4]) and gl2.history == es2.history
 
 
+def test_testing_a_checkpoint_does_not_rewind_the_fit_record(tmp_path: Path):
+    values = [1.0, 0.8, 0.6, 0.7, 0.65, 0.62, 0.7]
+    es = EarlyStopping("val/score", patience=3, restore_best_weights=True)
+    ckpt = ModelCheckpoint(dirpath=tmp_path, monitor="val/score", mode="min")
+    module = scripted(values)
+    trainer = fit(module, es, ckpt)
+    before = es.run_summary()
+    assert before["stopped_epoch"] == 5
+    _, val = make_loaders()
+    module.test_step = module.validation_step
+    trainer.test(module, val, ckpt_path=ckpt.best_model_path, weights_only=False)
+    assert es.run_summary() == before
+
+
 def test_load_state_dict_accepts_lightning_style_state():
     es = EarlyStopping("val/score", patience=3)
     es.load_state_dict({"wait_count": 2, "stopped_epoch": 0, "best_score": torch.tensor(0.5), "patience": 3})

@@ -208,6 +208,7 @@ class EarlyStopping(_LightningEarlyStopping):
         self.train_monitor = train_monitor
         self.log_prefix = log_prefix
         self._min_delta = float(abs(min_delta))
+        self._stage: str | None = None
         self._reset_run_state()
 
     def _reset_run_state(self) -> None:
@@ -260,6 +261,10 @@ class EarlyStopping(_LightningEarlyStopping):
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if self._stage not in (None, "fit"):
+            # trainer.test/validate(ckpt_path=...) restores callback states too; that must not rewind the
+            # record of the fit that just ended (stopped_epoch, best_epoch, reason).
+            return
         self.wait_count = int(state_dict.get("wait_count", 0))
         self.stopped_epoch = int(state_dict.get("stopped_epoch", 0))
         reason_value = state_dict.get("stopping_reason", EarlyStoppingReason.NOT_STOPPED.value)
@@ -283,6 +288,7 @@ class EarlyStopping(_LightningEarlyStopping):
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
+        self._stage = stage
         if stage != "fit" or not (self.restore_best_weights and self.restore_from == "checkpoint"):
             return
         found = [cb for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint)]
