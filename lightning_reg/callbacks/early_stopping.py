@@ -239,6 +239,8 @@ class EarlyStopping(_LightningEarlyStopping):
             params = {"alpha": self.alpha, "strip": self.strip}
         else:
             params = {"s": self.s, "strip": self.strip}
+        if self.restore_best_weights:
+            params["restore_best_weights"] = True
         return self._generate_state_key(monitor=self.monitor, mode=self.mode, criterion=self.criterion, **params)
 
     @override
