@@ -146,11 +146,14 @@ def test_start_from_epoch_does_not_count_warmup_but_tracks_best():
     assert (warm.best_epoch, warm.best_value) == (1, pytest.approx(0.5))
 
 
-def test_stop_due_before_min_epochs_is_reevaluated_not_forced():
+def test_stop_due_before_min_epochs_is_reevaluated_not_forced(caplog):
     # patience runs out at epoch 3, the metric improves at epoch 4, min_epochs=5.
     values = [1.0, 0.9, 0.95, 0.96, 0.8, 0.85, 0.86, 0.87, 0.88, 0.89, 0.9]
-    ours = EarlyStopping("val/score", patience=2)
-    trainer = fit(scripted(values), ours, min_epochs=5)
+    ours = EarlyStopping("val/score", patience=2, verbose=True)
+    with caplog.at_level("INFO", logger="lightning.pytorch.callbacks.early_stopping"):
+        trainer = fit(scripted(values), ours, min_epochs=5)
+    assert "Stop due at epoch 3 (patience) deferred: min_epochs=5" in caplog.text
+    assert "did not improve in the last 2 checks" in caplog.text
     assert ours.deferred_epochs == [3]
     assert_stopped_at(trainer, ours, 6, "patience")  # two checks after the epoch-4 improvement
     assert ours.best_epoch == 4
