@@ -1,9 +1,28 @@
 """lightning_reg: regularization for PyTorch Lightning."""
+
 __version__ = "0.1.0"
+
+from lightning_reg.callbacks.early_stopping import EarlyStopping
+from lightning_reg.callbacks.rng_state import RNGState
 from lightning_reg.callbacks.scheduled_dropout import ScheduledDropout
-from lightning_reg.schedules import Constant, Cosine, Curriculum, Early, Exponential, FromCallable, Late, Linear, Milestones, Schedule, as_schedule, make_schedule  # noqa: E501
+from lightning_reg.schedules import (
+    Constant,
+    Cosine,
+    Curriculum,
+    Early,
+    Exponential,
+    FromCallable,
+    Late,
+    Linear,
+    Milestones,
+    Schedule,
+    as_schedule,
+    make_schedule,
+)
 
 __all__ = [
+    "EarlyStopping",
+    "RNGState",
     "ScheduledDropout",
     "Schedule", "Constant", "Linear", "Cosine", "Milestones", "Exponential", "Early", "Late", "Curriculum",
     "FromCallable", "make_schedule", "as_schedule",

@@ -1,0 +1,546 @@
+"""Early stopping that extends Lightning's: restore best weights, warm-up, baseline, Prechelt criteria.
+
+The decision rules are pure functions in :mod:`lightning_reg.stopping`; this module is the Lightning
+glue: it records one value per validation check, asks the rule whether to stop, defers a stop that
+comes before ``min_epochs``/``min_steps``, reduces the decision across ranks, and puts the best weights
+back at the end of ``fit``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks.early_stopping import EarlyStopping as _LightningEarlyStopping
+from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+from typing_extensions import override
+
+from lightning_reg.errors import ConfigError, check_choice, check_int, check_non_negative, check_range
+from lightning_reg.stopping import (
+    best_so_far,
+    generalization_loss,
+    gl_stop,
+    infer_mode,
+    is_improvement,
+    is_worse,
+    pq_stop,
+    progress_quotient,
+    training_progress,
+    up_count,
+    up_stop,
+)
+
+log = logging.getLogger(__name__)
+
+CRITERIA = ("patience", "GL", "PQ", "UP")
+MODES = ("min", "max", "auto")
+RESTORE_FROM = ("memory", "checkpoint")
+
+# Lightning's enum has no member for our extra rules; they are all "the metric stopped improving".
+_LIGHTNING_REASON = {
+    "non_finite": EarlyStoppingReason.NON_FINITE_METRIC,
+    "stopping_threshold": EarlyStoppingReason.STOPPING_THRESHOLD,
+    "divergence_threshold": EarlyStoppingReason.DIVERGENCE_THRESHOLD,
+    "patience": EarlyStoppingReason.PATIENCE_EXHAUSTED,
+    "baseline": EarlyStoppingReason.PATIENCE_EXHAUSTED,
+    "GL": EarlyStoppingReason.PATIENCE_EXHAUSTED,
+    "PQ": EarlyStoppingReason.PATIENCE_EXHAUSTED,
+    "UP": EarlyStoppingReason.PATIENCE_EXHAUSTED,
+}
+
+
+class MissingMetricError(ConfigError, RuntimeError):
+    """A monitored metric is not logged. A ``RuntimeError`` like Lightning's, and a :class:`ConfigError`."""
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, torch.Tensor):
+        return float(value.detach().float().squeeze().cpu().item())
+    return float(value)
+
+
+class EarlyStopping(_LightningEarlyStopping):
+    """Lightning's ``EarlyStopping`` plus restore-best-weights, warm-up, baseline and Prechelt's criteria.
+
+    It takes every argument of :class:`lightning.pytorch.callbacks.EarlyStopping` (same meaning, same
+    defaults), keeps its DDP stop reduction, ``stopping_reason`` and ``stopped_epoch``, and adds:
+
+    Args:
+        monitor: Metric to watch, as logged (e.g. ``"val/loss"``).
+        min_delta: An improvement must beat the best value by more than this.
+        patience: Checks without improvement before stopping (``criterion="patience"``); with ``baseline``,
+            the number of checks within which the baseline must be beaten, for every criterion.
+        verbose: Log each decision.
+        mode: ``"min"``, ``"max"`` or ``"auto"``. ``"auto"`` picks ``"max"`` when the monitor name has a
+            piece ``acc, accuracy, auc, auroc, f1, precision`` or ``recall`` (split at ``/ _ . -``), else
+            ``"min"``.
+        strict: Raise when ``monitor`` (or ``train_monitor``) is not logged; the error lists what is.
+        check_finite: Stop when the monitored value is NaN or infinite.
+        stopping_threshold: Stop once the monitored value is better than this.
+        divergence_threshold: Stop once the monitored value is worse than this.
+        check_on_train_epoch_end: Check at the end of the training epoch (default when validation runs
+            once per epoch) rather than at the end of validation.
+        log_rank_zero_only: Log the verbose messages on rank 0 only.
+        restore_best_weights: At the end of ``fit`` load the weights of the best check into the model on
+            every rank, however training ended (this callback, ``max_epochs``, another callback).
+        restore_from: ``"memory"`` keeps a CPU copy of the best ``state_dict`` (also saved in the
+            checkpoint, so it survives resume); ``"checkpoint"`` reloads the best checkpoint of a
+            ``ModelCheckpoint`` that monitors the same metric in the same mode (no extra memory).
+        start_from_epoch: Checks in epochs before this one do not count toward patience and cannot stop
+            training (except a non-finite value); the best value and weights are still tracked.
+        baseline: Stop when ``patience`` counted checks pass without a value better than this.
+        criterion: ``"patience"``, ``"GL"`` (generalization loss > ``alpha``), ``"PQ"`` (GL / training
+            progress > ``alpha`` at the end of a strip) or ``"UP"`` (worse in ``s`` successive strips).
+        alpha: Threshold of ``GL`` and ``PQ`` (> 0; required for them).
+        strip: Strip length ``k`` in checks for ``PQ`` and ``UP`` (Prechelt's default 5).
+        s: Number of successive worsening strips for ``UP`` (>= 1; required for it).
+        train_monitor: Logged training loss for ``PQ``'s training progress (required for ``PQ``).
+        log_prefix: Prefix of the logged diagnostics (``<prefix>wait``, ``<prefix>gl`` and, for PQ/UP,
+            ``<prefix>pk``/``<prefix>up``); ``None`` logs nothing. Give two instances different prefixes.
+
+    A stop that falls due before ``trainer.min_epochs``/``min_steps`` is not signalled: the rule is
+    evaluated again at every later check, and training stops at the first check where stopping is
+    allowed *and* the rule still says stop. Lightning's callback sets ``trainer.should_stop`` at once,
+    which then stops training at ``min_epochs`` even if the metric improved in between (Lightning #19966).
+
+    Example:
+        >>> import lightning.pytorch as pl
+        >>> from lightning_reg import EarlyStopping
+        >>> es = EarlyStopping("val/acc", mode="auto", patience=2, restore_best_weights=True)
+        >>> es.mode
+        'max'
+        >>> gl = EarlyStopping("val/loss", criterion="GL", alpha=5.0, log_prefix="es_gl/")
+        >>> trainer = pl.Trainer(callbacks=[es, gl], logger=False)  # two instances coexist
+        >>> es.state_key != gl.state_key
+        True
+    """
+
+    def __init__(
+        self,
+        monitor: str,
+        min_delta: float = 0.0,
+        patience: int = 3,
+        verbose: bool = False,
+        mode: str = "min",
+        strict: bool = True,
+        check_finite: bool = True,
+        stopping_threshold: float | None = None,
+        divergence_threshold: float | None = None,
+        check_on_train_epoch_end: bool | None = None,
+        log_rank_zero_only: bool = False,
+        *,
+        restore_best_weights: bool = False,
+        restore_from: str = "memory",
+        start_from_epoch: int = 0,
+        baseline: float | None = None,
+        criterion: str = "patience",
+        alpha: float | None = None,
+        strip: int = 5,
+        s: int | None = None,
+        train_monitor: str | None = None,
+        log_prefix: str | None = "es/",
+    ) -> None:
+        if not isinstance(monitor, str) or not monitor:
+            raise ConfigError(f"`monitor` must be the name of a logged metric, e.g. 'val/loss'; got {monitor!r}.")
+        check_non_negative("min_delta", min_delta)
+        check_int("patience", patience, low=0)
+        check_choice("mode", mode, MODES)
+        canonical = {c.lower(): c for c in CRITERIA}
+        if not isinstance(criterion, str) or criterion.lower() not in canonical:
+            raise ConfigError(f"`criterion` must be one of {', '.join(map(repr, CRITERIA))}; got {criterion!r}.")
+        criterion = canonical[criterion.lower()]
+        if criterion in ("GL", "PQ"):
+            if alpha is None:
+                raise ConfigError(f"`alpha` must be a number > 0 for criterion {criterion!r}; got None.")
+            alpha = check_range("alpha", alpha, 0.0, None, low_inclusive=False)
+        elif alpha is not None:
+            alpha = check_range("alpha", alpha, 0.0, None, low_inclusive=False)
+        check_int("strip", strip, low=1)
+        if criterion == "UP":
+            if s is None:
+                raise ConfigError("`s` (successive worsening strips) must be an integer >= 1 for criterion 'UP'; got None.")
+            check_int("s", s, low=1)
+        elif s is not None:
+            check_int("s", s, low=1)
+        if criterion == "PQ" and (not isinstance(train_monitor, str) or not train_monitor):
+            raise ConfigError(
+                "`train_monitor` must name the logged training loss (e.g. 'train/loss') for criterion 'PQ', "
+                f"which needs the training progress P_k; got {train_monitor!r}."
+            )
+        check_int("start_from_epoch", start_from_epoch, low=0)
+        check_choice("restore_from", restore_from, RESTORE_FROM)
+        if baseline is not None:
+            baseline = check_range("baseline", baseline)
+        for name, value in (("stopping_threshold", stopping_threshold), ("divergence_threshold", divergence_threshold)):
+            if value is not None:
+                check_range(name, value)
+        if log_prefix is not None and not isinstance(log_prefix, str):
+            raise ConfigError(f"`log_prefix` must be a string such as 'es/' (or None: log nothing); got {log_prefix!r}.")
+
+        resolved_mode = infer_mode(monitor) if mode == "auto" else mode
+        super().__init__(
+            monitor=monitor,
+            min_delta=min_delta,
+            patience=patience,
+            verbose=verbose,
+            mode=resolved_mode,
+            strict=strict,
+            check_finite=check_finite,
+            stopping_threshold=stopping_threshold,
+            divergence_threshold=divergence_threshold,
+            check_on_train_epoch_end=check_on_train_epoch_end,
+            log_rank_zero_only=log_rank_zero_only,
+        )
+        self.requested_mode = mode
+        self.restore_best_weights = bool(restore_best_weights)
+        self.restore_from = restore_from
+        self.start_from_epoch = start_from_epoch
+        self.baseline = baseline
+        self.criterion = criterion
+        self.alpha = alpha
+        self.strip = strip
+        self.s = s
+        self.train_monitor = train_monitor
+        self.log_prefix = log_prefix
+        self._min_delta = float(abs(min_delta))
+        self._stage: str | None = None
+        self._reset_run_state()
+
+    def _reset_run_state(self) -> None:
+        self.history: list[float] = []
+        self.train_history: list[float] = []
+        self.check_epochs: list[int] = []
+        self.best_value: float = math.inf if self.mode == "min" else -math.inf
+        self.best_epoch: int | None = None
+        self.baseline_beaten = self.baseline is None
+        self.best_weights: dict[str, Any] | None = None
+        self.stop_reason: str | None = None
+        self.deferred_epochs: list[int] = []
+        self.restored_epoch: int | None = None
+        self.ended_by: str | None = None
+        self.last_gl: float | None = None
+        self._checkpoint_callback: ModelCheckpoint | None = None
+
+    # ------------------------------------------------------------------ identity and state
+
+    @property
+    @override
+    def state_key(self) -> str:
+        if self.criterion == "patience":
+            params: dict[str, Any] = {"patience": self.patience}
+        elif self.criterion == "GL":
+            params = {"alpha": self.alpha}
+        elif self.criterion == "PQ":
+            params = {"alpha": self.alpha, "strip": self.strip}
+        else:
+            params = {"s": self.s, "strip": self.strip}
+        if self.restore_best_weights:
+            params["restore_best_weights"] = True
+        return self._generate_state_key(monitor=self.monitor, mode=self.mode, criterion=self.criterion, **params)
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state.update(
+            {
+                "history": [float(v) for v in self.history],
+                "train_history": [float(v) for v in self.train_history],
+                "check_epochs": [int(e) for e in self.check_epochs],
+                "best_value": float(self.best_value),
+                "best_epoch": self.best_epoch,
+                "baseline_beaten": bool(self.baseline_beaten),
+                "stop_reason": self.stop_reason,
+                "deferred_epochs": [int(e) for e in self.deferred_epochs],
+                "best_weights": dict(self.best_weights) if self.best_weights is not None else None,
+            }
+        )
+        return state
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if self._stage not in (None, "fit"):
+            # trainer.test/validate(ckpt_path=...) restores callback states too; that must not rewind the
+            # record of the fit that just ended (stopped_epoch, best_epoch, reason).
+            return
+        self.wait_count = int(state_dict.get("wait_count", 0))
+        self.stopped_epoch = int(state_dict.get("stopped_epoch", 0))
+        reason_value = state_dict.get("stopping_reason", EarlyStoppingReason.NOT_STOPPED.value)
+        self.stopping_reason = EarlyStoppingReason(reason_value)
+        self.stopping_reason_message = state_dict.get("stopping_reason_message")
+        best_score = state_dict.get("best_score")
+        self.best_value = float(state_dict.get("best_value", _to_float(best_score) if best_score is not None else self.best_value))
+        self.best_score = torch.tensor(self.best_value, dtype=torch.float64)
+        self.history = [float(v) for v in state_dict.get("history", [])]
+        self.train_history = [float(v) for v in state_dict.get("train_history", [])]
+        self.check_epochs = [int(e) for e in state_dict.get("check_epochs", [])]
+        self.best_epoch = state_dict.get("best_epoch")
+        self.baseline_beaten = bool(state_dict.get("baseline_beaten", self.baseline is None))
+        self.stop_reason = state_dict.get("stop_reason")
+        self.deferred_epochs = [int(e) for e in state_dict.get("deferred_epochs", [])]
+        weights = state_dict.get("best_weights")
+        self.best_weights = dict(weights) if weights is not None else None
+
+    # ------------------------------------------------------------------ hooks
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        self._stage = stage
+        if stage != "fit" or not (self.restore_best_weights and self.restore_from == "checkpoint"):
+            return
+        found = [cb for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint)]
+        matching = [cb for cb in found if cb.monitor == self.monitor and cb.mode == self.mode and cb.save_top_k != 0]
+        if not matching:
+            have = ", ".join(f"ModelCheckpoint(monitor={cb.monitor!r}, mode={cb.mode!r})" for cb in found) or "none"
+            raise ConfigError(
+                f"`restore_from='checkpoint'` needs a ModelCheckpoint with monitor={self.monitor!r}, "
+                f"mode={self.mode!r} and save_top_k != 0 to reload the best weights from; got {have}. "
+                "Add one, or use restore_from='memory'."
+            )
+        self._checkpoint_callback = matching[0]
+        if self._min_delta > 0:
+            rank_zero_warn(
+                f"EarlyStopping(restore_from='checkpoint', min_delta={self._min_delta}): ModelCheckpoint has no "
+                "min_delta, so its best checkpoint may be a later epoch than this callback's best_epoch."
+            )
+
+    @override
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.stop_reason is not None:
+            self.ended_by = "early_stopping"
+        elif trainer.should_stop:
+            self.ended_by = "should_stop"
+        else:
+            self.ended_by = "limit"
+        if not self.restore_best_weights:
+            return
+        if self.restore_from == "memory":
+            if self.best_weights is None:
+                rank_zero_warn(f"EarlyStopping: no finite `{self.monitor}` was recorded; the final weights are kept.")
+                return
+            pl_module.load_state_dict(self.best_weights)
+            self.restored_epoch = self.best_epoch
+        else:
+            self._restore_from_checkpoint(trainer, pl_module)
+        self._info(trainer, f"Restored the weights of epoch {self.restored_epoch} (best {self.monitor}).")
+
+    def _restore_from_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        cb = self._checkpoint_callback
+        path = getattr(cb, "best_model_path", "") if cb is not None else ""
+        if not path:
+            rank_zero_warn("EarlyStopping: the ModelCheckpoint saved no best checkpoint; the final weights are kept.")
+            return
+        trainer.strategy.barrier("EarlyStopping.restore")
+        # Our own run's checkpoint, which may hold the model's hyperparameters as arbitrary objects.
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        pl_module.load_state_dict(checkpoint["state_dict"])
+        self.restored_epoch = int(checkpoint.get("epoch", -1))
+
+    # ------------------------------------------------------------------ the check
+
+    def _missing(self, name: str, logs: dict[str, Any], role: str) -> MissingMetricError:
+        logged = ", ".join(f"`{k}`" for k in sorted(logs)) or "(nothing logged yet)"
+        return MissingMetricError(
+            f"EarlyStopping: `{role}` is {name!r}, which is not logged at this check "
+            f"(epoch end of {'training' if self._check_on_train_epoch_end else 'validation'}). "
+            f"Logged metrics: {logged}. Log it with self.log({name!r}, ...) or set `{role}` to one of these."
+        )
+
+    @override
+    def _validate_condition_metric(self, logs: dict[str, Any]) -> bool:
+        for name, role in ((self.monitor, "monitor"), (self.train_monitor, "train_monitor")):
+            if name is None or name in logs:
+                continue
+            if self.strict:
+                raise self._missing(name, logs, role)
+            if self.verbose:
+                rank_zero_warn(str(self._missing(name, logs, role)), category=RuntimeWarning)
+            return False
+        return True
+
+    def _synced_values(self, trainer: pl.Trainer) -> tuple[float, float]:
+        """Rank 0's values, so every rank takes the same decisions and keeps the same best weights."""
+        logs = trainer.callback_metrics
+        current = _to_float(logs[self.monitor])
+        train = _to_float(logs[self.train_monitor]) if self.train_monitor else math.nan
+        if trainer.world_size > 1:
+            current, train = trainer.strategy.broadcast((current, train), src=0)
+        return current, train
+
+    def _can_stop_now(self, trainer: pl.Trainer) -> bool:
+        fit_loop = trainer.fit_loop
+        min_epochs = fit_loop.min_epochs or 0
+        min_steps = fit_loop.min_steps or 0
+        # A stop signalled now takes effect at the end of this epoch at the latest.
+        return trainer.current_epoch + 1 >= min_epochs and trainer.global_step >= min_steps
+
+    @override
+    def _run_early_stopping_check(self, trainer: pl.Trainer) -> None:
+        logs = trainer.callback_metrics
+        if trainer.fast_dev_run or not self._validate_condition_metric(logs):
+            return
+        current, train_value = self._synced_values(trainer)
+        epoch = trainer.current_epoch
+        self.history.append(current)
+        self.check_epochs.append(epoch)
+        if self.train_monitor:
+            self.train_history.append(train_value)
+
+        improved = is_improvement(current, self.best_value, self.mode, self._min_delta)
+        beats_baseline = self.baseline is None or is_improvement(current, self.baseline, self.mode, self._min_delta)
+        if improved:
+            self.best_value = current
+            self.best_score = torch.tensor(current, dtype=torch.float64)
+            self.best_epoch = epoch
+            if self.restore_best_weights and self.restore_from == "memory":
+                self.best_weights = {
+                    k: v.detach().to("cpu", copy=True) if isinstance(v, torch.Tensor) else v
+                    for k, v in trainer.lightning_module.state_dict().items()
+                }
+        if beats_baseline and math.isfinite(current):
+            self.baseline_beaten = True
+        counted = epoch >= self.start_from_epoch
+        if improved and beats_baseline:
+            self.wait_count = 0
+        elif counted:
+            self.wait_count += 1
+
+        gl = self._gl(current)
+        self.last_gl = gl
+        reason = self._decide(current, counted, gl)
+        if reason is not None and not self._can_stop_now(trainer):
+            self.deferred_epochs.append(epoch)
+            self._info(
+                trainer,
+                f"Stop due at epoch {epoch} ({reason}) deferred: min_epochs={trainer.fit_loop.min_epochs}, "
+                f"min_steps={trainer.fit_loop.min_steps} not reached; the rule is evaluated again at each check.",
+            )
+            reason = None
+
+        should_stop = trainer.strategy.reduce_boolean_decision(reason is not None, all=False)
+        trainer.should_stop = trainer.should_stop or should_stop
+        if should_stop and reason is not None:
+            self.stopped_epoch = epoch
+            self.stop_reason = reason
+            self.stopping_reason = _LIGHTNING_REASON[reason]
+            self.stopping_reason_message = self._message(reason, current, gl)
+            self._info(trainer, self.stopping_reason_message)
+        self._log_diagnostics(trainer, gl)
+
+    def _gl(self, current: float) -> float | None:
+        if not math.isfinite(current):
+            return None
+        best = best_so_far(self.history, self.mode)
+        if self.criterion in ("GL", "PQ") and (current <= 0 or best <= 0):
+            raise ConfigError(
+                f"EarlyStopping(criterion={self.criterion!r}) needs a positive monitored value (an error or loss, "
+                f"Prechelt's E_va); got {self.monitor} = {current} (best {best}). Monitor a loss or error rate, or "
+                "use criterion 'patience' or 'UP'."
+            )
+        if current <= 0 or best <= 0:
+            return None
+        return generalization_loss(current, best, self.mode)
+
+    def _decide(self, current: float, counted: bool, gl: float | None) -> str | None:
+        if self.check_finite and not math.isfinite(current):
+            return "non_finite"
+        if not counted:
+            return None
+        if self.stopping_threshold is not None and is_improvement(current, self.stopping_threshold, self.mode):
+            return "stopping_threshold"
+        if self.divergence_threshold is not None and is_worse(current, self.divergence_threshold, self.mode):
+            return "divergence_threshold"
+        patience_over = self.wait_count > 0 and self.wait_count >= self.patience
+        if self.criterion == "patience":
+            if patience_over:
+                return "patience" if self.baseline_beaten else "baseline"
+            return None
+        if self.criterion == "GL" and gl_stop(self.history, self.alpha, self.mode):
+            return "GL"
+        if self.criterion == "PQ" and pq_stop(self.history, self.train_history, self.alpha, self.strip, self.mode):
+            return "PQ"
+        if self.criterion == "UP" and up_stop(self.history, self.s, self.strip, self.mode):
+            return "UP"
+        if patience_over and not self.baseline_beaten:
+            return "baseline"
+        return None
+
+    def _message(self, reason: str, current: float, gl: float | None) -> str:
+        best = f"Best {self.monitor} = {self.best_value:.5g} at epoch {self.best_epoch}."
+        if reason == "non_finite":
+            return f"Monitored metric {self.monitor} = {current} is not finite. {best} Signaling Trainer to stop."
+        if reason == "stopping_threshold":
+            return f"Stopping threshold reached: {self.monitor} = {current:.5g} beats {self.stopping_threshold}. {best}"
+        if reason == "divergence_threshold":
+            return f"Divergence threshold reached: {self.monitor} = {current:.5g} is worse than {self.divergence_threshold}. {best}"
+        if reason == "patience":
+            return f"{self.monitor} did not improve in the last {self.wait_count} checks. {best}"
+        if reason == "baseline":
+            return f"{self.monitor} did not beat baseline {self.baseline} within {self.wait_count} checks. {best}"
+        if reason == "GL":
+            return f"Generalization loss GL = {gl:.4g} > alpha = {self.alpha}. {best}"
+        if reason == "PQ":
+            pq = progress_quotient(self.history, self.train_history, self.strip, self.mode)
+            return f"Quotient GL/P_{self.strip} = {pq:.4g} > alpha = {self.alpha} at the end of a strip. {best}"
+        return f"{self.monitor} got worse in {self.s} successive strips of {self.strip} checks. {best}"
+
+    def _info(self, trainer: pl.Trainer, message: str) -> None:
+        if self.verbose:
+            self._log_info(trainer, message, self.log_rank_zero_only)
+
+    def _log_diagnostics(self, trainer: pl.Trainer, gl: float | None) -> None:
+        if self.log_prefix is None:
+            return
+        metrics = {f"{self.log_prefix}wait": float(self.wait_count)}
+        if gl is not None:
+            metrics[f"{self.log_prefix}gl"] = float(gl)
+        if self.criterion == "PQ":
+            pk = training_progress(self.train_history, self.strip)
+            if math.isfinite(pk):
+                metrics[f"{self.log_prefix}pk"] = pk
+        if self.criterion == "UP":
+            metrics[f"{self.log_prefix}up"] = float(up_count(self.history, self.strip, self.mode))
+        pl_module = trainer.lightning_module
+        if self._check_on_train_epoch_end:
+            for name, value in metrics.items():
+                pl_module.log(name, value, on_step=False, on_epoch=True, sync_dist=False)
+        else:
+            # self.log is not allowed in on_validation_end: write to the loggers directly.
+            for lg in trainer.loggers:
+                lg.log_metrics(metrics, step=trainer.global_step)
+
+    # ------------------------------------------------------------------ reporting
+
+    def run_summary(self) -> dict[str, Any]:
+        """What the train entry point writes under ``metrics.json["callbacks"][state_key]``.
+
+        Example:
+            >>> EarlyStopping("val/loss").run_summary()["stopped"]
+            False
+        """
+        best = self.best_value if math.isfinite(self.best_value) else None
+        return {
+            "monitor": self.monitor,
+            "mode": self.mode,
+            "criterion": self.criterion,
+            "stopped": self.stop_reason is not None,
+            "stopped_epoch": self.stopped_epoch if self.stop_reason is not None else None,
+            "reason": self.stop_reason,
+            "stopping_reason": self.stopping_reason.name,
+            "message": self.stopping_reason_message,
+            "ended_by": self.ended_by,
+            "best_epoch": self.best_epoch,
+            "best_score": best,
+            "wait_count": self.wait_count,
+            "checks": len(self.history),
+            "deferred_epochs": list(self.deferred_epochs),
+            "last_gl": self.last_gl,
+            "restore_best_weights": self.restore_best_weights,
+            "restore_from": self.restore_from if self.restore_best_weights else None,
+            "restored_epoch": self.restored_epoch,
+        }
