@@ -236,9 +236,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     best_path = getattr(ckpt_cb, "best_model_path", "") or ""
     test_metrics: dict[str, float] = {}
     tested = None
+    restored = [cb for cb in trainer.callbacks if getattr(cb, "restore_best_weights", False)]
+    if restored or not getattr(ckpt_cb, "monitor", None):
+        # Weights a callback restored (or, with no monitored checkpoint, the final ones) are what to test:
+        # loading a checkpoint file here would overwrite them.
+        best_path_to_test = ""
+    else:
+        best_path_to_test = best_path
     if cfg.get("test", True):
-        tested = best_path if best_path else "last-weights"
-        trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None, weights_only=True if best_path else None)
+        tested = best_path_to_test or ("restored-best-weights" if restored else "final-weights")
+        trainer.test(model, datamodule=datamodule, ckpt_path=best_path_to_test or None,
+                     weights_only=True if best_path_to_test else None)
         test_metrics = {k: v for k, v in _scalars(trainer.callback_metrics).items() if k.startswith("test/")}
 
     monitor = getattr(ckpt_cb, "monitor", None) or cfg.get("optimized_metric")
