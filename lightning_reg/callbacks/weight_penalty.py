@@ -107,6 +107,9 @@ class _StepHooksMixin:
     """Registers a post-step hook on every optimizer of the fit and removes them again at teardown."""
 
     _handles: list[RemovableHandle]
+    _steps: int
+    _last: dict[str, float]
+    _final: dict[str, float] | None
 
     def _register_post_hooks(self, optimizers: Sequence[torch.optim.Optimizer]) -> None:
         self._remove_post_hooks()
@@ -119,6 +122,11 @@ class _StepHooksMixin:
 
     def _after_optimizer_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         raise NotImplementedError
+
+    def _summary_values(self) -> dict[str, Any]:
+        """Steps and last measured values: as of fit end when a fit ended, else as of now."""
+        final = self._final if self._final is not None else {"optimizer_steps": self._steps, **self._last}
+        return {k if k == "optimizer_steps" else "final_" + k.removeprefix("reg/"): v for k, v in final.items()}
 
 
 class WeightPenalty(_StepHooksMixin, pl.Callback):
@@ -218,6 +226,7 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
         self._steps = 0
         self._last_logged_step = -1
         self._last: dict[str, float] = {}
+        self._final = None
 
     @property
     @override
@@ -246,6 +255,7 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
         self._trainer = trainer
         self._pending.clear()
         self._register_post_hooks(trainer.optimizers)
+        self._final = None
         rank_zero_info(
             f"WeightPenalty(l1={self.spec.l1}, l2={self.spec.l2}, mode={self.mode!r}): penalizing "
             f"{_summary_line(self._selected)} across {len(self._plans)} optimizer(s)."
@@ -352,6 +362,8 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
     @override
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._last = self.measure()
+        # Snapshot for run_summary(): a later trainer.test(ckpt_path=best) reloads an older callback state.
+        self._final = {"optimizer_steps": self._steps, **self._last}
 
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -360,15 +372,18 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
             self._trainer = None
 
     def run_summary(self) -> dict[str, Any]:
-        """Coefficients, selection size, optimizer steps penalized and the final penalty values, for metrics.json."""
+        """Coefficients, selection size, optimizer steps penalized and the penalty values at the end of fit.
+
+        These describe the final weights of the fit, also after a ``trainer.test(ckpt_path="best")`` that
+        reloads an earlier callback state (as ``python -m lightning_reg.train`` does).
+        """
         return {
             "l1": self.spec.l1,
             "l2": self.spec.l2,
             "mode": self.mode,
             "penalized_tensors": len(self._selected),
             "penalized_params": sum(p.param.numel() for p in self._selected),
-            "optimizer_steps": self._steps,
-            **{"final_" + k.removeprefix("reg/"): v for k, v in self._last.items()},
+            **self._summary_values(),
         }
 
     # ---------------------------------------------------------------------------------------- state
@@ -437,6 +452,7 @@ class MaxNorm(_StepHooksMixin, pl.Callback):
         self._steps = 0
         self._last_logged_step = -1
         self._last: dict[str, float] = {}
+        self._final = None
 
     @property
     @override
@@ -459,6 +475,7 @@ class MaxNorm(_StepHooksMixin, pl.Callback):
         dims = {id(p.param): p.unit_dim for p in self._selected}
         self._plans = {k: [(p, dims[id(p)]) for b in v for p in b.params] for k, v in buckets.items()}
         self._register_post_hooks(trainer.optimizers)
+        self._final = None
         rank_zero_info(f"MaxNorm(max_norm={self.max_norm}): constraining {_summary_line(self._selected)}.")
         if orphans:
             rank_zero_warn(f"MaxNorm: selected parameters not in any optimizer are not constrained: {orphans}.")
@@ -492,6 +509,8 @@ class MaxNorm(_StepHooksMixin, pl.Callback):
     @override
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._last = self.measure()
+        # Snapshot for run_summary(): a later trainer.test(ckpt_path=best) reloads an older callback state.
+        self._final = {"optimizer_steps": self._steps, **self._last}
 
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -499,12 +518,11 @@ class MaxNorm(_StepHooksMixin, pl.Callback):
             self._remove_post_hooks()
 
     def run_summary(self) -> dict[str, Any]:
-        """Radius, selection size, steps constrained and the final largest unit norm, for metrics.json."""
+        """Radius, selection size, steps constrained and the largest unit norm at the end of fit."""
         return {
             "max_norm": self.max_norm,
             "constrained_tensors": len(self._selected),
-            "optimizer_steps": self._steps,
-            **{"final_" + k.removeprefix("reg/"): v for k, v in self._last.items()},
+            **self._summary_values(),
         }
 
     @override
