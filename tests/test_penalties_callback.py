@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from helpers import TinyModule, loaders
 from lightning.pytorch.loggers import Logger
+from lightning.pytorch.plugins import MixedPrecision
 from torch import nn
 
 from lightning_reg import MaxNorm, PenaltyLossMixin, WeightPenalty
@@ -91,16 +92,26 @@ class ListLogger(Logger):
 
 
 # ------------------------------------------------------------------------------------------ equivalence
-@pytest.mark.parametrize("accumulate", [1, 4])
-@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+@pytest.mark.parametrize(
+    "accumulate, precision",
+    [(1, "32-true"), (4, "32-true"), (1, "bf16-mixed"), (4, "bf16-mixed"), (2, "16-mixed")],
+)
 def test_callback_equals_penalty_in_loss_under_sgd(accumulate, precision):
-    kw = dict(batches=16, accumulate_grad_batches=accumulate, precision=precision)
+    kw = dict(batches=16, accumulate_grad_batches=accumulate)
+    if precision == "16-mixed":
+        # Trainer(precision="16-mixed") falls back to bf16 on the CPU; the plugin itself runs fp16 autocast with a
+        # GradScaler (loss x 65536). Equality shows the gradients are unscaled when the callback adds the penalty.
+        kw["plugins"] = [MixedPrecision("16-mixed", "cpu")]
+    else:
+        kw["precision"] = precision
     callback = WeightPenalty(l1=1e-3, l2=1e-2)
     with_cb = make()
     trainer = fit(with_cb, [callback], **kw)
     in_loss = make(l1=1e-3, l2=1e-2)
     fit(in_loss, **kw)
     assert max_diff(with_cb, in_loss) < 1e-6
+    if precision == "16-mixed":
+        assert trainer.precision_plugin.scaler.get_scale() > 1.0  # the loss really was scaled
     if accumulate == 1 and precision == "32-true":
         bare = make()
         fit(bare, **kw)
