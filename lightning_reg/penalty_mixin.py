@@ -97,5 +97,6 @@ class PenaltyLossMixin:
         terms = [penalty_value(ps, ps, l1 * scale, l2 * scale) for l1, l2, ps in self._resolve_penalty()]
         total = torch.stack(terms).sum() if len(terms) > 1 else terms[0]
         if log:
-            self.log("reg/penalty", total.detach(), on_step=True, on_epoch=False, batch_size=1)  # type: ignore[attr-defined]
+            log_fn = self.log  # type: ignore[attr-defined]
+            log_fn("reg/penalty", total.detach(), on_step=True, on_epoch=False, batch_size=1)
         return total

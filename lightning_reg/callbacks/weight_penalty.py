@@ -188,8 +188,9 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
         >>> from lightning_reg import WeightPenalty
         >>> penalty = WeightPenalty(l2=1e-4, groups={"net.4.*": {"l2": 1e-3}})
         >>> trainer = pl.Trainer(callbacks=[penalty], max_epochs=1, logger=False)
-        >>> penalty.state_key
-        "WeightPenalty{'l1': 0.0, 'l2': 0.0001, 'mode': 'gradient', 'include': None, 'exclude': None}"
+        >>> penalty.state_key  # doctest: +NORMALIZE_WHITESPACE
+        "WeightPenalty{'l1': 0.0, 'l2': 0.0001, 'mode': 'gradient', 'include': None, 'exclude': None,
+        'groups': {'net.4.*': {'l2': 0.001}}}"
     """
 
     def __init__(
@@ -235,6 +236,7 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
             l1=self.spec.l1, l2=self.spec.l2, mode=self.mode,
             include=None if self._include is None else [str(e) for e in self._include],
             exclude=None if self._exclude is None else [str(e) for e in self._exclude],
+            groups=self.spec.groups or None,
         )
 
     # ---------------------------------------------------------------------------------------- fit start
@@ -302,7 +304,8 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
         plan = self._plans.get(id(optimizer))
         if plan is None or self._trainer is None:
             return
-        if id(optimizer) not in self._pending and self.mode != "decoupled":
+        needs_grad = self.mode == "gradient" or (self.mode == "proximal" and self.spec.any_l2)
+        if id(optimizer) not in self._pending and needs_grad:
             raise ConfigError(
                 f"WeightPenalty: {type(optimizer).__name__}.step() ran without Lightning's on_before_optimizer_step "
                 "hook, so the penalty gradient was not added. In manual optimization, step the optimizers returned "
@@ -352,7 +355,7 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
         self._pending.clear()
         every = trainer.log_every_n_steps if self.log_every_n_steps is None else self.log_every_n_steps
         step = trainer.global_step
-        if every <= 0 or step == self._last_logged_step or step == 0 or step % every:
+        if every <= 0 or not trainer.loggers or step == self._last_logged_step or step == 0 or step % every:
             return
         self._last_logged_step = step
         self._scale_now(trainer)
@@ -500,7 +503,7 @@ class MaxNorm(_StepHooksMixin, pl.Callback):
     ) -> None:
         every = trainer.log_every_n_steps if self.log_every_n_steps is None else self.log_every_n_steps
         step = trainer.global_step
-        if every <= 0 or step == self._last_logged_step or step == 0 or step % every:
+        if every <= 0 or not trainer.loggers or step == self._last_logged_step or step == 0 or step % every:
             return
         self._last_logged_step = step
         self._last = self.measure()
