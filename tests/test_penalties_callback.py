@@ -238,6 +238,24 @@ class LBFGSTiny(TinyModule):
         return torch.optim.LBFGS(self.parameters(), lr=0.1, max_iter=3)
 
 
+class TwiceSGD(torch.optim.SGD):
+    """A closure-based optimizer of our own: it evaluates the closure twice per step."""
+
+    def step(self, closure=None):
+        closure()
+        return super().step(closure)
+
+
+class TwiceTiny(TinyModule):
+    def configure_optimizers(self):
+        return TwiceSGD(self.parameters(), lr=0.1)
+
+
+def test_any_optimizer_evaluating_its_closure_twice_is_stopped():
+    with pytest.raises(ConfigError, match="TwiceSGD evaluated its closure more than once.*PenaltyLossMixin"):
+        fit(make(TwiceTiny), [WeightPenalty(l2=1e-2)])
+
+
 class LBFGSMixin(PenaltyLossMixin, LBFGSTiny):
     def __init__(self) -> None:
         super().__init__()
