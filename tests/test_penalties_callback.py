@@ -337,7 +337,7 @@ def test_logging_follows_its_own_period_and_values_are_the_penalty():
     fit(model, [WeightPenalty(l2=1e-2, log_every_n_steps=4)], batches=8, logger=logger)
     w0, w1 = model.net[0].weight, model.net[-1].weight
     # At the last logged step (8 = the end), the value is l2·Σw² of the final weights.
-    assert logger.series("reg/l2")[-1] == (8, pytest.approx(1e-2 * float(w0.pow(2).sum() + w1.pow(2).sum()), rel=1e-6))
+    assert logger.series("reg/l2")[-1] == (8, pytest.approx(1e-2 * float((w0.pow(2).sum() + w1.pow(2).sum()).detach()), rel=1e-6))
     logger = ListLogger()
     fit(make(TinyModule), [WeightPenalty(l2=1e-2, log_every_n_steps=0)], batches=4, logger=logger, log_every_n_steps=1)
     assert logger.series("reg/l2") == []
