@@ -5,6 +5,8 @@ __version__ = "0.1.0"
 from lightning_reg.callbacks.early_stopping import EarlyStopping
 from lightning_reg.callbacks.rng_state import RNGState
 from lightning_reg.callbacks.scheduled_dropout import ScheduledDropout
+from lightning_reg.callbacks.weight_penalty import MaxNorm, WeightPenalty
+from lightning_reg.penalty_mixin import PenaltyLossMixin
 from lightning_reg.schedules import (
     Constant,
     Cosine,
@@ -22,8 +24,11 @@ from lightning_reg.schedules import (
 
 __all__ = [
     "EarlyStopping",
+    "MaxNorm",
+    "PenaltyLossMixin",
     "RNGState",
     "ScheduledDropout",
+    "WeightPenalty",
     "Schedule", "Constant", "Linear", "Cosine", "Milestones", "Exponential", "Early", "Late", "Curriculum",
     "FromCallable", "make_schedule", "as_schedule",
 ]

@@ -4,5 +4,6 @@ from lightning_reg.callbacks.early_stopping import EarlyStopping
 from lightning_reg.callbacks.history import MetricsHistory
 from lightning_reg.callbacks.rng_state import RNGState
 from lightning_reg.callbacks.scheduled_dropout import ScheduledDropout
+from lightning_reg.callbacks.weight_penalty import MaxNorm, WeightPenalty
 
-__all__ = ["EarlyStopping", "MetricsHistory", "RNGState", "ScheduledDropout"]
+__all__ = ["EarlyStopping", "MaxNorm", "MetricsHistory", "RNGState", "ScheduledDropout", "WeightPenalty"]

@@ -1,0 +1,563 @@
+"""Weight penalties (L1, L2, elastic net; coupled, proximal or decoupled) and max-norm as Lightning callbacks.
+
+The math lives in :mod:`lightning_reg.penalties`; this module decides *when* to call it:
+
+- the gradient part in ``on_before_optimizer_step``, which Lightning calls once per optimizer step, after
+  the closure's backward (and after accumulation, the DDP all-reduce and AMP unscaling) and before the
+  optimizer reads the gradients;
+- the after-step part (soft-threshold, decoupled decay, max-norm) in a step post-hook registered on each
+  torch optimizer (``Optimizer.register_step_post_hook``), because Lightning has no callback hook right after
+  ``optimizer.step()``. The post-hook fires exactly when the optimizer really stepped (not when a 16-bit
+  ``GradScaler`` skipped the step), in automatic and in manual optimization.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch import Tensor
+from torch.utils.hooks import RemovableHandle
+from typing_extensions import override
+
+from lightning_reg.errors import ConfigError, check_int, check_range
+from lightning_reg.penalties import (
+    PenalizedParam,
+    PenaltySpec,
+    ScheduleLike,
+    Selector,
+    add_penalty_grad_,
+    check_mode,
+    count_zeros,
+    decoupled_step_,
+    l1_norm,
+    max_norm_,
+    soft_threshold_,
+    sq_l2_norm,
+)
+
+_CLOSURE_HINT = (
+    "Closure-based optimizers (LBFGS and the like) evaluate the loss and gradients several times per step, so a "
+    "penalty added to the gradients by a callback would be applied to some evaluations and not others. Put the "
+    "penalty in the loss instead: mix `lightning_reg.PenaltyLossMixin` into your LightningModule, call "
+    "`self.configure_penalty(l1=..., l2=...)` in `__init__` and return `loss + self.penalty_loss()` from "
+    "`training_step`."
+)
+
+
+@dataclass
+class _Bucket:
+    """Parameters of one optimizer param group that share coefficients (one fused foreach call each)."""
+
+    group: dict[str, Any]
+    l1: float
+    l2: float
+    params: list[Tensor] = field(default_factory=list)
+
+    def lr(self, owner: str) -> float:
+        if "lr" not in self.group:
+            raise ConfigError(
+                f"{owner} needs the learning rate of each optimizer param group (it reads `param_group['lr']`); "
+                f"this optimizer's param group has keys {sorted(self.group)}. Use mode='gradient' instead."
+            )
+        return float(self.group["lr"])
+
+
+def _group_by_optimizer(
+    optimizers: Sequence[torch.optim.Optimizer], selected: Sequence[PenalizedParam], owner: str
+) -> tuple[dict[int, list[_Bucket]], list[str]]:
+    """Map each optimizer to the buckets of selected parameters it owns; return also the names no optimizer owns."""
+    by_id = {id(p.param): p for p in selected}
+    claimed: set[int] = set()
+    plans: dict[int, list[_Bucket]] = {}
+    for opt in optimizers:
+        buckets: dict[tuple[int, float, float], _Bucket] = {}
+        for gi, group in enumerate(opt.param_groups):
+            for param in group["params"]:
+                sp = by_id.get(id(param))
+                if sp is None or id(param) in claimed:
+                    continue
+                claimed.add(id(param))
+                key = (gi, sp.l1, sp.l2)
+                if key not in buckets:
+                    buckets[key] = _Bucket(group, sp.l1, sp.l2)
+                buckets[key].params.append(param)
+        if buckets:
+            plans[id(opt)] = list(buckets.values())
+    orphans = [p.name for p in selected if id(p.param) not in claimed]
+    if not claimed:
+        raise ConfigError(
+            f"{owner}: none of the selected parameters ({', '.join(p.name for p in selected)}) is in any optimizer "
+            "returned by configure_optimizers(), so nothing would be penalized."
+        )
+    return plans, orphans
+
+
+def _summary_line(selected: Sequence[PenalizedParam], limit: int = 8) -> str:
+    names = [p.name for p in selected]
+    shown = ", ".join(names[:limit]) + (f", ... (+{len(names) - limit})" if len(names) > limit else "")
+    return f"{len(selected)} tensors, {sum(p.param.numel() for p in selected):,} parameters ({shown})"
+
+
+class _StepHooksMixin:
+    """Registers a post-step hook on every optimizer of the fit and removes them again at teardown."""
+
+    _handles: list[RemovableHandle]
+    _steps: int
+    _last: dict[str, float]
+    _final: dict[str, float] | None
+
+    def _register_post_hooks(self, optimizers: Sequence[torch.optim.Optimizer]) -> None:
+        self._remove_post_hooks()
+        self._handles = [opt.register_step_post_hook(self._after_optimizer_step) for opt in optimizers]
+
+    def _remove_post_hooks(self) -> None:
+        for handle in getattr(self, "_handles", []):
+            handle.remove()
+        self._handles = []
+
+    def _after_optimizer_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        raise NotImplementedError
+
+    def _summary_values(self) -> dict[str, Any]:
+        """Steps and last measured values: as of fit end when a fit ended, else as of now."""
+        final = self._final if self._final is not None else {"optimizer_steps": self._steps, **self._last}
+        return {k if k == "optimizer_steps" else "final_" + k.removeprefix("reg/"): v for k, v in final.items()}
+
+
+class WeightPenalty(_StepHooksMixin, pl.Callback):
+    """L1 / L2 / elastic-net weight penalty for any LightningModule, without changing its code.
+
+    Keras convention: the penalty is ``l1·Σ|w| + l2·Σw²`` (no ½ factor), so its gradient is
+    ``l1·sign(w) + 2·l2·w``. ``WeightPenalty(l2=1e-4)`` trains exactly like adding ``1e-4·Σw²`` to the loss,
+    and like ``torch.optim.SGD(weight_decay=2e-4)`` restricted to the selected parameters.
+
+    Modes:
+
+    - ``"gradient"`` (coupled, default): adds the penalty gradient to ``param.grad`` in
+      ``on_before_optimizer_step`` with fused ``torch._foreach_*`` ops, once per optimizer step (after
+      gradient accumulation, the DDP all-reduce and AMP unscaling), so momentum and Adam's scaling see it as
+      they would see a penalty in the loss.
+    - ``"proximal"``: after each optimizer step, soft-thresholds the L1-penalized weights,
+      ``w ← sign(w)·max(|w| − lr·l1, 0)``: proximal gradient descent, which reaches *exact* zeros (plain
+      subgradient L1 only oscillates around zero). Any ``l2`` stays in the gradient. Needs ``l1 > 0``.
+    - ``"decoupled"``: after each optimizer step, ``w ← w − lr·(l1·sign(w) + 2·l2·w)``, outside the
+      optimizer's momentum/adaptive scaling (AdamW-style; ``AdamW(weight_decay=λ)`` ≙ ``l2=λ/2``).
+
+    ``lr`` is read from each parameter's optimizer param group at that step, so LR schedulers are followed.
+
+    Selection (resolved once, at fit start): by default the kernels (``ndim >= 2`` weights) of Linear, Conv,
+    Embedding, attention and RNN layers; biases, normalization layers and other 1-D parameters are left out.
+    ``include`` replaces the default with module types (their kernels) and/or parameter-name globs;
+    ``exclude`` removes module types (all their parameters) and/or globs. ``groups`` overrides coefficients
+    per glob or type, e.g. a stronger L2 on the head. Each optimizer penalizes only the selected parameters
+    it owns. An empty selection is a :class:`~lightning_reg.errors.ConfigError` that lists the model's
+    parameters.
+
+    The coefficients are ``base × schedule.at(global_step, epoch)``: ``schedule`` is a multiplier (a
+    :class:`~lightning_reg.schedules.Schedule`, a number, a mapping such as
+    ``{"name": "linear", "start": 0, "end": 1, "end_at": 1000}`` or a callable). It is a pure function of
+    the trainer counters, so a resumed run continues it exactly.
+
+    Logged every ``log_every_n_steps`` optimizer steps (default: the trainer's ``log_every_n_steps``), at the
+    weights after the step, at a cost independent of the step count: ``reg/l1`` and ``reg/l2`` (the scheduled
+    penalty values), ``reg/l1_zero_frac`` (fraction of exactly-zero L1-penalized weights) and ``reg/scale``
+    when a schedule is set. They go straight to the trainer's loggers (with ``step=global_step``), not through
+    ``self.log``; ``run_summary()`` gives the final values for ``metrics.json``.
+
+    Limits: closure-based optimizers (LBFGS) are refused; use :class:`~lightning_reg.PenaltyLossMixin`.
+    In manual optimization, call ``step()`` on the optimizers returned by ``self.optimizers()`` (Lightning
+    then calls ``on_before_optimizer_step``); stepping a raw torch optimizer raises an error in gradient mode.
+
+    Args:
+        l1: L1 coefficient (>= 0).
+        l2: L2 coefficient (>= 0).
+        mode: ``"gradient"``, ``"proximal"`` or ``"decoupled"``.
+        include: module types / names (``"Linear"``, ``"torch.nn.Conv2d"``) or parameter-name globs.
+        exclude: module types / names or parameter-name globs to leave out.
+        groups: ``{glob or type name: {"l1": a, "l2": b}}`` coefficient overrides; first match wins.
+        schedule: multiplier schedule for both coefficients (``None``: constant 1).
+        log_every_n_steps: logging period in optimizer steps; ``None`` follows the trainer; ``0`` disables.
+
+    Example:
+        >>> import lightning.pytorch as pl
+        >>> from lightning_reg import WeightPenalty
+        >>> penalty = WeightPenalty(l2=1e-4, groups={"net.4.*": {"l2": 1e-3}})
+        >>> trainer = pl.Trainer(callbacks=[penalty], max_epochs=1, logger=False)
+        >>> penalty.state_key  # doctest: +NORMALIZE_WHITESPACE
+        "WeightPenalty{'l1': 0.0, 'l2': 0.0001, 'mode': 'gradient', 'include': None, 'exclude': None,
+        'groups': {'net.4.*': {'l2': 0.001}}}"
+    """
+
+    def __init__(
+        self,
+        l1: float = 0.0,
+        l2: float = 0.0,
+        mode: str = "gradient",
+        include: Sequence[Selector] | None = None,
+        exclude: Sequence[Selector] | None = None,
+        groups: Mapping[str, Mapping[str, float]] | None = None,
+        schedule: ScheduleLike = None,
+        log_every_n_steps: int | None = None,
+    ) -> None:
+        self.mode = check_mode(mode)
+        self.spec = PenaltySpec(l1=l1, l2=l2, include=include, exclude=exclude, groups=groups, schedule=schedule)
+        if self.mode == "proximal" and not self.spec.any_l1:
+            raise ConfigError(
+                "`mode='proximal'` soft-thresholds the L1 term, so it needs `l1` > 0; got l1=0.0 "
+                f"(l2={self.spec.l2}). For a pure L2 penalty use mode='gradient' or mode='decoupled'."
+            )
+        if not self.spec.any_l1 and not self.spec.any_l2:
+            rank_zero_warn("WeightPenalty(l1=0, l2=0) does nothing; set `l1` and/or `l2` > 0.")
+        if log_every_n_steps is not None:
+            check_int("log_every_n_steps", log_every_n_steps, low=0)
+        self.log_every_n_steps = log_every_n_steps
+        self._include, self._exclude = include, exclude
+        self._selected: list[PenalizedParam] = []
+        self._plans: dict[int, list[_Bucket]] = {}
+        self._pending: set[int] = set()
+        self._handles = []
+        self._trainer: pl.Trainer | None = None
+        self._scale_key: tuple[int, int] | None = None
+        self._scale = self.spec.scale_at(0, 0)
+        self._steps = 0
+        self._last_logged_step = -1
+        self._last: dict[str, float] = {}
+        self._final = None
+
+    @property
+    @override
+    def state_key(self) -> str:
+        return self._generate_state_key(
+            l1=self.spec.l1, l2=self.spec.l2, mode=self.mode,
+            include=None if self._include is None else [str(e) for e in self._include],
+            exclude=None if self._exclude is None else [str(e) for e in self._exclude],
+            groups=self.spec.groups or None,
+        )
+
+    # ---------------------------------------------------------------------------------------- fit start
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            # Resolve early so that an empty selection fails before any training step.
+            self._selected = self.spec.resolve(pl_module, owner="WeightPenalty")
+
+    @override
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for opt in trainer.optimizers:
+            if isinstance(opt, torch.optim.LBFGS):
+                raise ConfigError(f"WeightPenalty cannot be used with {type(opt).__name__}. {_CLOSURE_HINT}")
+        # Re-resolve: strategy.setup() may have moved or wrapped the model since `setup`.
+        self._selected = self.spec.resolve(pl_module, owner="WeightPenalty")
+        self._plans, orphans = _group_by_optimizer(trainer.optimizers, self._selected, "WeightPenalty")
+        self._trainer = trainer
+        self._pending.clear()
+        self._register_post_hooks(trainer.optimizers)
+        self._final = None
+        rank_zero_info(
+            f"WeightPenalty(l1={self.spec.l1}, l2={self.spec.l2}, mode={self.mode!r}): penalizing "
+            f"{_summary_line(self._selected)} across {len(self._plans)} optimizer(s)."
+        )
+        if orphans:
+            rank_zero_warn(f"WeightPenalty: selected parameters not in any optimizer are not penalized: {orphans}.")
+
+    def _scale_now(self, trainer: pl.Trainer) -> float:
+        key = (trainer.global_step, trainer.current_epoch)
+        if key != self._scale_key:
+            self._scale_key = key
+            self._scale = self.spec.scale_at(*key)
+        return self._scale
+
+    # ------------------------------------------------------------------------------------ the step
+    @override
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        plan = self._plans.get(id(optimizer))
+        if plan is None:
+            return
+        if id(optimizer) in self._pending:
+            raise ConfigError(
+                f"WeightPenalty: {type(optimizer).__name__} evaluated its closure more than once in one step. "
+                + _CLOSURE_HINT
+            )
+        self._pending.add(id(optimizer))
+        if self.mode == "decoupled":
+            return
+        scale = self._scale_now(trainer)
+        if scale == 0.0:
+            return
+        for bucket in plan:
+            l1 = 0.0 if self.mode == "proximal" else bucket.l1 * scale
+            l2 = bucket.l2 * scale
+            if l1 == 0.0 and l2 == 0.0:
+                continue
+            params = [p for p in bucket.params if p.grad is not None]
+            add_penalty_grad_(params, [p.grad for p in params], l1, l2)  # type: ignore[misc]
+
+    @override
+    def _after_optimizer_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        plan = self._plans.get(id(optimizer))
+        if plan is None or self._trainer is None:
+            return
+        needs_grad = self.mode == "gradient" or (self.mode == "proximal" and self.spec.any_l2)
+        if id(optimizer) not in self._pending and needs_grad:
+            raise ConfigError(
+                f"WeightPenalty: {type(optimizer).__name__}.step() ran without Lightning's on_before_optimizer_step "
+                "hook, so the penalty gradient was not added. In manual optimization, step the optimizers returned "
+                "by `self.optimizers()` (LightningOptimizer), not the raw torch optimizers."
+            )
+        self._pending.discard(id(optimizer))
+        self._steps += 1
+        if self.mode == "gradient":
+            return
+        scale = self._scale_now(self._trainer)
+        for bucket in plan:
+            lr = bucket.lr("WeightPenalty(mode=" + repr(self.mode) + ")")
+            if self.mode == "proximal":
+                soft_threshold_(bucket.params, lr * bucket.l1 * scale)
+            else:
+                decoupled_step_(bucket.params, lr, bucket.l1 * scale, bucket.l2 * scale)
+
+    # ---------------------------------------------------------------------------------------- logging
+    def measure(self) -> dict[str, float]:
+        """Current penalty values (``reg/l1``, ``reg/l2``), L1 sparsity and scale, over the penalized weights."""
+        scale = self._scale
+        out: dict[str, float] = {}
+        l1_zero = l1_numel = 0
+        l1_total = l2_total = 0.0
+        for plan in self._plans.values():
+            for b in plan:
+                if b.l1 > 0:
+                    l1_total += b.l1 * float(l1_norm(b.params))
+                    l1_zero += count_zeros(b.params)
+                    l1_numel += sum(p.numel() for p in b.params)
+                if b.l2 > 0:
+                    l2_total += b.l2 * float(sq_l2_norm(b.params))
+        if self.spec.any_l1:
+            out["reg/l1"] = scale * l1_total
+            out["reg/l1_zero_frac"] = l1_zero / max(1, l1_numel)
+        if self.spec.any_l2:
+            out["reg/l2"] = scale * l2_total
+        if self.spec.schedule is not None:
+            out["reg/scale"] = scale
+        return out
+
+    @override
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        # At most one optimizer step per optimizer and batch: a closure re-evaluation is detected per batch.
+        self._pending.clear()
+        every = trainer.log_every_n_steps if self.log_every_n_steps is None else self.log_every_n_steps
+        step = trainer.global_step
+        if every <= 0 or not trainer.loggers or step == self._last_logged_step or step == 0 or step % every:
+            return
+        self._last_logged_step = step
+        self._scale_now(trainer)
+        self._last = self.measure()
+        _log_to_loggers(trainer, self._last)
+
+    @override
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._last = self.measure()
+        # Snapshot for run_summary(): a later trainer.test(ckpt_path=best) reloads an older callback state.
+        self._final = {"optimizer_steps": self._steps, **self._last}
+
+    @override
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self._remove_post_hooks()
+            self._trainer = None
+
+    def run_summary(self) -> dict[str, Any]:
+        """Coefficients, selection size, optimizer steps penalized and the penalty values at the end of fit.
+
+        These describe the final weights of the fit, also after a ``trainer.test(ckpt_path="best")`` that
+        reloads an earlier callback state (as ``python -m lightning_reg.train`` does).
+        """
+        return {
+            "l1": self.spec.l1,
+            "l2": self.spec.l2,
+            "mode": self.mode,
+            "penalized_tensors": len(self._selected),
+            "penalized_params": sum(p.param.numel() for p in self._selected),
+            **self._summary_values(),
+        }
+
+    # ---------------------------------------------------------------------------------------- state
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "scale": float(self._scale),
+            "steps": int(self._steps),
+            "last_logged_step": int(self._last_logged_step),
+            "last": {k: float(v) for k, v in self._last.items()},
+        }
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._scale = float(state_dict.get("scale", self._scale))
+        self._steps = int(state_dict.get("steps", 0))
+        self._last_logged_step = int(state_dict.get("last_logged_step", -1))
+        self._last = dict(state_dict.get("last", {}))
+        self._scale_key = None
+
+
+class MaxNorm(_StepHooksMixin, pl.Callback):
+    """Max-norm constraint: after every optimizer step, each unit's incoming weight vector gets norm ≤ ``max_norm``.
+
+    As in the dropout paper (Srivastava et al. 2014), where dropout plus max-norm (c ≈ 3–4) gave the best
+    MNIST results, and Keras' ``MaxNorm`` constraint. A "unit" is a row of a Linear weight (one output
+    neuron), an output channel of a Conv kernel (dim 1 for ConvTranspose, whose kernels are stored
+    ``(in, out, ...)``), one embedding vector of an Embedding. Vectors already inside the ball are untouched.
+
+    Same selection rules as :class:`WeightPenalty` (kernels of Linear/Conv/Embedding-like layers by default;
+    ``include``/``exclude`` take module types and parameter-name globs). It runs as a step post-hook on each
+    optimizer, for the parameters that optimizer owns, in automatic and manual optimization and on every
+    DDP rank (the weights stay identical). Logs ``reg/max_unit_norm`` (largest unit norm after the step).
+
+    Args:
+        max_norm: the radius (> 0).
+        include: module types / names or parameter-name globs (replaces the default selection).
+        exclude: module types / names or parameter-name globs to leave out.
+        log_every_n_steps: logging period in optimizer steps; ``None`` follows the trainer; ``0`` disables.
+
+    Example:
+        >>> import lightning.pytorch as pl
+        >>> from lightning_reg import MaxNorm
+        >>> trainer = pl.Trainer(callbacks=[MaxNorm(max_norm=3.0)], max_epochs=1, logger=False)
+        >>> MaxNorm(3.0).state_key
+        "MaxNorm{'max_norm': 3.0, 'include': None, 'exclude': None}"
+    """
+
+    def __init__(
+        self,
+        max_norm: float = 3.0,
+        include: Sequence[Selector] | None = None,
+        exclude: Sequence[Selector] | None = None,
+        log_every_n_steps: int | None = None,
+    ) -> None:
+        self.max_norm = check_range("max_norm", max_norm, 0.0, None, low_inclusive=False)
+        # Validates include/exclude with the same rules as the penalties (coefficients unused).
+        self.spec = PenaltySpec(include=include, exclude=exclude)
+        if log_every_n_steps is not None:
+            check_int("log_every_n_steps", log_every_n_steps, low=0)
+        self.log_every_n_steps = log_every_n_steps
+        self._include, self._exclude = include, exclude
+        self._selected: list[PenalizedParam] = []
+        self._plans: dict[int, list[tuple[Tensor, int]]] = {}
+        self._handles = []
+        self._steps = 0
+        self._last_logged_step = -1
+        self._last: dict[str, float] = {}
+        self._final = None
+
+    @property
+    @override
+    def state_key(self) -> str:
+        return self._generate_state_key(
+            max_norm=self.max_norm,
+            include=None if self._include is None else [str(e) for e in self._include],
+            exclude=None if self._exclude is None else [str(e) for e in self._exclude],
+        )
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self._selected = self.spec.resolve(pl_module, owner="MaxNorm")
+
+    @override
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._selected = self.spec.resolve(pl_module, owner="MaxNorm")
+        buckets, orphans = _group_by_optimizer(trainer.optimizers, self._selected, "MaxNorm")
+        dims = {id(p.param): p.unit_dim for p in self._selected}
+        self._plans = {k: [(p, dims[id(p)]) for b in v for p in b.params] for k, v in buckets.items()}
+        self._register_post_hooks(trainer.optimizers)
+        self._final = None
+        rank_zero_info(f"MaxNorm(max_norm={self.max_norm}): constraining {_summary_line(self._selected)}.")
+        if orphans:
+            rank_zero_warn(f"MaxNorm: selected parameters not in any optimizer are not constrained: {orphans}.")
+
+    @override
+    def _after_optimizer_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        plan = self._plans.get(id(optimizer))
+        if plan is None:
+            return
+        for param, dim in plan:
+            max_norm_(param, self.max_norm, dim)
+        self._steps += 1
+
+    def measure(self) -> dict[str, float]:
+        """Largest unit norm over the constrained weights."""
+        norms = [_unit_norms(p, d).max() for plan in self._plans.values() for p, d in plan]
+        return {"reg/max_unit_norm": float(torch.stack(norms).max())} if norms else {}
+
+    @override
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        every = trainer.log_every_n_steps if self.log_every_n_steps is None else self.log_every_n_steps
+        step = trainer.global_step
+        if every <= 0 or not trainer.loggers or step == self._last_logged_step or step == 0 or step % every:
+            return
+        self._last_logged_step = step
+        self._last = self.measure()
+        _log_to_loggers(trainer, self._last)
+
+    @override
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._last = self.measure()
+        # Snapshot for run_summary(): a later trainer.test(ckpt_path=best) reloads an older callback state.
+        self._final = {"optimizer_steps": self._steps, **self._last}
+
+    @override
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self._remove_post_hooks()
+
+    def run_summary(self) -> dict[str, Any]:
+        """Radius, selection size, steps constrained and the largest unit norm at the end of fit."""
+        return {
+            "max_norm": self.max_norm,
+            "constrained_tensors": len(self._selected),
+            **self._summary_values(),
+        }
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps": int(self._steps), "last_logged_step": int(self._last_logged_step),
+                "last": {k: float(v) for k, v in self._last.items()}}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._steps = int(state_dict.get("steps", 0))
+        self._last_logged_step = int(state_dict.get("last_logged_step", -1))
+        self._last = dict(state_dict.get("last", {}))
+
+
+def _log_to_loggers(trainer: pl.Trainer, metrics: dict[str, float]) -> None:
+    """Write straight to the loggers at our own cadence.
+
+    ``pl_module.log(on_step=True)`` would keep the value in Lightning's results until the trainer's own
+    ``log_every_n_steps`` flushes it, re-logging a stale value when the two periods differ. The values are
+    identical on every rank (DDP keeps the weights equal), so rank zero writes them without a sync.
+    """
+    if metrics and trainer.is_global_zero:
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)
+
+
+@torch.no_grad()
+def _unit_norms(param: Tensor, dim: int) -> Tensor:
+    if param.ndim < 2:
+        return param.abs().float()
+    other = tuple(d for d in range(param.ndim) if d != dim)
+    return torch.linalg.vector_norm(param.float(), dim=other)
+
+
+__all__ = ["MaxNorm", "WeightPenalty"]
