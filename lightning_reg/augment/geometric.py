@@ -90,10 +90,10 @@ def affine_matrices(params: dict[str, torch.Tensor], height: int, width: int) ->
     zx, zy = params["zoom_x"], params["zoom_y"]
     # Output -> input map in pixel-centred coordinates, composed in closed form (one small op per entry
     # instead of six batched 3x3 products):  p_in = Z Sh R (F p_out - shift) - crop,
-    # R = [[c, s], [-s, c]] (inverse of a counter-clockwise rotation with y pointing down),
+    # R = [[c, -s], [s, c]] (inverse of a counter-clockwise rotation on screen, y pointing down),
     # Sh = [[1, -sin sh], [0, cos sh]] (Keras' shear), Z = diag(zx, zy), F = diag(+-1, +-1) (flips).
-    l00, l01 = zx * (c + ss * s), zx * (s - ss * c)
-    l10, l11 = -zy * cs * s, zy * cs * c
+    l00, l01 = zx * (c - ss * s), zx * (-s - ss * c)
+    l10, l11 = zy * cs * s, zy * cs * c
     fx, fy = 1 - 2 * params["hflip"], 1 - 2 * params["vflip"]
     sx, sy = params["shift_x"], params["shift_y"]
     tx = -(l00 * sx + l01 * sy) - params["crop_x"]
