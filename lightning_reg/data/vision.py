@@ -361,6 +361,8 @@ class ImageFolderDataModule(ImageDataModule):
         root = Path(data_dir).expanduser() / train_dir if data_dir else None
         classes = sorted(p.name for p in root.iterdir() if p.is_dir()) if root is not None and root.is_dir() else []
         self.classes = classes
+        if root is not None and root.is_dir() and len(classes) < 2:
+            raise ConfigError(f"ImageFolderDataModule needs at least 2 class folders under {root}; found {classes}.")
         # Instance attributes, known before setup: train.py sizes the model from them.
         self.num_classes = max(len(classes), 2)
         channels = 1 if self.grayscale else 3
@@ -368,8 +370,6 @@ class ImageFolderDataModule(ImageDataModule):
             self.image_size = self._first_size(root)
         self.input_shape = (channels, *(self.image_size or (0, 0)))
         super().__init__(*args, **kwargs)
-        if len(classes) < 2:
-            raise ConfigError(f"ImageFolderDataModule needs at least 2 class folders under {root}; found {classes}.")
 
     @staticmethod
     def _first_size(root: Path) -> tuple[int, int]:
@@ -387,6 +387,16 @@ class ImageFolderDataModule(ImageDataModule):
     @override
     def expected_files(self) -> list[Path]:
         return [self.data_dir / self.train_dir]
+
+    @override
+    def check_files(self) -> None:
+        root = self.data_dir / self.train_dir
+        if not root.is_dir():
+            raise ConfigError(
+                f"ImageFolderDataModule: expected image class folders under {root} (<data_dir>/{self.train_dir}/"
+                f"<class>/*.png); data_dir={str(self.data_dir)!r} has none. There is nothing to download: point "
+                "`data_dir` at your images."
+            )
 
     def _read(self, folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
         from torchvision.datasets import ImageFolder
