@@ -66,9 +66,13 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads of the main process (the device path); the cpu path's 2 workers use "
+                             "1 thread each, so 1 gives the device path fewer cores, not more")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per path; the best one counts")
     args = parser.parse_args()
     device = torch.device(args.device)
+    torch.set_num_threads(args.threads)
     cpu_batches = 2 if args.quick else 20
     dev_batches = 4 if args.quick else 200
     n = args.batch * (cpu_batches + 2)

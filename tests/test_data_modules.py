@@ -337,3 +337,12 @@ def test_device_augmentation_under_ddp_draws_differently_per_rank(tmp_path: Path
     assert r0["steps"] == r1["steps"] == 3
     assert r0["seed"] != r1["seed"]
     assert not torch.equal(r0["draw"], r1["draw"])
+
+
+def test_own_datamodule_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import runpy
+
+    monkeypatch.setattr(sys, "argv", ["example", "--data-dir", str(tmp_path), "--steps", "2"])
+    runpy.run_path(str(REPO / "examples" / "own_datamodule_augmentation.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "MyAugmentedDataModule: val/acc=" in out and "AugmentedMyDataModule: val/acc=" in out
