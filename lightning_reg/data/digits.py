@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
+from typing_extensions import override
 
+from lightning_reg.augment.config import AugmentConfig
+from lightning_reg.augment.mixin import AugmentationMixin
+from lightning_reg.augment.pipeline import build_cpu_transform
+from lightning_reg.data.vision import ImageTensorDataset
 from lightning_reg.data.splits import check_fractions, stratified_split
 from lightning_reg.errors import ConfigError, check_int
 
 
-class DigitsDataModule(pl.LightningDataModule):
+class DigitsDataModule(AugmentationMixin, pl.LightningDataModule):
     """scikit-learn's digits (1,797 images, 10 classes) as ``1x8x8`` float tensors in ``[0, 1]``.
 
     The data ships inside scikit-learn, so nothing is downloaded. The whole set lives in memory as
@@ -24,6 +32,9 @@ class DigitsDataModule(pl.LightningDataModule):
         seed: seed for the split (independent of the training seed).
         train_subset: if set, use only this many training images.
         normalize: subtract the training split's mean and divide by its std.
+        augment: the augmentation block (:class:`~lightning_reg.augment.AugmentConfig` or a mapping) for
+            training batches. ``normalize`` is applied to the stored tensors, so with it on, augmentation
+            (brightness clipping, fill values) acts on normalized pixels.
 
     Example:
         >>> dm = DigitsDataModule(batch_size=64, seed=0)
@@ -46,6 +57,7 @@ class DigitsDataModule(pl.LightningDataModule):
         seed: int = 0,
         train_subset: int | None = None,
         normalize: bool = False,
+        augment: AugmentConfig | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         check_fractions(train_fraction, val_fraction, test_fraction)
@@ -54,7 +66,8 @@ class DigitsDataModule(pl.LightningDataModule):
         check_int("seed", seed)
         if train_subset is not None:
             check_int("train_subset", train_subset, low=10)
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["augment"])
+        self.configure_augmentation(augment, num_classes=self.num_classes, seed=seed)
         self.fractions = (float(train_fraction), float(val_fraction), float(test_fraction))
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -75,7 +88,9 @@ class DigitsDataModule(pl.LightningDataModule):
         y = torch.as_tensor(bunch.target, dtype=torch.long)
         return x, y
 
+    @override
     def setup(self, stage: str | None = None) -> None:
+        self.check_soft_targets()
         if self.data_train is not None:
             return
         x, y = self.load_arrays()
@@ -90,11 +105,16 @@ class DigitsDataModule(pl.LightningDataModule):
         if self.normalize:
             mean, std = x[tr].mean(), x[tr].std()
             x = (x - mean) / std
-        self.data_train = TensorDataset(x[tr], y[tr])
+        if self.augment_config.has_standardization:
+            self.fit_standardization(x[tr])
+        transform = None
+        if self.augment_config.augment_on == "cpu" and not self.augment_config.is_identity:
+            transform = build_cpu_transform(self.augment_config, 8, 8)
+        self.data_train = ImageTensorDataset(x[tr], y[tr], transform) if transform else TensorDataset(x[tr], y[tr])
         self.data_val = TensorDataset(x[va], y[va])
         self.data_test = TensorDataset(x[te], y[te])
 
-    def _loader(self, ds: TensorDataset | None, shuffle: bool) -> DataLoader:
+    def _loader(self, ds: Any, shuffle: bool) -> DataLoader:
         if ds is None:
             raise RuntimeError("DigitsDataModule.setup() must run before asking for a dataloader.")
         return DataLoader(

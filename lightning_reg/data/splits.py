@@ -55,3 +55,58 @@ def stratified_split(
         cat = torch.cat(chunks) if chunks else torch.empty(0, dtype=torch.long)
         out.append(cat[torch.randperm(len(cat), generator=gen)])
     return out
+
+
+def val_count(val_split: float | int, n: int) -> int:
+    """Number of validation samples for ``val_split``: a fraction in (0, 1) or a count in [1, n - 1].
+
+    Example:
+        >>> val_count(0.1, 1000), val_count(50, 1000)
+        (100, 50)
+    """
+    if isinstance(val_split, bool) or not isinstance(val_split, (int, float)):
+        raise ConfigError(f"`val_split` must be a fraction in (0, 1) or a count of images; got {val_split!r}.")
+    if isinstance(val_split, float) and val_split < 1.0:
+        if not 0.0 < val_split:
+            raise ConfigError(f"`val_split` must be a fraction in (0, 1) or a count of images; got {val_split!r}.")
+        k = int(round(val_split * n))
+    else:
+        if float(val_split) != int(val_split):
+            raise ConfigError(f"`val_split` as a count must be a whole number; got {val_split!r}.")
+        k = int(val_split)
+    if not 1 <= k <= n - 1:
+        raise ConfigError(
+            f"`val_split` must leave at least one image in each of train and val ({n} available); got {val_split!r}."
+        )
+    return k
+
+
+def split_train_val(labels: torch.Tensor, val_split: float | int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded, stratified train/val index split with exactly ``val_count(val_split, n)`` validation samples.
+
+    Each class gives its proportional share (largest remainders get the leftover slots), shuffled with a
+    ``torch.Generator`` seeded by ``seed``.
+
+    Example:
+        >>> tr, va = split_train_val(torch.tensor([0, 0, 0, 0, 1, 1, 1, 1]), 4, seed=0)
+        >>> len(tr), len(va), sorted(torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])[va].tolist())
+        (4, 4, [0, 0, 1, 1])
+    """
+    n = len(labels)
+    k = val_count(val_split, n)
+    gen = torch.Generator().manual_seed(int(seed))
+    classes, counts = torch.unique(labels, return_counts=True)
+    share = counts.double() * k / n
+    take = share.floor().long()
+    leftover = k - int(take.sum())
+    if leftover:
+        order = torch.argsort(share - take.double(), descending=True, stable=True)
+        take[order[:leftover]] += 1
+    train_parts, val_parts = [], []
+    for cls, t in zip(classes.tolist(), take.tolist()):
+        idx = torch.nonzero(labels == cls, as_tuple=False).flatten()
+        idx = idx[torch.randperm(len(idx), generator=gen)]
+        val_parts.append(idx[:t])
+        train_parts.append(idx[t:])
+    tr, va = torch.cat(train_parts), torch.cat(val_parts)
+    return tr[torch.randperm(len(tr), generator=gen)], va[torch.randperm(len(va), generator=gen)]

@@ -1,0 +1,176 @@
+"""The two augmentation paths over the same pure functions.
+
+* :func:`augment_batch` (``augment_on="device"``): one batched call per training batch with a separate draw
+  per sample: crop + affine + flips (one ``grid_sample``), brightness/channel shift, erasing.
+* :func:`build_cpu_transform` (``augment_on="cpu"``): a per-sample ``torchvision.transforms.v2.Compose``
+  for DataLoader workers: policy (RandAugment, ...) on uint8, ``v2.RandomCrop``, the Keras affine,
+  ``v2.RandomHorizontalFlip``/``v2.RandomVerticalFlip``, brightness/channel shift, ``v2.RandomErasing``.
+
+Both apply the same parameter distributions in the same order. Standardization (mean/std, ZCA) and the
+batch mixers run batched after transfer on both paths (see :class:`~lightning_reg.augment.mixin.AugmentationMixin`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torchvision.transforms import v2
+
+from lightning_reg.augment.color import apply_color
+from lightning_reg.augment.config import AugmentConfig
+from lightning_reg.augment.erasing import erase, sample_erasing_boxes
+from lightning_reg.augment.geometric import affine_matrices, apply_geometry, sample_affine_params, warp_affine
+from lightning_reg.augment.standardize import as_float_images
+from lightning_reg.errors import ConfigError
+
+
+def augment_batch(
+    x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Device path: augment a float batch ``(N, C, H, W)`` with a different draw per sample.
+
+    Returns the batch and the per-sample parameters (``angle``, ``shift_x``, ..., ``erase_box``).
+
+    Example:
+        >>> cfg = AugmentConfig(rotation_range=20, width_shift_range=0.2, horizontal_flip=True)
+        >>> out, p = augment_batch(torch.rand(16, 1, 28, 28), cfg, torch.Generator().manual_seed(0))
+        >>> out.shape, len(set(p["angle"].tolist()))
+        (torch.Size([16, 1, 28, 28]), 16)
+    """
+    params: dict[str, torch.Tensor] = {}
+    if cfg.has_geometry:
+        x, p = apply_geometry(x, cfg, generator)
+        params.update(p)
+    if cfg.has_color:
+        x, p = apply_color(x, cfg, generator)
+        params.update(p)
+    if cfg.erasing_prob > 0:
+        boxes = sample_erasing_boxes(x.shape[0], x.shape[-2], x.shape[-1], cfg.erasing_prob, cfg.erasing_scale,
+                                     cfg.erasing_ratio, generator, x.device)
+        x = erase(x, boxes, cfg.erasing_value, generator)
+        params["erase_box"] = boxes
+    return x, params
+
+
+class RandomKerasAffine(v2.Transform):
+    """Per-sample Keras affine (rotation, shift, shear, anisotropic zoom) as a torchvision v2 transform.
+
+    torchvision's ``RandomAffine`` has isotropic zoom, rounds shifts to whole pixels and fills only with a
+    constant, so Keras' semantics need their own transform. It draws from the same sampler as the device
+    path (torch's global RNG, which DataLoader seeds per worker) and applies the same warp.
+
+    Example:
+        >>> t = RandomKerasAffine(AugmentConfig(rotation_range=30))
+        >>> t(torch.rand(1, 8, 8)).shape
+        torch.Size([1, 8, 8])
+    """
+
+    def __init__(self, cfg: AugmentConfig, record: list[dict[str, float]] | None = None) -> None:
+        super().__init__()
+        self.cfg = AugmentConfig.from_any({**cfg.__dict__, "horizontal_flip": False, "vertical_flip": False,
+                                           "crop_padding": 0, "policy": None, "augment_on": "cpu"})
+        self.record = record
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        h, w = v2.functional.get_size(flat_inputs[0])
+        p = sample_affine_params(1, self.cfg, h, w)
+        if self.record is not None:
+            self.record.append({k: float(v) for k, v in p.items()})
+        return {"theta": affine_matrices(p, h, w)}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if not isinstance(inpt, torch.Tensor) or inpt.ndim != 3:
+            return inpt
+        return warp_affine(inpt.unsqueeze(0).float(), params["theta"], self.cfg.fill_mode, self.cfg.cval)[0]
+
+
+class RandomKerasColor(v2.Transform):
+    """Per-sample Keras brightness and channel shift, drawn like the device path (global RNG).
+
+    Example:
+        >>> RandomKerasColor(AugmentConfig(brightness_range=[0.5, 0.5]))(torch.ones(1, 2, 2)).max().item()
+        0.5
+    """
+
+    def __init__(self, cfg: AugmentConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if not isinstance(inpt, torch.Tensor) or inpt.ndim != 3:
+            return inpt
+        return apply_color(inpt.unsqueeze(0).float(), self.cfg)[0][0]
+
+
+class ToFloatImage(v2.Transform):
+    """uint8 ``[0, 255]`` to float ``[0, 1]``; floats pass through (digits are float already)."""
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        return as_float_images(inpt) if isinstance(inpt, torch.Tensor) else inpt
+
+
+class ToUint8Image(v2.Transform):
+    """float ``[0, 1]`` to uint8 for the torchvision policies; uint8 passes through."""
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if isinstance(inpt, torch.Tensor) and inpt.is_floating_point():
+            return (inpt * 255.0).round().clamp(0, 255).to(torch.uint8)
+        return inpt
+
+
+_FILL_TO_PAD = {"nearest": "edge", "constant": "constant", "reflect": "symmetric", "wrap": "constant"}
+
+
+def make_policy(name: str, kwargs: dict[str, Any]) -> v2.Transform:
+    """A torchvision v2 policy by name, with its parameters.
+
+    Example:
+        >>> type(make_policy("randaugment", {"num_ops": 2, "magnitude": 9})).__name__
+        'RandAugment'
+    """
+    classes = {"randaugment": v2.RandAugment, "trivialaugment": v2.TrivialAugmentWide,
+               "autoaugment": v2.AutoAugment, "augmix": v2.AugMix}
+    if name not in classes:
+        raise ConfigError(f"`augment.policy` must be one of {', '.join(map(repr, classes))}; got {name!r}.")
+    kwargs = dict(kwargs)
+    if name == "autoaugment" and isinstance(kwargs.get("policy"), str):
+        choices = {p.value.lower(): p for p in v2.AutoAugmentPolicy}
+        key = kwargs["policy"].lower()
+        if key not in choices:
+            raise ConfigError(f"`augment.policy_kwargs.policy` must be one of {sorted(choices)}; got {kwargs['policy']!r}.")
+        kwargs["policy"] = choices[key]
+    try:
+        return classes[name](**kwargs)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"`augment.policy_kwargs` for {name!r} are invalid: {err}") from None
+
+
+def build_cpu_transform(cfg: AugmentConfig, height: int, width: int) -> v2.Compose:
+    """Cpu path: per-sample torchvision v2 pipeline from uint8/float ``(C, H, W)`` to augmented float [0, 1].
+
+    Example:
+        >>> t = build_cpu_transform(AugmentConfig(augment_on="cpu", crop_padding=4, horizontal_flip=True), 32, 32)
+        >>> t(torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)).dtype
+        torch.float32
+    """
+    steps: list[v2.Transform] = []
+    if cfg.policy is not None:
+        steps += [ToUint8Image(), make_policy(cfg.policy, cfg.policy_kwargs)]
+    steps.append(ToFloatImage())
+    if cfg.crop_padding:
+        steps.append(v2.RandomCrop((height, width), padding=cfg.crop_padding,
+                                   fill=cfg.cval if cfg.has_affine else 0.0,
+                                   padding_mode=_FILL_TO_PAD[cfg.fill_mode] if cfg.has_affine else "constant"))
+    if cfg.has_affine:
+        steps.append(RandomKerasAffine(cfg))
+    if cfg.horizontal_flip:
+        steps.append(v2.RandomHorizontalFlip(0.5))
+    if cfg.vertical_flip:
+        steps.append(v2.RandomVerticalFlip(0.5))
+    if cfg.has_color:
+        steps.append(RandomKerasColor(cfg))
+    if cfg.erasing_prob > 0:
+        steps.append(v2.RandomErasing(cfg.erasing_prob, scale=cfg.erasing_scale, ratio=cfg.erasing_ratio,
+                                      value="random" if cfg.erasing_value == "random" else 0.0))
+    return v2.Compose(steps)

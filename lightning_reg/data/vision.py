@@ -1,0 +1,428 @@
+"""Image DataModules over torchvision's dataset classes: MNIST, Fashion-MNIST, CIFAR-10 and image folders.
+
+All share :class:`ImageDataModule`: images are read once into a uint8 tensor, split train/val (seeded,
+stratified), standardized with statistics fitted on the training split, and augmented through
+:class:`~lightning_reg.augment.AugmentationMixin` on the cpu or device path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+from typing_extensions import override
+
+from lightning_reg.augment.config import AugmentConfig
+from lightning_reg.augment.mixin import AugmentationMixin
+from lightning_reg.augment.pipeline import build_cpu_transform
+from lightning_reg.data.resident import DeviceResidentLoader
+from lightning_reg.data.splits import split_train_val, stratified_split
+from lightning_reg.errors import ConfigError, check_int
+
+
+class ImageTensorDataset(Dataset):
+    """``(image, label)`` pairs from in-memory tensors with an optional per-sample transform (cpu path)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, transform: Any = None) -> None:
+        self.x, self.y, self.transform = x, y, transform
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        img = self.x[i]
+        if self.transform is not None:
+            img = self.transform(img)
+        return img, self.y[i]
+
+
+class ImageDataModule(AugmentationMixin, pl.LightningDataModule):
+    """Base for the image DataModules; subclasses say where the files are and how to read them.
+
+    Args:
+        data_dir: root folder of the data set (torchvision's layout).
+        download: let torchvision download the data set when it is missing (off by default).
+        val_split: validation share of the training files: a fraction in (0, 1) or a count.
+        batch_size, num_workers: DataLoader settings (``num_workers`` also runs the cpu-path transforms).
+        seed: seeds the split and the device-path augmentation stream (plus the global rank).
+        normalize: per-channel mean/std from the training split (or ``mean``/``std`` when given).
+        mean, std: per-channel statistics to use instead of fitted ones.
+        augment: the augmentation block (:class:`~lightning_reg.augment.AugmentConfig` or a mapping).
+        device_resident: keep the splits on the training device and draw batches without a DataLoader
+            (needs ``augment_on="device"``; for small data sets).
+        train_subset: keep only this many training images (stratified), for quick runs.
+        drop_last: drop the last incomplete training batch.
+    """
+
+    num_classes: int = 10
+    input_shape: tuple[int, int, int] = (1, 28, 28)
+
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        download: bool = False,
+        val_split: float | int = 0.1,
+        batch_size: int = 128,
+        num_workers: int = 0,
+        seed: int = 0,
+        normalize: bool = False,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        augment: AugmentConfig | Mapping[str, Any] | None = None,
+        device_resident: bool = False,
+        train_subset: int | None = None,
+        drop_last: bool = False,
+    ) -> None:
+        super().__init__()
+        if data_dir is None or str(data_dir).strip() == "":
+            raise ConfigError(f"`data_dir` must name the folder holding {type(self).__name__}'s files; got {data_dir!r}.")
+        check_int("batch_size", batch_size, low=1)
+        check_int("num_workers", num_workers, low=0)
+        check_int("seed", seed)
+        if train_subset is not None:
+            check_int("train_subset", train_subset, low=2)
+        if isinstance(val_split, bool) or not isinstance(val_split, (int, float)) or val_split <= 0:
+            raise ConfigError(f"`val_split` must be a fraction in (0, 1) or a positive count; got {val_split!r}.")
+        self.data_dir = Path(data_dir).expanduser()
+        self.download = bool(download)
+        self.val_split = val_split
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.normalize = bool(normalize)
+        self.mean, self.std = (list(mean) if mean is not None else None), (list(std) if std is not None else None)
+        self.device_resident = bool(device_resident)
+        self.train_subset = train_subset
+        self.drop_last = bool(drop_last)
+        self.configure_augmentation(augment, num_classes=self.num_classes, seed=seed)
+        cfg = self.augment_config
+        if self.device_resident and cfg.augment_on != "device":
+            raise ConfigError("`device_resident=true` draws batches on the device; it needs "
+                              f"`augment.augment_on='device'`, got {cfg.augment_on!r}.")
+        if cfg.mix_mode == "pair" and cfg.has_mixing and batch_size % 2:
+            raise ConfigError(f"`augment.mix_mode='pair'` needs an even `batch_size`; got {batch_size}.")
+        if not self.download:
+            self.check_files()
+        self.data_train: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.data_val: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.data_test: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._standardizer_loaded = False
+
+    # --- what subclasses provide -------------------------------------------------------------------
+    def expected_files(self) -> list[Path]:
+        """Files that must exist for ``download=False``."""
+        raise NotImplementedError
+
+    def load_split(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(uint8 images (N, C, H, W), int64 labels (N,))`` for the train or test files."""
+        raise NotImplementedError
+
+    def torchvision_download(self) -> None:
+        """Download through the torchvision dataset class."""
+        raise NotImplementedError
+
+    # --- shared logic ------------------------------------------------------------------------------
+    def check_files(self) -> None:
+        """Raise :class:`ConfigError` naming the expected path and the download flag when files are missing."""
+        missing = [p for p in self.expected_files() if not p.exists()]
+        if missing:
+            raise ConfigError(
+                f"{type(self).__name__}: data set not found: expected {missing[0]} "
+                f"({len(missing)} of {len(self.expected_files())} expected files missing under data_dir="
+                f"{str(self.data_dir)!r}). Point `data_dir` at the folder that holds it, or pass `download=true` "
+                "(Hydra: `data.download=true`) to let torchvision download it."
+            )
+
+    @override
+    def prepare_data(self) -> None:
+        if self.download:
+            self.torchvision_download()
+
+    @override
+    def setup(self, stage: str | None = None) -> None:
+        if self.data_train is None:
+            self.check_files()
+            x, y = self.load_split(train=True)
+            tr, va = split_train_val(y, self.val_split, self.seed)
+            if self.train_subset is not None:
+                if self.train_subset >= len(tr):
+                    raise ConfigError(f"`train_subset` must be below the training split size {len(tr)}; "
+                                      f"got {self.train_subset}.")
+                tr = tr[stratified_split(y[tr], [self.train_subset, len(tr) - self.train_subset], self.seed)[0]]
+            self.data_train = (x[tr], y[tr])
+            self.data_val = (x[va], y[va])
+            self.data_test = self.load_split(train=False)
+            cfg = self.augment_config
+            if not self._standardizer_loaded and (cfg.has_standardization or self.normalize or self.mean or self.std):
+                self.fit_standardization(self.data_train[0], self.mean, self.std, normalize=self.normalize)
+        self.check_soft_targets()
+        cfg = self.augment_config
+        if cfg.mix_mode == "pair" and cfg.has_mixing and not self.drop_last:
+            rest = self.data_train[0].shape[0] % self.batch_size
+            if rest % 2:
+                raise ConfigError(f"`augment.mix_mode='pair'` needs even batches, but the last training batch has "
+                                  f"{rest} images; set `drop_last=true`.")
+
+    def _world(self) -> tuple[int, int, torch.device]:
+        trainer = self.trainer
+        if trainer is None:
+            return 0, 1, torch.device("cpu")
+        return trainer.global_rank, trainer.world_size, trainer.strategy.root_device
+
+    def _loader(self, data: tuple[torch.Tensor, torch.Tensor] | None, train: bool) -> Any:
+        if data is None:
+            raise RuntimeError(f"{type(self).__name__}.setup() must run before asking for a dataloader.")
+        x, y = data
+        if self.device_resident:
+            rank, world, device = self._world()
+            epoch_fn = (lambda: self.trainer.current_epoch) if self.trainer is not None else None
+            return DeviceResidentLoader(x.to(device), y.to(device), self.batch_size, shuffle=train,
+                                        drop_last=self.drop_last and train, seed=self.seed, rank=rank,
+                                        world_size=world, epoch_fn=epoch_fn)
+        transform = None
+        if train and self.augment_config.augment_on == "cpu" and not self.augment_config.is_identity:
+            transform = build_cpu_transform(self.augment_config, x.shape[-2], x.shape[-1])
+        return DataLoader(
+            ImageTensorDataset(x, y, transform),
+            batch_size=self.batch_size,
+            shuffle=train,
+            drop_last=self.drop_last and train,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def raw_train_images(self) -> torch.Tensor:
+        """Training images as stored (uint8), after setup; used by previews and benchmarks."""
+        if self.data_train is None:
+            self.setup("fit")
+        return self.data_train[0]
+
+    @override
+    def train_dataloader(self) -> Any:
+        return self._loader(self.data_train, train=True)
+
+    @override
+    def val_dataloader(self) -> Any:
+        return self._loader(self.data_val, train=False)
+
+    @override
+    def test_dataloader(self) -> Any:
+        return self._loader(self.data_test, train=False)
+
+
+class MNISTDataModule(ImageDataModule):
+    """MNIST through ``torchvision.datasets.MNIST`` (files under ``<data_dir>/MNIST/raw``), ``1x28x28``.
+
+    Example:
+        >>> dm = MNISTDataModule(data_dir="/work/shared/data", val_split=0.1,
+        ...                      augment={"rotation_range": 20, "horizontal_flip": True})  # doctest: +SKIP
+        >>> dm.setup("fit")  # doctest: +SKIP
+    """
+
+    num_classes = 10
+    input_shape = (1, 28, 28)
+    folder = "MNIST"
+    files = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+    def _dataset_class(self) -> Any:
+        from torchvision.datasets import MNIST
+
+        return MNIST
+
+    @override
+    def expected_files(self) -> list[Path]:
+        return [self.data_dir / self.folder / "raw" / f for f in self.files]
+
+    @override
+    def load_split(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        ds = self._dataset_class()(str(self.data_dir), train=train, download=False)
+        return ds.data.unsqueeze(1).contiguous(), ds.targets.long()
+
+    @override
+    def torchvision_download(self) -> None:
+        for train in (True, False):
+            self._dataset_class()(str(self.data_dir), train=train, download=True)
+
+
+class FashionMNISTDataModule(MNISTDataModule):
+    """Fashion-MNIST through ``torchvision.datasets.FashionMNIST`` (``<data_dir>/FashionMNIST/raw``), ``1x28x28``.
+
+    Example:
+        >>> dm = FashionMNISTDataModule(data_dir="data", augment={"horizontal_flip": True})  # doctest: +SKIP
+    """
+
+    folder = "FashionMNIST"
+
+    def _dataset_class(self) -> Any:
+        from torchvision.datasets import FashionMNIST
+
+        return FashionMNIST
+
+
+class CIFAR10DataModule(ImageDataModule):
+    """CIFAR-10 through ``torchvision.datasets.CIFAR10`` (``<data_dir>/cifar-10-batches-py``), ``3x32x32``.
+
+    Args:
+        check_integrity: verify torchvision's MD5 sums of the batch files (turn off for re-packed or
+            generated files in the same format).
+        **kwargs: the :class:`ImageDataModule` options.
+
+    Example:
+        >>> dm = CIFAR10DataModule(data_dir="data", normalize=True,
+        ...                        augment={"crop_padding": 4, "horizontal_flip": True})  # doctest: +SKIP
+    """
+
+    num_classes = 10
+    input_shape = (3, 32, 32)
+    files = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch",
+             "batches.meta")
+
+    def __init__(self, *args: Any, check_integrity: bool = True, **kwargs: Any) -> None:
+        self.check_integrity = bool(check_integrity)
+        super().__init__(*args, **kwargs)
+
+    def _dataset(self, train: bool, download: bool) -> Any:
+        from torchvision.datasets import CIFAR10
+
+        cls = CIFAR10
+        if not self.check_integrity:
+            class _Unchecked(CIFAR10):
+                def _check_integrity(self) -> bool:
+                    return all((Path(self.root) / self.base_folder / f).is_file()
+                               for f, _ in self.train_list + self.test_list)
+
+                def _load_meta(self) -> None:
+                    import pickle
+
+                    with open(Path(self.root) / self.base_folder / self.meta["filename"], "rb") as f:
+                        self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
+                    self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+
+            cls = _Unchecked
+        try:
+            return cls(str(self.data_dir), train=train, download=download)
+        except RuntimeError as err:
+            raise ConfigError(f"CIFAR10DataModule: {err} (data_dir={str(self.data_dir)!r}; files that do not match "
+                              "torchvision's MD5 sums can be read with `check_integrity=false`).") from None
+
+    @override
+    def expected_files(self) -> list[Path]:
+        return [self.data_dir / "cifar-10-batches-py" / f for f in self.files]
+
+    @override
+    def load_split(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        ds = self._dataset(train, download=False)
+        return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets, dtype=torch.long)
+
+    @override
+    def torchvision_download(self) -> None:
+        self._dataset(True, download=True)
+
+
+class ImageFolderDataModule(ImageDataModule):
+    """A user's images in class folders (``<data_dir>/train/<class>/*.png``), read by
+    ``torchvision.datasets.ImageFolder`` into memory, resized to ``image_size``.
+
+    ``<data_dir>/test`` is the test split when present (otherwise the validation split is reused for
+    testing); validation comes from ``val_split`` of ``train``. Meant for small sets that fit in memory.
+
+    Args:
+        image_size: ``[height, width]`` to resize to; ``None`` keeps the first image's size (all must match).
+        grayscale: read as one channel instead of RGB.
+        train_dir, test_dir: sub-folder names.
+        **kwargs: the :class:`ImageDataModule` options (``download`` is not supported).
+
+    Example:
+        >>> dm = ImageFolderDataModule(data_dir="my_images", image_size=[64, 64],
+        ...                            augment={"rotation_range": 10})  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        image_size: Sequence[int] | None = None,
+        grayscale: bool = False,
+        train_dir: str = "train",
+        test_dir: str = "test",
+        **kwargs: Any,
+    ) -> None:
+        if kwargs.get("download"):
+            raise ConfigError("ImageFolderDataModule reads your own images; `download` must be false.")
+        if image_size is not None and (len(image_size) != 2 or any(int(s) < 1 for s in image_size)):
+            raise ConfigError(f"`image_size` must be [height, width] with positive sizes; got {list(image_size)}.")
+        self.image_size = tuple(int(s) for s in image_size) if image_size is not None else None
+        self.grayscale = bool(grayscale)
+        self.train_dir, self.test_dir = train_dir, test_dir
+        data_dir = kwargs.get("data_dir", args[0] if args else None)
+        root = Path(data_dir).expanduser() / train_dir if data_dir else None
+        classes = sorted(p.name for p in root.iterdir() if p.is_dir()) if root is not None and root.is_dir() else []
+        self.classes = classes
+        if root is not None and root.is_dir() and len(classes) < 2:
+            raise ConfigError(f"ImageFolderDataModule needs at least 2 class folders under {root}; found {classes}.")
+        # Instance attributes, known before setup: train.py sizes the model from them.
+        self.num_classes = max(len(classes), 2)
+        channels = 1 if self.grayscale else 3
+        if self.image_size is None and classes:
+            self.image_size = self._first_size(root)
+        self.input_shape = (channels, *(self.image_size or (0, 0)))
+        super().__init__(*args, **kwargs)
+
+    @staticmethod
+    def _first_size(root: Path) -> tuple[int, int]:
+        from PIL import Image
+
+        for path in sorted(root.rglob("*")):
+            if path.is_file():
+                try:
+                    with Image.open(path) as img:
+                        return img.height, img.width
+                except OSError:
+                    continue
+        raise ConfigError(f"ImageFolderDataModule found no readable image under {root}.")
+
+    @override
+    def expected_files(self) -> list[Path]:
+        return [self.data_dir / self.train_dir]
+
+    @override
+    def check_files(self) -> None:
+        root = self.data_dir / self.train_dir
+        if not root.is_dir():
+            raise ConfigError(
+                f"ImageFolderDataModule: expected image class folders under {root} (<data_dir>/{self.train_dir}/"
+                f"<class>/*.png); data_dir={str(self.data_dir)!r} has none. There is nothing to download: point "
+                "`data_dir` at your images."
+            )
+
+    def _read(self, folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
+        from torchvision.datasets import ImageFolder
+        from torchvision.transforms import v2
+
+        tf = [v2.PILToTensor()]
+        if self.grayscale:
+            tf.insert(0, v2.Grayscale(1))
+        else:
+            tf.insert(0, v2.RGB())
+        tf.append(v2.Resize(list(self.image_size), antialias=True))
+        ds = ImageFolder(str(folder), transform=v2.Compose(tf))
+        if ds.classes != self.classes:
+            raise ConfigError(f"class folders under {folder} ({ds.classes}) differ from those under train ({self.classes}).")
+        xs, ys = zip(*(ds[i] for i in range(len(ds))))
+        return torch.stack(xs), torch.tensor(ys, dtype=torch.long)
+
+    @override
+    def load_split(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        if train:
+            return self._read(self.data_dir / self.train_dir)
+        test = self.data_dir / self.test_dir
+        if test.is_dir():
+            return self._read(test)
+        return self.data_val if self.data_val is not None else self._read(self.data_dir / self.train_dir)
+
+    @override
+    def torchvision_download(self) -> None:
+        raise ConfigError("ImageFolderDataModule reads your own images; `download` must be false.")
