@@ -152,8 +152,17 @@ def test_injection_leaves_optimizer_and_weights_as_without_it_when_rate_is_zero(
 def test_injected_rate_follows_schedule_and_is_logged(caplog):
     sched = Late(p=0.4, cutoff=8)
     cb = ScheduledDropout(sched, inject=["ReLU"])
-    with caplog.at_level(logging.INFO):
-        _, probe = fit(TinyModule(), cb)
+    # Lightning's package loggers stop propagating to the root logger when lightning is imported before any
+    # root handler exists (as in a full test session), so listen on them directly.
+    package_loggers = [logging.getLogger("lightning.pytorch"), logging.getLogger("lightning.fabric")]
+    for lg in package_loggers:
+        lg.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="lightning.pytorch"):
+            _, probe = fit(TinyModule(), cb)
+    finally:
+        for lg in package_loggers:
+            lg.removeHandler(caplog.handler)
     assert "injected nn.Dropout after 1 module(s) of type [ReLU]" in caplog.text and "net.1" in caplog.text
     assert [r["p"] for r in probe.by_module()["net.1.injected_dropout"]] == [0.0] * 8 + [0.4] * 8
     summary = cb.run_summary()
