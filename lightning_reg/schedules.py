@@ -91,7 +91,25 @@ class Constant(Schedule):
         return self.value
 
 
-class Linear(Schedule):
+class _Ramp(Schedule):
+    """Shared arguments of the ramps: ``start`` before ``begin``, ``end`` from ``end_at`` on."""
+
+    def __init__(self, start: float, end: float, begin: int = 0, end_at: int = 1, unit: str = "step") -> None:
+        super().__init__(unit)
+        self.start, self.end = check_range("start", start), check_range("end", end)
+        self.begin = int(check_range("begin", begin, 0))
+        self.end_at = int(check_range("end_at", end_at, 0))
+        if self.end_at <= self.begin:
+            raise ConfigError(f"`end_at` must be greater than `begin` ({self.begin}); got {end_at!r}.")
+
+    def _frac(self, t: float) -> float:
+        return min(1.0, max(0.0, (t - self.begin) / (self.end_at - self.begin)))
+
+    def key_points(self) -> list[tuple[str, int, int]]:
+        return [("begin", self.begin, self.begin), ("end_at", self.end_at, self.end_at - 1)]
+
+
+class Linear(_Ramp):
     """``start`` until ``begin``, linearly to ``end`` at ``end_at``, then ``end`` (warm-up or decay).
 
     Example:
@@ -99,22 +117,11 @@ class Linear(Schedule):
         0.75
     """
 
-    def __init__(self, start: float, end: float, begin: int = 0, end_at: int = 1, unit: str = "step") -> None:
-        super().__init__(unit)
-        self.start, self.end = check_range("start", start), check_range("end", end)
-        self.begin = int(check_range("begin", begin, 0))
-        self.end_at = int(check_range("end_at", end_at, 0))
-        if self.end_at <= self.begin:
-            raise ConfigError(f"`end_at` must be greater than `begin` ({self.begin}); got {end_at!r}.")
-
     def __call__(self, t: float) -> float:
-        return _interp(self.start, self.end, (t - self.begin) / (self.end_at - self.begin))
-
-    def key_points(self) -> list[tuple[str, int, int]]:
-        return [("begin", self.begin, self.begin), ("end_at", self.end_at, self.end_at - 1)]
+        return _interp(self.start, self.end, self._frac(t))
 
 
-class Cosine(Schedule):
+class Cosine(_Ramp):
     """Half-cosine from ``start`` at ``begin`` to ``end`` at ``end_at``, constant outside.
 
     Example:
@@ -122,20 +129,8 @@ class Cosine(Schedule):
         0.5
     """
 
-    def __init__(self, start: float, end: float, begin: int = 0, end_at: int = 1, unit: str = "step") -> None:
-        super().__init__(unit)
-        self.start, self.end = check_range("start", start), check_range("end", end)
-        self.begin = int(check_range("begin", begin, 0))
-        self.end_at = int(check_range("end_at", end_at, 0))
-        if self.end_at <= self.begin:
-            raise ConfigError(f"`end_at` must be greater than `begin` ({self.begin}); got {end_at!r}.")
-
     def __call__(self, t: float) -> float:
-        frac = min(1.0, max(0.0, (t - self.begin) / (self.end_at - self.begin)))
-        return self.end + (self.start - self.end) * 0.5 * (1.0 + math.cos(math.pi * frac))
-
-    def key_points(self) -> list[tuple[str, int, int]]:
-        return [("begin", self.begin, self.begin), ("end_at", self.end_at, self.end_at - 1)]
+        return self.end + (self.start - self.end) * 0.5 * (1.0 + math.cos(math.pi * self._frac(t)))
 
 
 class Milestones(Schedule):

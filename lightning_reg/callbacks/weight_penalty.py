@@ -50,6 +50,13 @@ _CLOSURE_HINT = (
 
 
 @dataclass
+
+def _log_due(trainer: pl.Trainer, every: int | None, last_logged_step: int) -> bool:
+    """True once per ``every`` optimizer steps (the trainer's ``log_every_n_steps`` when None), with loggers."""
+    every = trainer.log_every_n_steps if every is None else every
+    step = trainer.global_step
+    return every > 0 and bool(trainer.loggers) and step != last_logged_step and step != 0 and step % every == 0
+
 class _Bucket:
     """Parameters of one optimizer param group that share coefficients (one fused foreach call each)."""
 
@@ -353,11 +360,9 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
     ) -> None:
         # At most one optimizer step per optimizer and batch: a closure re-evaluation is detected per batch.
         self._pending.clear()
-        every = trainer.log_every_n_steps if self.log_every_n_steps is None else self.log_every_n_steps
-        step = trainer.global_step
-        if every <= 0 or not trainer.loggers or step == self._last_logged_step or step == 0 or step % every:
+        if not _log_due(trainer, self.log_every_n_steps, self._last_logged_step):
             return
-        self._last_logged_step = step
+        self._last_logged_step = trainer.global_step
         self._scale_now(trainer)
         self._last = self.measure()
         _log_to_loggers(trainer, self._last)
@@ -501,11 +506,9 @@ class MaxNorm(_StepHooksMixin, pl.Callback):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        every = trainer.log_every_n_steps if self.log_every_n_steps is None else self.log_every_n_steps
-        step = trainer.global_step
-        if every <= 0 or not trainer.loggers or step == self._last_logged_step or step == 0 or step % every:
+        if not _log_due(trainer, self.log_every_n_steps, self._last_logged_step):
             return
-        self._last_logged_step = step
+        self._last_logged_step = trainer.global_step
         self._last = self.measure()
         _log_to_loggers(trainer, self._last)
 
