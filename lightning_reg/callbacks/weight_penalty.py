@@ -51,12 +51,6 @@ _CLOSURE_HINT = (
 
 @dataclass
 
-def _log_due(trainer: pl.Trainer, every: int | None, last_logged_step: int) -> bool:
-    """True once per ``every`` optimizer steps (the trainer's ``log_every_n_steps`` when None), with loggers."""
-    every = trainer.log_every_n_steps if every is None else every
-    step = trainer.global_step
-    return every > 0 and bool(trainer.loggers) and step != last_logged_step and step != 0 and step % every == 0
-
 class _Bucket:
     """Parameters of one optimizer param group that share coefficients (one fused foreach call each)."""
 
@@ -541,6 +535,13 @@ class MaxNorm(_StepHooksMixin, pl.Callback):
         self._steps = int(state_dict.get("steps", 0))
         self._last_logged_step = int(state_dict.get("last_logged_step", -1))
         self._last = dict(state_dict.get("last", {}))
+
+
+def _log_due(trainer: pl.Trainer, every: int | None, last_logged_step: int) -> bool:
+    """True once per ``every`` optimizer steps (the trainer's ``log_every_n_steps`` when None), with loggers."""
+    every = trainer.log_every_n_steps if every is None else every
+    step = trainer.global_step
+    return every > 0 and bool(trainer.loggers) and step != last_logged_step and step != 0 and step % every == 0
 
 
 def _log_to_loggers(trainer: pl.Trainer, metrics: dict[str, float]) -> None:
