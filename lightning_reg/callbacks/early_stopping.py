@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from typing_extensions import override
 
+from lightning_reg.callbacks.compat import warn_if_state_missing
 from lightning_reg.errors import ConfigError, check_choice, check_int, check_non_negative, check_range
 from lightning_reg.stopping import (
     best_so_far,
@@ -260,6 +261,10 @@ class EarlyStopping(_LightningEarlyStopping):
             }
         )
         return state
+
+    @override
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        warn_if_state_missing(self, trainer, checkpoint, 'patience, the best value and the best weights start over at the resumed epoch.')
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from typing_extensions import override
 
+from lightning_reg.callbacks.compat import warn_if_state_missing
+
 
 def capture_rng_state() -> dict[str, Any]:
     """Python, NumPy, torch CPU (and CUDA) RNG states as plain types and tensors (``weights_only``-safe)."""
@@ -66,6 +68,10 @@ class RNGState(pl.Callback):
     @override
     def state_dict(self) -> dict[str, Any]:
         return capture_rng_state()
+
+    @override
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        warn_if_state_missing(self, trainer, checkpoint, 'the random generators are not restored, so shuffling, dropout masks and augmentation differ from an uninterrupted run.')
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
