@@ -92,4 +92,17 @@ class RNGState(pl.Callback):
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._pending = None
+        # A checkpoint written at the end of the last validation of an epoch (ModelCheckpoint's default)
+        # makes Lightning replay that epoch's end: the iterator it created at run start serves only the
+        # replay, and the next epoch creates a fresh one after `on_train_epoch_start`, which is where the
+        # uninterrupted run made its next draw. Restore again there.
+        loop = trainer.fit_loop
+        replay = loop.restarted_on_epoch_end or getattr(loop.epoch_loop, "restarted_on_last", False)
+        if self._pending is not None and not replay:
+            self._pending = None
+
+    @override
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._pending is not None:
+            restore_rng_state(self._pending)
+            self._pending = None
