@@ -225,13 +225,14 @@ class Run:
     model: pl.LightningModule
     callbacks: list[pl.Callback]
     logger: MemoryLogger
+    final_states: dict[str, Any] = field(default_factory=dict)
 
     def weights(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
 
     def states(self) -> dict[str, Any]:
-        """state_dict of each of our callbacks (RNGState included: the generators must end equal too)."""
-        return {cb.state_key: cb.state_dict() for cb in self.trainer.callbacks if isinstance(cb, OURS)}
+        """state_dict of each of our callbacks right after fit (RNGState's: the generators must end equal too)."""
+        return self.final_states
 
 
 def fit(entry: Entry | None, max_epochs: int, *, model: pl.LightningModule | None = None, ckpt_dir: Path | None = None,
@@ -252,7 +253,8 @@ def fit(entry: Entry | None, max_epochs: int, *, model: pl.LightningModule | Non
     trainer = pl.Trainer(callbacks=cbs, logger=logger, **kw)
     trainer.fit(model, train if train is not None else train_loader(), val_loader(),
                 ckpt_path=str(ckpt_path) if ckpt_path else None)
-    return Run(trainer, model, cbs, logger)
+    states = {cb.state_key: cb.state_dict() for cb in trainer.callbacks if isinstance(cb, OURS)}
+    return Run(trainer, model, cbs, logger, states)
 
 
 def assert_same(a: Any, b: Any, where: str = "") -> None:

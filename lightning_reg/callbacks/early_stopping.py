@@ -345,19 +345,23 @@ class EarlyStopping(_LightningEarlyStopping):
         in this callback's checkpointed state, so the resumed run takes the same decision. None: skip the check.
         """
         logs = dict(trainer.callback_metrics)
+        if self.monitor in logs or self._trained_since_start or trainer.ckpt_path is None:
+            return logs
         snap = self._val_snapshot
-        if (self.monitor not in logs and not self._trained_since_start and snap is not None
-                and snap.get("epoch") == trainer.current_epoch and snap.get("step") == trainer.global_step):
-            logs[self.monitor] = torch.tensor(float(snap["value"]))
-            if self.train_monitor and self.train_monitor not in logs:
-                rank_zero_warn(
-                    f"EarlyStopping: the check of epoch {trainer.current_epoch} is skipped after resuming: the "
-                    f"checkpoint was written at the end of validation, before `{self.train_monitor}` (needed by "
-                    "criterion 'PQ') was aggregated, and Lightning does not checkpoint logged metrics. Save "
-                    "checkpoints at the end of the training epoch (ModelCheckpoint(save_on_train_epoch_end=True)) "
-                    "for exact PQ resumes."
-                )
-                return None
+        if snap is None or snap.get("epoch") != trainer.current_epoch or snap.get("step") != trainer.global_step:
+            # The checkpoint has no value for this replayed check (it was written before this callback was
+            # added): the uninterrupted run had no such check either.
+            return None
+        logs[self.monitor] = torch.tensor(float(snap["value"]))
+        if self.train_monitor and self.train_monitor not in logs:
+            rank_zero_warn(
+                f"EarlyStopping: the check of epoch {trainer.current_epoch} is skipped after resuming: the "
+                f"checkpoint was written at the end of validation, before `{self.train_monitor}` (needed by "
+                "criterion 'PQ') was aggregated, and Lightning does not checkpoint logged metrics. Save "
+                "checkpoints at the end of the training epoch (ModelCheckpoint(save_on_train_epoch_end=True)) "
+                "for exact PQ resumes."
+            )
+            return None
         return logs
 
     @override
