@@ -20,7 +20,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.loggers import Logger
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from helpers import TinyModule, make_blobs
 from lightning_reg import AtomicModelCheckpoint, EarlyStopping, MaxNorm, RNGState, ScheduledDropout, WeightPenalty
@@ -207,6 +207,34 @@ def _blobs() -> TensorDataset:
 
 def train_loader(batch_size: int = 32, shuffle: bool = True) -> DataLoader:
     return DataLoader(TensorDataset(*(t[:256] for t in _blobs().tensors)), batch_size=batch_size, shuffle=shuffle)
+
+
+class RankInterleaved(Sampler):
+    """Rank ``r`` of ``w`` takes samples ``r, r + w, r + 2w, ...`` in order: with batch ``b`` per rank, the ranks'
+    ``i``-th batches together are exactly samples ``i*b*w ... (i+1)*b*w - 1``, the ``i``-th batch of one process
+    with batch ``b*w``. (Lightning's own DistributedSampler always shuffles training data.)"""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def _layout(self) -> tuple[int, int]:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
+
+    def __iter__(self):
+        rank, world = self._layout()
+        return iter(range(rank, self.n, world))
+
+    def __len__(self) -> int:
+        rank, world = self._layout()
+        return len(range(rank, self.n, world))
+
+
+def sharded_train_loader(batch_size: int) -> DataLoader:
+    """Unshuffled training data, split across DDP ranks by :class:`RankInterleaved` (``use_distributed_sampler=False``)."""
+    ds = TensorDataset(*(t[:256] for t in _blobs().tensors))
+    return DataLoader(ds, batch_size=batch_size, sampler=RankInterleaved(len(ds)))
 
 
 def val_loader() -> DataLoader:

@@ -27,7 +27,7 @@ from reliability_registry import (
     TwoOptimizerModule,
     assert_same,
     fit,
-    train_loader,
+    sharded_train_loader,
 )
 
 from lightning_reg import EarlyStopping
@@ -256,10 +256,10 @@ def test_a_run_killed_while_saving_leaves_the_last_checkpoint_loadable(tmp_path:
 # ------------------------------------------------------------------------------------------- DDP
 DDP_SCRIPT = """
 import torch
-from reliability_registry import REGISTRY, fit, train_loader
+from reliability_registry import REGISTRY, fit, sharded_train_loader
 out = {}
 for entry in REGISTRY:
-    run = fit(entry, 4, devices=2, strategy="ddp", train=train_loader(batch_size=16, shuffle=False))
+    run = fit(entry, 4, devices=2, strategy="ddp", train=sharded_train_loader(16), use_distributed_sampler=False)
     entry.check(run.callbacks, run.trainer, run.model)
     es = [cb.run_summary() for cb in run.callbacks if type(cb).__name__ == "EarlyStopping"]
     out[entry.name] = {"weights": run.weights(), "epochs": run.trainer.current_epoch,
@@ -277,8 +277,8 @@ def test_ddp_two_processes_agree_with_each_other_and_with_one_process(tmp_path: 
         r0, r1 = ranks[0][entry.name], ranks[1][entry.name]
         assert_same(r0["weights"], r1["weights"], f"{entry.name}: weights across ranks")
         assert r0["stops"] == r1["stops"] and r0["epochs"] == r1["epochs"], entry.name
-        # One process on the same global batch (2 x 16 = 32, unshuffled).
-        single = fit(entry, 4, train=train_loader(batch_size=32, shuffle=False))
+        # One process on the same global batches (2 x 16 = 32, in the same order).
+        single = fit(entry, 4, train=sharded_train_loader(32))
         es = [cb.run_summary() for cb in single.callbacks if isinstance(cb, EarlyStopping)]
         assert r0["epochs"] == single.trainer.current_epoch, entry.name
         assert r0["stops"] == [(s["stopped"], s["stopped_epoch"], s["best_epoch"]) for s in es], entry.name
