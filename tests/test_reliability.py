@@ -290,3 +290,34 @@ def test_ddp_two_processes_agree_with_each_other_and_with_one_process(tmp_path: 
             for key, value in single.weights().items():
                 torch.testing.assert_close(r0["weights"][key], value, rtol=0, atol=2e-5, msg=f"{entry.name}: {key}")
 
+
+
+# ------------------------------------------------------------------ the train entry point under weights_only
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_train_entry_point_tests_the_best_checkpoint_with_weights_only(compose_cfg, tmp_path: Path, model: str) -> None:
+    from lightning_reg.train import train
+
+    cfg = compose_cfg("trainer=debug", f"model={model}",
+                      "callbacks=[default,l2,max_norm,dropout_constant,early_stopping]")
+    summary = train(cfg)
+    best = summary["best"]["checkpoint"]
+    assert summary["best"]["tested"] == best and best.endswith(".ckpt")  # the file was tested, not final weights
+    assert summary["test"]["test/acc"] > 0
+    ckpt = torch.load(best, weights_only=True)
+    keys = set(ckpt["callbacks"])
+    assert {"RNGState", "MetricsHistory"} <= keys
+    assert any(k.startswith("WeightPenalty") for k in keys) and any(k.startswith("ScheduledDropout") for k in keys)
+    assert any(k.startswith("MaxNorm") for k in keys) and any(k.startswith("EarlyStopping") for k in keys)
+    last = torch.load(Path(best).parent / "last.ckpt", weights_only=True)
+    assert last["global_step"] == summary["global_step"]
+
+
+def test_pq_check_replayed_after_resume_is_skipped_with_a_warning(tmp_path: Path) -> None:
+    def make() -> list:
+        return [EarlyStopping("val/loss", criterion="PQ", alpha=1e6, strip=2, train_monitor="train/loss")]
+
+    fit(None, 2, ckpt_dir=tmp_path, callbacks=make())
+    with pytest.warns(UserWarning, match="check of epoch 1 is skipped after resuming"):
+        run = fit(None, 3, ckpt_path=tmp_path / "last.ckpt", callbacks=make())
+    es = next(cb for cb in run.callbacks if isinstance(cb, EarlyStopping))
+    assert es.check_epochs == [0, 2]  # epoch 1's check could not be replayed; epoch 2's ran normally
