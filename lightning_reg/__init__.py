@@ -6,6 +6,7 @@ objects. See README.md for the Hydra entry point (``python -m lightning_reg.trai
 
 __version__ = "0.1.0"
 
+from lightning_reg.callbacks.checkpoint import AtomicModelCheckpoint
 from lightning_reg.callbacks.early_stopping import EarlyStopping
 from lightning_reg.callbacks.rng_state import RNGState
 from lightning_reg.callbacks.scheduled_dropout import ScheduledDropout
@@ -37,6 +38,7 @@ from lightning_reg.schedules import (
 
 __all__ = [
     # callbacks and mixins
+    "AtomicModelCheckpoint",
     "EarlyStopping",
     "MaxNorm",
     "PenaltyLossMixin",

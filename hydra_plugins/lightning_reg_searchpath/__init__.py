@@ -1,0 +1,1 @@
+"""Hydra SearchPathPlugin that makes lightning_reg's config groups visible to any Hydra app."""

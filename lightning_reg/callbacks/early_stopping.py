@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from typing_extensions import override
 
+from lightning_reg.callbacks.compat import warn_if_state_missing
 from lightning_reg.errors import ConfigError, check_choice, check_int, check_non_negative, check_range
 from lightning_reg.stopping import (
     best_so_far,
@@ -225,6 +226,10 @@ class EarlyStopping(_LightningEarlyStopping):
         self.ended_by: str | None = None
         self.last_gl: float | None = None
         self._checkpoint_callback: ModelCheckpoint | None = None
+        # The monitored value at the last validation end, kept in the checkpoint: a run resumed from a
+        # checkpoint written there replays that epoch's end without the (uncheckpointed) logged metrics.
+        self._val_snapshot: dict[str, Any] | None = None
+        self._trained_since_start = False
 
     # ------------------------------------------------------------------ identity and state
 
@@ -257,9 +262,14 @@ class EarlyStopping(_LightningEarlyStopping):
                 "stop_reason": self.stop_reason,
                 "deferred_epochs": [int(e) for e in self.deferred_epochs],
                 "best_weights": dict(self.best_weights) if self.best_weights is not None else None,
+                "val_snapshot": dict(self._val_snapshot) if self._val_snapshot is not None else None,
             }
         )
         return state
+
+    @override
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        warn_if_state_missing(self, trainer, checkpoint, 'patience, the best value and the best weights start over at the resumed epoch.')
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -284,6 +294,8 @@ class EarlyStopping(_LightningEarlyStopping):
         self.deferred_epochs = [int(e) for e in state_dict.get("deferred_epochs", [])]
         weights = state_dict.get("best_weights")
         self.best_weights = dict(weights) if weights is not None else None
+        snapshot = state_dict.get("val_snapshot")
+        self._val_snapshot = dict(snapshot) if snapshot is not None else None
 
     # ------------------------------------------------------------------ hooks
 
@@ -308,6 +320,49 @@ class EarlyStopping(_LightningEarlyStopping):
                 f"EarlyStopping(restore_from='checkpoint', min_delta={self._min_delta}): ModelCheckpoint has no "
                 "min_delta, so its best checkpoint may be a later epoch than this callback's best_epoch."
             )
+
+    @override
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._trained_since_start = False
+
+    @override
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        self._trained_since_start = True
+
+    @override
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self._should_skip_check(trainer) and self.monitor in trainer.callback_metrics:
+            self._val_snapshot = {"epoch": int(trainer.current_epoch), "step": int(trainer.global_step),
+                                  "value": _to_float(trainer.callback_metrics[self.monitor])}
+        super().on_validation_end(trainer, pl_module)
+
+    def _replayed_logs(self, trainer: pl.Trainer) -> dict[str, Any] | None:
+        """``callback_metrics``, plus the monitored value from the checkpoint when Lightning replays an epoch end.
+
+        A run resumed from a checkpoint written at the end of validation (``ModelCheckpoint``'s default when
+        validation runs every epoch) first runs that epoch's ``on_train_epoch_end`` without training or
+        validating, so nothing is logged. The uninterrupted run checked the value validation logged; it is
+        in this callback's checkpointed state, so the resumed run takes the same decision. None: skip the check.
+        """
+        logs = dict(trainer.callback_metrics)
+        if self.monitor in logs or self._trained_since_start or trainer.ckpt_path is None:
+            return logs
+        snap = self._val_snapshot
+        if snap is None or snap.get("epoch") != trainer.current_epoch or snap.get("step") != trainer.global_step:
+            # The checkpoint has no value for this replayed check (it was written before this callback was
+            # added): the uninterrupted run had no such check either.
+            return None
+        logs[self.monitor] = torch.tensor(float(snap["value"]))
+        if self.train_monitor and self.train_monitor not in logs:
+            rank_zero_warn(
+                f"EarlyStopping: the check of epoch {trainer.current_epoch} is skipped after resuming: the "
+                f"checkpoint was written at the end of validation, before `{self.train_monitor}` (needed by "
+                "criterion 'PQ') was aggregated, and Lightning does not checkpoint logged metrics. Save "
+                "checkpoints at the end of the training epoch (ModelCheckpoint(save_on_train_epoch_end=True)) "
+                "for exact PQ resumes."
+            )
+            return None
+        return logs
 
     @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -363,9 +418,8 @@ class EarlyStopping(_LightningEarlyStopping):
             return False
         return True
 
-    def _synced_values(self, trainer: pl.Trainer) -> tuple[float, float]:
+    def _synced_values(self, trainer: pl.Trainer, logs: dict[str, Any]) -> tuple[float, float]:
         """Rank 0's values, so every rank takes the same decisions and keeps the same best weights."""
-        logs = trainer.callback_metrics
         current = _to_float(logs[self.monitor])
         train = _to_float(logs[self.train_monitor]) if self.train_monitor else math.nan
         if trainer.world_size > 1:
@@ -381,10 +435,10 @@ class EarlyStopping(_LightningEarlyStopping):
 
     @override
     def _run_early_stopping_check(self, trainer: pl.Trainer) -> None:
-        logs = trainer.callback_metrics
-        if trainer.fast_dev_run or not self._validate_condition_metric(logs):
+        logs = self._replayed_logs(trainer)
+        if trainer.fast_dev_run or logs is None or not self._validate_condition_metric(logs):
             return
-        current, train_value = self._synced_values(trainer)
+        current, train_value = self._synced_values(trainer, logs)
         epoch = trainer.current_epoch
         self.history.append(current)
         self.check_epochs.append(epoch)

@@ -9,6 +9,8 @@ import lightning.pytorch as pl
 import torch
 from typing_extensions import override
 
+from lightning_reg.callbacks.compat import warn_if_state_missing
+
 
 def _to_float(v: Any) -> float | None:
     if isinstance(v, torch.Tensor):
@@ -89,6 +91,10 @@ class MetricsHistory(pl.Callback):
     @override
     def state_dict(self) -> dict[str, Any]:
         return {"history": [dict(r) for r in self.history], "pending": dict(self._pending) if self._pending else None}
+
+    @override
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        warn_if_state_missing(self, trainer, checkpoint, 'the per-epoch history starts at the resumed epoch.')
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from typing_extensions import override
 
+from lightning_reg.callbacks.compat import warn_if_state_missing
+
 
 def capture_rng_state() -> dict[str, Any]:
     """Python, NumPy, torch CPU (and CUDA) RNG states as plain types and tensors (``weights_only``-safe)."""
@@ -68,6 +70,10 @@ class RNGState(pl.Callback):
         return capture_rng_state()
 
     @override
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        warn_if_state_missing(self, trainer, checkpoint, 'the random generators are not restored, so shuffling, dropout masks and augmentation differ from an uninterrupted run.')
+
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._pending = dict(state_dict)
 
@@ -86,4 +92,17 @@ class RNGState(pl.Callback):
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._pending = None
+        # A checkpoint written at the end of the last validation of an epoch (ModelCheckpoint's default)
+        # makes Lightning replay that epoch's end: the iterator it created at run start serves only the
+        # replay, and the next epoch creates a fresh one after `on_train_epoch_start`, which is where the
+        # uninterrupted run made its next draw. Restore again there.
+        loop = trainer.fit_loop
+        replay = loop.restarted_on_epoch_end or getattr(loop.epoch_loop, "restarted_on_last", False)
+        if self._pending is not None and not replay:
+            self._pending = None
+
+    @override
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._pending is not None:
+            restore_rng_state(self._pending)
+            self._pending = None

@@ -12,6 +12,7 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch import nn
 from typing_extensions import override
 
+from lightning_reg.callbacks.compat import warn_if_state_missing
 from lightning_reg.dropout import (
     DROP_PROB,
     DROPOUT_TYPES,
@@ -330,6 +331,10 @@ class ScheduledDropout(pl.Callback):
             "modules": self.target_names,
             "injected": list(self._injected),
         }
+
+    @override
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        warn_if_state_missing(self, trainer, checkpoint, "the rate is a pure function of the trainer's step and epoch, so the schedule continues from the resumed position.")
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -24,6 +24,7 @@ from torch import Tensor
 from torch.utils.hooks import RemovableHandle
 from typing_extensions import override
 
+from lightning_reg.callbacks.compat import warn_if_state_missing
 from lightning_reg.errors import ConfigError, check_int, check_range
 from lightning_reg.penalties import (
     PenalizedParam,
@@ -399,6 +400,10 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
         }
 
     @override
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        warn_if_state_missing(self, trainer, checkpoint, "the penalty applies from the resumed step on; its step count and logged values start at zero.")
+
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._scale = float(state_dict.get("scale", self._scale))
         self._steps = int(state_dict.get("steps", 0))
@@ -529,6 +534,10 @@ class MaxNorm(_StepHooksMixin, pl.Callback):
     def state_dict(self) -> dict[str, Any]:
         return {"steps": int(self._steps), "last_logged_step": int(self._last_logged_step),
                 "last": {k: float(v) for k, v in self._last.items()}}
+
+    @override
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        warn_if_state_missing(self, trainer, checkpoint, "the constraint applies from the next optimizer step; its step count starts at zero.")
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -1,0 +1,79 @@
+"""ModelCheckpoint whose files are replaced atomically: a killed run never leaves a half-written checkpoint.
+
+Lightning 2.6 writes a local checkpoint inside an fsspec transaction: the bytes go to a temporary file made
+by ``tempfile.mkstemp()`` (in ``$TMPDIR``, usually ``/tmp``) and are then moved over the target with
+``shutil.move``. When ``$TMPDIR`` is on another filesystem than the checkpoint directory (a tmpfs ``/tmp``,
+a cluster's node-local scratch), ``shutil.move`` falls back to *copying* into the target path, truncating
+the previous good checkpoint first; a run killed during that copy leaves a truncated ``last.ckpt``.
+:class:`AtomicModelCheckpoint` writes next to the target (same directory, so same filesystem), flushes it
+to disk and then ``os.replace``-s it over the target, which is atomic on POSIX and Windows.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from weakref import proxy
+
+import lightning.pytorch as pl
+from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
+from lightning.pytorch.callbacks import ModelCheckpoint
+from typing_extensions import override
+
+TMP_SUFFIX = ".tmp"
+
+
+def replace_atomically(tmp_path: str, path: str) -> None:
+    """Flush ``tmp_path`` to disk and move it over ``path`` in one atomic step (``os.replace``)."""
+    with open(tmp_path, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp_path, path)
+
+
+class AtomicModelCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` (same arguments) that replaces checkpoint files atomically.
+
+    Each checkpoint is written to ``<file>.tmp`` in the target directory and then renamed over ``<file>``
+    with ``os.replace``, so a reader (or a resumed run) sees either the previous complete checkpoint or
+    the new complete one, never a partial file, however the writing process dies. Remote paths (``s3://``
+    ...) use Lightning's own saving unchanged; strategies that save a directory per checkpoint (DeepSpeed,
+    sharded FSDP) get the directory moved into place after it is complete (not a single atomic step). The shipped ``callbacks/last_checkpoint`` and ``callbacks/model_checkpoint`` configs
+    use this class.
+
+    Example:
+        >>> import lightning.pytorch as pl
+        >>> ckpt = AtomicModelCheckpoint(dirpath="checkpoints", filename="last", monitor=None,
+        ...                              enable_version_counter=False)
+        >>> trainer = pl.Trainer(callbacks=[ckpt], logger=False)
+    """
+
+    @property
+    @override
+    def state_key(self) -> str:
+        # Keep Lightning's key, so checkpoints written with either class resume into the other.
+        key = super().state_key
+        return "ModelCheckpoint" + key[len(type(self).__qualname__):]
+
+    @override
+    def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
+        if not _is_local_file_protocol(filepath):
+            super()._save_checkpoint(trainer, filepath)
+            return
+        tmp = filepath + TMP_SUFFIX
+        trainer.save_checkpoint(tmp, self.save_weights_only)  # all ranks; ends with a barrier
+        if trainer.is_global_zero:
+            if os.path.isfile(tmp):
+                replace_atomically(tmp, filepath)
+            elif os.path.isdir(tmp):  # a sharded checkpoint directory: no single file to swap in
+                if os.path.isdir(filepath):
+                    shutil.rmtree(filepath)
+                os.replace(tmp, filepath)
+        trainer.strategy.barrier("AtomicModelCheckpoint.replace")
+        self._last_global_step_saved = trainer.global_step
+        self._last_checkpoint_saved = filepath
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.after_save_checkpoint(proxy(self))
+
+
+__all__ = ["AtomicModelCheckpoint", "replace_atomically"]

@@ -1,0 +1,305 @@
+"""The registry behind tests/test_reliability.py: every callback with its typical configuration, and a harness.
+
+Each :class:`Entry` builds fresh callback instances and knows what they log and how to check that they did
+their job after a fit. The harness (:func:`fit`) trains the small real model of ``tests/helpers.py``
+(Linear-ReLU-Linear on Gaussian blobs, SGD with momentum, shuffled batches) with the entry's callbacks plus
+``RNGState``, an in-memory logger and optionally the shipped ``last_checkpoint`` configuration
+(:class:`~lightning_reg.AtomicModelCheckpoint`, written at the end of every validation). It is imported by
+the tests and by the scripts they run in fresh processes (resume, DDP).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.loggers import Logger
+from torch import nn
+from torch.utils.data import DataLoader, Sampler, TensorDataset
+
+from helpers import TinyModule, make_blobs
+from lightning_reg import AtomicModelCheckpoint, EarlyStopping, MaxNorm, RNGState, ScheduledDropout, WeightPenalty
+
+STEPS_PER_EPOCH = 8  # 256 samples, batch 32
+OURS = (WeightPenalty, MaxNorm, ScheduledDropout, EarlyStopping, RNGState)
+
+
+class MemoryLogger(Logger):
+    """Keeps every ``log_metrics`` call as ``(step, {name: float})``, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[tuple[int, dict[str, float]]] = []
+
+    @property
+    def name(self) -> str:
+        return "memory"
+
+    @property
+    def version(self) -> int:
+        return 0
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self.records.append((int(step if step is not None else -1), {k: float(v) for k, v in metrics.items()}))
+
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def series(self, key: str) -> list[tuple[int, float]]:
+        return [(s, m[key]) for s, m in self.records if key in m]
+
+
+class MomentumModule(TinyModule):
+    """The helpers' user-style module with SGD + momentum (optimizer state must survive resume too)."""
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.lr, momentum=0.9)
+
+
+class TwoOptimizerModule(TinyModule):
+    """Manual optimization with one optimizer per layer (Lightning's way of using several optimizers)."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.automatic_optimization = False
+
+    def training_step(self, batch, batch_idx):
+        opt_a, opt_b = self.optimizers()
+        x, y = batch
+        loss = nn.functional.cross_entropy(self(x), y)
+        for opt in (opt_a, opt_b):
+            opt.zero_grad()
+        self.manual_backward(loss)
+        opt_a.step()
+        opt_b.step()
+        self.log("train/loss", loss, on_step=False, on_epoch=True)
+        return loss
+
+    def configure_optimizers(self):
+        return [torch.optim.SGD(self.net[0].parameters(), lr=self.lr),
+                torch.optim.SGD(self.net[-1].parameters(), lr=self.lr)]
+
+
+class NaNAfter(TinyModule):
+    """Returns a NaN loss from epoch ``nan_epoch`` on (a diverging run), so the weights turn NaN."""
+
+    def __init__(self, nan_epoch: int = 2, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.nan_epoch = nan_epoch
+
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        return loss * float("nan") if self.current_epoch >= self.nan_epoch else loss
+
+
+# --------------------------------------------------------------------------------------------- checks
+def _ours(callbacks: list[pl.Callback], kind: type) -> list[Any]:
+    return [c for c in callbacks if isinstance(c, kind)]
+
+
+def check_penalty(callbacks: list[pl.Callback], trainer: pl.Trainer, model: nn.Module) -> None:
+    for cb in _ours(callbacks, WeightPenalty):
+        summary = cb.run_summary()
+        assert summary["optimizer_steps"] > 0, summary
+        assert summary["penalized_tensors"] == 2, summary
+        for key in ("final_l1", "final_l2"):
+            if key in summary:
+                assert math.isfinite(summary[key]) and summary[key] > 0, summary
+        if cb.mode == "proximal":
+            assert summary["final_l1_zero_frac"] > 0, summary
+
+
+def check_max_norm(callbacks: list[pl.Callback], trainer: pl.Trainer, model: nn.Module) -> None:
+    for cb in _ours(callbacks, MaxNorm):
+        assert cb.run_summary()["optimizer_steps"] > 0
+        for name in ("net.0.weight", "net.2.weight"):
+            weight = model.get_parameter(name)
+            assert float(weight.detach().float().norm(dim=1).max()) <= cb.max_norm * (1 + 1e-5), name
+
+
+def check_dropout(callbacks: list[pl.Callback], trainer: pl.Trainer, model: nn.Module) -> None:
+    for cb in _ours(callbacks, ScheduledDropout):
+        summary = cb.run_summary()
+        assert summary["injected"] == ["net.1.injected_dropout"], summary
+        assert summary["final_rate"] == cb.schedule.at(summary["final_step"], summary["final_epoch"]), summary
+        assert summary["module_rates"]["net.1.injected_dropout"] == summary["final_rate"], summary
+
+
+def check_early_stopping(callbacks: list[pl.Callback], trainer: pl.Trainer, model: nn.Module) -> None:
+    for cb in _ours(callbacks, EarlyStopping):
+        summary = cb.run_summary()
+        assert summary["checks"] >= 1 and summary["best_epoch"] is not None, summary
+        if summary["stopped"]:
+            assert summary["reason"] and summary["message"], summary
+        if cb.restore_best_weights:
+            assert summary["restored_epoch"] == summary["best_epoch"], summary
+            for key, value in cb.best_weights.items():
+                assert torch.equal(model.state_dict()[key].detach().cpu(), value), key
+
+
+def check_all(callbacks: list[pl.Callback], trainer: pl.Trainer, model: nn.Module) -> None:
+    for check in (check_penalty, check_max_norm, check_dropout, check_early_stopping):
+        check(callbacks, trainer, model)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One row of the reliability matrix.
+
+    Attributes:
+        name: row name.
+        make: builds fresh instances of the callbacks under test.
+        logged: metric names the callbacks write to the loggers.
+        check: asserts after a fit that the callbacks did their job.
+        random: the callbacks draw random numbers (dropout masks), so runs on different process layouts
+            are compared by their logged rates, not their weights.
+        manual_error: the documented error for manual optimization with several optimizers (None: works).
+    """
+
+    name: str
+    make: Callable[[], list[pl.Callback]]
+    logged: tuple[str, ...]
+    check: Callable[[list[pl.Callback], pl.Trainer, nn.Module], None]
+    random: bool = False
+    manual_error: str | None = None
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+REGISTRY: list[Entry] = [
+    Entry("l2_scheduled", lambda: [WeightPenalty(l2=1e-3, schedule={"name": "linear", "start": 0.0, "end": 1.0,
+                                                                  "end_at": 20})],
+          ("reg/l2", "reg/scale"), check_penalty),
+    Entry("elastic", lambda: [WeightPenalty(l1=1e-4, l2=1e-3)], ("reg/l1", "reg/l1_zero_frac", "reg/l2"), check_penalty),
+    Entry("proximal_l1", lambda: [WeightPenalty(l1=2e-2, mode="proximal")], ("reg/l1", "reg/l1_zero_frac"),
+          check_penalty),
+    Entry("decoupled", lambda: [WeightPenalty(l2=1e-2, mode="decoupled")], ("reg/l2",), check_penalty),
+    Entry("max_norm", lambda: [MaxNorm(0.5)], ("reg/max_unit_norm",), check_max_norm),
+    Entry("dropout_step", lambda: [ScheduledDropout({"name": "linear", "start": 0.0, "end": 0.3, "end_at": 24},
+                                                    inject=["ReLU"], verbose=False)],
+          ("reg/dropout_p",), check_dropout, random=True),
+    Entry("dropout_epoch", lambda: [ScheduledDropout({"name": "early", "p": 0.2, "cutoff": 2, "unit": "epoch"},
+                                                     inject=["ReLU"], verbose=False)],
+          ("reg/dropout_p",), check_dropout, random=True),
+    Entry("early_stopping", lambda: [EarlyStopping("val/loss", patience=2, restore_best_weights=True)],
+          ("es/wait", "es/gl"), check_early_stopping),
+    Entry("early_stopping_gl", lambda: [EarlyStopping("val/loss", criterion="GL", alpha=100.0, restore_best_weights=True,
+                                                      log_prefix="es_gl/")],
+          ("es_gl/wait", "es_gl/gl"), check_early_stopping),
+    Entry("all_together", lambda: [WeightPenalty(l2=1e-3), MaxNorm(1.0),
+                                   ScheduledDropout(0.1, inject=["ReLU"], verbose=False),
+                                   EarlyStopping("val/acc", mode="max", patience=2, restore_best_weights=True)],
+          ("reg/l2", "reg/max_unit_norm", "reg/dropout_p", "es/wait"), check_all, random=True),
+]
+BY_NAME = {e.name: e for e in REGISTRY}
+
+
+# --------------------------------------------------------------------------------------------- harness
+def _blobs() -> TensorDataset:
+    # Noisy blobs (train and validation from one distribution) so that the validation loss stalls.
+    x, y = make_blobs(320, seed=0).tensors
+    return TensorDataset(x + 2.0 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1)), y)
+
+
+def train_loader(batch_size: int = 32, shuffle: bool = True) -> DataLoader:
+    return DataLoader(TensorDataset(*(t[:256] for t in _blobs().tensors)), batch_size=batch_size, shuffle=shuffle)
+
+
+class RankInterleaved(Sampler):
+    """Rank ``r`` of ``w`` takes samples ``r, r + w, r + 2w, ...`` in order: with batch ``b`` per rank, the ranks'
+    ``i``-th batches together are exactly samples ``i*b*w ... (i+1)*b*w - 1``, the ``i``-th batch of one process
+    with batch ``b*w``. (Lightning's own DistributedSampler always shuffles training data.)"""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def _layout(self) -> tuple[int, int]:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
+
+    def __iter__(self):
+        rank, world = self._layout()
+        return iter(range(rank, self.n, world))
+
+    def __len__(self) -> int:
+        rank, world = self._layout()
+        return len(range(rank, self.n, world))
+
+
+def sharded_train_loader(batch_size: int) -> DataLoader:
+    """Unshuffled training data, split across DDP ranks by :class:`RankInterleaved` (``use_distributed_sampler=False``)."""
+    ds = TensorDataset(*(t[:256] for t in _blobs().tensors))
+    return DataLoader(ds, batch_size=batch_size, sampler=RankInterleaved(len(ds)))
+
+
+def val_loader() -> DataLoader:
+    return DataLoader(TensorDataset(*(t[256:] for t in _blobs().tensors)), batch_size=64)
+
+
+def last_checkpoint(dirpath: Path) -> AtomicModelCheckpoint:
+    """The shipped ``callbacks/last_checkpoint`` configuration."""
+    return AtomicModelCheckpoint(dirpath=dirpath, filename="last", monitor=None, save_top_k=1,
+                                 enable_version_counter=False, save_on_train_epoch_end=False)
+
+
+@dataclass
+class Run:
+    trainer: pl.Trainer
+    model: pl.LightningModule
+    callbacks: list[pl.Callback]
+    logger: MemoryLogger
+    final_states: dict[str, Any] = field(default_factory=dict)
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+
+    def states(self) -> dict[str, Any]:
+        """state_dict of each of our callbacks right after fit (RNGState's: the generators must end equal too)."""
+        return self.final_states
+
+
+def fit(entry: Entry | None, max_epochs: int, *, model: pl.LightningModule | None = None, ckpt_dir: Path | None = None,
+        ckpt_path: str | Path | None = None, callbacks: list[pl.Callback] | None = None, seed: int = 0,
+        train: DataLoader | None = None, **trainer_kw: Any) -> Run:
+    """Seed, build the model and fit with the entry's callbacks + RNGState (+ last_checkpoint into ``ckpt_dir``)."""
+    pl.seed_everything(seed, workers=True)
+    model = model if model is not None else MomentumModule(lr=0.1)
+    cbs = list(callbacks) if callbacks is not None else (entry.make() if entry else [])
+    cbs.append(RNGState())
+    if ckpt_dir is not None:
+        cbs.append(last_checkpoint(ckpt_dir))
+    logger = MemoryLogger()
+    kw: dict[str, Any] = dict(accelerator="cpu", devices=1, max_epochs=max_epochs, log_every_n_steps=1,
+                              enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                              enable_checkpointing=ckpt_dir is not None, deterministic=True)
+    kw.update(trainer_kw)
+    trainer = pl.Trainer(callbacks=cbs, logger=logger, **kw)
+    trainer.fit(model, train if train is not None else train_loader(), val_loader(),
+                ckpt_path=str(ckpt_path) if ckpt_path else None)
+    states = {cb.state_key: cb.state_dict() for cb in trainer.callbacks if isinstance(cb, OURS)}
+    return Run(trainer, model, cbs, logger, states)
+
+
+def assert_same(a: Any, b: Any, where: str = "") -> None:
+    """Recursive bit-for-bit equality of nested dicts/lists/tensors/floats (NaN equals NaN)."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape, where
+        assert torch.equal(a, b) or (a.is_floating_point() and torch.equal(a.isnan(), b.isnan())
+                                     and torch.equal(a.nan_to_num(), b.nan_to_num())), f"{where} differs"
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), f"{where}: keys {sorted(map(str, a))} != {sorted(map(str, b))}"
+        for k in a:
+            assert_same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert isinstance(b, (list, tuple)) and len(a) == len(b), f"{where}: {a!r} != {b!r}"
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{where}[{i}]")
+    elif isinstance(a, float) and math.isnan(a):
+        assert isinstance(b, float) and math.isnan(b), where
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"

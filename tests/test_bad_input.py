@@ -1,0 +1,183 @@
+"""One table of bad arguments and configs across the public classes and the train entry point.
+
+Every case must raise :class:`~lightning_reg.errors.ConfigError` (a ``ValueError``) before any training step,
+with a message that names the option and shows the value given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import pytest
+from helpers import TinyModule, loaders
+
+from lightning_reg import (
+    AugmentConfig,
+    Constant,
+    DigitsDataModule,
+    EarlyStopping,
+    Linear,
+    MaxNorm,
+    PenaltyLossMixin,
+    ScheduledDropout,
+    WeightPenalty,
+    make_schedule,
+)
+from lightning_reg.data import with_augmentation
+from lightning_reg.errors import ConfigError
+from lightning_reg.models import CNNClassifier, MLPClassifier
+
+
+class StepSpy(pl.Callback):
+    """Records whether a training step started."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def on_train_batch_start(self, *args: Any) -> None:
+        self.steps += 1
+
+
+def fit_with(*callbacks: pl.Callback) -> Callable[[], None]:
+    """A fit that must fail before its first step (the spy checks that it did)."""
+
+    def run() -> None:
+        spy = StepSpy()
+        train, val = loaders(64)
+        trainer = pl.Trainer(accelerator="cpu", max_epochs=1, callbacks=[*callbacks, spy], logger=False,
+                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+        try:
+            trainer.fit(TinyModule(), train, val)
+        finally:
+            assert spy.steps == 0, "a training step ran before the error"
+
+    return run
+
+
+class PenalizedModule(PenaltyLossMixin, TinyModule):
+    pass
+
+
+@dataclass
+class Bad:
+    id: str
+    call: Callable[[], Any] | tuple[str, ...]  # a callable, or overrides for the train entry point
+    option: str
+    shown: str
+
+
+CASES: list[Bad] = [
+    # WeightPenalty
+    Bad("penalty-l2-negative", lambda: WeightPenalty(l2=-1.0), "l2", "-1.0"),
+    Bad("penalty-l1-string", lambda: WeightPenalty(l1="a"), "l1", "'a'"),
+    Bad("penalty-mode", lambda: WeightPenalty(l2=1e-4, mode="weird"), "mode", "'weird'"),
+    Bad("penalty-proximal-without-l1", lambda: WeightPenalty(l2=1e-4, mode="proximal"), "l1", "l1=0.0"),
+    Bad("penalty-log-every", lambda: WeightPenalty(l2=1e-4, log_every_n_steps=-1), "log_every_n_steps", "-1"),
+    Bad("penalty-group-key", lambda: WeightPenalty(l2=1e-4, groups={"net.*": {"l3": 1.0}}), "groups", "l3"),
+    Bad("penalty-include-type", lambda: WeightPenalty(l2=1e-4, include=[3]), "include", "3"),
+    Bad("penalty-schedule-name", lambda: WeightPenalty(l2=1e-4, schedule={"name": "nope"}), "schedule.name", "'nope'"),
+    Bad("penalty-empty-selection", fit_with(WeightPenalty(l2=1e-4, include=["nothing.*"])), "include", "nothing.*"),
+    # MaxNorm
+    Bad("maxnorm-zero", lambda: MaxNorm(0.0), "max_norm", "0.0"),
+    Bad("maxnorm-negative", lambda: MaxNorm(-2), "max_norm", "-2"),
+    Bad("maxnorm-log-every-float", lambda: MaxNorm(3.0, log_every_n_steps=1.5), "log_every_n_steps", "1.5"),
+    # ScheduledDropout
+    Bad("dropout-rate-one", lambda: ScheduledDropout(1.0), "schedule", "1.0"),
+    Bad("dropout-rate-negative", lambda: ScheduledDropout(-0.1), "schedule", "-0.1"),
+    Bad("dropout-linear-above-one", lambda: ScheduledDropout({"name": "linear", "start": 0.0, "end": 1.5, "end_at": 10}),
+        "schedule", "1.5"),
+    Bad("dropout-interval", lambda: ScheduledDropout(0.1, interval="batch"), "interval", "'batch'"),
+    Bad("dropout-depth-scale", lambda: ScheduledDropout(0.1, depth_scale="yes"), "depth_scale", "'yes'"),
+    Bad("dropout-skip-last-without-inject", lambda: ScheduledDropout(0.1, inject_skip_last=True), "inject",
+        "inject=None"),
+    Bad("dropout-log-name", lambda: ScheduledDropout(0.1, log_name=""), "log_name", "''"),
+    Bad("dropout-modules-entry", lambda: ScheduledDropout(0.1, modules=[3]), "modules", "3"),
+    Bad("dropout-schedule-name", lambda: ScheduledDropout({"name": "nope"}), "schedule", "'nope'"),
+    Bad("dropout-inject-type-absent", fit_with(ScheduledDropout(0.1, inject=["GELU"])), "inject", "GELU"),
+    # EarlyStopping
+    Bad("es-monitor-empty", lambda: EarlyStopping(""), "monitor", "''"),
+    Bad("es-patience-negative", lambda: EarlyStopping("val/loss", patience=-1), "patience", "-1"),
+    Bad("es-mode", lambda: EarlyStopping("val/loss", mode="up"), "mode", "'up'"),
+    Bad("es-criterion", lambda: EarlyStopping("val/loss", criterion="XX"), "criterion", "'XX'"),
+    Bad("es-gl-without-alpha", lambda: EarlyStopping("val/loss", criterion="GL"), "alpha", "None"),
+    Bad("es-up-without-s", lambda: EarlyStopping("val/loss", criterion="UP"), "s", "None"),
+    Bad("es-pq-without-train-monitor", lambda: EarlyStopping("val/loss", criterion="PQ", alpha=1.0), "train_monitor",
+        "None"),
+    Bad("es-min-delta", lambda: EarlyStopping("val/loss", min_delta=-0.1), "min_delta", "-0.1"),
+    Bad("es-restore-from", lambda: EarlyStopping("val/loss", restore_from="disk"), "restore_from", "'disk'"),
+    Bad("es-start-from-epoch", lambda: EarlyStopping("val/loss", start_from_epoch=-1), "start_from_epoch", "-1"),
+    Bad("es-strip", lambda: EarlyStopping("val/loss", strip=0), "strip", "0"),
+    Bad("es-log-prefix", lambda: EarlyStopping("val/loss", log_prefix=3), "log_prefix", "3"),
+    Bad("es-baseline", lambda: EarlyStopping("val/loss", baseline="high"), "baseline", "'high'"),
+    Bad("es-restore-from-checkpoint-without-one",
+        fit_with(EarlyStopping("val/loss", restore_best_weights=True, restore_from="checkpoint")), "restore_from",
+        "'checkpoint'"),
+    # DataModules and augmentation
+    Bad("digits-batch-size", lambda: DigitsDataModule(batch_size=0), "batch_size", "0"),
+    Bad("digits-fractions", lambda: DigitsDataModule(test_fraction=0.5), "test_fraction", "0.5"),
+    Bad("digits-train-subset", lambda: DigitsDataModule(train_subset=5), "train_subset", "5"),
+    Bad("digits-num-workers", lambda: DigitsDataModule(num_workers=-1), "num_workers", "-1"),
+    Bad("digits-augment-unknown", lambda: DigitsDataModule(augment={"rotate": 10}), "augment", "rotate"),
+    Bad("augment-rotation", lambda: AugmentConfig(rotation_range=-1), "augment.rotation_range", "-1"),
+    Bad("augment-fill-mode", lambda: AugmentConfig(fill_mode="mirror"), "augment.fill_mode", "'mirror'"),
+    Bad("augment-zoom-order", lambda: AugmentConfig(zoom_range=[2, 1]), "augment.zoom_range", "[2, 1]"),
+    Bad("augment-erasing-prob", lambda: AugmentConfig(erasing_prob=2), "augment.erasing_prob", "2"),
+    Bad("augment-mix-mode", lambda: AugmentConfig(mix_mode="x"), "augment.mix_mode", "'x'"),
+    Bad("augment-policy-on-device", lambda: AugmentConfig(policy="randaugment"), "augment.augment_on", "'device'"),
+    Bad("with-augmentation-not-a-datamodule", lambda: with_augmentation(object()), "datamodule", "object"),
+    # Schedules and the penalty mixin
+    Bad("schedule-unknown", lambda: make_schedule("nope"), "schedule", "'nope'"),
+    Bad("schedule-end-at", lambda: Linear(start=0.0, end=1.0, end_at=-5), "end_at", "-5"),
+    Bad("schedule-unit", lambda: Constant(0.1, unit="batch"), "unit", "'batch'"),
+    Bad("mixin-l2", lambda: PenalizedModule().configure_penalty(l2=-1.0), "l2", "-1.0"),
+    # Reference models
+    Bad("mlp-dropout", lambda: MLPClassifier(dropout=1.0), "dropout", "1.0"),
+    Bad("mlp-hidden-zero", lambda: MLPClassifier(hidden_sizes=[64, 0]), "hidden_sizes[1]", "0"),
+    Bad("mlp-activation", lambda: MLPClassifier(activation="swish"), "activation", "'swish'"),
+    Bad("mlp-num-classes", lambda: MLPClassifier(num_classes=1), "num_classes", "1"),
+    Bad("cnn-kernel-size", lambda: CNNClassifier(kernel_size=0), "kernel_size", "0"),
+    # The train entry point (python -m lightning_reg.train ...)
+    Bad("train-batch-size", ("data.batch_size=0",), "batch_size", "0"),
+    Bad("train-l2", ("callbacks=[default,l2]", "callbacks.l2.l2=-1"), "l2", "-1"),
+    Bad("train-es-patience", ("callbacks=[default,early_stopping]", "callbacks.early_stopping.patience=-1"),
+        "patience", "-1"),
+    Bad("train-dropout-rate", ("callbacks=[default,dropout_constant]", "callbacks.dropout_constant.schedule.value=1.0"),
+        "schedule", "1.0"),
+    Bad("train-max-norm", ("callbacks=[default,max_norm]", "callbacks.max_norm.max_norm=0"), "max_norm", "0"),
+    Bad("train-model-dropout", ("model.dropout=1.5",), "dropout", "1.5"),
+    Bad("train-test-fraction", ("data.test_fraction=0.5",), "test_fraction", "0.5"),
+    Bad("train-augment-rotation", ("data.augment.rotation_range=500",), "augment.rotation_range", "500"),
+    Bad("train-ckpt-path", ("ckpt_path=/nonexistent/last.ckpt",), "ckpt_path", "/nonexistent/last.ckpt"),
+    Bad("train-model-target", ("model._target_=torch.nn.Linear",), "model._target_", "torch.nn.Linear"),
+]
+
+
+def test_the_table_is_large_and_covers_every_public_class() -> None:
+    assert len(CASES) >= 40
+    ids = [c.id for c in CASES]
+    assert len(ids) == len(set(ids))
+    for prefix in ("penalty", "maxnorm", "dropout", "es", "digits", "augment", "schedule", "mixin", "mlp", "cnn",
+                   "train"):
+        assert any(i.startswith(prefix + "-") for i in ids), prefix
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_is_a_config_error_naming_option_and_value(case: Bad, compose_cfg, tmp_path: Path) -> None:
+    if callable(case.call):
+        with pytest.raises(ConfigError) as info:
+            case.call()
+    else:
+        from lightning_reg.train import train
+
+        cfg = compose_cfg("trainer=debug", *case.call)
+        with pytest.raises(ConfigError) as info:
+            train(cfg)
+        assert not (tmp_path / "run" / "checkpoints").exists(), "training started"
+    assert isinstance(info.value, ValueError)
+    message = str(info.value)
+    assert case.option in message, message
+    assert case.shown in message, message
