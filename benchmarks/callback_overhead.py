@@ -25,6 +25,9 @@ What is timed (the fair part):
 
 Two ratio estimates, because the machine is shared: ``median`` (per repeat, each case's median over the bare
 median; the median of these paired ratios) and ``fastest`` (the fastest step over the fastest bare step).
+A third, noise-robust figure: the time spent inside the callbacks' own hooks (every hook they override, and
+the optimizer step post-hooks of WeightPenalty/MaxNorm), per step, as a share of the bare step. It misses
+indirect costs (cache effects) but not the work itself.
 
 Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` during each fit (reset before it). On the CPU there
 is no allocator counter and ``ru_maxrss`` only grows within a process, so each case's memory is measured in a
@@ -101,7 +104,33 @@ class StepTimer(pl.Callback):
         self.epochs.append(self._now() - self._epoch_t0)
 
 
-def make_run(case: str, args: Any, root: Path) -> tuple[pl.Trainer, MLPClassifier, MNISTDataModule, StepTimer]:
+STEP_HOOKS = ("on_train_batch_start", "on_before_backward", "on_after_backward", "on_before_optimizer_step",
+              "on_before_zero_grad", "on_train_batch_end", "_after_optimizer_step")
+
+
+def time_hooks(callback: pl.Callback, totals: dict[str, float]) -> None:
+    """Wrap every hook ``callback`` overrides (and its optimizer post-hook) to add its run time to ``totals``
+    under ``"<Class> step"`` (hooks that run every training step) or ``"<Class> other"`` (fit/epoch/validation)."""
+    names = [n for n in dir(type(callback)) if n.startswith("on_") and callable(getattr(type(callback), n))
+             and getattr(type(callback), n) is not getattr(pl.Callback, n, None)]
+    if hasattr(callback, "_after_optimizer_step"):
+        names.append("_after_optimizer_step")
+    for name in names:
+        inner = getattr(callback, name)
+        key = f"{type(callback).__name__} {'step' if name in STEP_HOOKS else 'other'}"
+
+        def wrapped(*a: Any, _inner: Any = inner, _key: str = key, **k: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return _inner(*a, **k)
+            finally:
+                totals[_key] = totals.get(_key, 0.0) + time.perf_counter() - t0
+
+        setattr(callback, name, wrapped)
+
+
+def make_run(case: str, args: Any, root: Path, hook_totals: dict[str, float] | None = None
+             ) -> tuple[pl.Trainer, MLPClassifier, MNISTDataModule, StepTimer]:
     torch.manual_seed(0)
     device = torch.device(args.device)
     dm = MNISTDataModule(data_dir=str(root), val_split=0.1, batch_size=128, seed=0,
@@ -118,6 +147,9 @@ def make_run(case: str, args: Any, root: Path) -> tuple[pl.Trainer, MLPClassifie
             EarlyStopping(monitor="val/loss", patience=100, restore_best_weights=True),
             MaxNorm(max_norm=3.0),
         ]
+        if hook_totals is not None:
+            for cb in callbacks:
+                time_hooks(cb, hook_totals)
     timer = StepTimer(device)
     trainer = pl.Trainer(accelerator="gpu" if device.type == "cuda" else "cpu", devices=1, max_epochs=args.epochs,
                          limit_train_batches=args.steps, limit_val_batches=args.val_batches, num_sanity_val_steps=0,
@@ -127,12 +159,16 @@ def make_run(case: str, args: Any, root: Path) -> tuple[pl.Trainer, MLPClassifie
 
 
 def run_case(case: str, args: Any, root: Path) -> dict[str, Any]:
-    trainer, model, dm, timer = make_run(case, args, root)
+    hooks: dict[str, float] = {}
+    trainer, model, dm, timer = make_run(case, args, root, hooks)
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     trainer.fit(model, datamodule=dm)
-    out: dict[str, Any] = {"steps": timer.steps, "epochs": timer.epochs}
+    out: dict[str, Any] = {"steps": timer.steps, "epochs": timer.epochs,
+                           "hooks_per_step_s": {k: v / trainer.global_step for k, v in hooks.items() if k.endswith("step")},
+                           "hooks_per_epoch_s": {k: v / trainer.current_epoch for k, v in hooks.items()
+                                                 if k.endswith("other")}}
     if device.type == "cuda":
         out["peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     return out
@@ -185,6 +221,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     fastest = {c: float("inf") for c in CASES}
     fastest_epoch = {c: float("inf") for c in CASES}
     gpu_peak: dict[str, float] = {}
+    hook_runs: list[dict[str, float]] = []
     for case in CASES:  # untimed warm-up: the first fits of a process pay for first-touch pages and lazy init
         run_case(case, args, root)
     for r in range(args.repeats):
@@ -197,6 +234,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             epoch_repeat[case].append(statistics.median(res["epochs"]))
             fastest[case] = min(fastest[case], min(res["steps"]))
             fastest_epoch[case] = min(fastest_epoch[case], min(res["epochs"]))
+            if case == "callbacks":
+                hook_runs.append({**res["hooks_per_step_s"], **res["hooks_per_epoch_s"]})
             if "peak_mb" in res:
                 gpu_peak[case] = max(gpu_peak.get(case, 0.0), res["peak_mb"])
         print(f"repeat {r + 1}/{args.repeats}: " + ", ".join(f"{c} {this[c] * 1e3:.2f} ms/step" for c in CASES),
@@ -210,6 +249,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         memory = {c: {**cpu_memory(c, child_argv),
                       "how": "fresh process: VmHWM after fit - VmRSS before fit (peak reset via /proc/self/clear_refs)"}
                   for c in CASES}
+    breakdown = {k: statistics.median(run.get(k, 0.0) for run in hook_runs) * 1e3 for k in hook_runs[0]}
+    hooks: dict[str, Any] = {
+        "step_ms": statistics.median(sum(v for k, v in run.items() if k.endswith("step")) for run in hook_runs) * 1e3,
+        "per_epoch_other_ms": statistics.median(sum(v for k, v in run.items() if k.endswith("other"))
+                                                for run in hook_runs) * 1e3,
+        "breakdown_ms": breakdown,  # "<Class> step": ms per step; "<Class> other": ms per epoch
+    }
+    hooks["step_pct_of_bare_median"] = 100 * hooks["step_ms"] / 1e3 / steps["bare"]["median_s"]
+    hooks["step_pct_of_bare_fastest"] = 100 * hooks["step_ms"] / 1e3 / steps["bare"]["fastest_s"]
     mem_key = "peak_mb" if "peak_mb" in memory["bare"] else "peak_added_mb"
     info["load_avg_end"] = [round(v, 2) for v in os.getloadavg()]
     print()
@@ -224,15 +272,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
          for c in CASES])
     result = {
         "machine": info, "data": source, "args": {k: str(v) for k, v in vars(args).items()},
-        "step": steps, "epoch": epochs, "memory": memory,
+        "step": steps, "epoch": epochs, "memory": memory, "hooks": hooks,
         "ratio_step_median": steps["callbacks"]["ratio_median"],
         "ratio_step_fastest": steps["callbacks"]["ratio_fastest"],
         "ratio_epoch_median": epochs["callbacks"]["ratio_median"],
+        "hook_pct_of_bare_step": hooks["step_pct_of_bare_median"],
         "target": "callbacks <= 1.05 x bare on the CPU",
     }
+    print(f"time inside the callbacks' hooks (median over repeats): {hooks['step_ms']:.3f} ms per step = "
+          f"{hooks['step_pct_of_bare_median']:.2f}% of the median bare step ({hooks['step_pct_of_bare_fastest']:.2f}% "
+          f"of the fastest); {hooks['per_epoch_other_ms']:.2f} ms per epoch in fit/epoch/validation hooks")
+    print("  per callback: " + ", ".join(f"{k} {v:.3f} ms" for k, v in sorted(breakdown.items()) if v >= 0.0005)
+          + " (step: per step; other: per epoch)")
     write_json(args, NAME, result)
     print(f"ratio callbacks/bare: step {result['ratio_step_median']:.3f} (median), "
-          f"{result['ratio_step_fastest']:.3f} (fastest); epoch {result['ratio_epoch_median']:.3f}; memory "
+          f"{result['ratio_step_fastest']:.3f} (fastest), hooks {hooks['step_pct_of_bare_median'] / 100 + 1:.3f}; epoch {result['ratio_epoch_median']:.3f}; memory "
           + (f"{memory['callbacks'][mem_key] / memory['bare'][mem_key]:.3f}" if memory["bare"][mem_key] > 0 else "n/a"))
     return result
 
