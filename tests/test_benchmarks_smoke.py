@@ -54,7 +54,7 @@ def test_floor_quick(tmp_path: Path) -> None:
     lines, data = run_bench("floor", tmp_path)
     assert data["steps"] == 4 and data["n_train"] == 6300  # 90% of 7000 images, real or generated
     assert data["ratios"]["hand"] == 1.0
-    assert all(positive(data["ratios"][f]) for f in ("resident", "loader", "bare_loader"))
+    assert all(positive(data["ratios"][f]) for f in ("resident", "loader", "bare_resident", "bare_loader"))
     assert "resident" in lines[-1] and "loader" in lines[-1]
 
 
