@@ -8,6 +8,10 @@ child process, timed from start to exit (wall time, so Python and torch start-up
 count, as for a user). Launches alternate (joblib, basic, basic, joblib, ...) so that a slow phase of a shared
 machine hits both. Every launch must finish with one completed ``metrics.json`` per run, or the benchmark fails.
 
+Thread count matters here: joblib's loky workers limit their thread pools to ``cpu_count // n_jobs``, while the
+basic launcher runs every run in the launching process with torch's default. ``--omp-threads N`` sets
+``OMP_NUM_THREADS`` for both launchers, to compare the launchers alone.
+
 ``--quick``: 2 variants x 1 seed, 1 epoch, no test run, no plots (a smoke test of the same command line).
 
     python -m benchmarks.sweep_parallelism [--quick] [--repeats 2] [--device cuda] [-- extra Hydra overrides]
@@ -50,6 +54,8 @@ def launch(launcher: str, log_dir: Path, overrides: list[str], env: dict[str, st
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = base_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=2, help="launches per launcher, alternating")
+    parser.add_argument("--omp-threads", type=int, default=None,
+                        help="set OMP_NUM_THREADS for both launches (default: unset, torch's default, as users run it)")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for both launchers (after --)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     overrides = list(QUICK_OVERRIDES) if args.quick else []
@@ -59,8 +65,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     repeats = 1 if args.quick else args.repeats
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+    env.pop("OMP_NUM_THREADS", None)
+    if args.omp_threads is not None:
+        env["OMP_NUM_THREADS"] = str(args.omp_threads)
     info = machine_info(args.device)
-    info["torch_threads"] = "torch default in each run (the launches set none)"
+    info["torch_threads"] = (f"OMP_NUM_THREADS={args.omp_threads} in every launch" if args.omp_threads is not None
+                             else "torch default in each run (the launches set none)")
     print(f"{NAME}: {describe(info)}")
     print(f"python -m lightning_reg.train experiment=regularizers_digits hydra/launcher=<joblib|basic> "
           f"{' '.join(overrides)}; {repeats} alternating launch(es) per launcher", flush=True)
