@@ -1,6 +1,6 @@
 """Run every benchmark, each in its own process, then print all their ratios.
 
-    python -m benchmarks                    # the full suite (about 15 minutes on 2 CPU cores)
+    python -m benchmarks                    # the full suite (about 11 minutes on 2 CPU cores)
     python -m benchmarks --quick            # smoke run: about a minute
     python -m benchmarks --only floor callback_overhead --device cuda --data-dir /path/to/data
 
