@@ -1,0 +1,79 @@
+"""Every benchmark runs end to end in --quick mode (a few steps) and writes the JSON it promises.
+
+Subprocesses: the benchmarks set process-wide state (torch threads, log levels, warning filters), and the
+suite is meant to be run as ``python -m benchmarks.<name>``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import REPO
+
+
+def run_bench(name: str, tmp_path: Path, *extra: str, timeout: int = 240) -> tuple[list[str], dict]:
+    out = tmp_path / f"{name}.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--quick", "--json-out", str(out), *extra],
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert lines[-1].startswith("ratio"), lines[-5:]
+    assert f"JSON: {out}" in lines
+    data = json.loads(out.read_text())
+    assert data["benchmark"] == name and data["machine"]["nproc"] >= 1
+    return lines, data
+
+
+def positive(x: float) -> bool:
+    return isinstance(x, float) and math.isfinite(x) and x > 0
+
+
+def test_callback_overhead_quick_on_generated_data(tmp_path: Path) -> None:
+    lines, data = run_bench("callback_overhead", tmp_path, "--data-dir", str(tmp_path / "absent"))
+    assert any(line.startswith("data: generated MNIST-shaped data") for line in lines)
+    assert [row.split("|")[1].strip() for row in lines if row.startswith("| bare") or row.startswith("| callbacks")] \
+        == ["bare", "callbacks"]
+    assert data["step"]["bare"]["ratio_median"] == 1.0 and positive(data["ratio_step_median"])
+    assert positive(data["ratio_step_fastest"]) and positive(data["ratio_epoch_median"])
+    # Each callback's hooks were timed; MaxNorm and WeightPenalty act on every step.
+    assert data["hooks"]["breakdown_ms"]["MaxNorm step"] > 0 and data["hooks"]["breakdown_ms"]["WeightPenalty step"] > 0
+    # The fresh-process RSS peak sees at least the gradients and momentum buffers of 1.4M float32 weights (11 MB).
+    for case in ("bare", "callbacks"):
+        assert data["memory"][case]["peak_added_mb"] > 8, data["memory"]
+
+
+def test_floor_quick(tmp_path: Path) -> None:
+    lines, data = run_bench("floor", tmp_path)
+    assert data["steps"] == 4 and data["n_train"] == 6300  # 90% of 7000 images, real or generated
+    assert data["ratios"]["hand"] == 1.0
+    assert all(positive(data["ratios"][f]) for f in ("resident", "loader", "bare_resident", "bare_loader"))
+    assert "resident" in lines[-1] and "loader" in lines[-1]
+
+
+def test_augment_throughput_quick(tmp_path: Path) -> None:
+    lines, data = run_bench("augment_throughput", tmp_path, "--workers", "0", "--batch", "64")
+    by = {(r["preset"], r["shape"].split()[0]): r for r in data["results"]}
+    assert set(by) == {(p, s) for p in ("keras_seed", "randaugment", "mixup") for s in ("MNIST", "CIFAR")}
+    for (preset, _), r in by.items():
+        assert positive(r["cpu_best"])
+        if preset == "randaugment":  # a policy has no device path, and the table says so
+            assert r["device_best"] is None and "cpu path only" in r["note"]
+        else:
+            assert positive(r["device_best"]) and positive(r["ratio"])
+    assert lines[-1].startswith("ratio device/cpu: MNIST keras_seed")
+
+
+@pytest.mark.slow
+def test_sweep_parallelism_quick(tmp_path: Path) -> None:
+    lines, data = run_bench("sweep_parallelism", tmp_path)
+    assert data["runs_per_launch"] == 2
+    assert [(launch["launcher"], launch["completed"]) for launch in data["launches"]] == [("joblib", 2), ("basic", 2)]
+    assert positive(data["ratio_joblib_to_basic"])
