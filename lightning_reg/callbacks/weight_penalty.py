@@ -125,6 +125,14 @@ class _StepHooksMixin:
     def _after_optimizer_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         raise NotImplementedError
 
+    def measure(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._last = self.measure()
+        # Snapshot for run_summary(): a later trainer.test(ckpt_path=best) reloads an older callback state.
+        self._final = {"optimizer_steps": self._steps, **self._last}
+
     def _summary_values(self) -> dict[str, Any]:
         """Steps and last measured values: as of fit end when a fit ended, else as of now."""
         final = self._final if self._final is not None else {"optimizer_steps": self._steps, **self._last}
@@ -363,12 +371,6 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
         _log_to_loggers(trainer, self._last)
 
     @override
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._last = self.measure()
-        # Snapshot for run_summary(): a later trainer.test(ckpt_path=best) reloads an older callback state.
-        self._final = {"optimizer_steps": self._steps, **self._last}
-
-    @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit":
             self._remove_post_hooks()
@@ -510,12 +512,6 @@ class MaxNorm(_StepHooksMixin, pl.Callback):
         self._last_logged_step = trainer.global_step
         self._last = self.measure()
         _log_to_loggers(trainer, self._last)
-
-    @override
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._last = self.measure()
-        # Snapshot for run_summary(): a later trainer.test(ckpt_path=best) reloads an older callback state.
-        self._final = {"optimizer_steps": self._steps, **self._last}
 
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
