@@ -23,6 +23,7 @@ from typing import Any
 
 import hydra
 import lightning.pytorch as pl
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -211,19 +212,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     started = time.perf_counter()
     if not is_child_rank():
         output_dir.mkdir(parents=True, exist_ok=True)
-    from hydra.core.hydra_config import HydraConfig
-
     if HydraConfig.initialized() and not is_child_rank():
         ddp_ctx = hydra_ddp_children(write_job_config(cfg, output_dir), output_dir)
     else:
-        import contextlib
-
         ddp_ctx = contextlib.nullcontext()
     with ddp_ctx:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     fit_metrics = _scalars(trainer.callback_metrics)
     fit_seconds = time.perf_counter() - started
-    # Collect callback state now: testing a checkpoint restores callback state from that checkpoint.
+    # Collect callback state (history, summaries, best epoch) now: testing a checkpoint restores callback
+    # state from that checkpoint.
     rows = [dict(r) for r in history.history]
     callback_reports: dict[str, Any] = {}
     for cb in trainer.callbacks:
@@ -231,8 +229,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if callable(report):
             callback_reports[getattr(cb, "state_key", type(cb).__name__)] = report()
     epochs_completed, global_step, should_stop = trainer.current_epoch, trainer.global_step, trainer.should_stop
-
     ckpt_cb = trainer.checkpoint_callback
+    monitor = getattr(ckpt_cb, "monitor", None) or cfg.get("optimized_metric")
+    mode = getattr(ckpt_cb, "mode", "max")
+    best_row = history.best(monitor, mode) if monitor else None
+
     best_path = getattr(ckpt_cb, "best_model_path", "") or ""
     test_metrics: dict[str, float] = {}
     tested = None
@@ -249,10 +250,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                      weights_only=True if best_path_to_test else None)
         test_metrics = {k: v for k, v in _scalars(trainer.callback_metrics).items() if k.startswith("test/")}
 
-    monitor = getattr(ckpt_cb, "monitor", None) or cfg.get("optimized_metric")
-    mode = getattr(ckpt_cb, "mode", "max")
-    history.history = rows
-    best_row = history.best(monitor, mode) if monitor else None
     summary: dict[str, Any] = {
         "status": "completed",
         "seed": cfg.seed,
@@ -345,7 +342,6 @@ def _clean_process_after_job() -> Iterator[None]:
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Train from the command line; return the optimized metric for sweepers."""
-    from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
