@@ -113,6 +113,26 @@ class _StepHooksMixin:
     _last: dict[str, float]
     _final: dict[str, float] | None
 
+    def _init_common(self, include: Any, exclude: Any, log_every_n_steps: int | None) -> None:
+        """State both callbacks keep: the selection arguments, logging period, counters and hooks."""
+        if log_every_n_steps is not None:
+            check_int("log_every_n_steps", log_every_n_steps, low=0)
+        self.log_every_n_steps = log_every_n_steps
+        self._include, self._exclude = include, exclude
+        self._selected: list[PenalizedParam] = []
+        self._handles = []
+        self._steps = 0
+        self._last_logged_step = -1
+        self._last = {}
+        self._final = None
+
+    def _selector_key(self) -> dict[str, list[str] | None]:
+        """The selection arguments as plain strings, for ``state_key``."""
+        return {
+            "include": None if self._include is None else [str(e) for e in self._include],
+            "exclude": None if self._exclude is None else [str(e) for e in self._exclude],
+        }
+
     def _register_post_hooks(self, optimizers: Sequence[torch.optim.Optimizer]) -> None:
         self._remove_post_hooks()
         self._handles = [opt.register_step_post_hook(self._after_optimizer_step) for opt in optimizers]
@@ -223,29 +243,19 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
             )
         if not self.spec.any_l1 and not self.spec.any_l2:
             rank_zero_warn("WeightPenalty(l1=0, l2=0) does nothing; set `l1` and/or `l2` > 0.")
-        if log_every_n_steps is not None:
-            check_int("log_every_n_steps", log_every_n_steps, low=0)
-        self.log_every_n_steps = log_every_n_steps
-        self._include, self._exclude = include, exclude
-        self._selected: list[PenalizedParam] = []
+        self._init_common(include, exclude, log_every_n_steps)
         self._plans: dict[int, list[_Bucket]] = {}
         self._pending: set[int] = set()
-        self._handles = []
         self._trainer: pl.Trainer | None = None
         self._scale_key: tuple[int, int] | None = None
         self._scale = self.spec.scale_at(0, 0)
-        self._steps = 0
-        self._last_logged_step = -1
-        self._last: dict[str, float] = {}
-        self._final = None
 
     @property
     @override
     def state_key(self) -> str:
         return self._generate_state_key(
             l1=self.spec.l1, l2=self.spec.l2, mode=self.mode,
-            include=None if self._include is None else [str(e) for e in self._include],
-            exclude=None if self._exclude is None else [str(e) for e in self._exclude],
+            **self._selector_key(),
             groups=self.spec.groups or None,
         )
 
@@ -451,25 +461,15 @@ class MaxNorm(_StepHooksMixin, pl.Callback):
         self.max_norm = check_range("max_norm", max_norm, 0.0, None, low_inclusive=False)
         # Validates include/exclude with the same rules as the penalties (coefficients unused).
         self.spec = PenaltySpec(include=include, exclude=exclude)
-        if log_every_n_steps is not None:
-            check_int("log_every_n_steps", log_every_n_steps, low=0)
-        self.log_every_n_steps = log_every_n_steps
-        self._include, self._exclude = include, exclude
-        self._selected: list[PenalizedParam] = []
+        self._init_common(include, exclude, log_every_n_steps)
         self._plans: dict[int, list[tuple[Tensor, int]]] = {}
-        self._handles = []
-        self._steps = 0
-        self._last_logged_step = -1
-        self._last: dict[str, float] = {}
-        self._final = None
 
     @property
     @override
     def state_key(self) -> str:
         return self._generate_state_key(
             max_norm=self.max_norm,
-            include=None if self._include is None else [str(e) for e in self._include],
-            exclude=None if self._exclude is None else [str(e) for e in self._exclude],
+            **self._selector_key(),
         )
 
     @override
