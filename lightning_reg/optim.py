@@ -10,7 +10,7 @@ from typing import Any
 
 from torch.optim import Optimizer
 
-from lightning_reg.errors import check_choice, check_int
+from lightning_reg.errors import ConfigError, check_choice, check_int
 
 
 @dataclass
@@ -38,7 +38,9 @@ class SchedulerSpec:
         check_choice("scheduler.interval", self.interval, ("epoch", "step"))
         check_int("scheduler.frequency", self.frequency, low=1)
         if not callable(self.scheduler):
-            raise TypeError(f"`scheduler.scheduler` must be callable (a partial scheduler); got {self.scheduler!r}.")
+            raise ConfigError(
+                f"`scheduler.scheduler` must be callable (a partial scheduler, `_partial_: true`); got {self.scheduler!r}."
+            )
 
     def build(self, optimizer: Optimizer, total_steps: int | None = None) -> dict[str, Any]:
         """Instantiate the scheduler for ``optimizer`` and return Lightning's scheduler dict."""
@@ -51,7 +53,10 @@ class SchedulerSpec:
             params = {}
         if "total_steps" in params and given.get("total_steps") is None and given.get("epochs") is None:
             if total_steps is None:
-                raise ValueError(f"{getattr(func, '__name__', func)} needs `total_steps`; set it in the scheduler config.")
+                raise ConfigError(
+                    f"`scheduler.scheduler.total_steps` is required by {getattr(func, '__name__', func)} when the run "
+                    "length is unknown; got None. Set it in the scheduler config."
+                )
             kwargs["total_steps"] = int(total_steps)
         sched = self.scheduler(optimizer, **kwargs)
         out: dict[str, Any] = {"scheduler": sched, "interval": self.interval, "frequency": self.frequency}

@@ -6,6 +6,7 @@ with a message that names the option and shows the value given.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import pytest
+from torch.optim.lr_scheduler import StepLR
 from helpers import TinyModule, loaders
 
 from lightning_reg import (
@@ -29,6 +31,7 @@ from lightning_reg import (
 )
 from lightning_reg.data import with_augmentation
 from lightning_reg.errors import ConfigError
+from lightning_reg.optim import SchedulerSpec
 from lightning_reg.models import CNNClassifier, MLPClassifier
 
 
@@ -116,6 +119,12 @@ CASES: list[Bad] = [
     Bad("es-restore-from-checkpoint-without-one",
         fit_with(EarlyStopping("val/loss", restore_best_weights=True, restore_from="checkpoint")), "restore_from",
         "'checkpoint'"),
+    # Learning-rate scheduler spec (the scheduler/ config group)
+    Bad("scheduler-interval", lambda: SchedulerSpec(functools.partial(StepLR, step_size=1), interval="batch"),
+        "scheduler.interval", "'batch'"),
+    Bad("scheduler-frequency", lambda: SchedulerSpec(functools.partial(StepLR, step_size=1), frequency=0),
+        "scheduler.frequency", "0"),
+    Bad("scheduler-not-callable", lambda: SchedulerSpec("StepLR"), "scheduler.scheduler", "'StepLR'"),
     # DataModules and augmentation
     Bad("digits-batch-size", lambda: DigitsDataModule(batch_size=0), "batch_size", "0"),
     Bad("digits-fractions", lambda: DigitsDataModule(test_fraction=0.5), "test_fraction", "0.5"),
