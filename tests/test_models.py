@@ -88,3 +88,71 @@ def test_cnn_bad_arguments() -> None:
         CNNClassifier(input_shape=(1, 8, 8), padding=0)
     with pytest.raises(ConfigError, match=r"\(channels, height, width\)"):
         CNNClassifier(input_shape=(8, 8))
+
+
+class EpochMetricsProbe:
+    """Computes, beside a real fit, what the epoch metrics must be: every training batch's loss and hits are
+    measured before its step (no dropout, so the training forward is deterministic), validation in one pass."""
+
+    def __init__(self) -> None:
+        import lightning.pytorch as pl
+
+        probe = self
+
+        class _Callback(pl.Callback):
+            def on_train_epoch_start(self, trainer, pl_module):
+                probe.batches = []
+
+            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+                with torch.no_grad():
+                    logits = pl_module(batch[0])
+                probe.batches.append((torch.nn.functional.cross_entropy(logits, batch[1], reduction="sum").item(),
+                                      (logits.argmax(-1) == batch[1]).sum().item(), batch[1].numel()))
+
+            def on_train_epoch_end(self, trainer, pl_module):
+                n = sum(b[2] for b in probe.batches)
+                probe.train.append(((sum(b[0] for b in probe.batches) / n, sum(b[1] for b in probe.batches) / n),
+                                    (trainer.callback_metrics["train/loss"].item(),
+                                     trainer.callback_metrics["train/acc"].item())))
+
+            def on_validation_end(self, trainer, pl_module):
+                x, y = trainer.val_dataloaders.dataset.tensors
+                with torch.no_grad():
+                    logits = pl_module(x)
+                probe.val.append(((torch.nn.functional.cross_entropy(logits, y).item(),
+                                   (logits.argmax(-1) == y).float().mean().item()),
+                                  (trainer.callback_metrics["val/loss"].item(),
+                                   trainer.callback_metrics["val/acc"].item())))
+
+        self.callback = _Callback()
+        self.batches: list[tuple[float, int, int]] = []
+        self.train: list[tuple[tuple[float, float], tuple[float, float]]] = []
+        self.val: list[tuple[tuple[float, float], tuple[float, float]]] = []
+
+
+def test_epoch_metrics_are_exact_per_epoch_means_over_uneven_batches() -> None:
+    """The per-step accumulators give the epoch's sample-weighted mean loss and accuracy, reset every epoch."""
+    import functools
+
+    import lightning.pytorch as pl
+    from torch.utils.data import DataLoader, TensorDataset
+
+    torch.manual_seed(0)
+    x, y = torch.randn(70, 6), torch.randint(0, 3, (70,))
+    xv, yv = torch.randn(45, 6), torch.randint(0, 3, (45,))
+    model = MLPClassifier(input_shape=(6,), hidden_sizes=[16], num_classes=3,
+                          optimizer=functools.partial(torch.optim.SGD, lr=0.5))
+    probe = EpochMetricsProbe()
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=3, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                         callbacks=[probe.callback])
+    # batches of 32, 32 and 6 (train) and 20, 20 and 5 (validation): an unweighted mean of batch means differs
+    trainer.fit(model, DataLoader(TensorDataset(x, y), batch_size=32),
+                DataLoader(TensorDataset(xv, yv), batch_size=20))
+    assert len(probe.train) == 3 and len(probe.val) == 3
+    for expected, logged in probe.train + probe.val:
+        assert logged == pytest.approx(expected, abs=1e-5)
+    # the model learns, so a metric that was not reset between epochs would be caught
+    assert len({round(t[0][0], 6) for t in probe.train}) == 3
+    test = trainer.test(model, DataLoader(TensorDataset(xv, yv), batch_size=20), verbose=False)[0]
+    assert (test["test/loss"], test["test/acc"]) == pytest.approx(probe.val[-1][0], abs=1e-5)

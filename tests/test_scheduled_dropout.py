@@ -71,6 +71,42 @@ def test_gradient_accumulation_step_means_optimizer_step():
     assert [r["step"] for r in probe.records] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7]
 
 
+
+class RateSeen(pl.Callback):
+    """What ``trainer.callback_metrics`` holds for the rate at the end of every training batch."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, float]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.seen.append((trainer.global_step, trainer.callback_metrics["reg/dropout_p"].item()))
+
+
+@pytest.mark.parametrize(("every", "trainer_every", "accumulate", "logged_steps"), [
+    (3, 50, 1, [0, 3, 6, 9, 12, 15]),       # our own cadence, from step 0
+    (None, 5, 1, [0, 5, 10, 15]),           # the trainer's log_every_n_steps
+    (None, 2, 2, [0, 2, 4, 6]),             # optimizer steps: once per step, not per micro-batch
+])
+def test_rate_reaches_loggers_at_the_cadence_and_callback_metrics_every_batch(every, trainer_every, accumulate,
+                                                                               logged_steps):
+    from reliability_registry import MemoryLogger
+
+    sched = Linear(start=0.0, end=0.5, end_at=15)
+    logger, seen = MemoryLogger(), RateSeen()
+    trainer, probe = fit(TinyModule(dropout=0.1), ScheduledDropout(sched, log_every_n_steps=every), seen,
+                         logger=logger, log_every_n_steps=trainer_every, accumulate_grad_batches=accumulate)
+    series = logger.series("reg/dropout_p")
+    assert [s for s, _ in series] == logged_steps
+    assert [v for _, v in series] == pytest.approx([sched(s) for s in logged_steps], abs=1e-7)
+    # callback_metrics is current at every batch: the rate the batch just trained with.
+    assert len(seen.seen) == 16
+    assert [v for _, v in seen.seen] == pytest.approx([r["p"] for r in probe.by_module()["net.2"]], abs=1e-7)
+
+
+def test_log_every_n_steps_must_be_positive():
+    with pytest.raises(ConfigError, match=r"`log_every_n_steps` must be an integer in \[1, inf\]; got 0"):
+        ScheduledDropout(0.1, log_every_n_steps=0)
+
 def test_timm_style_drop_prob_module_with_depth_scaling():
     sched = Linear(start=0.0, end=0.4, end_at=15)
     cb = ScheduledDropout(sched, depth_scale=True)
