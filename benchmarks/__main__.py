@@ -23,6 +23,10 @@ def summary_line(name: str, data: dict) -> str:
     if name == "callback_overhead":
         return (f"callbacks / bare step time {data['ratio_step_median']:.3f} (median), {data['ratio_step_fastest']:.3f} "
                 f"(fastest); time in the callbacks' hooks {data['hook_pct_of_bare_step']:.1f}% of a bare step")
+    if name == "cifar_cnn":
+        return "epoch time / hand-written loop: " + ", ".join(
+            f"{form} {data['ratios'][form]:.3f} ({data['images_per_s'][form]:,.0f} images/s)"
+            for form in data["ratios"] if form != "hand") + f"; hand {data['images_per_s']['hand']:,.0f} images/s"
     if name == "floor":
         return "epoch time / hand-written loop: " + ", ".join(
             f"{form} {data['ratios'][form]:.3f} (fastest {data['ratios_fastest'][form]:.3f})"

@@ -77,3 +77,12 @@ def test_sweep_parallelism_quick(tmp_path: Path) -> None:
     assert data["runs_per_launch"] == 2
     assert [(launch["launcher"], launch["completed"]) for launch in data["launches"]] == [("joblib", 2), ("basic", 2)]
     assert positive(data["ratio_joblib_to_basic"])
+
+
+@pytest.mark.parametrize("precision", ["32", "bf16-mixed"])
+def test_cifar_cnn_quick(tmp_path: Path, precision: str) -> None:
+    lines, data = run_bench("cifar_cnn", tmp_path, "--precision", precision)
+    assert data["steps"] == 3 and data["n_train"] == 800  # 80% of 1000 generated images, read by CIFAR10DataModule
+    assert data["ratios"]["hand"] == 1.0 and data["args"]["precision"] == precision
+    assert all(positive(data["ratios"][f]) and positive(data["images_per_s"][f]) for f in ("hand", "resident", "loader"))
+    assert "resident" in lines[-1] and "loader" in lines[-1]
