@@ -156,3 +156,49 @@ def test_epoch_metrics_are_exact_per_epoch_means_over_uneven_batches() -> None:
     assert len({round(t[0][0], 6) for t in probe.train}) == 3
     test = trainer.test(model, DataLoader(TensorDataset(xv, yv), batch_size=20), verbose=False)[0]
     assert (test["test/loss"], test["test/acc"]) == pytest.approx(probe.val[-1][0], abs=1e-5)
+
+
+DDP_METRICS_SCRIPT = """
+import functools, torch, lightning.pytorch as pl
+from torch.utils.data import DataLoader, TensorDataset
+from test_models import ddp_metrics_case
+model, train, val = ddp_metrics_case()
+trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_epochs=1, logger=False,
+                     enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                     num_sanity_val_steps=0)
+trainer.fit(model, DataLoader(train, batch_size=16), DataLoader(val, batch_size=20))
+torch.save({k: float(v) for k, v in trainer.callback_metrics.items()}, OUT / f"rank{trainer.global_rank}.pt")
+"""
+
+
+def ddp_metrics_case():
+    """A frozen model (lr 0) and data sets that split evenly over 2 ranks: 96 training and 64 validation samples."""
+    import functools
+
+    from torch.utils.data import TensorDataset
+
+    g = torch.Generator().manual_seed(1)
+    train = TensorDataset(torch.randn(96, 6, generator=g), torch.randint(0, 3, (96,), generator=g))
+    val = TensorDataset(torch.randn(64, 6, generator=g), torch.randint(0, 3, (64,), generator=g))
+    torch.manual_seed(0)
+    model = MLPClassifier(input_shape=(6,), hidden_sizes=[16], num_classes=3,
+                          optimizer=functools.partial(torch.optim.SGD, lr=0.0))
+    return model, train, val
+
+
+@pytest.mark.slow
+def test_epoch_metrics_under_ddp_cover_both_ranks(tmp_path) -> None:
+    """Each rank sees half the data; the logged epoch metrics are those of the whole set, on both ranks."""
+    from helpers import run_ddp_script
+
+    run_ddp_script(DDP_METRICS_SCRIPT, tmp_path)
+    model, train, val = ddp_metrics_case()
+    with torch.no_grad():
+        expected = {}
+        for stage, ds in (("train", train), ("val", val)):
+            logits = model(ds.tensors[0])
+            expected[f"{stage}/loss"] = torch.nn.functional.cross_entropy(logits, ds.tensors[1]).item()
+            expected[f"{stage}/acc"] = (logits.argmax(-1) == ds.tensors[1]).float().mean().item()
+    for rank in (0, 1):
+        logged = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
+        assert {k: logged[k] for k in expected} == pytest.approx(expected, abs=1e-5), rank
