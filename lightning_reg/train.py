@@ -23,6 +23,7 @@ from typing import Any
 
 import hydra
 import lightning.pytorch as pl
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
@@ -31,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from lightning_reg.callbacks.history import MetricsHistory, _to_float
 from lightning_reg.callbacks.rng_state import RNGState
 from lightning_reg.distributed import hydra_ddp_children, is_child_rank, write_job_config
-from lightning_reg.errors import ConfigError
+from lightning_reg.errors import ConfigError, check_int
 
 log = logging.getLogger("lightning_reg.train")
 
@@ -205,6 +206,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         )
     if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
         raise ConfigError(f"`ckpt_path` must be an existing checkpoint file; got {cfg.ckpt_path!r}.")
+    threads = cfg.get("torch_threads")
+    if threads is not None:
+        torch.set_num_threads(check_int("torch_threads", threads, low=1))
     pl.seed_everything(cfg.seed, workers=True)
     parts = build(cfg)
     datamodule, model, trainer, history = parts.datamodule, parts.model, parts.trainer, parts.history

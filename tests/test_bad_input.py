@@ -161,6 +161,8 @@ CASES: list[Bad] = [
     Bad("train-test-fraction", ("data.test_fraction=0.5",), "test_fraction", "0.5"),
     Bad("train-augment-rotation", ("data.augment.rotation_range=500",), "augment.rotation_range", "500"),
     Bad("train-ckpt-path", ("ckpt_path=/nonexistent/last.ckpt",), "ckpt_path", "/nonexistent/last.ckpt"),
+    Bad("train-torch-threads-zero", ("torch_threads=0",), "torch_threads", "[1, inf]; got 0"),
+    Bad("train-torch-threads-word", ("torch_threads=two",), "torch_threads", "'two'"),
     Bad("train-model-target", ("model._target_=torch.nn.Linear",), "model._target_", "torch.nn.Linear"),
 ]
 

@@ -82,6 +82,18 @@ def test_bf16_mixed_on_cpu(compose_cfg) -> None:
     assert summary["test"]["test/acc"] > 0.3
 
 
+
+def test_torch_threads_sets_the_jobs_cpu_threads(compose_cfg) -> None:
+    before = torch.get_num_threads()
+    target = 1 if before != 1 else 2
+    try:
+        summary = train(compose_cfg(*FAST, f"torch_threads={target}"))
+        assert summary["status"] == "completed"
+        assert torch.get_num_threads() == target  # process-wide, set before the model is built
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("scheduler", ["onecycle", "plateau", "cosine", "multistep"])
 def test_schedulers_step_during_training(compose_cfg, scheduler: str) -> None:
     extra = ["scheduler.scheduler.milestones=[1,2]"] if scheduler == "multistep" else []
