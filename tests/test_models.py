@@ -158,6 +158,33 @@ def test_epoch_metrics_are_exact_per_epoch_means_over_uneven_batches() -> None:
     assert (test["test/loss"], test["test/acc"]) == pytest.approx(probe.val[-1][0], abs=1e-5)
 
 
+
+def test_a_run_resumed_mid_epoch_still_logs_that_epochs_train_metrics(tmp_path) -> None:
+    """Lightning skips on_train_epoch_start when it resumes mid-epoch; the epoch's remaining steps are logged."""
+    import functools
+
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from torch.utils.data import DataLoader, TensorDataset
+
+    def model() -> MLPClassifier:
+        torch.manual_seed(0)
+        return MLPClassifier(input_shape=(6,), hidden_sizes=[8], num_classes=3,
+                             optimizer=functools.partial(torch.optim.SGD, lr=0.1))
+
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(96, 6, generator=g), torch.randint(0, 3, (96,), generator=g))
+    kw = dict(accelerator="cpu", max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
+              num_sanity_val_steps=0)
+    ckpt = ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=3, save_top_k=-1, filename="{step}")
+    pl.Trainer(max_steps=3, callbacks=[ckpt], **kw).fit(model(), DataLoader(data, batch_size=16))
+    probe = EpochMetricsProbe()
+    resumed = pl.Trainer(enable_checkpointing=False, callbacks=[probe.callback], **kw)
+    resumed.fit(model(), DataLoader(data, batch_size=16), ckpt_path=tmp_path / "step=3.ckpt")
+    assert len(probe.batches) == 3  # steps 4-6 of 6
+    ((expected, logged),) = probe.train
+    assert logged == pytest.approx(expected, abs=1e-5)
+
 DDP_METRICS_SCRIPT = """
 import functools, torch, lightning.pytorch as pl
 from torch.utils.data import DataLoader, TensorDataset

@@ -51,8 +51,8 @@ class ClassifierModule(pl.LightningModule):
     torchmetrics accumulators (a batch-size-weighted mean loss and a micro accuracy, synced across ranks when
     computed), and the metric objects are handed to ``self.log`` on the first step of each epoch, so Lightning
     computes them at the epoch end. That keeps ``self.log``'s per-call cost (about half a millisecond on a CPU)
-    out of every step. Subclasses that override ``on_{train,validation,test}_epoch_start`` call ``super()``.
-    It accepts class-index or probability-vector targets, and builds its optimizer from a partial
+    out of every step. Subclasses that override ``on_train_start`` or ``on_{train,validation,test}_epoch_start``
+    call ``super()``. It accepts class-index or probability-vector targets, and builds its optimizer from a partial
     (``optimizer(params)``) and an optional :class:`~lightning_reg.optim.SchedulerSpec`. Only plain values
     go into ``hparams``, so checkpoints load with ``torch.load(weights_only=True)``.
 
@@ -123,6 +123,10 @@ class ClassifierModule(pl.LightningModule):
         getattr(self, f"{stage}_loss").reset()
         getattr(self, f"{stage}_acc").reset()
         self._log_pending.add(stage)
+
+    def on_train_start(self) -> None:
+        # A run resumed mid-epoch skips on_train_epoch_start for that epoch; its remaining steps still log.
+        self._start_epoch("train")
 
     def on_train_epoch_start(self) -> None:
         self._start_epoch("train")
