@@ -103,6 +103,31 @@ def test_rate_reaches_loggers_at_the_cadence_and_callback_metrics_every_batch(ev
     assert [v for _, v in seen.seen] == pytest.approx([r["p"] for r in probe.by_module()["net.2"]], abs=1e-7)
 
 
+
+def test_resume_mid_accumulation_window_does_not_log_the_step_twice(tmp_path):
+    """A checkpoint written inside an accumulation window: the step whose rate was already logged stays logged once."""
+    from reliability_registry import MemoryLogger
+
+    sched = Linear(start=0.0, end=0.5, end_at=15)
+
+    class SaveAtBatch(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if trainer.current_epoch == 0 and batch_idx == 2:  # the first micro-batch of optimizer step 1
+                trainer.save_checkpoint(tmp_path / "mid.ckpt")
+
+    def run(*callbacks, ckpt=None):
+        logger = MemoryLogger()
+        trainer = pl.Trainer(callbacks=[ScheduledDropout(sched, log_every_n_steps=1), *callbacks],
+                             **trainer_kwargs(logger=logger, accumulate_grad_batches=2, log_every_n_steps=1))
+        train, val = loaders()
+        trainer.fit(TinyModule(dropout=0.1), train, val, ckpt_path=ckpt)
+        return logger.series("reg/dropout_p")
+
+    full = run(SaveAtBatch())
+    assert [s for s, _ in full] == list(range(8))
+    resumed = run(ckpt=str(tmp_path / "mid.ckpt"))
+    assert resumed == [(s, v) for s, v in full if s > 1]
+
 def test_log_every_n_steps_must_be_positive():
     with pytest.raises(ConfigError, match=r"`log_every_n_steps` must be an integer in \[1, inf\]; got 0"):
         ScheduledDropout(0.1, log_every_n_steps=0)
@@ -278,7 +303,7 @@ def test_resume_continues_the_sequence_and_ends_bit_identical(tmp_path):
     t1.save_checkpoint(ckpt)
     state = torch.load(ckpt, weights_only=True)["callbacks"][cb_a.state_key]
     assert state == {"rate": pytest.approx(sched(7)), "step": 7, "epoch": 1, "modules": ["net.1.injected_dropout"],
-                     "injected": ["net.1.injected_dropout"]}
+                     "injected": ["net.1.injected_dropout"], "last_logged_step": -1}  # logger=False: nothing logged
 
     resumed = TinyModule()  # fresh model: injection happens again at setup, before the checkpoint loads
     _, probe_b, _ = run(resumed, 4, ckpt=str(ckpt))

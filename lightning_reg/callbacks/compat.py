@@ -1,4 +1,5 @@
-"""Checkpoint compatibility: warn when a run resumes from a checkpoint that holds no state for a callback."""
+"""Lightning glue shared by the callbacks: a warning when a resumed checkpoint holds no state for a callback, and
+logging at a callback's own cadence."""
 
 from __future__ import annotations
 
@@ -35,3 +36,32 @@ def warn_if_state_missing(callback: pl.Callback, trainer: pl.Trainer, checkpoint
         category=UserWarning,
     )
     return True
+
+
+def log_due(trainer: pl.Trainer, every: int | None, last_logged_step: int, *, at_zero: bool = False) -> bool:
+    """True once per ``every`` optimizer steps (the trainer's ``log_every_n_steps`` when None), with loggers.
+
+    ``at_zero``: step 0 counts too (for values set before the first step, such as a dropout rate).
+
+    Example:
+        >>> import lightning.pytorch as pl
+        >>> log_due(pl.Trainer(logger=False), 1, -1, at_zero=True)  # no loggers
+        False
+    """
+    every = trainer.log_every_n_steps if every is None else every
+    step = trainer.global_step
+    return (every > 0 and bool(trainer.loggers) and step != last_logged_step and (at_zero or step != 0)
+            and step % every == 0)
+
+
+def log_to_loggers(trainer: pl.Trainer, metrics: dict[str, float]) -> None:
+    """Write straight to the loggers at the callback's own cadence, at ``trainer.global_step``.
+
+    ``pl_module.log(on_step=True)`` would keep the value in Lightning's results until the trainer's own
+    ``log_every_n_steps`` flushes it, re-logging a stale value when the two periods differ, and it costs about
+    half a millisecond per call. The values are identical on every rank (DDP keeps the weights and the step
+    counters equal), so rank zero writes them without a sync.
+    """
+    if metrics and trainer.is_global_zero:
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)

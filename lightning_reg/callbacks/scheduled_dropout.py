@@ -13,7 +13,7 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch import nn
 from typing_extensions import override
 
-from lightning_reg.callbacks.compat import warn_if_state_missing
+from lightning_reg.callbacks.compat import log_due, log_to_loggers, warn_if_state_missing
 from lightning_reg.dropout import (
     DROP_PROB,
     DROPOUT_TYPES,
@@ -333,13 +333,10 @@ class ScheduledDropout(pl.Callback):
     def _publish(self, trainer: pl.Trainer) -> None:
         assert self.log_name is not None and self._rate is not None
         trainer.callback_metrics[self.log_name] = torch.tensor(self._rate)
-        every = trainer.log_every_n_steps if self.log_every_n_steps is None else self.log_every_n_steps
-        step = trainer.global_step
-        if every > 0 and step % every == 0 and step != self._last_logged_step:
-            self._last_logged_step = step  # once per optimizer step under gradient accumulation
-            if trainer.is_global_zero:  # the rate is a function of the counters: the same on every rank
-                for logger in trainer.loggers:
-                    logger.log_metrics({self.log_name: self._rate}, step=step)
+        # Once per optimizer step, also under gradient accumulation.
+        if log_due(trainer, self.log_every_n_steps, self._last_logged_step, at_zero=True):
+            self._last_logged_step = trainer.global_step
+            log_to_loggers(trainer, {self.log_name: self._rate})
 
     # -- state ---------------------------------------------------------------------------------------
 
@@ -352,6 +349,7 @@ class ScheduledDropout(pl.Callback):
             "epoch": self._epoch,
             "modules": self.target_names,
             "injected": list(self._injected),
+            "last_logged_step": self._last_logged_step,
         }
 
     @override
@@ -361,6 +359,7 @@ class ScheduledDropout(pl.Callback):
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._loaded = dict(state_dict)
+        self._last_logged_step = int(state_dict.get("last_logged_step", -1))
 
     def run_summary(self) -> dict[str, Any]:
         """What ``metrics.json`` records: the schedule, the final rate and the modules touched."""

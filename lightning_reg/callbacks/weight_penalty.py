@@ -24,7 +24,7 @@ from torch import Tensor
 from torch.utils.hooks import RemovableHandle
 from typing_extensions import override
 
-from lightning_reg.callbacks.compat import warn_if_state_missing
+from lightning_reg.callbacks.compat import log_due, log_to_loggers, warn_if_state_missing
 from lightning_reg.errors import ConfigError, check_int, check_range
 from lightning_reg.penalties import (
     PenalizedParam,
@@ -373,12 +373,12 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
     ) -> None:
         # At most one optimizer step per optimizer and batch: a closure re-evaluation is detected per batch.
         self._pending.clear()
-        if not _log_due(trainer, self.log_every_n_steps, self._last_logged_step):
+        if not log_due(trainer, self.log_every_n_steps, self._last_logged_step):
             return
         self._last_logged_step = trainer.global_step
         self._scale_now(trainer)
         self._last = self.measure()
-        _log_to_loggers(trainer, self._last)
+        log_to_loggers(trainer, self._last)
 
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -507,11 +507,11 @@ class MaxNorm(_StepHooksMixin, pl.Callback):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if not _log_due(trainer, self.log_every_n_steps, self._last_logged_step):
+        if not log_due(trainer, self.log_every_n_steps, self._last_logged_step):
             return
         self._last_logged_step = trainer.global_step
         self._last = self.measure()
-        _log_to_loggers(trainer, self._last)
+        log_to_loggers(trainer, self._last)
 
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -540,25 +540,6 @@ class MaxNorm(_StepHooksMixin, pl.Callback):
         self._steps = int(state_dict.get("steps", 0))
         self._last_logged_step = int(state_dict.get("last_logged_step", -1))
         self._last = dict(state_dict.get("last", {}))
-
-
-def _log_due(trainer: pl.Trainer, every: int | None, last_logged_step: int) -> bool:
-    """True once per ``every`` optimizer steps (the trainer's ``log_every_n_steps`` when None), with loggers."""
-    every = trainer.log_every_n_steps if every is None else every
-    step = trainer.global_step
-    return every > 0 and bool(trainer.loggers) and step != last_logged_step and step != 0 and step % every == 0
-
-
-def _log_to_loggers(trainer: pl.Trainer, metrics: dict[str, float]) -> None:
-    """Write straight to the loggers at our own cadence.
-
-    ``pl_module.log(on_step=True)`` would keep the value in Lightning's results until the trainer's own
-    ``log_every_n_steps`` flushes it, re-logging a stale value when the two periods differ. The values are
-    identical on every rank (DDP keeps the weights equal), so rank zero writes them without a sync.
-    """
-    if metrics and trainer.is_global_zero:
-        for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=trainer.global_step)
 
 
 @torch.no_grad()
