@@ -18,40 +18,14 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.loggers import Logger
 from torch import nn
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
-from helpers import TinyModule, make_blobs
+from helpers import MemoryLogger, TinyModule, make_blobs
 from lightning_reg import AtomicModelCheckpoint, EarlyStopping, MaxNorm, RNGState, ScheduledDropout, WeightPenalty
 
 STEPS_PER_EPOCH = 8  # 256 samples, batch 32
 OURS = (WeightPenalty, MaxNorm, ScheduledDropout, EarlyStopping, RNGState)
-
-
-class MemoryLogger(Logger):
-    """Keeps every ``log_metrics`` call as ``(step, {name: float})``, in order."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[tuple[int, dict[str, float]]] = []
-
-    @property
-    def name(self) -> str:
-        return "memory"
-
-    @property
-    def version(self) -> int:
-        return 0
-
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        self.records.append((int(step if step is not None else -1), {k: float(v) for k, v in metrics.items()}))
-
-    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def series(self, key: str) -> list[tuple[int, float]]:
-        return [(s, m[key]) for s, m in self.records if key in m]
 
 
 class MomentumModule(TinyModule):

@@ -15,10 +15,10 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping as LightningEarlyStopping
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
-from lightning.pytorch.loggers import Logger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from helpers import MemoryLogger
 from lightning_reg import EarlyStopping
 from lightning_reg.errors import ConfigError
 
@@ -404,34 +404,14 @@ def test_runs_with_manual_optimization():
 
 # ---------------------------------------------------------------------------- logging
 
-class MemoryLogger(Logger):
-    def __init__(self) -> None:
-        super().__init__()
-        self.rows: list[dict] = []
-
-    @property
-    def name(self):
-        return "memory"
-
-    @property
-    def version(self):
-        return 0
-
-    def log_hyperparams(self, params, *args, **kwargs):
-        pass
-
-    def log_metrics(self, metrics, step=None):
-        self.rows.append(dict(metrics))
-
-
 @pytest.mark.parametrize("on_train_epoch_end", [True, False])
 def test_logs_wait_count_and_generalization_loss(on_train_epoch_end):
     values = [1.0, 0.8, 0.88, 1.0, 1.2, 1.2]
     lg = MemoryLogger()
     es = EarlyStopping("val/score", patience=3, check_on_train_epoch_end=on_train_epoch_end)
     fit(scripted(values), es, logger=lg)
-    waits = [r["es/wait"] for r in lg.rows if "es/wait" in r]
-    gls = [r["es/gl"] for r in lg.rows if "es/gl" in r]
+    waits = [v for _, v in lg.series("es/wait")]
+    gls = [v for _, v in lg.series("es/gl")]
     assert waits == [0.0, 0.0, 1.0, 2.0, 3.0]
     assert gls == pytest.approx([0.0, 0.0, 10.0, 25.0, 50.0])
 

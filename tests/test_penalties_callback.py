@@ -8,8 +8,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import TinyModule, loaders
-from lightning.pytorch.loggers import Logger
+from helpers import MemoryLogger, TinyModule, loaders
 from lightning.pytorch.plugins import MixedPrecision
 from torch import nn
 
@@ -64,31 +63,6 @@ def fit(model, callbacks=(), batches=8, max_epochs=1, ckpt_path=None, logger=Fal
 
 def max_diff(a: nn.Module, b: nn.Module) -> float:
     return max(float((p - q).detach().abs().max()) for p, q in zip(a.parameters(), b.parameters()))
-
-
-class ListLogger(Logger):
-    """A real (minimal) Logger that keeps every ``log_metrics`` call in memory."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rows: list[tuple[int, dict[str, float]]] = []
-
-    @property
-    def name(self) -> str:
-        return "list"
-
-    @property
-    def version(self) -> int:
-        return 0
-
-    def log_hyperparams(self, params, *args, **kwargs) -> None:
-        pass
-
-    def log_metrics(self, metrics, step=None) -> None:
-        self.rows.append((step, dict(metrics)))
-
-    def series(self, key: str) -> list[tuple[int, float]]:
-        return [(s, m[key]) for s, m in self.rows if key in m]
 
 
 # ------------------------------------------------------------------------------------------ equivalence
@@ -306,7 +280,7 @@ def test_proximal_l1_gives_exact_zeros_on_digits_and_logged_sparsity_matches_the
         torch.manual_seed(0)
         model = MLPClassifier(input_shape=(1, 8, 8), num_classes=10, hidden_sizes=[64],
                               optimizer=partial(torch.optim.SGD, lr=0.3))
-        logger = ListLogger()
+        logger = MemoryLogger()
         callback = WeightPenalty(l1=3e-3, mode=mode, log_every_n_steps=1)
         trainer = pl.Trainer(max_epochs=epochs, logger=logger, callbacks=[callback], **QUIET)
         trainer.fit(model, datamodule=DigitsDataModule(batch_size=64, seed=0))
@@ -329,16 +303,16 @@ def test_proximal_l1_gives_exact_zeros_on_digits_and_logged_sparsity_matches_the
 
 
 def test_logging_follows_its_own_period_and_values_are_the_penalty():
-    logger, model = ListLogger(), make(TinyModule)
+    logger, model = MemoryLogger(), make(TinyModule)
     fit(model, [WeightPenalty(l1=1e-3, l2=1e-2, log_every_n_steps=3)], batches=8, logger=logger,
         log_every_n_steps=1)
     assert [s for s, _ in logger.series("reg/l2")] == [3, 6]  # its own period, no stale repeats in between
-    logger, model = ListLogger(), make(TinyModule)
+    logger, model = MemoryLogger(), make(TinyModule)
     fit(model, [WeightPenalty(l2=1e-2, log_every_n_steps=4)], batches=8, logger=logger)
     w0, w1 = model.net[0].weight, model.net[-1].weight
     # At the last logged step (8 = the end), the value is l2·Σw² of the final weights.
     assert logger.series("reg/l2")[-1] == (8, pytest.approx(1e-2 * float((w0.pow(2).sum() + w1.pow(2).sum()).detach()), rel=1e-6))
-    logger = ListLogger()
+    logger = MemoryLogger()
     fit(make(TinyModule), [WeightPenalty(l2=1e-2, log_every_n_steps=0)], batches=4, logger=logger, log_every_n_steps=1)
     assert logger.series("reg/l2") == []
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import TinyModule, loaders
+from helpers import MemoryLogger, TinyModule, loaders
 from lightning_reg import Constant, Early, FromCallable, Late, Linear, ScheduledDropout
 from lightning_reg.dropout import InjectedDropout, find_dropout_modules, inject_dropout
 from lightning_reg.errors import ConfigError
@@ -89,8 +89,6 @@ class RateSeen(pl.Callback):
 ])
 def test_rate_reaches_loggers_at_the_cadence_and_callback_metrics_every_batch(every, trainer_every, accumulate,
                                                                                logged_steps):
-    from reliability_registry import MemoryLogger
-
     sched = Linear(start=0.0, end=0.5, end_at=15)
     logger, seen = MemoryLogger(), RateSeen()
     trainer, probe = fit(TinyModule(dropout=0.1), ScheduledDropout(sched, log_every_n_steps=every), seen,
@@ -106,8 +104,6 @@ def test_rate_reaches_loggers_at_the_cadence_and_callback_metrics_every_batch(ev
 
 def test_resume_mid_accumulation_window_does_not_log_the_step_twice(tmp_path):
     """A checkpoint written inside an accumulation window: the step whose rate was already logged stays logged once."""
-    from reliability_registry import MemoryLogger
-
     sched = Linear(start=0.0, end=0.5, end_at=15)
 
     class SaveAtBatch(pl.Callback):
