@@ -106,8 +106,10 @@ def _summary_line(selected: Sequence[PenalizedParam], limit: int = 8) -> str:
 
 
 class _StepHooksMixin:
-    """Registers a post-step hook on every optimizer of the fit and removes them again at teardown."""
+    """Resolves the selection at setup, registers a post-step hook on every optimizer of the fit and removes them
+    again at teardown."""
 
+    spec: PenaltySpec
     _handles: list[RemovableHandle]
     _steps: int
     _last: dict[str, float]
@@ -141,6 +143,11 @@ class _StepHooksMixin:
         for handle in getattr(self, "_handles", []):
             handle.remove()
         self._handles = []
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            # Resolve early so that an empty selection fails before any training step.
+            self._selected = self.spec.resolve(pl_module, owner=type(self).__name__)
 
     def _after_optimizer_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         raise NotImplementedError
@@ -260,12 +267,6 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
         )
 
     # ---------------------------------------------------------------------------------------- fit start
-    @override
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if stage == "fit":
-            # Resolve early so that an empty selection fails before any training step.
-            self._selected = self.spec.resolve(pl_module, owner="WeightPenalty")
-
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         for opt in trainer.optimizers:
@@ -471,11 +472,6 @@ class MaxNorm(_StepHooksMixin, pl.Callback):
             max_norm=self.max_norm,
             **self._selector_key(),
         )
-
-    @override
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if stage == "fit":
-            self._selected = self.spec.resolve(pl_module, owner="MaxNorm")
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
