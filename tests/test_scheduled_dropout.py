@@ -86,6 +86,7 @@ class RateSeen(pl.Callback):
     (3, 50, 1, [0, 3, 6, 9, 12, 15]),       # our own cadence, from step 0
     (None, 5, 1, [0, 5, 10, 15]),           # the trainer's log_every_n_steps
     (None, 2, 2, [0, 2, 4, 6]),             # optimizer steps: once per step, not per micro-batch
+    (0, 1, 1, []),                          # 0: nothing to the loggers, as in WeightPenalty and MaxNorm
 ])
 def test_rate_reaches_loggers_at_the_cadence_and_callback_metrics_every_batch(every, trainer_every, accumulate,
                                                                                logged_steps):
@@ -124,9 +125,9 @@ def test_resume_mid_accumulation_window_does_not_log_the_step_twice(tmp_path):
     resumed = run(ckpt=str(tmp_path / "mid.ckpt"))
     assert resumed == [(s, v) for s, v in full if s > 1]
 
-def test_log_every_n_steps_must_be_positive():
-    with pytest.raises(ConfigError, match=r"`log_every_n_steps` must be an integer in \[1, inf\]; got 0"):
-        ScheduledDropout(0.1, log_every_n_steps=0)
+def test_log_every_n_steps_must_not_be_negative():
+    with pytest.raises(ConfigError, match=r"`log_every_n_steps` must be an integer in \[0, inf\]; got -1"):
+        ScheduledDropout(0.1, log_every_n_steps=-1)
 
 def test_timm_style_drop_prob_module_with_depth_scaling():
     sched = Linear(start=0.0, end=0.4, end_at=15)

@@ -98,7 +98,8 @@ class ScheduledDropout(pl.Callback):
             without dropout.
         log_name: the logged metric name; ``None`` disables logging.
         log_every_n_steps: write the rate to the loggers at every this many optimizer steps (from step 0);
-            default: the trainer's ``log_every_n_steps``.
+            ``None`` follows the trainer's ``log_every_n_steps``; ``0`` writes nothing to the loggers (the rate
+            still goes into ``trainer.callback_metrics``), as in :class:`~lightning_reg.WeightPenalty`.
         verbose: log (on rank 0) which modules are scheduled and which were injected.
 
     Raises:
@@ -167,7 +168,7 @@ class ScheduledDropout(pl.Callback):
         self.inject_skip_last = inject_skip_last
         self.inject_if_absent = inject_if_absent
         if log_every_n_steps is not None:
-            check_int("log_every_n_steps", log_every_n_steps, low=1)
+            check_int("log_every_n_steps", log_every_n_steps, low=0)
         self.log_name = log_name
         self.log_every_n_steps = log_every_n_steps
         self._last_logged_step = -1
