@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmarks.common import base_parser, describe, machine_info, paired_summary, print_table, quiet_lightning, \
-    write_json
+    run_interleaved, write_json
 from benchmarks.floor import EpochTimer, sync
 from lightning_reg import CIFAR10DataModule, WeightPenalty
 from lightning_reg.models import CNNClassifier
@@ -171,21 +171,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             return run_hand(x_train, y_train, device, args.steps, args.precision)
         return run_lightning(form, root, device, args.steps, args.precision, n)
 
-    for form in FORMS:
-        run(form)
-    epoch: dict[str, list[float]] = {f: [] for f in FORMS}
-    fastest = {f: float("inf") for f in FORMS}
-    images = 0
-    for r in range(args.repeats):
-        order = FORMS[r % len(FORMS):] + FORMS[:r % len(FORMS)]
-        this = {form: run(form) for form in order}
-        for form in FORMS:
-            epoch[form].append(this[form]["epoch_s"])
-            fastest[form] = min(fastest[form], this[form]["epoch_s"])
-        images = int(this["hand"]["images"])
-        print(f"repeat {r + 1}/{args.repeats}: " + ", ".join(f"{f} {this[f]['epoch_s']:.3f} s" for f in FORMS),
-              flush=True)
-    ep = paired_summary(epoch, fastest, "hand")
+    runs = run_interleaved(FORMS, run, args.repeats)
+    images = int(runs["hand"]["images"][-1])
+    ep = paired_summary({f: runs[f]["epoch_s"] for f in FORMS}, None, "hand")
     for form in FORMS:
         ep[form]["images_per_s"] = images / ep[form]["median_s"]
         ep[form]["step_ms"] = 1000 * ep[form]["median_s"] / n_batches

@@ -12,7 +12,7 @@ import struct
 import sys
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -113,10 +113,34 @@ def mnist_root(data_dir: Path, n_train: int = 7000, n_test: int = 3000) -> tuple
     return root, f"generated MNIST-shaped data ({n_train} train images; {data_dir}/MNIST/raw not found)"
 
 
-def paired_summary(per_repeat: dict[str, list[float]], fastest: dict[str, float], baseline: str) -> dict[str, dict]:
+def run_interleaved(forms: Sequence[str], run: Callable[[str], dict[str, float]], repeats: int,
+                    key: str = "epoch_s") -> dict[str, dict[str, list[float]]]:
+    """One untimed warm-up run per form, then ``repeats`` rounds that run every form once, in a rotated order.
+
+    Returns, per form, every figure ``run(form)`` reported as a list over the rounds, and prints each round's
+    ``key``. Rotating the order spreads slow drifts of a shared machine over all forms.
+    """
+    for form in forms:
+        run(form)
+    out: dict[str, dict[str, list[float]]] = {f: {} for f in forms}
+    for r in range(repeats):
+        order = list(forms[r % len(forms):]) + list(forms[:r % len(forms)])
+        this = {form: run(form) for form in order}
+        for form in forms:
+            for name, value in this[form].items():
+                out[form].setdefault(name, []).append(value)
+        print(f"repeat {r + 1}/{repeats}: " + ", ".join(f"{f} {this[f][key]:.3f} s" for f in forms), flush=True)
+    return out
+
+
+def paired_summary(per_repeat: dict[str, list[float]], fastest: dict[str, float] | None,
+                   baseline: str) -> dict[str, dict]:
     """Per case: median of the per-repeat medians, the median of per-repeat ratios to ``baseline`` (pairing
     cancels slow drifts of the machine), and the fastest observation over the fastest baseline one
-    (contention only ever adds time, so the fastest steps are the least disturbed)."""
+    (contention only ever adds time, so the fastest steps are the least disturbed). ``fastest`` defaults to
+    each case's fastest repeat."""
+    if fastest is None:
+        fastest = {case: min(values) for case, values in per_repeat.items()}
     out = {}
     base = per_repeat[baseline]
     for case, values in per_repeat.items():

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import functools
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -44,7 +43,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from benchmarks.common import base_parser, describe, machine_info, mnist_root, paired_summary, print_table, \
-    quiet_lightning, write_json
+    quiet_lightning, run_interleaved, write_json
 from lightning_reg import MaxNorm, MNISTDataModule, ScheduledDropout, WeightPenalty
 from lightning_reg.models import MLPClassifier
 
@@ -193,26 +192,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             return run_hand(data[0], data[1], device, args.steps)
         return run_lightning(form, root, data, device, args.steps)
 
-    for form in FORMS:
-        run(form)
-    epoch: dict[str, list[float]] = {f: [] for f in FORMS}
-    fit: dict[str, list[float]] = {f: [] for f in FORMS}
-    fastest = {f: float("inf") for f in FORMS}
-    fastest_fit = {f: float("inf") for f in FORMS}
-    for r in range(args.repeats):
-        order = FORMS[r % len(FORMS):] + FORMS[:r % len(FORMS)]
-        this = {}
-        for form in order:
-            this[form] = run(form)
-        for form in FORMS:
-            epoch[form].append(this[form]["epoch_s"])
-            fit[form].append(this[form]["fit_s"])
-            fastest[form] = min(fastest[form], this[form]["epoch_s"])
-            fastest_fit[form] = min(fastest_fit[form], this[form]["fit_s"])
-        print(f"repeat {r + 1}/{args.repeats}: " + ", ".join(f"{f} {this[f]['epoch_s']:.3f} s" for f in FORMS),
-              flush=True)
-    ep = paired_summary(epoch, fastest, "hand")
-    ft = paired_summary(fit, fastest_fit, "hand")
+    runs = run_interleaved(FORMS, run, args.repeats)
+    ep = paired_summary({f: runs[f]["epoch_s"] for f in FORMS}, None, "hand")
+    ft = paired_summary({f: runs[f]["fit_s"] for f in FORMS}, None, "hand")
     info["load_avg_end"] = [round(v, 2) for v in os.getloadavg()]
     print()
     print_table(["form", "median epoch s", "x hand (median)", "fastest epoch s", "x hand (fastest)",
