@@ -77,12 +77,19 @@ def run_ddp_script(body: str, tmp_path: Path, timeout: float = 240) -> subproces
     ``body`` is ordinary Python; it can ``from helpers import ...`` and should build a
     ``pl.Trainer(accelerator="cpu", devices=2, strategy="ddp", ...)``. ``OUT`` (a Path) is defined for it.
     Raises AssertionError with the script's output if it fails.
+
+    Every rank ends by destroying the process group, as ``python -m lightning_reg.train`` does: a process that
+    exits with it alive can abort in gloo's worker threads during interpreter shutdown ("terminate called
+    without an active exception", exit -6) after the script itself succeeded.
     """
     script = tmp_path / "ddp_script.py"
     script.write_text(
         "import sys, pathlib\n"
         f"sys.path.insert(0, {str(REPO / 'tests')!r})\n"
-        f"OUT = pathlib.Path({str(tmp_path)!r})\n" + textwrap.dedent(body)
+        f"OUT = pathlib.Path({str(tmp_path)!r})\n" + textwrap.dedent(body) + "\n"
+        "import torch.distributed as _dist\n"
+        "if _dist.is_available() and _dist.is_initialized():\n"
+        "    _dist.destroy_process_group()\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1"}
