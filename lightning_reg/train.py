@@ -33,6 +33,7 @@ from lightning_reg.callbacks.history import MetricsHistory, _to_float
 from lightning_reg.callbacks.rng_state import RNGState
 from lightning_reg.distributed import hydra_ddp_children, is_child_rank, write_job_config
 from lightning_reg.errors import ConfigError, check_int
+from lightning_reg.study import trial_callbacks
 
 log = logging.getLogger("lightning_reg.train")
 
@@ -182,6 +183,7 @@ def build(cfg: DictConfig) -> Parts:
     model = build_model(cfg, datamodule)
     history = MetricsHistory()
     callbacks = _instantiate_dict(cfg.get("callbacks"), "callbacks", pl.Callback) + [history, RNGState()]
+    callbacks += trial_callbacks(cfg.get("optimized_metric"))
     loggers = _instantiate_dict(cfg.get("logger"), "logger", pl.loggers.Logger)
     trainer: pl.Trainer = _instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
     return Parts(datamodule, model, trainer, history)
@@ -248,14 +250,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         best_path_to_test = ""
     else:
         best_path_to_test = best_path
-    if cfg.get("test", True):
+    trial_cb = next((cb for cb in trainer.callbacks if type(cb).__name__ == "TrialPruning"), None)
+    pruned_epoch = getattr(trial_cb, "pruned_epoch", None)
+    if cfg.get("test", True) and pruned_epoch is None:
         tested = best_path_to_test or ("restored-best-weights" if restored else "final-weights")
         trainer.test(model, datamodule=datamodule, ckpt_path=best_path_to_test or None,
                      weights_only=True if best_path_to_test else None)
         test_metrics = {k: v for k, v in _scalars(trainer.callback_metrics).items() if k.startswith("test/")}
 
     summary: dict[str, Any] = {
-        "status": "completed",
+        "status": "completed" if pruned_epoch is None else "pruned",
         "seed": cfg.seed,
         "final": fit_metrics,
         "test": test_metrics,
@@ -278,8 +282,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "history": rows,
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
-    summary["optimized_metric"] = cfg.get("optimized_metric")
-    summary["optimized_value"] = lookup_metric(summary, cfg.get("optimized_metric"))
+    if pruned_epoch is not None:
+        summary["pruned_epoch"] = pruned_epoch
+    optimized = cfg.get("optimized_metric")
+    if OmegaConf.is_list(optimized) or isinstance(optimized, (list, tuple)):
+        optimized = [str(m) for m in optimized]
+        summary["optimized_metric"] = optimized
+        summary["optimized_value"] = [lookup_metric(summary, m) for m in optimized]
+    else:
+        summary["optimized_metric"] = optimized
+        summary["optimized_value"] = lookup_metric(summary, optimized)
+    if trial_cb is not None:
+        trial_cb.record(summary["status"], epochs_completed, str(output_dir.absolute()))
     if trainer.is_global_zero:
         metrics_path.write_text(json.dumps(_json_safe(summary), indent=2))
         log_dirs = sorted({str(lg.log_dir) for lg in trainer.loggers if getattr(lg, "log_dir", None)})
@@ -303,6 +317,9 @@ def lookup_metric(summary: dict[str, Any], name: str | None) -> float | None:
     for section in ("test", "final"):
         if name in summary[section]:
             return summary[section][name]
+    top = summary.get(name)  # run-level numbers such as fit_seconds (a second objective)
+    if isinstance(top, (int, float)) and not isinstance(top, bool):
+        return float(top)
     return None
 
 
@@ -344,7 +361,7 @@ def _clean_process_after_job() -> Iterator[None]:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def main(cfg: DictConfig) -> float | list[float] | None:
     """Train from the command line; return the optimized metric for sweepers."""
     from hydra.types import RunMode
 
@@ -370,6 +387,8 @@ def main(cfg: DictConfig) -> float | None:
             sys.exit(2)
         raise
     value = summary.get("optimized_value")
+    if isinstance(value, list):
+        return None if any(v is None for v in value) else [float(v) for v in value]
     return float(value) if value is not None else None
 
 

@@ -1,0 +1,99 @@
+"""Config schema of ``hydra/sweeper=lightning_reg_optuna`` and its sampler and pruner groups.
+
+The keys and the search-space grammar are those of Hydra's Optuna sweeper (``direction``, ``study_name``,
+``storage``, ``n_trials``, ``n_jobs``, ``sampler``, ``params``), so moving over is one line:
+``override /hydra/sweeper: lightning_reg_optuna``. Added: ``pruner``, ``folds``, ``confirm`` and the
+heartbeat settings. Nothing here imports Optuna: Hydra imports every plugin module at start-up.
+"""
+
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+
+PROVIDER = "lightning-reg"
+
+
+@dataclass
+class ConfirmConf:
+    """Re-run the ``top_k`` best trials with each of ``seeds`` (and test them) once the study is done."""
+
+    top_k: Any = 0
+    seeds: List[Any] = field(default_factory=list)
+
+
+@dataclass
+class LightningRegOptunaSweeperConf:
+    _target_: str = "hydra_plugins.lightning_reg_optuna.sweeper.LightningRegOptunaSweeper"
+    # The sweeper builds the sampler and pruner itself (after checking them), not Hydra.
+    _recursive_: bool = False
+    defaults: List[Any] = field(default_factory=lambda: ["_self_", {"sampler": "tpe"}, {"pruner": "none"}])
+
+    # Sampler and pruner configs, chosen with hydra/sweeper/sampler=<name> and hydra/sweeper/pruner=<name>,
+    # or any {_target_: ...} node.
+    sampler: Any = None
+    pruner: Any = None
+    # "minimize" / "maximize", or a list of them for a multi-objective study (optimized_metric a list too).
+    direction: Any = "minimize"
+    # null: an SQLite file in the sweep directory. Otherwise an SQLAlchemy URL shared by every worker, e.g.
+    # postgresql://user:password@host:5432/db (psycopg 3). Keep the password out of the config with
+    # ${oc.env:OPTUNA_STORAGE}.
+    storage: Optional[str] = None
+    # The study every worker joins. Needed with a shared storage; null means "study" in the sweep dir's file.
+    study_name: Optional[str] = None
+    # Finished trials (complete, pruned, or failed by their job) for the whole study, over all workers.
+    n_trials: Any = 20
+    # Jobs this worker launches at once (through its launcher); more workers: run the command again.
+    n_jobs: Any = 1
+    # The search space: key -> choice(...), range(...), interval(...), tag(log, ...), as in Hydra's sweeper.
+    params: Optional[Dict[str, Any]] = None
+    # Evaluate every trial over k folds (data.fold=0..k-1, data.num_folds=k), each fold its own job; the
+    # trial's value is the mean and pruning acts on the folds' running mean. null: one job per trial.
+    folds: Any = None
+    confirm: ConfirmConf = field(default_factory=ConfirmConf)
+    # Seconds between heartbeats of a running trial; a trial silent for grace_period (default 2 x interval)
+    # is failed and retried up to max_retry times. null turns heartbeats (and retries) off.
+    heartbeat_interval: Any = 10
+    grace_period: Any = None
+    max_retry: Any = 3
+    # Seconds between looks at the study while other workers hold the last trials.
+    poll_interval: Any = 2.0
+
+
+def _samplers() -> Dict[str, Dict[str, Any]]:
+    return {
+        "tpe": {"_target_": "optuna.samplers.TPESampler", "seed": None, "n_startup_trials": 10},
+        "random": {"_target_": "optuna.samplers.RandomSampler", "seed": None},
+        "gp": {"_target_": "optuna.samplers.GPSampler", "seed": None, "n_startup_trials": 10},
+        "cmaes": {"_target_": "optuna.samplers.CmaEsSampler", "seed": None, "n_startup_trials": 1},
+        "qmc": {"_target_": "optuna.samplers.QMCSampler", "seed": None, "qmc_type": "sobol", "scramble": True},
+        # search_space null: the grid of the sweep's choice(...) and range(...) params.
+        "grid": {"_target_": "lightning_reg.study.engine.GridSamplerAskTell", "seed": None, "search_space": None},
+        "nsgaii": {"_target_": "optuna.samplers.NSGAIISampler", "seed": None, "population_size": 50},
+    }
+
+
+def _pruners() -> Dict[str, Dict[str, Any]]:
+    return {
+        "none": {"_target_": "optuna.pruners.NopPruner"},
+        "median": {"_target_": "optuna.pruners.MedianPruner", "n_startup_trials": 5, "n_warmup_steps": 0,
+                   "interval_steps": 1, "n_min_trials": 1},
+        "percentile": {"_target_": "optuna.pruners.PercentilePruner", "percentile": 25.0, "n_startup_trials": 5,
+                       "n_warmup_steps": 0, "interval_steps": 1, "n_min_trials": 1},
+        "successive_halving": {"_target_": "optuna.pruners.SuccessiveHalvingPruner", "min_resource": "auto",
+                               "reduction_factor": 4, "min_early_stopping_rate": 0},
+        "hyperband": {"_target_": "optuna.pruners.HyperbandPruner", "min_resource": 1, "max_resource": "auto",
+                      "reduction_factor": 3},
+    }
+
+
+SAMPLER_NAMES = tuple(_samplers())
+PRUNER_NAMES = tuple(_pruners())
+
+_cs = ConfigStore.instance()
+_cs.store(group="hydra/sweeper", name="lightning_reg_optuna", node=LightningRegOptunaSweeperConf, provider=PROVIDER)
+for _name, _node in _samplers().items():
+    _cs.store(group="hydra/sweeper/sampler", name=_name, node=_node, provider=PROVIDER)
+for _name, _pnode in _pruners().items():
+    _cs.store(group="hydra/sweeper/pruner", name=_name, node=_pnode, provider=PROVIDER)

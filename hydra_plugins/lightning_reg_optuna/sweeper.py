@@ -1,0 +1,92 @@
+"""The Hydra side of lightning_reg's Optuna sweeper: config checks, the study, and the launcher as job runner.
+
+The loop itself (ask, run, tell; surplus trials; heartbeats; confirmation) lives in
+:mod:`lightning_reg.study.worker`, which knows nothing of Hydra. This class turns the worker's job specs into
+Hydra job overrides and hands them to whatever launcher is configured (basic, joblib, submitit), so a job
+may run in this process, in a pool or on a SLURM node.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.core.plugins import Plugins
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger("lightning_reg.study")
+
+
+class LightningRegOptunaSweeper(Sweeper):
+    """``hydra/sweeper=lightning_reg_optuna``: a study on current Optuna, shared by any number of workers.
+
+    See :class:`hydra_plugins.lightning_reg_optuna.config.LightningRegOptunaSweeperConf` for the keys, and
+    ``docs/sweeps.md`` for pruning, workers on several machines, resume, folds and confirmed winners.
+
+    Example:
+        .. code-block:: bash
+
+            python -m lightning_reg.train -m hparams_search=digits_optuna hydra/sweeper/pruner=median
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.options = kwargs
+        self.config: DictConfig | None = None
+        self.launcher: Any = None
+        self.hydra_context: HydraContext | None = None
+        self._job_idx = 0
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config = config
+        self.hydra_context = hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(
+            config=config, hydra_context=hydra_context, task_function=task_function
+        )
+
+    # -- jobs --------------------------------------------------------------------------------------
+    def _launch(self, specs: Sequence[Any]) -> list[Any]:
+        from hydra.core.utils import JobStatus
+
+        from lightning_reg.study.link import ENV
+        from lightning_reg.study.search_space import format_value
+        from lightning_reg.study.worker import JobOutcome
+
+        batch = []
+        for spec in specs:
+            overrides = [*spec.overrides, f"hydra.sweep.subdir={spec.subdir}"]
+            if spec.link is not None:
+                overrides.append(f"++hydra.job.env_set.{ENV}={format_value(spec.link.to_json())}")
+            batch.append(overrides)
+        self.validate_batch_is_legal(batch)
+        returns = self.launcher.launch(batch, initial_job_idx=self._job_idx)
+        self._job_idx += len(batch)
+        assert self.config is not None
+        outcomes = []
+        for spec, ret in zip(specs, returns):
+            job_dir = str(Path(str(self.config.hydra.sweep.dir)) / spec.subdir)
+            try:
+                value = ret.return_value  # re-raises the job's exception when the job failed
+            except Exception as err:  # noqa: BLE001 - a failed job is a failed trial, not a failed sweep
+                outcomes.append(JobOutcome(None, failed=True, error=f"{type(err).__name__}: {err}", job_dir=job_dir))
+                continue
+            outcomes.append(JobOutcome(value, failed=ret.status != JobStatus.COMPLETED, job_dir=job_dir))
+        return outcomes
+
+    # -- the sweep ---------------------------------------------------------------------------------
+    def sweep(self, arguments: list[str]) -> Any:
+        from lightning_reg.study.setup import open_study
+
+        assert self.config is not None
+        plan = open_study(self.options, arguments, self.config)
+        worker = plan.worker(self._launch)
+        if plan.node > 0:
+            n = worker.follow(plan.node)
+            log.info("node %d trained %d trial(s) of study %r with node 0", plan.node, n, plan.study_name)
+            return []
+        told = worker.run()
+        plan.after_run(worker, told)
+        return told

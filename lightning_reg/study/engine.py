@@ -1,0 +1,304 @@
+"""Optuna as the sweep engine: storages, samplers, pruners and the study's bookkeeping.
+
+Workers on any number of machines share one study through one storage. Nothing here schedules anything:
+each worker asks the storage for the next trial and tells it the result. This module holds the parts that
+know Optuna and nothing of Hydra or Lightning, so that the sweeper plugin, the training job and the report
+use the same rules:
+
+- which trials count as finished (complete, pruned, or failed by their job) and which are still live;
+- a trial asked by a worker that lost a race for the last slot (``surplus``) is failed at once, never run;
+- a worker killed mid-trial stops its heartbeat; the trial is failed and retried by Optuna's callback.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.samplers import GridSampler
+from optuna.trial import FrozenTrial, TrialState
+
+from lightning_reg.errors import ConfigError
+
+__all__ = [
+    "ATTR",
+    "GridSamplerAskTell",
+    "HeartbeatThread",
+    "PRUNERS",
+    "SAMPLERS",
+    "build_pruner",
+    "default_storage_url",
+    "finished_trials",
+    "is_finished",
+    "is_live",
+    "mask_url",
+    "open_storage",
+    "storage_of",
+    "trial_id_of",
+]
+
+log = logging.getLogger("lightning_reg.study")
+
+#: User-attribute keys this package writes on trials and studies.
+ATTR = {
+    "status": "lightning_reg:status",  # completed | pruned | failed | surplus (set by the job or the sweeper)
+    "pruned_epoch": "lightning_reg:pruned_epoch",
+    "epochs": "lightning_reg:epochs_trained",
+    "max_epochs": "lightning_reg:max_epochs",
+    "job_dir": "lightning_reg:job_dir",
+    "worker": "lightning_reg:worker",
+    "group": "lightning_reg:group",
+    "group_seq": "lightning_reg:group_seq",
+    "fold_values": "lightning_reg:fold_values:",  # + fold index: that fold's per-epoch values
+    "stop": "lightning_reg:stop",  # set when one fold of a trial was pruned: the other folds stop too
+    "confirm": "lightning_reg:confirm",  # study attribute: the confirmation table
+}
+
+#: Sampler names of ``hydra/sweeper/sampler=<name>`` and the Optuna classes they build.
+SAMPLERS = {
+    "tpe": "optuna.samplers.TPESampler",
+    "random": "optuna.samplers.RandomSampler",
+    "gp": "optuna.samplers.GPSampler",
+    "cmaes": "optuna.samplers.CmaEsSampler",
+    "qmc": "optuna.samplers.QMCSampler",
+    "grid": "lightning_reg.study.engine.GridSamplerAskTell",
+    "nsgaii": "optuna.samplers.NSGAIISampler",
+}
+
+#: Pruner names of ``hydra/sweeper/pruner=<name>`` and the Optuna classes they build.
+PRUNERS = {
+    "none": "optuna.pruners.NopPruner",
+    "median": "optuna.pruners.MedianPruner",
+    "percentile": "optuna.pruners.PercentilePruner",
+    "successive_halving": "optuna.pruners.SuccessiveHalvingPruner",
+    "hyperband": "optuna.pruners.HyperbandPruner",
+}
+
+
+class GridSamplerAskTell(GridSampler):
+    """Optuna's :class:`~optuna.samplers.GridSampler` for ask-and-tell workers.
+
+    The stock sampler calls ``study.stop()`` when the grid is exhausted, which Optuna only allows inside
+    ``study.optimize``; with ask and tell that raises in ``tell``. Our workers stop on their own count of
+    finished trials, so this subclass only skips that call.
+
+    Example:
+        >>> import optuna
+        >>> optuna.logging.set_verbosity(optuna.logging.WARNING)
+        >>> study = optuna.create_study(sampler=GridSamplerAskTell({"x": [1, 2]}, seed=0))
+        >>> for _ in range(2):
+        ...     trial = study.ask()
+        ...     _ = study.tell(trial, trial.suggest_categorical("x", [1, 2]))
+        >>> sorted(t.params["x"] for t in study.trials)
+        [1, 2]
+    """
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
+        return None
+
+
+def trial_id_of(trial: optuna.trial.BaseTrial | FrozenTrial) -> int:
+    """The storage id of a trial. Optuna keeps it private (``_trial_id``); this is the one place we read it.
+
+    Example:
+        >>> study = optuna.create_study()
+        >>> trial_id_of(study.ask()) >= 0
+        True
+    """
+    trial_id = getattr(trial, "_trial_id", None)
+    if not isinstance(trial_id, int):
+        raise RuntimeError(f"Optuna's {type(trial).__name__} has no integer `_trial_id` any more; "
+                           "lightning_reg.study.engine.trial_id_of needs updating for this Optuna version.")
+    return trial_id
+
+
+def storage_of(study: optuna.Study) -> optuna.storages.BaseStorage:
+    """The storage object behind a study (Optuna's private ``Study._storage``; read only here)."""
+    storage = getattr(study, "_storage", None)
+    if not isinstance(storage, optuna.storages.BaseStorage):
+        raise RuntimeError("optuna.Study has no `_storage` any more; lightning_reg.study.engine.storage_of "
+                           "needs updating for this Optuna version.")
+    return storage
+
+
+def mask_url(url: str | None) -> str:
+    """The storage URL with any password replaced by ``***``, for logs, errors and reports.
+
+    Example:
+        >>> mask_url("postgresql://sweep:s3cret@db.example:5432/optuna")
+        'postgresql://sweep:***@db.example:5432/optuna'
+        >>> mask_url("sqlite:///tmp/optuna.db")
+        'sqlite:///tmp/optuna.db'
+    """
+    if not url:
+        return str(url)
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL sqlalchemy parses: mask anything between ':' and '@'
+        head, sep, tail = url.rpartition("@")
+        if not sep or "://" not in head:
+            return url
+        scheme, _, cred = head.partition("://")
+        user = cred.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{tail}"
+
+
+def default_storage_url(sweep_dir: str | Path) -> str:
+    """The study's storage when none is given: an SQLite file inside the sweep directory.
+
+    Example:
+        >>> default_storage_url("/runs/sweep")
+        'sqlite:////runs/sweep/optuna.db'
+    """
+    return f"sqlite:///{Path(sweep_dir).absolute() / 'optuna.db'}"
+
+
+def open_storage(
+    url: str,
+    *,
+    heartbeat_interval: int | None = 10,
+    grace_period: int | None = None,
+    max_retry: int | None = 3,
+) -> optuna.storages.RDBStorage:
+    """Open (and create, if new) the relational storage at ``url``, with heartbeats and failed-trial retry.
+
+    ``url`` is any SQLAlchemy URL Optuna's RDB storage takes: ``sqlite:///path``, ``postgresql://user:pw@host/db``
+    (psycopg 3 with SQLAlchemy ≥ 2.1), ``mysql+pymysql://...``. An unreachable server is a
+    :class:`~lightning_reg.errors.ConfigError` that names the URL with its password masked.
+
+    Example:
+        >>> import tempfile, os
+        >>> d = tempfile.mkdtemp()
+        >>> storage = open_storage(default_storage_url(d))
+        >>> storage.get_heartbeat_interval()
+        10
+    """
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigError(
+            "`hydra.sweeper.storage` must be null (an SQLite file in the sweep directory) or a database URL "
+            f"such as sqlite:///path/optuna.db or postgresql://user:password@host:5432/db; got {mask_url(str(url))!r}."
+        )
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite:"):
+        path = url.split("sqlite:///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # Several workers on one machine write the same file: wait for the lock instead of failing.
+        engine_kwargs["connect_args"] = {"timeout": 60}
+    else:
+        engine_kwargs["pool_pre_ping"] = True
+    callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry) if heartbeat_interval else None
+    try:
+        return optuna.storages.RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            heartbeat_stale_trial_callback=callback,
+        )
+    except ModuleNotFoundError as err:
+        raise ConfigError(
+            f"`hydra.sweeper.storage` {mask_url(url)!r} needs the database driver {err.name!r}, which is not "
+            "installed. For PostgreSQL: pip install \"lightning-reg[optuna]\" (psycopg 3)."
+        ) from None
+    except Exception as err:  # noqa: BLE001 - sqlalchemy's OperationalError, ArgumentError, ...
+        reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+        raise ConfigError(
+            f"`hydra.sweeper.storage`: cannot open the study storage {mask_url(url)!r}: {type(err).__name__}: "
+            f"{mask_url(reason) if '://' in reason else reason}"
+        ) from None
+
+
+def build_pruner(node: Mapping[str, Any] | None) -> optuna.pruners.BasePruner:
+    """Instantiate a pruner config (``{_target_: optuna.pruners.MedianPruner, ...}``); ``None`` prunes nothing.
+
+    Example:
+        >>> type(build_pruner({"_target_": "optuna.pruners.MedianPruner", "n_startup_trials": 2})).__name__
+        'MedianPruner'
+        >>> type(build_pruner(None)).__name__
+        'NopPruner'
+    """
+    if not node:
+        return optuna.pruners.NopPruner()
+    from hydra.utils import instantiate
+
+    try:
+        pruner = instantiate(dict(node), _convert_="all")
+    except Exception as err:  # noqa: BLE001 - hydra wraps the target's error
+        cause = err.__cause__ or err
+        raise ConfigError(f"`hydra.sweeper.pruner`: {type(cause).__name__}: {cause}") from None
+    if not isinstance(pruner, optuna.pruners.BasePruner):
+        raise ConfigError(
+            f"`hydra.sweeper.pruner` must build an optuna.pruners.BasePruner (names: {', '.join(PRUNERS)}); "
+            f"got {type(pruner).__name__} from {node.get('_target_')!r}."
+        )
+    return pruner
+
+
+def is_finished(trial: FrozenTrial) -> bool:
+    """Counts toward ``n_trials``: complete, pruned, or failed by its own job (not a lost worker, not surplus)."""
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    return trial.state == TrialState.FAIL and trial.user_attrs.get(ATTR["status"]) == "failed"
+
+
+def is_live(trial: FrozenTrial) -> bool:
+    """Running now, or waiting for a worker (a retried trial)."""
+    return trial.state in (TrialState.RUNNING, TrialState.WAITING)
+
+
+def finished_trials(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials that count toward ``n_trials``, in trial-number order."""
+    return sorted((t for t in trials if is_finished(t)), key=lambda t: t.number)
+
+
+class HeartbeatThread:
+    """Record a trial's heartbeat every ``interval`` seconds while its job runs (ask-and-tell has no thread).
+
+    A worker killed with ``kill -9`` stops beating; after the storage's grace period any worker's
+    :func:`optuna.storages.fail_stale_trials` fails the trial and Optuna's retry callback re-queues it.
+
+    Example:
+        >>> import tempfile
+        >>> storage = open_storage(default_storage_url(tempfile.mkdtemp()), heartbeat_interval=1)
+        >>> study = optuna.create_study(storage=storage)
+        >>> trial = study.ask()
+        >>> with HeartbeatThread(storage, [trial_id_of(trial)]):
+        ...     pass
+    """
+
+    def __init__(self, storage: Any, trial_ids: Sequence[int]) -> None:
+        self.storage = storage
+        self.trial_ids = list(trial_ids)
+        interval = storage.get_heartbeat_interval() if hasattr(storage, "get_heartbeat_interval") else None
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _beat(self) -> None:
+        assert self.interval is not None
+        while True:
+            for trial_id in self.trial_ids:
+                try:
+                    self.storage.record_heartbeat(trial_id)
+                except Exception:  # noqa: BLE001 - a missed beat is retried; the job must go on
+                    log.warning("could not record the heartbeat of trial id %s", trial_id, exc_info=True)
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> HeartbeatThread:
+        if self.interval:
+            self._thread = threading.Thread(target=self._beat, name="lightning-reg-heartbeat", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()

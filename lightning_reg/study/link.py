@@ -1,0 +1,255 @@
+"""The job's side of a trial: the link from a training job to its Optuna trial, and pruning inside training.
+
+The sweeper starts every job with ``LIGHTNING_REG_TRIAL`` in its environment (through ``hydra.job.env_set``,
+so it reaches jobs in other processes and on other machines, and the DDP ranks they start). The job opens
+the same storage, reports its monitored metric after each validation, and stops when the pruner says so.
+Under DDP, global rank 0 talks to the storage and broadcasts the decision, so every rank stops at the same
+step. A trial evaluated over k folds runs k jobs; each records its own curve and the pruner judges the
+folds' running mean.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+import warnings
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import lightning.pytorch as pl
+import optuna
+from lightning.pytorch.callbacks import Callback
+
+from lightning_reg.errors import ConfigError
+from lightning_reg.study import TRIAL_ENV
+from lightning_reg.study.engine import ATTR, build_pruner, default_storage_url, open_storage, storage_of, trial_id_of
+
+__all__ = ["ENV", "TrialLink", "TrialPruning", "fold_means", "trial_link_from_env"]
+
+log = logging.getLogger("lightning_reg.study")
+
+ENV = TRIAL_ENV
+
+
+@dataclass(frozen=True)
+class TrialLink:
+    """What a job needs to find its trial: the study, the trial, its role and fold, and what to report.
+
+    ``storage`` is ``None`` when the job should read the sweeper's ``storage`` from its own Hydra config
+    (a URL with a password never travels through the environment). ``role`` is ``leader`` for the job that
+    owns the trial and ``follower`` for the ranks of other nodes, which train the same trial but never
+    write to the study.
+
+    Example:
+        >>> link = TrialLink(study="s", trial_id=3, number=2, monitor="val/acc", direction="maximize")
+        >>> TrialLink.from_json(link.to_json()) == link
+        True
+    """
+
+    study: str
+    trial_id: int
+    number: int
+    monitor: str | None
+    direction: str
+    prune: bool = False
+    storage: str | None = None
+    role: str = "leader"
+    fold: int | None = None
+    num_folds: int | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrialLink:
+        try:
+            data = json.loads(text)
+            return cls(**data)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"`{ENV}` must be the JSON the lightning_reg sweeper writes; got {text[:200]!r} ({err}).") from None
+
+
+def trial_link_from_env(environ: Mapping[str, str] | None = None) -> TrialLink | None:
+    """The job's trial link, or ``None`` outside a lightning_reg Optuna sweep."""
+    text = (os.environ if environ is None else environ).get(ENV)
+    return TrialLink.from_json(text) if text else None
+
+
+def fold_means(curves: Mapping[int, list[float]], upto: int | None = None) -> dict[int, float]:
+    """Per-epoch mean over the folds that have reached each epoch (the running mean pruning judges).
+
+    Example:
+        >>> fold_means({0: [0.5, 0.6, 0.7], 1: [0.7, 0.8]})
+        {0: 0.6, 1: 0.7, 2: 0.7}
+    """
+    longest = max((len(c) for c in curves.values()), default=0)
+    stop = longest if upto is None else min(longest, upto + 1)
+    out: dict[int, float] = {}
+    for epoch in range(stop):
+        vals = [c[epoch] for c in curves.values() if len(c) > epoch and c[epoch] is not None]
+        if vals:
+            out[epoch] = round(sum(vals) / len(vals), 12)
+    return out
+
+
+def _hydra_sweeper_node() -> tuple[Any, str | None]:
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None, None
+    hc = HydraConfig.get()
+    return hc.sweeper, str(hc.sweep.dir)
+
+
+def _resolve_storage(link: TrialLink) -> tuple[str, Any]:
+    node, sweep_dir = _hydra_sweeper_node()
+    url = link.storage or (node.get("storage") if node is not None else None)
+    if not url:
+        if sweep_dir is None:
+            raise ConfigError(f"`{ENV}` names no storage and the job runs outside Hydra; cannot find the study.")
+        url = default_storage_url(sweep_dir)
+    return url, (node.get("pruner") if node is not None else None)
+
+
+class TrialPruning(Callback):
+    """Report the monitored metric to the job's Optuna trial after each validation; stop when pruned.
+
+    The lightning_reg sweeper adds it to every trial's Trainer (``lightning_reg.train`` does that when it
+    finds the trial link), so a user's job needs no code for pruning. It works in a job that runs in
+    another process or on another machine than the sweeper: it opens the study's storage itself.
+
+    Args:
+        link: the job's :class:`TrialLink`.
+        pruner: the sweeper's pruner (by default rebuilt from the job's ``hydra.sweeper.pruner``).
+        storage_url: the study's storage URL (by default from the job's Hydra config).
+
+    Example:
+        >>> import optuna, tempfile
+        >>> optuna.logging.set_verbosity(optuna.logging.WARNING)
+        >>> from lightning_reg.study.engine import default_storage_url, trial_id_of
+        >>> url = default_storage_url(tempfile.mkdtemp())
+        >>> study = optuna.create_study(study_name="s", storage=url, direction="maximize")
+        >>> trial = study.ask()
+        >>> link = TrialLink(study="s", trial_id=trial_id_of(trial), number=trial.number, monitor="val/acc",
+        ...                  direction="maximize", prune=True, storage=url)
+        >>> cb = TrialPruning(link, pruner=optuna.pruners.MedianPruner())
+        >>> cb.pruned_epoch is None
+        True
+    """
+
+    def __init__(self, link: TrialLink, pruner: optuna.pruners.BasePruner | None = None, storage_url: str | None = None) -> None:
+        if not link.monitor:
+            raise ConfigError(
+                "`optimized_metric` must name the validation metric the trial reports (e.g. val/acc) when the "
+                f"sweeper prunes; got {link.monitor!r}."
+            )
+        self.link = link
+        self._pruner = pruner
+        self._storage_url = storage_url
+        self._study: optuna.Study | None = None
+        self._trial: optuna.trial.Trial | None = None
+        self.pruned_epoch: int | None = None
+        self.reported: dict[int, float] = {}
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(trial=self.link.number, fold=self.link.fold)
+
+    # -- storage side (global rank 0 of the leader only) -------------------------------------------
+    def _open(self) -> None:
+        url, pruner_node = _resolve_storage(self.link) if self._storage_url is None else (self._storage_url, None)
+        pruner = self._pruner if self._pruner is not None else build_pruner(pruner_node)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+            storage = open_storage(url, heartbeat_interval=None)
+        self._study = optuna.load_study(study_name=self.link.study, storage=storage, pruner=pruner)
+        self._trial = optuna.trial.Trial(self._study, self.link.trial_id)
+
+    def _talks_to_storage(self, trainer: pl.Trainer) -> bool:
+        return trainer.is_global_zero and self.link.role == "leader"
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit" and self._talks_to_storage(trainer) and self._study is None:
+            self._open()
+            assert self._trial is not None
+            self._trial.set_user_attr(ATTR["max_epochs"], trainer.max_epochs)
+
+    def _decide(self, epoch: int, value: float) -> bool:
+        assert self._trial is not None and self._study is not None
+        self.reported[epoch] = value
+        if self.link.num_folds is None:
+            self._trial.report(value, epoch)
+            return self.link.prune and self._trial.should_prune()
+        key = f"{ATTR['fold_values']}{self.link.fold}"
+        self._trial.set_user_attr(key, [self.reported.get(e) for e in range(epoch + 1)])
+        attrs = self._trial.user_attrs
+        if attrs.get(ATTR["stop"]):
+            return True
+        if not self.link.prune:
+            return False
+        curves = {int(k[len(ATTR["fold_values"]):]): v for k, v in attrs.items() if k.startswith(ATTR["fold_values"])}
+        frozen = copy.copy(storage_of(self._study).get_trial(self.link.trial_id))
+        frozen.intermediate_values = fold_means(curves, upto=epoch)
+        if self._study.pruner.prune(self._study, frozen):
+            self._trial.set_user_attr(ATTR["stop"], f"fold {self.link.fold} pruned at epoch {epoch}")
+            return True
+        return False
+
+    # -- every rank --------------------------------------------------------------------------------
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        monitor = self.link.monitor
+        metrics = trainer.callback_metrics
+        if monitor not in metrics:
+            logged = ", ".join(sorted(k for k in metrics if not k.startswith("test/"))) or "(none)"
+            raise ConfigError(
+                f"`optimized_metric` {monitor!r} is not among the metrics this job logs in validation, so the "
+                f"trial has nothing to report to its pruner. Logged: {logged}."
+            )
+        if trainer.sanity_checking:
+            return
+        prune = False
+        if self._talks_to_storage(trainer):
+            value = float(metrics[monitor])
+            if not math.isfinite(value):
+                value = -math.inf if self.link.direction == "maximize" else math.inf
+            prune = self._decide(trainer.current_epoch, value)
+        prune = bool(trainer.strategy.broadcast(prune, src=0))
+        if prune and self.pruned_epoch is None:
+            self.pruned_epoch = trainer.current_epoch
+            trainer.should_stop = True
+            if trainer.is_global_zero:
+                log.info("trial %d%s pruned after epoch %d (%s=%s)", self.link.number,
+                         "" if self.link.fold is None else f" fold {self.link.fold}", self.pruned_epoch, monitor,
+                         self.reported.get(self.pruned_epoch))
+
+    def record(self, status: str, epochs: int, job_dir: str) -> None:
+        """Write the job's outcome on its trial (rank 0 of the leader): the sweeper tells the state from it."""
+        if self._trial is None:
+            return
+        prefix = "" if self.link.fold is None else f"fold{self.link.fold}:"
+        attrs = {ATTR["status"]: status, ATTR["epochs"]: epochs, ATTR["job_dir"]: job_dir}
+        if self.pruned_epoch is not None:
+            attrs[ATTR["pruned_epoch"]] = self.pruned_epoch
+        for key, value in attrs.items():
+            self._trial.set_user_attr(prefix + key, value)
+
+    def run_summary(self) -> dict[str, Any]:
+        return {
+            "trial": self.link.number,
+            "study": self.link.study,
+            "fold": self.link.fold,
+            "pruned": self.pruned_epoch is not None,
+            "pruned_epoch": self.pruned_epoch,
+            "reported": {str(k): v for k, v in sorted(self.reported.items())},
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"pruned_epoch": self.pruned_epoch, "reported": dict(self.reported)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.pruned_epoch = state_dict.get("pruned_epoch")
+        self.reported = {int(k): float(v) for k, v in state_dict.get("reported", {}).items()}

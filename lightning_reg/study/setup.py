@@ -1,0 +1,255 @@
+"""Everything the sweeper checks and opens before the first trial: options, search space, storage, study.
+
+Every mistake here is a :class:`~lightning_reg.errors.ConfigError` raised before any job starts: an unknown
+sampler or pruner target, an unreachable storage (named with its password masked), a study that exists with
+another direction, ``n_trials`` ≤ 0, or a pruner on a search whose jobs report no metric.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from omegaconf import DictConfig, OmegaConf
+
+from lightning_reg.errors import ConfigError, check_int, check_range
+from lightning_reg.study.engine import (
+    ATTR,
+    build_pruner,
+    default_storage_url,
+    finished_trials,
+    mask_url,
+    open_storage,
+)
+from lightning_reg.study.search_space import SearchSpace, parse_search_space
+from lightning_reg.study.worker import StudyWorker, node_rank
+
+__all__ = ["StudyPlan", "check_options", "open_study"]
+
+log = logging.getLogger("lightning_reg.study")
+
+_DIRECTIONS = ("minimize", "maximize")
+
+
+def _plain(node: Any) -> Any:
+    if isinstance(node, DictConfig) or OmegaConf.is_config(node):
+        return OmegaConf.to_container(node, resolve=True)
+    return node
+
+
+def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate the sweeper's options; return them as plain values with defaults filled in.
+
+    Example:
+        >>> opts = check_options({"direction": "maximize", "n_trials": 5})
+        >>> opts["directions"], opts["n_trials"], opts["n_jobs"]
+        (['maximize'], 5, 1)
+        >>> check_options({"n_trials": 0})
+        Traceback (most recent call last):
+        ...
+        lightning_reg.errors.ConfigError: `hydra.sweeper.n_trials` must be an integer in [1, inf]; got 0.
+    """
+    o = {k: _plain(v) for k, v in options.items()}
+    direction = o.get("direction", "minimize")
+    directions = list(direction) if isinstance(direction, (list, tuple)) else [direction]
+    for d in directions:
+        if d not in _DIRECTIONS:
+            raise ConfigError(f"`hydra.sweeper.direction` must be 'minimize' or 'maximize' (or a list of them); got {direction!r}.")
+    out: dict[str, Any] = {"directions": directions}
+    n_trials = o.get("n_trials", 20)
+    out["n_trials"] = None if n_trials is None else check_int("hydra.sweeper.n_trials", n_trials, low=1)
+    out["n_jobs"] = check_int("hydra.sweeper.n_jobs", o.get("n_jobs", 1), low=1)
+    folds = o.get("folds")
+    out["folds"] = None if folds is None else check_int("hydra.sweeper.folds", folds, low=2)
+    hb = o.get("heartbeat_interval", 10)
+    out["heartbeat_interval"] = None if hb is None else check_int("hydra.sweeper.heartbeat_interval", hb, low=1)
+    grace = o.get("grace_period")
+    out["grace_period"] = None if grace is None else check_int("hydra.sweeper.grace_period", grace, low=1)
+    retry = o.get("max_retry", 3)
+    out["max_retry"] = None if retry is None else check_int("hydra.sweeper.max_retry", retry, low=0)
+    out["poll_interval"] = check_range("hydra.sweeper.poll_interval", o.get("poll_interval", 2.0), 0.0, None,
+                                       low_inclusive=False)
+    confirm = o.get("confirm") or {}
+    if not isinstance(confirm, Mapping):
+        raise ConfigError(f"`hydra.sweeper.confirm` must be a mapping with top_k and seeds; got {confirm!r}.")
+    top_k = check_int("hydra.sweeper.confirm.top_k", confirm.get("top_k", 0), low=0)
+    seeds = confirm.get("seeds") or []
+    if not isinstance(seeds, (list, tuple)):
+        raise ConfigError(f"`hydra.sweeper.confirm.seeds` must be a list of integer seeds; got {seeds!r}.")
+    seeds = [check_int("hydra.sweeper.confirm.seeds[]", s) for s in seeds]
+    if top_k and not seeds:
+        raise ConfigError(f"`hydra.sweeper.confirm.top_k` is {top_k} but `hydra.sweeper.confirm.seeds` is empty; "
+                          "give the fresh seeds, e.g. hydra.sweeper.confirm.seeds=[1,2,3].")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"`hydra.sweeper.confirm.seeds` must not repeat a seed; got {seeds!r}.")
+    out["confirm"] = {"top_k": top_k, "seeds": seeds}
+    storage = o.get("storage")
+    if storage is not None and not isinstance(storage, str):
+        raise ConfigError(f"`hydra.sweeper.storage` must be null or a database URL string; got {storage!r}.")
+    out["storage"] = storage or None
+    name = o.get("study_name")
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise ConfigError(f"`hydra.sweeper.study_name` must be a non-empty string or null; got {name!r}.")
+    if out["storage"] and not name:
+        raise ConfigError(
+            "`hydra.sweeper.study_name` must be set when `hydra.sweeper.storage` is a shared database: every "
+            f"worker joins the study by that name. Storage: {mask_url(out['storage'])!r}."
+        )
+    out["study_name"] = name or "study"
+    out["params"] = o.get("params") or {}
+    if not isinstance(out["params"], Mapping):
+        raise ConfigError(f"`hydra.sweeper.params` must map config keys to search spaces; got {out['params']!r}.")
+    out["sampler"] = o.get("sampler")
+    out["pruner"] = o.get("pruner")
+    return out
+
+
+def _build_sampler(node: Any, space: SearchSpace) -> optuna.samplers.BaseSampler:
+    from hydra.utils import get_class, instantiate
+
+    node = dict(node or {"_target_": "optuna.samplers.TPESampler"})
+    target = node.get("_target_")
+    try:
+        cls = get_class(str(target))
+    except Exception as err:  # noqa: BLE001 - hydra's import error text
+        raise ConfigError(f"`hydra.sweeper.sampler._target_` must name an Optuna sampler class; got {target!r} ({err}).") from None
+    if issubclass(cls, optuna.samplers.GridSampler) and node.get("search_space") is None:
+        node["search_space"] = space.grid()
+    try:
+        sampler = instantiate(node, _convert_="all")
+    except Exception as err:  # noqa: BLE001
+        cause = err.__cause__ or err
+        raise ConfigError(f"`hydra.sweeper.sampler` ({target}): {type(cause).__name__}: {cause}") from None
+    if not isinstance(sampler, optuna.samplers.BaseSampler):
+        raise ConfigError(f"`hydra.sweeper.sampler._target_` must build an optuna sampler; {target!r} built {type(sampler).__name__}.")
+    return sampler
+
+
+@dataclass
+class StudyPlan:
+    """The opened study and what the worker needs; built by :func:`open_study`."""
+
+    study: optuna.Study
+    space: SearchSpace
+    options: dict[str, Any]
+    study_name: str
+    storage_url: str
+    sweep_dir: Path
+    monitor: Any
+    prune: bool
+    node: int
+
+    def worker(self, launch: Callable[[Sequence[Any]], Sequence[Any]]) -> StudyWorker:
+        o = self.options
+        return StudyWorker(
+            self.study, self.space, launch, n_trials=o["n_trials"], n_jobs=o["n_jobs"], monitor=self.monitor,
+            prune=self.prune, num_folds=o["folds"], poll_interval=o["poll_interval"], study_name=self.study_name,
+        )
+
+    def after_run(self, worker: StudyWorker, told: Sequence[optuna.trial.FrozenTrial]) -> None:
+        """Confirm the winners (one worker does it) and write ``study.json`` into the sweep directory."""
+        trials = self.study.get_trials(deepcopy=False)
+        done = finished_trials(trials)
+        confirm = self.options["confirm"]
+        if confirm["top_k"] and ATTR["confirm"] not in self.study.user_attrs:
+            last = max(done, key=lambda t: (t.datetime_complete or t.datetime_start, t.number), default=None)
+            owner = not told or (last is not None and any(t.number == last.number for t in told))
+            if owner:
+                log.info("confirming the top %d trial(s) with seeds %s", confirm["top_k"], confirm["seeds"])
+                worker.confirm(confirm["top_k"], confirm["seeds"])
+        states: dict[str, int] = {}
+        for t in trials:
+            states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
+        summary = {
+            "study_name": self.study_name,
+            "storage": mask_url(self.storage_url),
+            "directions": self.options["directions"],
+            "n_trials": self.options["n_trials"],
+            "finished": len(done),
+            "states": states,
+            "told_by_this_worker": [t.number for t in told],
+        }
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        (self.sweep_dir / "study.json").write_text(json.dumps(summary, indent=2, default=str))
+        log.info("study %r: %d finished trial(s) (%s); this worker ran %d", self.study_name, len(done),
+                 ", ".join(f"{v} {k}" for k, v in sorted(states.items())), len(told))
+
+
+def open_study(options: Mapping[str, Any], arguments: Sequence[str], config: DictConfig) -> StudyPlan:
+    """Check everything, open (or create, or resume) the study; no job runs here."""
+    o = check_options(options)
+    space = parse_search_space(o["params"], arguments)
+    if not space.distributions:
+        raise ConfigError("the sweep has nothing to search: give `hydra.sweeper.params` or a sweep override "
+                          "such as model.dropout=interval(0,0.5).")
+    monitor = _plain(config.get("optimized_metric"))
+    n_obj = len(o["directions"])
+    monitors = monitor if isinstance(monitor, list) else [monitor]
+    if len(monitors) != n_obj or any(not isinstance(m, str) or not m for m in monitors):
+        raise ConfigError(
+            f"`optimized_metric` must name {n_obj} metric(s), one per `hydra.sweeper.direction` "
+            f"{o['directions']!r}; got {monitor!r}."
+        )
+    pruner = build_pruner(o["pruner"])
+    prune = not isinstance(pruner, optuna.pruners.NopPruner)
+    if prune and n_obj > 1:
+        raise ConfigError("`hydra.sweeper.pruner` cannot prune a multi-objective study (Optuna reports one "
+                          f"value per step); use hydra/sweeper/pruner=none with direction {o['directions']!r}.")
+    if prune and not str(monitors[0]).startswith("val/"):
+        raise ConfigError(
+            f"`hydra.sweeper.pruner` needs a validation metric to judge after each epoch, but `optimized_metric` "
+            f"is {monitors[0]!r}. Set optimized_metric=val/<name> (e.g. val/acc) or hydra/sweeper/pruner=none."
+        )
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    grid_sampler = o["sampler"] and "Grid" in str(dict(o["sampler"]).get("_target_", ""))
+    if grid_sampler:
+        size = space.grid_size()
+        if o["n_trials"] is None:
+            o["n_trials"] = size
+        elif o["n_trials"] > size:
+            raise ConfigError(
+                f"`hydra.sweeper.n_trials` is {o['n_trials']} but the grid has {size} points; a grid trial is never "
+                f"repeated. Set hydra.sweeper.n_trials={size} (or null for the whole grid)."
+            )
+    elif o["n_trials"] is None:
+        raise ConfigError("`hydra.sweeper.n_trials` may be null only with the grid sampler; give a number of trials.")
+    sampler = _build_sampler(o["sampler"], space)
+    url = o["storage"] or default_storage_url(sweep_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = open_storage(url, heartbeat_interval=o["heartbeat_interval"], grace_period=o["grace_period"],
+                               max_retry=o["max_retry"])
+    directions = o["directions"]
+    try:
+        existing = optuna.load_study(study_name=o["study_name"], storage=storage)
+    except KeyError:
+        existing = None
+    if existing is not None:
+        have = [d.name.lower() for d in existing.directions]
+        if have != directions:
+            raise ConfigError(
+                f"study {o['study_name']!r} in {mask_url(url)!r} exists with direction {have!r}; this sweep asks for "
+                f"{directions!r}. Use another hydra.sweeper.study_name, or the study's direction."
+            )
+    study = optuna.create_study(
+        study_name=o["study_name"], storage=storage, sampler=sampler, pruner=pruner,
+        directions=directions, load_if_exists=True,
+    )
+    if existing is None:
+        study.set_user_attr("lightning_reg:optimized_metric", monitor)
+        study.set_user_attr("lightning_reg:params", {k: str(v) for k, v in o["params"].items()})
+    else:
+        done = len(finished_trials(study.get_trials(deepcopy=False)))
+        log.info("resuming study %r in %s: %d of %d trial(s) finished", o["study_name"], mask_url(url), done,
+                 o["n_trials"])
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    multirun = sweep_dir / "multirun.yaml"
+    if not multirun.exists():
+        OmegaConf.save(config, multirun)
+    return StudyPlan(study, space, o, o["study_name"], url, sweep_dir, monitor, prune, node_rank())

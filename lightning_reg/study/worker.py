@@ -1,0 +1,395 @@
+"""One sweep worker: ask the shared study for a trial, run its job(s), tell the result, until the study is done.
+
+Run the same command on one machine or many, with the same ``storage`` and ``study_name``: each process is a
+worker. A worker takes the next trial as soon as its last one ends (no batch barrier across workers) and stops
+when the study holds ``n_trials`` finished trials. The study is the only coordination point:
+
+- a trial counts once it is finished (:func:`~lightning_reg.study.engine.is_finished`); running and waiting
+  trials hold their slot, so no worker starts a trial past ``n_trials``;
+- two workers that ask for the last slot at the same moment both get a trial; the later one (by number) is
+  failed at once as ``surplus`` and never run, and a grid point drawn twice is handled the same way;
+- a worker that dies leaves a running trial whose heartbeat stops; any live worker fails it after the grace
+  period and Optuna's retry callback queues it again, and a worker with nothing to do waits for that.
+
+One configuration may need several jobs: the k folds of a cross-validated trial, or the m seeds of a confirmed
+winner. Both go through :func:`run_config`, one mechanism for "one configuration, several jobs".
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import statistics
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from lightning_reg.errors import ConfigError
+from lightning_reg.study.engine import (
+    ATTR,
+    HeartbeatThread,
+    finished_trials,
+    is_finished,
+    is_live,
+    storage_of,
+    trial_id_of,
+)
+from lightning_reg.study.link import TrialLink, fold_means
+from lightning_reg.study.search_space import SearchSpace
+
+__all__ = ["JobOutcome", "JobSpec", "StudyWorker", "Variant", "fold_variants", "seed_variants", "summarize_values"]
+
+log = logging.getLogger("lightning_reg.study")
+
+
+@dataclass
+class JobSpec:
+    """One job to launch: its overrides, the sub-directory of the sweep directory, and its trial link."""
+
+    overrides: list[str]
+    subdir: str
+    link: TrialLink | None = None
+
+
+@dataclass
+class JobOutcome:
+    """What came back from one job: its return value (a float, a list for several objectives, or ``None``)."""
+
+    value: Any
+    failed: bool = False
+    error: str | None = None
+    job_dir: str | None = None
+
+
+Launch = Callable[[Sequence[JobSpec]], Sequence[JobOutcome]]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One job of a configuration: extra overrides and a name for its directory.
+
+    Example:
+        >>> [v.name for v in fold_variants(3)], fold_variants(3)[1].overrides
+        (['fold0', 'fold1', 'fold2'], ['data.fold=1', 'data.num_folds=3'])
+        >>> seed_variants([7])[0].overrides
+        ['seed=7']
+    """
+
+    name: str
+    overrides: list[str] = field(default_factory=list)
+    fold: int | None = None
+    num_folds: int | None = None
+
+
+def fold_variants(num_folds: int | None) -> list[Variant]:
+    """The k jobs of a cross-validated configuration (one plain job without folds)."""
+    if not num_folds:
+        return [Variant("")]
+    return [Variant(f"fold{i}", [f"data.fold={i}", f"data.num_folds={num_folds}"], i, num_folds) for i in range(num_folds)]
+
+
+def seed_variants(seeds: Sequence[int]) -> list[Variant]:
+    """The m jobs of a confirmed configuration, one per fresh seed."""
+    return [Variant(f"seed{s}", [f"seed={s}"]) for s in seeds]
+
+
+def summarize_values(values: Sequence[float | None]) -> dict[str, Any]:
+    """Mean, sample std (n − 1) and count of the finite values.
+
+    Example:
+        >>> summarize_values([0.9, 0.8, None])
+        {'mean': 0.85, 'std': 0.0707, 'n': 2}
+    """
+    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not vals:
+        return {"mean": None, "std": None, "n": 0}
+    std = statistics.stdev(vals) if len(vals) > 1 else 0.0
+    return {"mean": round(statistics.fmean(vals), 12), "std": round(std, 4), "n": len(vals)}
+
+
+def _as_values(value: Any, n_objectives: int) -> list[float] | None:
+    if value is None:
+        return None
+    vals = list(value) if isinstance(value, (list, tuple)) else [value]
+    try:
+        out = [float(v) for v in vals]
+    except (TypeError, ValueError):
+        return None
+    if len(out) != n_objectives or not all(math.isfinite(v) for v in out):
+        return None
+    return out
+
+
+def group_key(environ: dict[str, str] | None = None) -> str | None:
+    """The key shared by every node of one multi-node DDP job (``None`` when the job is single-node)."""
+    env = os.environ if environ is None else environ
+    addr, port = env.get("MASTER_ADDR"), env.get("MASTER_PORT")
+    if not addr or not port:
+        return None
+    return f"{addr}:{port}:{env.get('SLURM_JOB_ID', '')}"
+
+
+def node_rank(environ: dict[str, str] | None = None) -> int:
+    """This process's node in a multi-node job started by SLURM or torchrun (0 when there is none)."""
+    env = os.environ if environ is None else environ
+    for key in ("NODE_RANK", "GROUP_RANK", "SLURM_NODEID"):
+        value = env.get(key)
+        if value not in (None, ""):
+            try:
+                return int(value)
+            except ValueError:
+                raise ConfigError(f"environment variable {key} must be an integer node rank; got {value!r}.") from None
+    return 0
+
+
+class StudyWorker:
+    """The ask-run-tell loop of one worker process on a shared study (see the module docstring).
+
+    Args:
+        study: the Optuna study (its storage shared by every worker).
+        space: the search space and the fixed overrides.
+        launch: runs a batch of jobs and returns their outcomes (the Hydra launcher, in the sweeper).
+        n_trials: finished trials the whole study should hold.
+        n_jobs: jobs this worker launches at once (its launcher runs them in parallel if it can).
+        monitor: the metric the jobs optimize and report (``optimized_metric``).
+        prune: whether the jobs report to the pruner.
+        num_folds: evaluate every trial over this many folds (each fold its own job); ``None`` for one job.
+        poll_interval: seconds between looks at the study while other workers hold the last slots.
+        study_name: the study's name (for the jobs' links).
+
+    Example:
+        >>> import optuna
+        >>> optuna.logging.set_verbosity(optuna.logging.WARNING)
+        >>> from lightning_reg.study.search_space import parse_search_space
+        >>> study = optuna.create_study(study_name="doc", direction="maximize")
+        >>> space = parse_search_space({"x": "interval(0.0, 1.0)"}, [])
+        >>> def launch(specs):  # a stand-in for the Hydra launcher: the job's value is its x
+        ...     return [JobOutcome(float(s.overrides[0].split("=")[1])) for s in specs]
+        >>> worker = StudyWorker(study, space, launch, n_trials=4, monitor="x", study_name="doc")
+        >>> len(worker.run()), len(study.trials)
+        (4, 4)
+    """
+
+    def __init__(
+        self,
+        study: optuna.Study,
+        space: SearchSpace,
+        launch: Launch,
+        *,
+        n_trials: int,
+        n_jobs: int = 1,
+        monitor: str | Sequence[str] | None = None,
+        prune: bool = False,
+        num_folds: int | None = None,
+        poll_interval: float = 2.0,
+        study_name: str | None = None,
+        storage_in_link: str | None = None,
+    ) -> None:
+        self.study = study
+        self.storage = storage_of(study)
+        self.space = space
+        self.launch = launch
+        self.n_trials = n_trials
+        self.n_jobs = n_jobs
+        self.monitor = monitor
+        self.prune = prune
+        self.num_folds = num_folds
+        self.poll_interval = poll_interval
+        self.study_name = study_name or study.study_name
+        self.storage_in_link = storage_in_link
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.n_objectives = len(study.directions)
+        self.told: list[FrozenTrial] = []
+        self.group = group_key()
+        self._group_seq = 0
+
+    # -- study bookkeeping ------------------------------------------------------------------------
+    def _trials(self) -> list[FrozenTrial]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(self.study)
+        return self.study.get_trials(deepcopy=False)
+
+    def _holds_slot(self, trial: FrozenTrial, trials: Sequence[FrozenTrial]) -> bool:
+        """Whether ``trial`` (just asked) is within ``n_trials`` and not a second draw of a grid point."""
+        counted = sorted((t for t in trials if is_finished(t) or is_live(t)), key=lambda t: t.number)
+        numbers = [t.number for t in counted]
+        if trial.number not in numbers or numbers.index(trial.number) >= self.n_trials:
+            return False
+        grid_id = trial.system_attrs.get("grid_id")
+        if grid_id is not None:
+            earlier = [t for t in counted if t.number < trial.number and t.system_attrs.get("grid_id") == grid_id]
+            if earlier:
+                return False
+        return True
+
+    def _ask(self) -> optuna.trial.Trial | None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+            trial = self.study.ask(fixed_distributions=self.space.distributions)
+        trials = self._trials()
+        frozen = next(t for t in trials if t.number == trial.number)
+        if not self._holds_slot(frozen, trials):
+            trial.set_user_attr(ATTR["status"], "surplus")
+            self.study.tell(trial, state=TrialState.FAIL)
+            log.info("trial %d not run: another worker took the last slot (or its grid point)", trial.number)
+            return None
+        trial.set_user_attr(ATTR["worker"], self.worker_id)
+        if self.group is not None:
+            trial.set_user_attr(ATTR["group"], self.group)
+            trial.set_user_attr(ATTR["group_seq"], self._group_seq)
+            self._group_seq += 1
+        return trial
+
+    # -- one configuration, several jobs ----------------------------------------------------------
+    def specs_for(self, trial: optuna.trial.Trial | None, params: dict[str, Any], variants: Sequence[Variant],
+                  subdir: str, extra: Sequence[str] = (), role: str = "leader") -> list[JobSpec]:
+        base = [*self.space.fixed, *self.space.overrides(params), *extra]
+        specs = []
+        for v in variants:
+            link = None
+            if trial is not None:
+                link = TrialLink(
+                    study=self.study_name, trial_id=trial_id_of(trial), number=trial.number,
+                    monitor=self.monitor if isinstance(self.monitor, str) or self.monitor is None else self.monitor[0],
+                    direction=self.study.directions[0].name.lower(), prune=self.prune, storage=self.storage_in_link,
+                    role=role, fold=v.fold, num_folds=v.num_folds,
+                )
+            specs.append(JobSpec([*base, *v.overrides], f"{subdir}/{v.name}" if v.name else subdir, link))
+        return specs
+
+    def _tell(self, trial: optuna.trial.Trial, outcomes: Sequence[JobOutcome]) -> FrozenTrial:
+        self.study.get_trials(deepcopy=False)  # refresh the cache: the jobs wrote attributes and reports
+        attrs = self.storage.get_trial(trial_id_of(trial)).user_attrs
+        prefixes = [""] if not self.num_folds else [f"fold{i}:" for i in range(self.num_folds)]
+        statuses = [attrs.get(p + ATTR["status"]) for p in prefixes]
+        values = [_as_values(o.value, self.n_objectives) for o in outcomes]
+        # A job that knows nothing of trials (a user's own task function) sets no status: its value decides.
+        statuses = [s if s is not None else ("completed" if v is not None and not o.failed else "failed")
+                    for s, v, o in zip(statuses, values, outcomes)] if len(statuses) == len(outcomes) else statuses
+        if any(o.failed for o in outcomes) or any(s in (None, "failed", "diverged") for s in statuses):
+            why = next((o.error for o in outcomes if o.error), None) or ", ".join(str(s) for s in statuses)
+            trial.set_user_attr(ATTR["status"], "failed")
+            log.warning("trial %d failed (%s)", trial.number, why)
+            return self.study.tell(trial, state=TrialState.FAIL)
+        if "pruned" in statuses:
+            if self.num_folds:
+                curves = {i: attrs.get(f"{ATTR['fold_values']}{i}") or [] for i in range(self.num_folds)}
+                for epoch, mean in fold_means(curves).items():
+                    trial.report(mean, epoch)
+                trial.set_user_attr(ATTR["pruned_epoch"], min(
+                    attrs.get(f"fold{i}:{ATTR['pruned_epoch']}", math.inf) for i in range(self.num_folds)))
+            else:
+                trial.set_user_attr(ATTR["pruned_epoch"], attrs.get(ATTR["pruned_epoch"]))
+            trial.set_user_attr(ATTR["status"], "pruned")
+            return self.study.tell(trial, state=TrialState.PRUNED)
+        if any(v is None for v in values):
+            trial.set_user_attr(ATTR["status"], "failed")
+            log.warning("trial %d failed: a job returned no finite value for %s", trial.number, self.monitor)
+            return self.study.tell(trial, state=TrialState.FAIL)
+        if self.num_folds:
+            curves = {i: attrs.get(f"{ATTR['fold_values']}{i}") or [] for i in range(self.num_folds)}
+            for epoch, mean in fold_means(curves).items():
+                trial.report(mean, epoch)
+            trial.set_user_attr("lightning_reg:fold_results", [v[0] if len(v) == 1 else v for v in values if v])
+        told = [statistics.fmean(v[k] for v in values if v) for k in range(self.n_objectives)]
+        trial.set_user_attr(ATTR["status"], "completed")
+        return self.study.tell(trial, told if self.n_objectives > 1 else told[0])
+
+    # -- the loop -------------------------------------------------------------------------------------
+    def run(self) -> list[FrozenTrial]:
+        """Work on the study until it holds ``n_trials`` finished trials; return the trials this worker told."""
+        variants = fold_variants(self.num_folds)
+        per_batch = max(1, self.n_jobs // len(variants))
+        while True:
+            trials = self._trials()
+            done = len(finished_trials(trials))
+            if done >= self.n_trials:
+                break
+            running = sum(t.state == TrialState.RUNNING for t in trials)
+            free = min(per_batch, self.n_trials - done - running)
+            if free <= 0:
+                time.sleep(self.poll_interval)  # other workers hold the last slots; one of them may die
+                continue
+            batch = [t for t in (self._ask() for _ in range(free)) if t is not None]
+            if not batch:
+                continue
+            specs: list[JobSpec] = []
+            for trial in batch:
+                specs += self.specs_for(trial, trial.params, variants, str(trial.number))
+            log.info("worker %s: trial%s %s", self.worker_id, "s" if len(batch) > 1 else "",
+                     ", ".join(f"{t.number} {t.params}" for t in batch))
+            with HeartbeatThread(self.storage, [trial_id_of(t) for t in batch]):
+                outcomes = list(self.launch(specs))
+            for i, trial in enumerate(batch):
+                self.told.append(self._tell(trial, outcomes[i * len(variants):(i + 1) * len(variants)]))
+        if self.group is not None:
+            self.study.set_user_attr(f"{ATTR['group']}:{self.group}:done", self._group_seq)
+        return self.told
+
+    def follow(self, node: int) -> int:
+        """On node ``node`` > 0 of a multi-node job: train the trials node 0 draws, never tell. Returns the count."""
+        if self.group is None:
+            raise ConfigError(
+                f"this process is node {node} of a multi-node job but MASTER_ADDR/MASTER_PORT are not set, so it "
+                "cannot find node 0's trials. Start every node with the same MASTER_ADDR and MASTER_PORT."
+            )
+        seq = 0
+        variants = fold_variants(self.num_folds)
+        while True:
+            trials = self.study.get_trials(deepcopy=False)
+            mine = [t for t in trials if t.user_attrs.get(ATTR["group"]) == self.group
+                    and t.user_attrs.get(ATTR["group_seq"]) == seq]
+            if mine:
+                trial = mine[0]
+                proxy = optuna.trial.Trial(self.study, trial_id_of(trial))
+                specs = self.specs_for(proxy, trial.params, variants, f"{trial.number}/node{node}", role="follower")
+                log.info("node %d follows trial %d %s", node, trial.number, trial.params)
+                self.launch(specs)
+                seq += 1
+                continue
+            done = self.study.user_attrs.get(f"{ATTR['group']}:{self.group}:done")
+            if done is not None and seq >= done:
+                return seq
+            time.sleep(self.poll_interval)
+
+    # -- confirmed winners ------------------------------------------------------------------------------
+    def confirm(self, top_k: int, seeds: Sequence[int], extra: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """Re-run the ``top_k`` best complete trials with each of ``seeds``; record mean ± std per trial."""
+        if top_k <= 0 or not seeds:
+            return []
+        if self.n_objectives > 1:
+            raise ConfigError("`hydra.sweeper.confirm` ranks trials by one objective; this study has several.")
+        done = [t for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+        sign = -1.0 if self.study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
+        best = sorted(done, key=lambda t: (sign * float(t.value), t.number))[:top_k]
+        variants = seed_variants(seeds)
+        specs: list[JobSpec] = []
+        for t in best:
+            specs += self.specs_for(None, t.params, variants, f"confirm/{t.number}", extra=["test=true", *extra])
+        outcomes: list[JobOutcome] = []
+        for i in range(0, len(specs), max(1, self.n_jobs)):
+            outcomes += self.launch(specs[i:i + max(1, self.n_jobs)])
+        table = []
+        for k, t in enumerate(best):
+            outs = outcomes[k * len(variants):(k + 1) * len(variants)]
+            row = {
+                "trial": t.number,
+                "params": t.params,
+                "trial_value": t.value,
+                "seeds": list(seeds),
+                "values": [(_as_values(o.value, 1) or [None])[0] for o in outs],
+                "job_dirs": [o.job_dir for o in outs],
+            }
+            row["summary"] = summarize_values(row["values"])
+            table.append(row)
+        self.study.set_user_attr(ATTR["confirm"], table)
+        return table
