@@ -607,6 +607,9 @@ def make_report(root: Path, out_dir: Path | None = None, baseline: str | None = 
     Example:
         >>> make_report("outputs/regularizers_digits/multiruns/2025-01-01_00-00-00")  # doctest: +SKIP
     """
+    found = _study_in(Path(root))
+    if found is not None:
+        return make_study_report(*found, out_dir=Path(out_dir or root), plots=plots, echo=echo)
     report = build(Path(root), baseline=baseline)
     files = write_report(report, out_dir, plots=plots)
     if echo:
@@ -620,20 +623,57 @@ def make_report(root: Path, out_dir: Path | None = None, baseline: str | None = 
     return report
 
 
+def _study_in(root: Path) -> tuple[str, str] | None:
+    """The Optuna study of a lightning_reg sweep directory, when it is one (needs optuna)."""
+    if not (root / "optuna.db").is_file() and "lightning_reg_optuna" not in (
+            (root / "multirun.yaml").read_text() if (root / "multirun.yaml").is_file() else ""):
+        return None
+    from lightning_reg.study.report import study_of_sweep_dir
+
+    return study_of_sweep_dir(root)
+
+
+def make_study_report(storage: str, study: str, out_dir: Path, plots: bool = True, echo: bool = True) -> Any:
+    """Write the report of an Optuna study (from any storage) into ``out_dir`` and print its trial table."""
+    from lightning_reg.study.report import format_study_markdown, load_study_report, write_study_report
+
+    try:
+        rep = load_study_report(storage, study)
+    except ValueError as err:
+        raise ReportError(str(err)) from None
+    files = write_study_report(rep, out_dir, plots=plots)
+    if echo:
+        print("\n" + format_study_markdown(rep).split("\n## Plots")[0].strip(), flush=True)
+        print("\nwritten: " + ", ".join(str(p) for p in files.values()), flush=True)
+    return rep
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m lightning_reg.report <multirun dir> [--out DIR] [--baseline LABEL] [--no-plots]``."""
     parser = argparse.ArgumentParser(
         prog="python -m lightning_reg.report",
         description="Rebuild the comparison report (report.md, report.csv, runs.csv, plots) of a Hydra multirun.",
     )
-    parser.add_argument("multirun_dir", type=Path, help="directory a multirun wrote (holds one folder per job)")
+    parser.add_argument("multirun_dir", type=Path, nargs="?", default=None,
+                        help="directory a multirun wrote (holds one folder per job); an Optuna sweep's study is "
+                             "found through it")
+    parser.add_argument("--storage", default=None, help="an Optuna study's storage URL (with --study), from any machine")
+    parser.add_argument("--study", default=None, help="the study's name in --storage")
     parser.add_argument("--out", type=Path, default=None, help="where to write the report (default: multirun_dir)")
     parser.add_argument("--baseline", default=None, help="label or override of the baseline configuration")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     args = parser.parse_args(argv)
+    if (args.storage is None) != (args.study is None):
+        parser.error("--storage and --study go together")
+    if args.storage is None and args.multirun_dir is None:
+        parser.error("give a multirun directory, or --storage URL --study NAME")
     try:
-        make_report(args.multirun_dir, out_dir=args.out, baseline=args.baseline, plots=not args.no_plots)
-    except ReportError as err:
+        if args.storage is not None:
+            make_study_report(args.storage, args.study, out_dir=args.out or args.multirun_dir or Path("."),
+                              plots=not args.no_plots)
+        else:
+            make_report(args.multirun_dir, out_dir=args.out, baseline=args.baseline, plots=not args.no_plots)
+    except (ReportError, ValueError) as err:
         print(f"lightning_reg.report: error: {err}", file=sys.stderr)
         return 2
     return 0

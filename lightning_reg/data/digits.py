@@ -14,7 +14,7 @@ from lightning_reg.augment.config import AugmentConfig
 from lightning_reg.augment.mixin import AugmentationMixin
 from lightning_reg.augment.pipeline import build_cpu_transform
 from lightning_reg.data.vision import ImageTensorDataset
-from lightning_reg.data.splits import check_fractions, stratified_split
+from lightning_reg.data.splits import check_folds, check_fractions, kfold_split, stratified_split
 from lightning_reg.errors import ConfigError, check_int
 
 
@@ -35,6 +35,9 @@ class DigitsDataModule(AugmentationMixin, pl.LightningDataModule):
         augment: the augmentation block (:class:`~lightning_reg.augment.AugmentConfig` or a mapping) for
             training batches. ``normalize`` is applied to the stored tensors, so with it on, augmentation
             (brightness clipping, fill values) acts on normalized pixels.
+        fold, num_folds: k-fold cross-validation: the train and val fractions are pooled and split into
+            ``num_folds`` stratified, seeded folds; fold ``fold`` validates and the rest train. The test
+            fraction is untouched. Both ``None`` (the default): the fixed split.
 
     Example:
         >>> dm = DigitsDataModule(batch_size=64, seed=0)
@@ -58,9 +61,12 @@ class DigitsDataModule(AugmentationMixin, pl.LightningDataModule):
         train_subset: int | None = None,
         normalize: bool = False,
         augment: AugmentConfig | Mapping[str, Any] | None = None,
+        fold: int | None = None,
+        num_folds: int | None = None,
     ) -> None:
         super().__init__()
         check_fractions(train_fraction, val_fraction, test_fraction)
+        self.folds = check_folds(fold, num_folds)
         check_int("batch_size", batch_size, low=1)
         check_int("num_workers", num_workers, low=0)
         check_int("seed", seed)
@@ -95,6 +101,11 @@ class DigitsDataModule(AugmentationMixin, pl.LightningDataModule):
             return
         x, y = self.load_arrays()
         tr, va, te = stratified_split(y, self.fractions, self.seed)
+        if self.folds is not None:
+            # k-fold cross-validation over the train and val parts together; the test part is untouched.
+            pool = torch.cat([tr, va])
+            ktr, kva = kfold_split(y[pool], self.folds[1], self.folds[0], self.seed)
+            tr, va = pool[ktr], pool[kva]
         if self.train_subset is not None:
             if self.train_subset > len(tr):
                 raise ConfigError(

@@ -110,3 +110,56 @@ def split_train_val(labels: torch.Tensor, val_split: float | int, seed: int) -> 
         train_parts.append(idx[t:])
     tr, va = torch.cat(train_parts), torch.cat(val_parts)
     return tr[torch.randperm(len(tr), generator=gen)], va[torch.randperm(len(va), generator=gen)]
+
+
+def check_folds(fold: int | None, num_folds: int | None) -> tuple[int, int] | None:
+    """Validate a k-fold selection: both ``None`` (no cross-validation), or ``0 <= fold < num_folds``, k ≥ 2.
+
+    Example:
+        >>> check_folds(None, None), check_folds(1, 5)
+        (None, (1, 5))
+    """
+    if fold is None and num_folds is None:
+        return None
+    if fold is None or num_folds is None:
+        raise ConfigError(
+            f"`fold` and `num_folds` go together (fold i of k for cross-validation); got fold={fold!r}, "
+            f"num_folds={num_folds!r}."
+        )
+    for name, v in (("num_folds", num_folds), ("fold", fold)):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ConfigError(f"`{name}` must be an integer; got {v!r} ({type(v).__name__}).")
+    if num_folds < 2:
+        raise ConfigError(f"`num_folds` must be an integer ≥ 2; got {num_folds!r}.")
+    if not 0 <= fold < num_folds:
+        raise ConfigError(f"`fold` must be an integer in [0, {num_folds - 1}] for num_folds={num_folds}; got {fold!r}.")
+    return fold, num_folds
+
+
+def kfold_split(labels: torch.Tensor, num_folds: int, fold: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stratified, seeded k-fold split: fold ``fold`` validates, the other k − 1 folds train.
+
+    Each class is shuffled with a ``torch.Generator`` seeded by ``seed`` and dealt to the folds in turn, so
+    every fold keeps the class balance, the k validation parts are disjoint and together cover every index.
+
+    Example:
+        >>> y = torch.tensor([0] * 6 + [1] * 3)
+        >>> parts = [kfold_split(y, 3, i, seed=0)[1] for i in range(3)]
+        >>> sorted(torch.cat(parts).tolist()) == list(range(9)), [int((y[p] == 1).sum()) for p in parts]
+        (True, [1, 1, 1])
+    """
+    check_folds(fold, num_folds)
+    if len(labels) < num_folds:
+        raise ConfigError(f"`num_folds` ({num_folds}) must not exceed the {len(labels)} samples to split.")
+    gen = torch.Generator().manual_seed(int(seed))
+    assignment = torch.empty(len(labels), dtype=torch.long)
+    offset = 0
+    for cls in torch.unique(labels):
+        idx = torch.nonzero(labels == cls, as_tuple=False).flatten()
+        idx = idx[torch.randperm(len(idx), generator=gen)]
+        # Continue dealing where the last class stopped, so small classes do not all start at fold 0.
+        assignment[idx] = (torch.arange(len(idx)) + offset) % num_folds
+        offset = (offset + len(idx)) % num_folds
+    val = torch.nonzero(assignment == fold, as_tuple=False).flatten()
+    train = torch.nonzero(assignment != fold, as_tuple=False).flatten()
+    return train[torch.randperm(len(train), generator=gen)], val[torch.randperm(len(val), generator=gen)]

@@ -20,7 +20,7 @@ from lightning_reg.augment.config import AugmentConfig
 from lightning_reg.augment.mixin import AugmentationMixin
 from lightning_reg.augment.pipeline import build_cpu_transform
 from lightning_reg.data.resident import DeviceResidentLoader
-from lightning_reg.data.splits import split_train_val, stratified_split
+from lightning_reg.data.splits import check_folds, kfold_split, split_train_val, stratified_split
 from lightning_reg.errors import ConfigError, check_int
 
 
@@ -56,6 +56,9 @@ class ImageDataModule(AugmentationMixin, pl.LightningDataModule):
             (needs ``augment_on="device"``; for small data sets).
         train_subset: keep only this many training images (stratified), for quick runs.
         drop_last: drop the last incomplete training batch.
+        fold, num_folds: k-fold cross-validation of the training files: ``num_folds`` stratified, seeded
+            folds, fold ``fold`` validates and the rest train (``val_split`` is then not used). The test
+            files are untouched. Both ``None`` (the default): the ``val_split`` split.
     """
 
     num_classes: int = 10
@@ -76,8 +79,11 @@ class ImageDataModule(AugmentationMixin, pl.LightningDataModule):
         device_resident: bool = False,
         train_subset: int | None = None,
         drop_last: bool = False,
+        fold: int | None = None,
+        num_folds: int | None = None,
     ) -> None:
         super().__init__()
+        self.folds = check_folds(fold, num_folds)
         if data_dir is None or str(data_dir).strip() == "":
             raise ConfigError(f"`data_dir` must name the folder holding {type(self).__name__}'s files; got {data_dir!r}.")
         check_int("batch_size", batch_size, low=1)
@@ -147,7 +153,10 @@ class ImageDataModule(AugmentationMixin, pl.LightningDataModule):
         if self.data_train is None:
             self.check_files()
             x, y = self.load_split(train=True)
-            tr, va = split_train_val(y, self.val_split, self.seed)
+            if self.folds is not None:
+                tr, va = kfold_split(y, self.folds[1], self.folds[0], self.seed)
+            else:
+                tr, va = split_train_val(y, self.val_split, self.seed)
             if self.train_subset is not None:
                 if self.train_subset >= len(tr):
                     raise ConfigError(f"`train_subset` must be below the training split size {len(tr)}; "

@@ -1,0 +1,177 @@
+"""PNG plots of a study, readable for 20–100 trials (matplotlib: ``pip install "lightning-reg[plots]"``).
+
+* ``optimization_history.png``: each finished trial's value in trial order (pruned trials hollow, at their
+  last reported value) and the best so far; integer trial ticks;
+* ``params.png``: one scatter per parameter against the objective (log axis for log-scale parameters);
+* ``param_importances.png``: Optuna's fANOVA importances, when at least two trials completed;
+* ``pareto_front.png``: for two-objective studies, every trial and the non-dominated ones.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lightning_reg.report_plots import _pyplot
+
+if TYPE_CHECKING:
+    from lightning_reg.study.report import StudyReport
+
+__all__ = ["plot_study", "pareto_mask"]
+
+
+def pareto_mask(points: list[tuple[float, float]], directions: list[str]) -> list[bool]:
+    """Which points no other point dominates (better or equal in both objectives, better in one).
+
+    Example:
+        >>> pareto_mask([(1, 1), (2, 0), (0, 0)], ["maximize", "maximize"])
+        [True, True, False]
+    """
+    sign = [1.0 if d == "maximize" else -1.0 for d in directions]
+    s = [(p[0] * sign[0], p[1] * sign[1]) for p in points]
+    return [not any(q[0] >= p[0] and q[1] >= p[1] and q != p for q in s) for p in s]
+
+
+def _int_ticks(ax: Any) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def plot_history(rep: StudyReport, path: Path) -> Path | None:
+    rows = sorted((r for r in rep.rows if r.values and r.state in ("complete", "pruned")), key=lambda r: r.number)
+    if not rows:
+        return None
+    plt = _pyplot()
+    maximize = rep.directions[0] == "maximize"
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    done = [r for r in rows if r.state == "complete"]
+    pruned = [r for r in rows if r.state == "pruned"]
+    ax.plot([r.number for r in done], [r.values[0] for r in done], "o", color="tab:blue", label=f"complete ({len(done)})")
+    if pruned:
+        ax.plot([r.number for r in pruned], [r.values[0] for r in pruned], "o", mfc="none", color="tab:gray",
+                label=f"pruned ({len(pruned)}), last reported value")
+    best, xs, running = [], [], None
+    for r in done:
+        v = r.values[0]
+        running = v if running is None else (max(running, v) if maximize else min(running, v))
+        xs.append(r.number)
+        best.append(running)
+    if xs:
+        ax.step(xs, best, where="post", color="tab:red", label="best so far")
+    _int_ticks(ax)
+    ax.set_xlabel("trial")
+    metric = rep.metric if isinstance(rep.metric, str) else (rep.metric or ["objective"])[0]
+    ax.set_ylabel(str(metric))
+    ax.set_title(f"{rep.study_name}: optimization history ({len(rows)} trials)", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_params(rep: StudyReport, path: Path) -> Path | None:
+    rows = [r for r in rep.rows if r.values and r.state in ("complete", "pruned")]
+    keys = sorted({k for r in rows for k in r.params})
+    if not rows or not keys:
+        return None
+    plt = _pyplot()
+    cols = min(3, len(keys))
+    nrows = math.ceil(len(keys) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.3 * nrows), squeeze=False)
+    metric = rep.metric if isinstance(rep.metric, str) else (rep.metric or ["objective"])[0]
+    for ax, key in zip(axes.flat, keys):
+        for state, style in (("complete", {"color": "tab:blue"}), ("pruned", {"color": "tab:gray", "mfc": "none"})):
+            pts = [(r.params[key], r.values[0]) for r in rows if r.state == state and key in r.params]
+            if not pts:
+                continue
+            xs = [p[0] for p in pts]
+            if all(isinstance(x, str) for x in xs):
+                cats = sorted(set(xs))
+                xs = [cats.index(x) for x in xs]
+                ax.set_xticks(range(len(cats)), cats, rotation=30, fontsize=8)
+            ax.plot(xs, [p[1] for p in pts], "o", alpha=0.8, label=state, **style)
+        numeric = [r.params[key] for r in rows if isinstance(r.params.get(key), (int, float))]
+        if numeric and min(numeric) > 0 and max(numeric) / min(numeric) >= 50:
+            ax.set_xscale("log")
+        ax.set_xlabel(key, fontsize=9)
+        ax.set_ylabel(str(metric), fontsize=9)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=8)
+    fig.suptitle(f"{rep.study_name}: parameters against {metric} ({len(rows)} trials)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_importances(rep: StudyReport, study: Any, path: Path) -> Path | None:
+    import optuna
+
+    done = [r for r in rep.rows if r.state == "complete"]
+    if len(done) < 2 or len(rep.directions) > 1:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            imp = optuna.importance.get_param_importances(study)
+        except (RuntimeError, ValueError):
+            return None
+    if not imp:
+        return None
+    plt = _pyplot()
+    keys = list(imp)[::-1]
+    fig, ax = plt.subplots(figsize=(6, 0.5 * len(keys) + 1.4))
+    ax.barh(keys, [imp[k] for k in keys], color="tab:blue")
+    for y, k in enumerate(keys):
+        ax.text(imp[k], y, f" {imp[k]:.2f}", va="center", fontsize=8)
+    ax.set_xlim(0, 1.1)
+    ax.set_xlabel("importance (fANOVA)")
+    ax.set_title(f"{rep.study_name}: parameter importances ({len(done)} complete trials)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_pareto(rep: StudyReport, path: Path) -> Path | None:
+    if len(rep.directions) != 2:
+        return None
+    rows = [r for r in rep.rows if r.values and len(r.values) == 2 and r.state == "complete"]
+    if not rows:
+        return None
+    plt = _pyplot()
+    pts = [(r.values[0], r.values[1]) for r in rows]
+    mask = pareto_mask(pts, rep.directions)
+    names = rep.metric if isinstance(rep.metric, list) else ["objective 0", "objective 1"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([p[0] for p, m in zip(pts, mask) if not m], [p[1] for p, m in zip(pts, mask) if not m], "o",
+            color="tab:gray", alpha=0.6, label="dominated")
+    front = sorted(p for p, m in zip(pts, mask) if m)
+    ax.plot([p[0] for p in front], [p[1] for p in front], "o-", color="tab:red", label=f"Pareto front ({len(front)})")
+    ax.set_xlabel(f"{names[0]} ({rep.directions[0]})")
+    ax.set_ylabel(f"{names[1]} ({rep.directions[1]})")
+    ax.set_title(f"{rep.study_name}: Pareto front ({len(rows)} trials)", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_study(rep: StudyReport, out_dir: Path, study: Any = None) -> list[Path]:
+    """Every plot that applies to the study; raises :class:`~lightning_reg.report_plots.MissingMatplotlib`."""
+    _pyplot()
+    out = Path(out_dir)
+    made = [plot_history(rep, out / "optimization_history.png"), plot_params(rep, out / "params.png"),
+            plot_pareto(rep, out / "pareto_front.png")]
+    if study is not None:
+        made.append(plot_importances(rep, study, out / "param_importances.png"))
+    return [p for p in made if p is not None]
