@@ -26,9 +26,9 @@ from typing import Any
 
 import yaml
 
-#: Override keys that never define a configuration: the seed repeats a configuration, paths and Hydra
-#: settings only move files around.
-IGNORED_KEYS = ("seed",)
+#: Override keys that never define a configuration: the seed and the cross-validation fold repeat a
+#: configuration (rows show mean ± std over them), paths and Hydra settings only move files around.
+IGNORED_KEYS = ("seed", "data.fold")
 IGNORED_PREFIXES = ("paths.", "hydra.", "hydra/")
 
 

@@ -43,3 +43,18 @@ def mnist_root() -> Path:
     if not (SHARED_DATA / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
         pytest.skip("../shared/data/MNIST is not present (only the team's machines have it)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """URL of a real PostgreSQL server (see tests/postgres.py); skips, or fails under CI, when none starts."""
+    import postgres
+
+    try:
+        server = postgres.start()
+    except RuntimeError as err:
+        if os.environ.get("LIGHTNING_REG_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL is required here but could not start: {err}")
+        pytest.skip(f"no PostgreSQL server: {err}")
+    yield server.url
+    server.stop()

@@ -96,7 +96,7 @@ def plot_params(rep: StudyReport, path: Path) -> Path | None:
                 ax.set_xticks(range(len(cats)), cats, rotation=30, fontsize=8)
             ax.plot(xs, [p[1] for p in pts], "o", alpha=0.8, label=state, **style)
         numeric = [r.params[key] for r in rows if isinstance(r.params.get(key), (int, float))]
-        if numeric and min(numeric) > 0 and max(numeric) / min(numeric) >= 50:
+        if key in rep.log_params or (numeric and min(numeric) > 0 and max(numeric) / min(numeric) >= 50):
             ax.set_xscale("log")
         ax.set_xlabel(key, fontsize=9)
         ax.set_ylabel(str(metric), fontsize=9)

@@ -102,6 +102,7 @@ class StudyReport:
     confirm: list[dict[str, Any]] = field(default_factory=list)
     epochs_spent: int = 0
     epochs_unpruned: int = 0
+    log_params: set[str] = field(default_factory=set)
     study: Any = field(default=None, repr=False, compare=False)
 
     @property
@@ -146,6 +147,7 @@ def load_study_report(storage_url: str, study_name: str) -> StudyReport:
             rep.epochs_spent += r.epochs
             rep.epochs_unpruned += (r.max_epochs or r.epochs) if r.state == "pruned" else r.epochs
     rep.study = study
+    rep.log_params = {k for t in trials for k, d in t.distributions.items() if getattr(d, "log", False)}
     rep.confirm = list(study.user_attrs.get(ATTR["confirm"]) or [])
     for row in rep.confirm:
         tests = []

@@ -219,7 +219,6 @@ def open_study(options: Mapping[str, Any], arguments: Sequence[str], config: Dic
             )
     elif o["n_trials"] is None:
         raise ConfigError("`hydra.sweeper.n_trials` may be null only with the grid sampler; give a number of trials.")
-    sampler = _build_sampler(o["sampler"], space)
     url = o["storage"] or default_storage_url(sweep_dir)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -237,6 +236,12 @@ def open_study(options: Mapping[str, Any], arguments: Sequence[str], config: Dic
                 f"study {o['study_name']!r} in {mask_url(url)!r} exists with direction {have!r}; this sweep asks for "
                 f"{directions!r}. Use another hydra.sweeper.study_name, or the study's direction."
             )
+    sampler_node = dict(o["sampler"] or {})
+    n_existing = len(existing.get_trials(deepcopy=False)) if existing is not None else 0
+    if n_existing and isinstance(sampler_node.get("seed"), int):
+        # A resumed (or second) worker: the seed as given would replay the draws of the first one.
+        sampler_node["seed"] = sampler_node["seed"] + n_existing
+    sampler = _build_sampler(sampler_node, space)
     study = optuna.create_study(
         study_name=o["study_name"], storage=storage, sampler=sampler, pruner=pruner,
         directions=directions, load_if_exists=True,

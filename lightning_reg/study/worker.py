@@ -218,29 +218,45 @@ class StudyWorker:
             optuna.storages.fail_stale_trials(self.study)
         return self.study.get_trials(deepcopy=False)
 
-    def _holds_slot(self, trial: FrozenTrial, trials: Sequence[FrozenTrial]) -> bool:
-        """Whether ``trial`` (just asked) is within ``n_trials`` and not a second draw of a grid point."""
+    def _slot(self, trial: FrozenTrial, trials: Sequence[FrozenTrial]) -> str | None:
+        """Why ``trial`` (just asked) must not run, or ``None`` when it holds one of the ``n_trials`` slots.
+
+        ``"full"``: other workers took the last slots first. ``"duplicate"``: an earlier live or finished trial
+        has the same grid point, or (with a continuous parameter) exactly the same values, which only happens
+        when two workers' seeded samplers drew the same stream.
+        """
         counted = sorted((t for t in trials if is_finished(t) or is_live(t)), key=lambda t: t.number)
         numbers = [t.number for t in counted]
         if trial.number not in numbers or numbers.index(trial.number) >= self.n_trials:
-            return False
+            return "full"
+        earlier = [t for t in counted if t.number < trial.number]
         grid_id = trial.system_attrs.get("grid_id")
         if grid_id is not None:
-            earlier = [t for t in counted if t.number < trial.number and t.system_attrs.get("grid_id") == grid_id]
-            if earlier:
-                return False
-        return True
+            return "duplicate" if any(t.system_attrs.get("grid_id") == grid_id for t in earlier) else None
+        continuous = any(isinstance(d, optuna.distributions.FloatDistribution) for d in self.space.distributions.values())
+        if continuous and trial.params and any(t.params == trial.params for t in earlier):
+            return "duplicate"
+        return None
 
     def _ask(self) -> optuna.trial.Trial | None:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-            trial = self.study.ask(fixed_distributions=self.space.distributions)
-        trials = self._trials()
-        frozen = next(t for t in trials if t.number == trial.number)
-        if not self._holds_slot(frozen, trials):
+        for _attempt in range(5):
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+                trial = self.study.ask(fixed_distributions=self.space.distributions)
+            trials = self._trials()
+            frozen = next(t for t in trials if t.number == trial.number)
+            why = self._slot(frozen, trials)
+            if why is None:
+                break
             trial.set_user_attr(ATTR["status"], "surplus")
             self.study.tell(trial, state=TrialState.FAIL)
-            log.info("trial %d not run: another worker took the last slot (or its grid point)", trial.number)
+            if why == "full":
+                log.info("trial %d not run: other workers took the last slots", trial.number)
+                return None
+            # Another worker's sampler drew the same values (same seed): leave that stream and draw again.
+            log.info("trial %d not run: another worker drew the same parameters %s", trial.number, frozen.params)
+            self.study.sampler.reseed_rng()
+        else:
             return None
         trial.set_user_attr(ATTR["worker"], self.worker_id)
         if self.group is not None:
@@ -327,13 +343,28 @@ class StudyWorker:
                 specs += self.specs_for(trial, trial.params, variants, str(trial.number))
             log.info("worker %s: trial%s %s", self.worker_id, "s" if len(batch) > 1 else "",
                      ", ".join(f"{t.number} {t.params}" for t in batch))
-            with HeartbeatThread(self.storage, [trial_id_of(t) for t in batch]):
-                outcomes = list(self.launch(specs))
+            try:
+                with HeartbeatThread(self.storage, [trial_id_of(t) for t in batch]):
+                    outcomes = list(self.launch(specs))
+            except BaseException:  # Ctrl-C (Lightning turns it into SystemExit), or the launcher broke
+                self._requeue(batch)
+                raise
             for i, trial in enumerate(batch):
                 self.told.append(self._tell(trial, outcomes[i * len(variants):(i + 1) * len(variants)]))
         if self.group is not None:
             self.study.set_user_attr(f"{ATTR['group']}:{self.group}:done", self._group_seq)
         return self.told
+
+    def _requeue(self, batch: Sequence[optuna.trial.Trial]) -> None:
+        """Fail the interrupted trials and queue their parameters again, so a resumed sweep runs them."""
+        for trial in batch:
+            try:
+                trial.set_user_attr(ATTR["status"], "interrupted")
+                self.study.tell(trial, state=TrialState.FAIL)
+                self.study.enqueue_trial(trial.params, user_attrs={"lightning_reg:retry_of": trial.number})
+                log.warning("trial %d interrupted; queued again for the next worker", trial.number)
+            except Exception:  # noqa: BLE001 - never mask the interrupt itself
+                log.exception("could not requeue interrupted trial %d", trial.number)
 
     def follow(self, node: int) -> int:
         """On node ``node`` > 0 of a multi-node job: train the trials node 0 draws, never tell. Returns the count."""
