@@ -92,3 +92,19 @@ def evaluated_module(trainer: pl.Trainer) -> Any:
         if average is not None:
             return average.module
     return trainer.lightning_module
+
+
+def trainer_of_closure(closure: Any) -> pl.Trainer | None:
+    """The Trainer behind a closure that Lightning passed to ``optimizer.step``, or None for another closure.
+
+    Lightning's precision plugins pass ``functools.partial(self._wrap_closure, model, optimizer, closure)``
+    (private layout): the LightningModule among its arguments leads to the trainer.
+
+    Example:
+        >>> trainer_of_closure(lambda: 0.0) is None
+        True
+    """
+    for arg in getattr(closure, "args", ()):
+        if isinstance(arg, pl.LightningModule):
+            return arg._trainer
+    return None

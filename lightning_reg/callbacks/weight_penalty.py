@@ -262,6 +262,8 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
         self._init_common(include, exclude, log_every_n_steps)
         self._plans: dict[int, list[_Bucket]] = {}
         self._pending: set[int] = set()
+        # Closure evaluations in the current step, per optimizer: SAM declares 2 (`evaluations_per_step`).
+        self._evaluations: dict[int, int] = {}
         self._trainer: pl.Trainer | None = None
         self._scale_key: tuple[int, int] | None = None
         self._scale = self.spec.scale_at(0, 0)
@@ -312,7 +314,9 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
         plan = self._plans.get(id(optimizer))
         if plan is None:
             return
-        if id(optimizer) in self._pending:
+        evaluations = self._evaluations.get(id(optimizer), 0) + 1
+        self._evaluations[id(optimizer)] = evaluations
+        if id(optimizer) in self._pending and evaluations > getattr(optimizer, "evaluations_per_step", 1):
             raise ConfigError(
                 f"WeightPenalty: {type(optimizer).__name__} evaluated its closure more than once in one step. "
                 + _CLOSURE_HINT
@@ -344,6 +348,7 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
                 "by `self.optimizers()` (LightningOptimizer), not the raw torch optimizers."
             )
         self._pending.discard(id(optimizer))
+        self._evaluations.pop(id(optimizer), None)
         self._steps += 1
         if self.mode == "gradient":
             return
@@ -385,6 +390,7 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
     ) -> None:
         # At most one optimizer step per optimizer and batch: a closure re-evaluation is detected per batch.
         self._pending.clear()
+        self._evaluations.clear()
         if not log_due(trainer, self.log_every_n_steps, self._last_logged_step):
             return
         self._last_logged_step = trainer.global_step
