@@ -69,15 +69,15 @@ def test_sam_in_a_trainer_equals_the_hand_written_two_pass_step(adaptive: bool) 
     pl.seed_everything(0)
     model = SAMModule(adaptive=adaptive, rho=rho)
     expected = _reference(model, list(_batches()), adaptive, rho)
+    sgd = _reference(model, list(_batches()), adaptive, 0.0)  # rho = 0: plain SGD
     trainer = pl.Trainer(accelerator="cpu", max_steps=STEPS, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(model, _batches())
     assert trainer.global_step == STEPS
     for (name, p), q in zip(model.named_parameters(), expected.parameters()):
         torch.testing.assert_close(p.detach(), q.detach(), atol=1e-6, rtol=0, msg=name)
-    # and SAM really differs from plain SGD on these steps (the test could fail)
-    plain = copy.deepcopy(expected)
-    assert not torch.allclose(_reference(SAMModule(), [], False, RHO).net[0].weight, plain.net[0].weight)
+    # SAM's steps are measurably not SGD's, so the comparison above can fail
+    assert (expected.net[0].weight - sgd.net[0].weight).abs().max() > 1e-4
 
 
 def test_sam_with_weight_penalty_is_sam_of_the_penalized_loss() -> None:
