@@ -10,6 +10,7 @@ from lightning_reg.callbacks.checkpoint import AtomicModelCheckpoint
 from lightning_reg.callbacks.early_stopping import EarlyStopping
 from lightning_reg.callbacks.rng_state import RNGState
 from lightning_reg.callbacks.scheduled_dropout import ScheduledDropout
+from lightning_reg.callbacks.stochastic_depth import StochasticDepth
 from lightning_reg.callbacks.weight_penalty import MaxNorm, WeightPenalty
 from lightning_reg.data import (
     AugmentationMixin,
@@ -44,6 +45,7 @@ __all__ = [
     "PenaltyLossMixin",
     "RNGState",
     "ScheduledDropout",
+    "StochasticDepth",
     "WeightPenalty",
     # data
     "AugmentConfig",

@@ -6,6 +6,11 @@ any ``nn.Module`` in any training loop.
 - :func:`find_dropout_modules` lists the modules whose rate can be scheduled: the ``nn.Dropout`` family,
   torchvision's ``StochasticDepth`` (attribute ``p``) and any module with a float ``drop_prob``
   attribute (timm's ``DropPath`` and ``DropBlock2d``), narrowed by type and name globs.
+- Float attributes that models read at forward time and pass to the attention function
+  (:data:`FLOAT_RATE_ATTRS`: Hugging Face's ``self.attention_dropout`` in ViT, Llama and most others,
+  ``dropout_p``, ``activation_dropout`` ...) are targets too, named ``<module>.<attribute>``.
+  :func:`unscheduled_rates` lists what looks like a rate but is not scheduled (other float ``*drop*``
+  attributes, config fields no target was built from), for a warning.
 - :func:`depth_rates` spreads a rate over ``L`` modules as NASNet's ScheduledDropPath does:
   ``rate · (l+1)/L`` for module ``l`` (0-based, in model order).
 - :func:`inject_dropout` adds an :class:`InjectedDropout` after every module of the chosen types. The
@@ -48,6 +53,16 @@ DROPOUT_TYPES: tuple[type[nn.Module], ...] = (
 
 #: The selector that means "any module with a float ``drop_prob`` attribute" (timm DropPath/DropBlock).
 DROP_PROB = "drop_prob"
+
+#: Float attributes that modules read at forward time as a drop rate (found in Hugging Face transformers'
+#: attention, MLP and embedding code: ``dropout=0.0 if not self.training else self.attention_dropout``).
+FLOAT_RATE_ATTRS: tuple[str, ...] = (
+    "attention_dropout", "attn_dropout", "attn_dropout_p", "attn_drop", "dropout", "dropout_p", "dropout_prob",
+    "activation_dropout", "hidden_dropout", "residual_dropout", "resid_pdrop", "embedding_dropout",
+)
+
+#: The selector that means "any float attribute of :data:`FLOAT_RATE_ATTRS`".
+RATE_ATTRS = "rate_attrs"
 
 #: Name of the child module :func:`inject_dropout` adds.
 INJECTED_NAME = "injected_dropout"
@@ -103,6 +118,69 @@ def rate_attribute(module: nn.Module) -> str | None:
     return None
 
 
+def _is_rate(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= float(value) < 1.0
+
+
+def float_rate_attributes(module: nn.Module) -> list[str]:
+    """The :data:`FLOAT_RATE_ATTRS` that ``module`` holds as plain numbers in ``[0, 1)`` (not submodules).
+
+    Example:
+        >>> class Attention(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.attention_dropout = 0.1
+        ...         self.dropout = nn.Dropout(0.1)  # a module: scheduled through its own `p`
+        >>> float_rate_attributes(Attention())
+        ['attention_dropout']
+    """
+    own = vars(module)
+    return [a for a in FLOAT_RATE_ATTRS if a in own and _is_rate(own[a])]
+
+
+def unscheduled_rates(model: nn.Module, targets: Sequence[DropoutTarget]) -> list[str]:
+    """What looks like a drop rate in ``model`` but is not among ``targets``, as ``"name=value"`` strings.
+
+    - float attributes whose name contains ``drop`` that are not :data:`FLOAT_RATE_ATTRS` (``drop_rate``,
+      except construction-time ``*path_rate``): the model may or may not read them at forward time;
+    - fields of a Hugging Face ``config`` (any ``module.config`` with ``to_dict()``) whose name contains
+      ``dropout`` or ``pdrop`` and whose non-zero value no module rate of the model started from: code that
+      reads ``config.<field>`` at forward time would keep it.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(2, 2))
+        >>> net[0].drop_rate = 0.2
+        >>> unscheduled_rates(net, [])
+        ['0.drop_rate=0.2']
+    """
+    ids = {(id(t.module), t.attr) for t in targets}
+    out: list[str] = []
+    initial: set[float] = set()
+    configs: dict[int, tuple[str, object]] = {}
+    for name, module in model.named_modules():
+        for attr, value in vars(module).items():
+            if attr.startswith("_") or "drop" not in attr.lower() or not _is_rate(value):
+                continue
+            if attr in FLOAT_RATE_ATTRS or attr in ("p", DROP_PROB):
+                initial.add(round(float(value), 6))
+                if (id(module), attr) not in ids and attr in FLOAT_RATE_ATTRS:
+                    out.append(f"{name + '.' if name else ''}{attr}={value}")
+            elif not attr.endswith("path_rate"):
+                out.append(f"{name + '.' if name else ''}{attr}={value}")
+        attr = rate_attribute(module)
+        if attr is not None:
+            initial.add(round(float(getattr(module, attr)), 6))
+        config = vars(module).get("config")
+        if config is not None and callable(getattr(config, "to_dict", None)):
+            configs.setdefault(id(config), (name, config))
+    for name, config in configs.values():
+        for key, value in sorted(config.to_dict().items()):  # type: ignore[attr-defined]
+            if ("dropout" in key or "pdrop" in key) and _is_rate(value) and value > 0 \
+                    and round(float(value), 6) not in initial:
+                out.append(f"{name + '.' if name else ''}config.{key}={value}")
+    return out
+
+
 def _type_names(module: nn.Module) -> set[str]:
     names = set()
     for cls in type(module).__mro__:
@@ -137,6 +215,8 @@ def _matches(module: nn.Module, spec: str | type) -> bool:
         return isinstance(module, spec)
     if spec == DROP_PROB:
         return rate_attribute(module) == DROP_PROB
+    if spec == RATE_ATTRS:
+        return bool(float_rate_attributes(module))
     return spec in _type_names(module)
 
 
@@ -172,8 +252,10 @@ def find_dropout_modules(
 
     Args:
         model: any module.
-        modules: keep only modules of these types: types, class names (``"Dropout2d"``, ``"DropPath"``)
-            or ``"drop_prob"`` (any module with a float ``drop_prob``). None keeps every dropout-like module.
+        modules: keep only modules of these types: types, class names (``"Dropout2d"``, ``"DropPath"``,
+            ``"ViTAttention"``), ``"drop_prob"`` (any module with a float ``drop_prob``) or ``"rate_attrs"``
+            (any module with a float of :data:`FLOAT_RATE_ATTRS`). None keeps every dropout-like module and
+            every such float attribute.
         names: keep only modules whose qualified name matches one of these globs (``"blocks.*"``).
         exclude: drop modules whose qualified name matches one of these globs.
 
@@ -187,19 +269,25 @@ def find_dropout_modules(
     specs = [_resolve(s, "modules") for s in as_list(modules, "modules")]
     out = []
     for name, module in model.named_modules():
-        if not name:
-            continue
-        attr = rate_attribute(module)
-        if attr is None:
+        attr = rate_attribute(module) if name else None
+        floats = float_rate_attributes(module)
+        if attr is None and not floats:
             continue
         if not isinstance(module, InjectedDropout):
-            if specs and not any(_matches(module, s) for s in specs):
-                continue
             if names and not any(fnmatch.fnmatchcase(name, g) for g in names):
                 continue
             if exclude and any(fnmatch.fnmatchcase(name, g) for g in exclude):
                 continue
-        out.append(DropoutTarget(name, module, attr))
+            if specs:
+                typed = [s for s in specs if s != RATE_ATTRS and _matches(module, s)]
+                if attr is not None and not typed:
+                    attr = None
+                if not typed and RATE_ATTRS not in specs:
+                    floats = []
+        if attr is not None:
+            out.append(DropoutTarget(name, module, attr))
+        prefix = f"{name}." if name else ""
+        out += [DropoutTarget(f"{prefix}{a}", module, a) for a in floats]
     return out
 
 

@@ -17,6 +17,14 @@ Selection rules (shared by all three):
   (``"head.*"``, ``"*.bias"``) and selects exactly what it matches, 1-D or not.
 - ``exclude=[...]`` removes parameters: a type entry removes every parameter owned by such modules, a
   glob removes what it matches.
+- The default selection also leaves out whatever a module lists in its own ``no_weight_decay()`` (timm
+  models name ``pos_embed``, ``cls_token``, ``dist_token`` there; the names are ``fnmatch`` patterns relative
+  to that module, as in timm's ``param_groups_weight_decay``). Positional embeddings and class tokens that
+  are plain ``nn.Parameter`` of a model (not owned by a kernel type) are out anyway.
+- ``embeddings=False`` leaves out the weights of ``nn.Embedding``/``nn.EmbeddingBag`` (word, position and
+  token-type embeddings of a Hugging Face model), including a language-model head tied to them: a tied
+  tensor is one parameter, listed once under its first owner in model order, so it is penalized once.
+  The default (``True``) penalizes them, as Hugging Face's own ``Trainer`` decays them.
 
 Example:
     >>> from torch import nn
@@ -147,6 +155,36 @@ def _is_kernel(param: Tensor) -> bool:
     return param.ndim >= 2
 
 
+EMBEDDING_TYPES: tuple[type[nn.Module], ...] = (nn.Embedding, nn.EmbeddingBag)
+
+
+def no_weight_decay_patterns(model: nn.Module) -> list[str]:
+    """Full-name ``fnmatch`` patterns from every submodule's ``no_weight_decay()`` (timm's convention).
+
+    Example:
+        >>> class Net(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.pos_embed = nn.Parameter(torch.zeros(1, 4, 8))
+        ...     def no_weight_decay(self):
+        ...         return {"pos_embed"}
+        >>> no_weight_decay_patterns(nn.Sequential(Net()))
+        ['0.pos_embed']
+    """
+    out: list[str] = []
+    for mod_name, module in model.named_modules():
+        fn = getattr(module, "no_weight_decay", None)
+        if not callable(fn):
+            continue
+        names = fn()
+        if isinstance(names, str) or not isinstance(names, Iterable):
+            raise ConfigError(
+                f"{type(module).__name__}.no_weight_decay() must return parameter names; got {names!r}."
+            )
+        out += sorted(f"{mod_name}.{n}" if mod_name else str(n) for n in names)
+    return out
+
+
 def owned_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter, nn.Module]]:
     """Every trainable parameter with its full name and the module that owns it directly (tied ones once)."""
     out = []
@@ -173,6 +211,7 @@ def select_parameters(
     model: nn.Module,
     include: Sequence[Selector] | Selectors | None = None,
     exclude: Sequence[Selector] | Selectors | None = None,
+    embeddings: bool = True,
 ) -> list[tuple[str, nn.Parameter, nn.Module]]:
     """The ``(name, parameter, owner)`` triples chosen by the selection rules (see the module docstring).
 
@@ -185,16 +224,55 @@ def select_parameters(
     inc = include if isinstance(include, Selectors) or include is None else Selectors.parse("include", include)
     exc = exclude if isinstance(exclude, Selectors) or exclude is None else Selectors.parse("exclude", exclude)
     chosen = []
+    nwd = no_weight_decay_patterns(model) if inc is None else []
+    # By identity over every owner: a head tied to an embedding is the same tensor, wherever it comes first.
+    emb_ids = set() if embeddings else {
+        id(p) for m in model.modules() if isinstance(m, EMBEDDING_TYPES) for p in m.parameters(recurse=False)
+    }
     for name, param, module in owned_parameters(model):
         if inc is None:
-            keep = isinstance(module, KERNEL_TYPES) and not isinstance(module, NORM_TYPES) and _is_kernel(param)
+            keep = (isinstance(module, KERNEL_TYPES) and not isinstance(module, NORM_TYPES) and _is_kernel(param)
+                    and not any(fnmatch.fnmatchcase(name, pat) for pat in nwd))
         else:
             keep = inc.matches(name, module, kernels_only_for_types=True, param=param)
         if keep and exc is not None and exc.matches(name, module, kernels_only_for_types=False, param=param):
             keep = False
+        if keep and id(param) in emb_ids:
+            keep = False
         if keep:
             chosen.append((name, param, module))
     return chosen
+
+
+def selection_summary(model: nn.Module, selected: Iterable[Tensor]) -> str:
+    """Counts per owning module type of the selected and the left-out parameters, readable for any model size.
+
+    Example:
+        >>> m = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.Linear(8, 2))
+        >>> print(selection_summary(m, [p for _, p, _ in select_parameters(m)]))
+        2 tensors, 48 parameters: Linear 2 (48); left out 4 tensors, 26 parameters: LayerNorm 2 (16), Linear bias 2 (10)
+    """
+    ids = {id(p) for p in selected}
+    sel: dict[str, list[int]] = {}
+    out: dict[str, list[int]] = {}
+    for name, param, module in owned_parameters(model):
+        kind = type(module).__name__
+        if id(param) in ids:
+            bucket = sel
+        else:
+            bucket = out
+            if name.endswith(".bias") and not isinstance(module, NORM_TYPES):
+                kind += " bias"
+        bucket.setdefault(kind, [0, 0])
+        bucket[kind][0] += 1
+        bucket[kind][1] += param.numel()
+
+    def fmt(b: dict[str, list[int]]) -> str:
+        n, numel = sum(v[0] for v in b.values()), sum(v[1] for v in b.values())
+        parts = ", ".join(f"{k} {v[0]} ({v[1]:,})" for k, v in sorted(b.items(), key=lambda kv: (-kv[1][1], kv[0])))
+        return f"{n} tensors, {numel:,} parameters" + (f": {parts}" if parts else "")
+
+    return fmt(sel) + (f"; left out {fmt(out)}" if out else "")
 
 
 def unit_dim(module: nn.Module) -> int:
@@ -251,6 +329,7 @@ class PenaltySpec:
             wins; a key that matches no selected parameter is an error (a typo otherwise goes unnoticed).
         schedule: multiplier schedule: a :class:`~lightning_reg.schedules.Schedule`, a number, a mapping
             ``{"name": "linear", ...}`` or a callable ``t -> float``; ``None`` means 1.
+        embeddings: select the weights of ``nn.Embedding``/``EmbeddingBag`` layers (and heads tied to them).
 
     Example:
         >>> from torch import nn
@@ -267,7 +346,11 @@ class PenaltySpec:
         exclude: Sequence[Selector] | None = None,
         groups: Mapping[str, Mapping[str, float]] | None = None,
         schedule: ScheduleLike = None,
+        embeddings: bool = True,
     ) -> None:
+        if not isinstance(embeddings, bool):
+            raise ConfigError(f"`embeddings` must be True or False; got {embeddings!r}.")
+        self.embeddings = embeddings
         self.l1 = check_non_negative("l1", l1)
         self.l2 = check_non_negative("l2", l2)
         self.include = Selectors.parse("include", include)
@@ -297,7 +380,7 @@ class PenaltySpec:
 
     def resolve(self, model: nn.Module, owner: str = "WeightPenalty") -> list[PenalizedParam]:
         """Select parameters and attach coefficients; raises :class:`ConfigError` if nothing matches."""
-        chosen = select_parameters(model, self.include, self.exclude)
+        chosen = select_parameters(model, self.include, self.exclude, embeddings=self.embeddings)
         if not chosen:
             rule = (
                 f"include={self.include.entries()}" if self.include is not None

@@ -55,10 +55,11 @@ class PenaltyLossMixin:
         exclude: Sequence[Selector] | None = None,
         groups: Mapping[str, Mapping[str, float]] | None = None,
         schedule: ScheduleLike = None,
+        embeddings: bool = True,
     ) -> None:
         """Set the coefficients, selection and schedule (arguments as in :class:`~lightning_reg.WeightPenalty`)."""
         self._penalty_spec = PenaltySpec(l1=l1, l2=l2, include=include, exclude=exclude, groups=groups,
-                                         schedule=schedule)
+                                         schedule=schedule, embeddings=embeddings)
         self._penalty_buckets = None
 
     @property

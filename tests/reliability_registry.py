@@ -239,7 +239,7 @@ class Run:
 
 def fit(entry: Entry | None, max_epochs: int, *, model: pl.LightningModule | None = None, ckpt_dir: Path | None = None,
         ckpt_path: str | Path | None = None, callbacks: list[pl.Callback] | None = None, seed: int = 0,
-        train: DataLoader | None = None, **trainer_kw: Any) -> Run:
+        train: DataLoader | None = None, val: DataLoader | None = None, **trainer_kw: Any) -> Run:
     """Seed, build the model and fit with the entry's callbacks + RNGState (+ last_checkpoint into ``ckpt_dir``)."""
     pl.seed_everything(seed, workers=True)
     model = model if model is not None else MomentumModule(lr=0.1)
@@ -253,7 +253,7 @@ def fit(entry: Entry | None, max_epochs: int, *, model: pl.LightningModule | Non
                               enable_checkpointing=ckpt_dir is not None, deterministic=True)
     kw.update(trainer_kw)
     trainer = pl.Trainer(callbacks=cbs, logger=logger, **kw)
-    trainer.fit(model, train if train is not None else train_loader(), val_loader(),
+    trainer.fit(model, train if train is not None else train_loader(), val if val is not None else val_loader(),
                 ckpt_path=str(ckpt_path) if ckpt_path else None)
     states = {cb.state_key: cb.state_dict() for cb in trainer.callbacks if isinstance(cb, OURS)}
     return Run(trainer, model, cbs, logger, states)
@@ -277,3 +277,96 @@ def assert_same(a: Any, b: Any, where: str = "") -> None:
         assert isinstance(b, float) and math.isnan(b), where
     else:
         assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+# ------------------------------------------------------------------------------------ real architectures
+# One entry per family (timm ViT, timm ConvNeXt, torchvision ResNet-18, Hugging Face BERT): a model builder, its
+# data, and the callbacks it is tested with. Used by tests/test_real_models.py (resume, bf16-mixed, DDP).
+# timm and transformers are optional: the builders import them, the tests importorskip them.
+def synthetic_images(n: int, shape: tuple[int, int, int], classes: int = 10, seed: int = 0) -> TensorDataset:
+    centers = torch.randn(classes, *shape, generator=torch.Generator().manual_seed(seed))
+    g = torch.Generator().manual_seed(seed + n)
+    y = torch.randint(0, classes, (n,), generator=g)
+    return TensorDataset(centers[y] + 0.5 * torch.randn(n, *shape, generator=g), y)
+
+
+def synthetic_tokens(n: int, length: int = 12, vocab: int = 64, classes: int = 3, seed: int = 0) -> TensorDataset:
+    """Token ids in 1..vocab-1 (0 is BERT's padding id); the label is which third of the vocabulary the first token is in."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, vocab, (n, length), generator=g)
+    return TensorDataset(ids, (ids[:, 0] * classes) // vocab)
+
+
+def vit_tiny(**kw: Any) -> pl.LightningModule:
+    from functools import partial
+
+    from lightning_reg.models.zoo import ImageClassifier, timm_model
+    net = partial(timm_model, "vit_tiny_patch16_224", img_size=32, patch_size=8, depth=4, drop_path_rate=0.1, **kw)
+    return ImageClassifier(net, 10, (3, 32, 32), optimizer=partial(torch.optim.AdamW, lr=1e-3))
+
+
+def convnext_small(**kw: Any) -> pl.LightningModule:
+    from functools import partial
+
+    from lightning_reg.models.zoo import ImageClassifier, timm_model
+    net = partial(timm_model, "convnext_atto", depths=(1, 1, 1, 1), dims=(16, 32, 64, 128), drop_path_rate=0.1, **kw)
+    return ImageClassifier(net, 10, (3, 32, 32), optimizer=partial(torch.optim.SGD, lr=0.05, momentum=0.9))
+
+
+def resnet18_small() -> pl.LightningModule:
+    from functools import partial
+
+    from lightning_reg.models.zoo import ImageClassifier, torchvision_model
+    return ImageClassifier(partial(torchvision_model, "resnet18", small_input=True), 10, (1, 8, 8),
+                           optimizer=partial(torch.optim.SGD, lr=0.05, momentum=0.9))
+
+
+BERT_CONFIG = dict(vocab_size=64, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
+                   max_position_embeddings=16, num_labels=3)
+
+
+def bert_tiny(**kw: Any) -> pl.LightningModule:
+    from functools import partial
+
+    from lightning_reg.models.zoo import SequenceClassifier, hf_sequence_classifier
+    return SequenceClassifier(partial(hf_sequence_classifier, **{**BERT_CONFIG, **kw}), num_classes=3,
+                              optimizer=partial(torch.optim.AdamW, lr=1e-3))
+
+
+@dataclass(frozen=True)
+class Family:
+    """A real architecture with its data and the callbacks it is tested with (all its own kinds of modules)."""
+
+    name: str
+    requires: str | None
+    build: Callable[[], pl.LightningModule]
+    data: Callable[[int], TensorDataset]
+    make: Callable[[], list[pl.Callback]]
+
+    def loaders(self, batch_size: int = 8) -> tuple[DataLoader, DataLoader]:
+        return (DataLoader(self.data(32), batch_size=batch_size, shuffle=True),
+                DataLoader(self.data(16), batch_size=16))
+
+
+def _family_callbacks(dropout: dict[str, Any]) -> Callable[[], list[pl.Callback]]:
+    return lambda: [WeightPenalty(l2=1e-3), MaxNorm(2.0), ScheduledDropout(verbose=False, **dropout),
+                    EarlyStopping("val/loss", patience=5, restore_best_weights=True)]
+
+
+def _stochastic_depth_callbacks() -> list[pl.Callback]:
+    from lightning_reg import StochasticDepth
+    return [WeightPenalty(l2=1e-3), MaxNorm(2.0), StochasticDepth({"name": "linear", "start": 0.0, "end": 0.2,
+                                                                    "end_at": 8}, verbose=False),
+            EarlyStopping("val/loss", patience=5, restore_best_weights=True)]
+
+
+_LINEAR = {"name": "linear", "start": 0.05, "end": 0.2, "end_at": 8}
+FAMILIES: list[Family] = [
+    Family("timm_vit", "timm", vit_tiny, lambda n: synthetic_images(n, (3, 32, 32)),
+           _family_callbacks({"schedule": _LINEAR, "modules": ["DropPath"], "depth_scale": True})),
+    Family("timm_convnext", "timm", convnext_small, lambda n: synthetic_images(n, (3, 32, 32)),
+           _family_callbacks({"schedule": _LINEAR, "modules": ["DropPath"], "depth_scale": True})),
+    Family("resnet18", None, resnet18_small, lambda n: synthetic_images(n, (1, 8, 8)), _stochastic_depth_callbacks),
+    Family("hf_bert", "transformers", bert_tiny, lambda n: synthetic_tokens(n), _family_callbacks({"schedule": _LINEAR})),
+]
+FAMILY = {f.name: f for f in FAMILIES}

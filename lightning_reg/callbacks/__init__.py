@@ -5,6 +5,8 @@ from lightning_reg.callbacks.early_stopping import EarlyStopping
 from lightning_reg.callbacks.history import MetricsHistory
 from lightning_reg.callbacks.rng_state import RNGState
 from lightning_reg.callbacks.scheduled_dropout import ScheduledDropout
+from lightning_reg.callbacks.stochastic_depth import StochasticDepth
 from lightning_reg.callbacks.weight_penalty import MaxNorm, WeightPenalty
 
-__all__ = ["AtomicModelCheckpoint", "EarlyStopping", "MaxNorm", "MetricsHistory", "RNGState", "ScheduledDropout", "WeightPenalty"]
+__all__ = ["AtomicModelCheckpoint", "EarlyStopping", "MaxNorm", "MetricsHistory", "RNGState", "ScheduledDropout", "StochasticDepth",
+           "WeightPenalty"]

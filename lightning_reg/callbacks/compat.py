@@ -65,3 +65,46 @@ def log_to_loggers(trainer: pl.Trainer, metrics: dict[str, float]) -> None:
     if metrics and trainer.is_global_zero:
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
+
+
+def averaging_callbacks(trainer: pl.Trainer) -> list[pl.Callback]:
+    """Lightning's ``WeightAveraging`` callbacks (``EMAWeightAveraging`` and others) of ``trainer``.
+
+    Example:
+        >>> import lightning.pytorch as pl
+        >>> averaging_callbacks(pl.Trainer(logger=False))
+        []
+    """
+    from lightning.pytorch.callbacks import WeightAveraging
+
+    return [cb for cb in trainer.callbacks if isinstance(cb, WeightAveraging)]
+
+
+def evaluated_module(trainer: pl.Trainer) -> Any:
+    """The module whose weights validation just evaluated, read at ``on_validation_end``.
+
+    ``WeightAveraging`` swaps its average into the LightningModule for validation and swaps it back at
+    ``on_validation_epoch_end``, so by ``on_validation_end`` the evaluated weights are in its (private)
+    ``_average_model.module``. Without weight averaging: the LightningModule itself.
+    """
+    for cb in averaging_callbacks(trainer):
+        average = getattr(cb, "_average_model", None)
+        if average is not None:
+            return average.module
+    return trainer.lightning_module
+
+
+def trainer_of_closure(closure: Any) -> pl.Trainer | None:
+    """The Trainer behind a closure that Lightning passed to ``optimizer.step``, or None for another closure.
+
+    Lightning's precision plugins pass ``functools.partial(self._wrap_closure, model, optimizer, closure)``
+    (private layout): the LightningModule among its arguments leads to the trainer.
+
+    Example:
+        >>> trainer_of_closure(lambda: 0.0) is None
+        True
+    """
+    for arg in getattr(closure, "args", ()):
+        if isinstance(arg, pl.LightningModule):
+            return arg._trainer
+    return None

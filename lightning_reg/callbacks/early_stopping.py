@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from typing_extensions import override
 
-from lightning_reg.callbacks.compat import warn_if_state_missing
+from lightning_reg.callbacks.compat import averaging_callbacks, evaluated_module, warn_if_state_missing
 from lightning_reg.errors import ConfigError, check_choice, check_int, check_non_negative, check_range
 from lightning_reg.stopping import (
     best_so_far,
@@ -88,7 +88,10 @@ class EarlyStopping(_LightningEarlyStopping):
             once per epoch) rather than at the end of validation.
         log_rank_zero_only: Log the verbose messages on rank 0 only.
         restore_best_weights: At the end of ``fit`` load the weights of the best check into the model on
-            every rank, however training ended (this callback, ``max_epochs``, another callback).
+            every rank, however training ended (this callback, ``max_epochs``, another callback). The
+            weights are the ones validation *evaluated*: with Lightning's ``EMAWeightAveraging`` (or any
+            ``WeightAveraging``) that is the average at the best check, not the trained weights, and the restore
+            then happens at ``on_fit_end``, after the averaging callback has copied its final average in.
         restore_from: ``"memory"`` keeps a CPU copy of the best ``state_dict`` (also saved in the
             checkpoint, so it survives resume); ``"checkpoint"`` reloads the best checkpoint of a
             ``ModelCheckpoint`` that monitors the same metric in the same mode (no extra memory).
@@ -366,6 +369,18 @@ class EarlyStopping(_LightningEarlyStopping):
 
     @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # WeightAveraging copies its average into the model in its own on_train_end; restore after it,
+        # whatever the callback order.
+        if averaging_callbacks(trainer):
+            return
+        self._end_of_training(trainer, pl_module)
+
+    @override
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if averaging_callbacks(trainer):
+            self._end_of_training(trainer, pl_module)
+
+    def _end_of_training(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.stop_reason is not None:
             self.ended_by = "early_stopping"
         elif trainer.should_stop:
@@ -454,7 +469,8 @@ class EarlyStopping(_LightningEarlyStopping):
             if self.restore_best_weights and self.restore_from == "memory":
                 self.best_weights = {
                     k: v.detach().to("cpu", copy=True) if isinstance(v, torch.Tensor) else v
-                    for k, v in trainer.lightning_module.state_dict().items()
+                    # Under EMA/weight averaging, the averaged weights that validation evaluated.
+                    for k, v in evaluated_module(trainer).state_dict().items()
                 }
         if beats_baseline and math.isfinite(current):
             self.baseline_beaten = True

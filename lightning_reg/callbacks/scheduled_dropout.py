@@ -17,6 +17,8 @@ from lightning_reg.callbacks.compat import log_due, log_to_loggers, warn_if_stat
 from lightning_reg.dropout import (
     DROP_PROB,
     DROPOUT_TYPES,
+    FLOAT_RATE_ATTRS,
+    RATE_ATTRS,
     DropoutTarget,
     as_list,
     depth_rates,
@@ -24,6 +26,7 @@ from lightning_reg.dropout import (
     inject_dropout,
     injected_names,
     module_type_names,
+    unscheduled_rates,
 )
 from lightning_reg.errors import ConfigError, check_choice, check_int
 from lightning_reg.schedules import UNITS, Schedule, _probe_points, as_schedule
@@ -61,7 +64,11 @@ class ScheduledDropout(pl.Callback):
 
     Works on any LightningModule without changing its code. It targets ``nn.Dropout``,
     ``Dropout1d/2d/3d``, ``AlphaDropout``, ``FeatureAlphaDropout``, torchvision's ``StochasticDepth``
-    and any module with a float ``drop_prob`` attribute (timm's ``DropPath``, ``DropBlock2d``).
+    and any module with a float ``drop_prob`` attribute (timm's ``DropPath``, ``DropBlock2d``), and the float
+    attributes that Hugging Face models read at forward time and pass to the attention function
+    (``attention_dropout`` and the others of :data:`lightning_reg.dropout.FLOAT_RATE_ATTRS`; targets named
+    ``<module>.<attribute>``). What looks like a rate but is not scheduled (another float ``*drop*`` attribute, a
+    ``config`` dropout field no module rate started from) is named in a ``UserWarning`` at fit start.
     Evaluation is untouched: a module in eval mode stays the identity whatever its rate.
 
     The rate is ``schedule.at(trainer.global_step, trainer.current_epoch)``: a pure function of the
@@ -81,8 +88,9 @@ class ScheduledDropout(pl.Callback):
         interval: ``"step"`` sets the rate at the start of every training batch (for the optimizer step
             that batch contributes to); ``"epoch"`` only at the start of every epoch. Default: the
             schedule's ``unit``.
-        modules: narrow the targets to these types: types, class names (``"Dropout2d"``, ``"DropPath"``)
-            or ``"drop_prob"`` (any module with a float ``drop_prob``). Default: every dropout-like module.
+        modules: narrow the targets to these types: types, class names (``"Dropout2d"``, ``"DropPath"``),
+            ``"drop_prob"`` (any module with a float ``drop_prob``) or ``"rate_attrs"`` (the float rate
+            attributes). Default: every dropout-like module and float rate attribute.
         names: narrow the targets to modules whose qualified name matches one of these globs
             (``"encoder.*"``).
         exclude: leave out modules whose qualified name matches one of these globs.
@@ -251,6 +259,17 @@ class ScheduledDropout(pl.Callback):
                 "or widen `modules`/`names`."
             )
         self._discovered = True
+        # Never silently leave a rate the model reads at forward time at its initial value.
+        left = unscheduled_rates(pl_module, self._targets)
+        if left:
+            rank_zero_warn(
+                f"ScheduledDropout: these look like drop rates but are not scheduled: {', '.join(left)}. Float "
+                f"attributes it schedules are {', '.join(FLOAT_RATE_ATTRS)} (add the owning module type or "
+                f"'{RATE_ATTRS}' to `modules` if `modules` is narrowed); other floats and config fields read at "
+                "forward time keep their value. If the model reads one of them at forward time, its rate is not "
+                "the schedule's.",
+                category=UserWarning,
+            )
         if self.verbose:
             scale = " with depth scaling (l+1)/L" if self.depth_scale else ""
             rank_zero_info(

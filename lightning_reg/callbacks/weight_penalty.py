@@ -37,6 +37,7 @@ from lightning_reg.penalties import (
     decoupled_step_,
     l1_norm,
     max_norm_,
+    selection_summary,
     soft_threshold_,
     sq_l2_norm,
 )
@@ -99,10 +100,13 @@ def _group_by_optimizer(
     return plans, orphans
 
 
-def _summary_line(selected: Sequence[PenalizedParam], limit: int = 8) -> str:
-    names = [p.name for p in selected]
-    shown = ", ".join(names[:limit]) + (f", ... (+{len(names) - limit})" if len(names) > limit else "")
-    return f"{len(selected)} tensors, {sum(p.param.numel() for p in selected):,} parameters ({shown})"
+def _summary_line(model: torch.nn.Module, selected: Sequence[PenalizedParam], limit: int = 8) -> str:
+    # Names for small models; counts per owning module type (selected and left out) always, so a
+    # 100-tensor model gives a few readable lines rather than a wall of names.
+    counts = selection_summary(model, [p.param for p in selected])
+    if len(selected) > limit:
+        return counts
+    return f"{counts} (selected: {', '.join(p.name for p in selected)})"
 
 
 class _StepHooksMixin:
@@ -219,6 +223,9 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
         groups: ``{glob or type name: {"l1": a, "l2": b}}`` coefficient overrides; first match wins.
         schedule: multiplier schedule for both coefficients (``None``: constant 1).
         log_every_n_steps: logging period in optimizer steps; ``None`` follows the trainer; ``0`` disables.
+        embeddings: penalize ``nn.Embedding``/``EmbeddingBag`` weights (word/position/token-type embeddings,
+            and a language-model head tied to them, counted once). Default ``True``, as Hugging Face's
+            ``Trainer`` decays them; ``False`` leaves them out.
 
     Example:
         >>> import lightning.pytorch as pl
@@ -240,9 +247,11 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
         groups: Mapping[str, Mapping[str, float]] | None = None,
         schedule: ScheduleLike = None,
         log_every_n_steps: int | None = None,
+        embeddings: bool = True,
     ) -> None:
         self.mode = check_mode(mode)
-        self.spec = PenaltySpec(l1=l1, l2=l2, include=include, exclude=exclude, groups=groups, schedule=schedule)
+        self.spec = PenaltySpec(l1=l1, l2=l2, include=include, exclude=exclude, groups=groups, schedule=schedule,
+                                embeddings=embeddings)
         if self.mode == "proximal" and not self.spec.any_l1:
             raise ConfigError(
                 "`mode='proximal'` soft-thresholds the L1 term, so it needs `l1` > 0; got l1=0.0 "
@@ -253,6 +262,8 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
         self._init_common(include, exclude, log_every_n_steps)
         self._plans: dict[int, list[_Bucket]] = {}
         self._pending: set[int] = set()
+        # Closure evaluations in the current step, per optimizer: SAM declares 2 (`evaluations_per_step`).
+        self._evaluations: dict[int, int] = {}
         self._trainer: pl.Trainer | None = None
         self._scale_key: tuple[int, int] | None = None
         self._scale = self.spec.scale_at(0, 0)
@@ -264,6 +275,8 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
             l1=self.spec.l1, l2=self.spec.l2, mode=self.mode,
             **self._selector_key(),
             groups=self.spec.groups or None,
+            # Only when set, so the state keys of existing checkpoints stay valid.
+            **({} if self.spec.embeddings else {"embeddings": False}),
         )
 
     # ---------------------------------------------------------------------------------------- fit start
@@ -281,7 +294,7 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
         self._final = None
         rank_zero_info(
             f"WeightPenalty(l1={self.spec.l1}, l2={self.spec.l2}, mode={self.mode!r}): penalizing "
-            f"{_summary_line(self._selected)} across {len(self._plans)} optimizer(s)."
+            f"{_summary_line(pl_module, self._selected)} across {len(self._plans)} optimizer(s)."
         )
         if orphans:
             rank_zero_warn(f"WeightPenalty: selected parameters not in any optimizer are not penalized: {orphans}.")
@@ -301,7 +314,9 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
         plan = self._plans.get(id(optimizer))
         if plan is None:
             return
-        if id(optimizer) in self._pending:
+        evaluations = self._evaluations.get(id(optimizer), 0) + 1
+        self._evaluations[id(optimizer)] = evaluations
+        if id(optimizer) in self._pending and evaluations > getattr(optimizer, "evaluations_per_step", 1):
             raise ConfigError(
                 f"WeightPenalty: {type(optimizer).__name__} evaluated its closure more than once in one step. "
                 + _CLOSURE_HINT
@@ -333,6 +348,7 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
                 "by `self.optimizers()` (LightningOptimizer), not the raw torch optimizers."
             )
         self._pending.discard(id(optimizer))
+        self._evaluations.pop(id(optimizer), None)
         self._steps += 1
         if self.mode == "gradient":
             return
@@ -374,6 +390,7 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
     ) -> None:
         # At most one optimizer step per optimizer and batch: a closure re-evaluation is detected per batch.
         self._pending.clear()
+        self._evaluations.clear()
         if not log_due(trainer, self.log_every_n_steps, self._last_logged_step):
             return
         self._last_logged_step = trainer.global_step
@@ -443,6 +460,7 @@ class MaxNorm(_StepHooksMixin, pl.Callback):
         include: module types / names or parameter-name globs (replaces the default selection).
         exclude: module types / names or parameter-name globs to leave out.
         log_every_n_steps: logging period in optimizer steps; ``None`` follows the trainer; ``0`` disables.
+        embeddings: constrain embedding vectors too (default ``True``), as :class:`WeightPenalty`.
 
     Example:
         >>> import lightning.pytorch as pl
@@ -458,10 +476,11 @@ class MaxNorm(_StepHooksMixin, pl.Callback):
         include: Sequence[Selector] | None = None,
         exclude: Sequence[Selector] | None = None,
         log_every_n_steps: int | None = None,
+        embeddings: bool = True,
     ) -> None:
         self.max_norm = check_range("max_norm", max_norm, 0.0, None, low_inclusive=False)
         # Validates include/exclude with the same rules as the penalties (coefficients unused).
-        self.spec = PenaltySpec(include=include, exclude=exclude)
+        self.spec = PenaltySpec(include=include, exclude=exclude, embeddings=embeddings)
         self._init_common(include, exclude, log_every_n_steps)
         self._plans: dict[int, list[tuple[Tensor, int]]] = {}
 
@@ -471,6 +490,7 @@ class MaxNorm(_StepHooksMixin, pl.Callback):
         return self._generate_state_key(
             max_norm=self.max_norm,
             **self._selector_key(),
+            **({} if self.spec.embeddings else {"embeddings": False}),
         )
 
     @override
@@ -481,7 +501,7 @@ class MaxNorm(_StepHooksMixin, pl.Callback):
         self._plans = {k: [(p, dims[id(p)]) for b in v for p in b.params] for k, v in buckets.items()}
         self._register_post_hooks(trainer.optimizers)
         self._final = None
-        rank_zero_info(f"MaxNorm(max_norm={self.max_norm}): constraining {_summary_line(self._selected)}.")
+        rank_zero_info(f"MaxNorm(max_norm={self.max_norm}): constraining {_summary_line(pl_module, self._selected)}.")
         if orphans:
             rank_zero_warn(f"MaxNorm: selected parameters not in any optimizer are not constrained: {orphans}.")
 
