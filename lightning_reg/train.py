@@ -33,6 +33,7 @@ from lightning_reg.callbacks.history import MetricsHistory, _to_float
 from lightning_reg.callbacks.rng_state import RNGState
 from lightning_reg.distributed import hydra_ddp_children, is_child_rank, write_job_config
 from lightning_reg.errors import ConfigError, check_int
+from lightning_reg.run_dir import FINISHED, RunDirError, archive_failed_record, check_run_dir, run_state
 
 log = logging.getLogger("lightning_reg.train")
 
@@ -199,13 +200,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     _check_missing(cfg)
     output_dir = Path(cfg.paths.output_dir)
     metrics_path = output_dir / "metrics.json"
-    if metrics_path.exists() and not cfg.get("ckpt_path") and not is_child_rank():
-        raise ConfigError(
-            f"`paths.output_dir` {str(output_dir)!r} already holds metrics.json from an earlier run; refusing to "
-            "overwrite it. Choose another hydra.run.dir, or pass ckpt_path=<checkpoint> to resume that run."
-        )
-    if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
-        raise ConfigError(f"`ckpt_path` must be an existing checkpoint file; got {cfg.ckpt_path!r}.")
+    ckpt_path = _check_output_dir(cfg, output_dir)
     threads = cfg.get("torch_threads")
     if threads is not None:
         torch.set_num_threads(check_int("torch_threads", threads, low=1))
@@ -216,12 +211,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     started = time.perf_counter()
     if not is_child_rank():
         output_dir.mkdir(parents=True, exist_ok=True)
+        if ckpt_path is not None:
+            archive_failed_record(output_dir)
     if HydraConfig.initialized() and not is_child_rank():
         ddp_ctx = hydra_ddp_children(write_job_config(cfg, output_dir), output_dir)
     else:
         ddp_ctx = contextlib.nullcontext()
     with ddp_ctx:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
     fit_metrics = _scalars(trainer.callback_metrics)
     fit_seconds = time.perf_counter() - started
     # Collect callback state (history, summaries, best epoch) now: testing a checkpoint restores callback
@@ -294,6 +291,49 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
+def _is_multirun() -> bool:
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def _check_output_dir(cfg: DictConfig, output_dir: Path) -> Path | None:
+    """The run-directory lifecycle (:mod:`lightning_reg.run_dir`): return the checkpoint to resume from, or
+    raise before anything is written. DDP children run in their parent's (already checked) directory."""
+    ckpt = cfg.get("ckpt_path")
+    if is_child_rank():
+        return check_run_dir(output_dir, ckpt, allow_new_last=True) if ckpt else None
+    return check_run_dir(output_dir, ckpt, allow_new_last=_is_multirun())
+
+
+def finished_job_value(cfg: DictConfig) -> tuple[bool, float | None]:
+    """For a job of a resumed sweep whose directory already holds its result: ``(True, its optimized value)``.
+
+    A finished job is skipped only when its ``metrics.json`` records the same config as this job; any other
+    finished directory is refused (:class:`~lightning_reg.run_dir.RunDirError`).
+    """
+    output_dir = Path(cfg.paths.output_dir)
+    if run_state(output_dir) != FINISHED:
+        return False, None
+    try:
+        stored = json.loads((output_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        stored = {}
+    now = _json_safe(OmegaConf.to_container(cfg, resolve=True))
+    before = stored.get("config") if isinstance(stored, dict) else None
+    if isinstance(before, dict):
+        before = {k: v for k, v in before.items() if k != "ckpt_path"}
+        now = {k: v for k, v in now.items() if k != "ckpt_path"}
+    if before != now:
+        check_run_dir(output_dir, None)  # raises RunDirError: finished by another config
+    value = stored.get("optimized_value")
+    status = stored.get("status")
+    log.info("%s already finished (status %s): skipped; its metrics.json is kept", output_dir, status)
+    print(f"lightning_reg: {output_dir} already finished (status {status}); skipped, metrics.json kept",
+          flush=True)
+    return True, (float(value) if isinstance(value, (int, float)) and status == "completed" else None)
+
+
 def lookup_metric(summary: dict[str, Any], name: str | None) -> float | None:
     """Find ``name`` among test, best and final metrics, in that order (``val/*`` prefers the best epoch)."""
     if not name:
@@ -350,11 +390,22 @@ def main(cfg: DictConfig) -> float | None:
 
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     try:
+        if multirun and not is_child_rank():
+            done, value = finished_job_value(cfg)
+            if done:
+                return value
         with _clean_process_after_job() if multirun and not is_child_rank() else contextlib.nullcontext():
             summary = train(cfg)
     except Exception as err:
         if is_child_rank():
             raise
+        if isinstance(err, RunDirError):
+            # The directory belongs to another run: nothing of this job is written into it.
+            print(f"lightning_reg: {'run refused' if multirun else 'error'}: {err}", file=sys.stderr, flush=True)
+            if multirun:
+                log.error("run refused, nothing written into %s: %s", cfg.paths.output_dir, err)
+                return None
+            sys.exit(2)
         if multirun or not isinstance(err, ConfigError):
             _record_failure(cfg, err)
         if multirun:
