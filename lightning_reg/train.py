@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from lightning_reg.callbacks.history import MetricsHistory, _to_float
 from lightning_reg.callbacks.rng_state import RNGState
 from lightning_reg.distributed import hydra_ddp_children, is_child_rank, write_job_config
-from lightning_reg.errors import ConfigError, check_int
+from lightning_reg.errors import ConfigError, check_bool, check_int
 from lightning_reg.run_dir import FINISHED, RunDirError, archive_failed_record, check_run_dir, run_state
 
 log = logging.getLogger("lightning_reg.train")
@@ -245,7 +245,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         best_path_to_test = ""
     else:
         best_path_to_test = best_path
-    if cfg.get("test", True):
+    if check_bool("test", cfg.get("test", True)):
         tested = best_path_to_test or ("restored-best-weights" if restored else "final-weights")
         trainer.test(model, datamodule=datamodule, ckpt_path=best_path_to_test or None,
                      weights_only=True if best_path_to_test else None)
