@@ -30,6 +30,8 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from lightning_reg.callbacks.history import MetricsHistory, _to_float
+from lightning_reg.callbacks.monitor_check import MonitorCheck
+from lightning_reg.checks import check_optimizer_args, check_scheduler_args, check_seed, check_trainer_args
 from lightning_reg.callbacks.rng_state import RNGState
 from lightning_reg.distributed import hydra_ddp_children, is_child_rank, write_job_config
 from lightning_reg.errors import ConfigError, check_bool, check_int
@@ -163,6 +165,30 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
+def _plain(node: Any) -> dict[str, Any]:
+    if not isinstance(node, DictConfig):
+        return {}
+    return {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if not str(k).startswith("_")}
+
+
+def _check_settings(cfg: DictConfig) -> None:
+    """Values that Lightning or torch would accept and then misuse (lr=0, max_epochs=0, step_size=0...)."""
+    check_seed(cfg.get("seed"))
+    if isinstance(cfg.get("trainer"), DictConfig):
+        check_trainer_args(_plain(cfg.trainer))
+    opt = cfg.get("optimizer")
+    if isinstance(opt, DictConfig) and opt.get("_target_"):
+        try:
+            target = get_object(opt._target_)
+        except Exception:  # noqa: BLE001 - reported by instantiate with Hydra's own message
+            target = None
+        if target is not None:
+            check_optimizer_args(target, _plain(opt))
+    sched = cfg.get("scheduler")
+    if isinstance(sched, DictConfig) and isinstance(sched.get("scheduler"), DictConfig):
+        check_scheduler_args(_plain(sched.scheduler))
+
+
 @dataclass
 class Parts:
     """Everything :func:`build` instantiates from a config."""
@@ -179,10 +205,15 @@ def build(cfg: DictConfig) -> Parts:
     Every bad value surfaces here as a :class:`~lightning_reg.errors.ConfigError`, before any step runs.
     """
     _check_missing(cfg)
+    _check_settings(cfg)
     datamodule = _instantiate(cfg.data, "data")
     model = build_model(cfg, datamodule)
+    if check_bool("test", cfg.get("test", True)) and type(model).test_step is pl.LightningModule.test_step:
+        raise ConfigError(f"`test=true` needs a test_step, and {type(model).__name__} defines none; add one, or set "
+                          "test=false.")
     history = MetricsHistory()
     callbacks = _instantiate_dict(cfg.get("callbacks"), "callbacks", pl.Callback) + [history, RNGState()]
+    callbacks.append(MonitorCheck(extra=[("optimized_metric", cfg.get("optimized_metric"))]))
     loggers = _instantiate_dict(cfg.get("logger"), "logger", pl.loggers.Logger)
     trainer: pl.Trainer = _instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
     return Parts(datamodule, model, trainer, history)
@@ -201,6 +232,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
     metrics_path = output_dir / "metrics.json"
     ckpt_path = _check_output_dir(cfg, output_dir)
+    _check_settings(cfg)
     threads = cfg.get("torch_threads")
     if threads is not None:
         torch.set_num_threads(check_int("torch_threads", threads, low=1))
@@ -251,8 +283,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                      weights_only=True if best_path_to_test else None)
         test_metrics = {k: v for k, v in _scalars(trainer.callback_metrics).items() if k.startswith("test/")}
 
+    diverged = sorted(k for k, v in fit_metrics.items() if k.endswith("loss") and not math.isfinite(v))
+    if diverged:
+        log.error("the run diverged: %s not finite at the end of fit; status 'diverged'", ", ".join(diverged))
+        print(f"lightning_reg: warning: the run DIVERGED ({', '.join(diverged)} not finite); metrics.json status "
+              "'diverged'. Lower optimizer.lr or clip gradients.", file=sys.stderr, flush=True)
     summary: dict[str, Any] = {
-        "status": "completed",
+        "status": "diverged" if diverged else "completed",
         "seed": cfg.seed,
         "final": fit_metrics,
         "test": test_metrics,
