@@ -170,3 +170,18 @@ class KillAtEpoch(pl.Callback):
             import signal
 
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _no_test_step_module() -> type:
+    from lightning_reg.models import MLPClassifier
+
+    class NoTestStepModule(MLPClassifier):
+        """The reference MLP without a ``test_step`` (a user's module that never wrote one)."""
+
+        test_step = pl.LightningModule.test_step
+
+    NoTestStepModule.__module__ = __name__
+    return NoTestStepModule
+
+
+NoTestStepModule = _no_test_step_module()
