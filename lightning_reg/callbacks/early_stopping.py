@@ -186,7 +186,8 @@ class EarlyStopping(_LightningEarlyStopping):
             raise ConfigError(f"`log_prefix` must be a string such as 'es/' (or None: log nothing); got {log_prefix!r}.")
 
         check_mode_matches(monitor, mode)
-        for flag, value in (("verbose", verbose), ("strict", strict), ("log_rank_zero_only", log_rank_zero_only)):
+        for flag, value in (("verbose", verbose), ("strict", strict), ("check_finite", check_finite),
+                            ("log_rank_zero_only", log_rank_zero_only)):
             check_bool(flag, value)
         if check_on_train_epoch_end is not None:
             check_bool("check_on_train_epoch_end", check_on_train_epoch_end)
