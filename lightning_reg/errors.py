@@ -73,6 +73,33 @@ def check_non_negative(name: str, value: Any) -> float:
     return check_range(name, value, 0.0, None)
 
 
+def check_bool(name: str, value: Any) -> bool:
+    """Return ``value`` if it is a bool; anything else (``"no"``, ``"false"``, ``1``, ``None``) is a ConfigError.
+
+    ``bool("no")`` is ``True``: a string or a number is never read as a flag.
+
+    Example:
+        >>> check_bool("drop_last", False)
+        False
+    """
+    if not isinstance(value, bool):
+        raise ConfigError(f"`{name}` must be true or false (a bool); got {_fmt(value)} ({type(value).__name__}).")
+    return value
+
+
+def check_fraction(name: str, value: Any) -> float:
+    """A fraction strictly between 0 and 1 (a float; an int is a count, not a fraction).
+
+    Example:
+        >>> check_fraction("val_split", 0.1)
+        0.1
+    """
+    if isinstance(value, bool) or not isinstance(value, float) or not 0.0 < value < 1.0:
+        raise ConfigError(f"`{name}` as a fraction must be a float in the open interval (0, 1); got {_fmt(value)} "
+                          f"({type(value).__name__}).")
+    return value
+
+
 def check_int(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
     """Check for an integer (not a bool) within optional bounds.
 

@@ -1,15 +1,59 @@
-"""Hydra callbacks: build the sweep report when a multirun ends."""
+"""Hydra callbacks: guard run and sweep directories before Hydra writes into them, and build the sweep
+report when a multirun ends (or is interrupted)."""
 
 from __future__ import annotations
 
+import atexit
 import logging
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger("lightning_reg.report")
+
+
+def _refuse(err: Exception) -> None:
+    print(f"lightning_reg: error: {err}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+class RunDirCallback(Callback):
+    """Refuse to write into a finished run, an unfinished run without its own ``ckpt_path``, or another sweep's
+    directory, before Hydra writes ``.hydra/*`` or ``multirun.yaml`` there (see :mod:`lightning_reg.run_dir`).
+
+    ``conf/train.yaml`` registers it under ``hydra.callbacks.run_dir``. A refusal prints one line and exits
+    with status 2.
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from lightning_reg.errors import ConfigError
+        from lightning_reg.run_dir import check_run_dir
+
+        run_dir = OmegaConf.select(config, "hydra.run.dir")
+        if run_dir is None:
+            return
+        try:
+            check_run_dir(Path(str(run_dir)), OmegaConf.select(config, "ckpt_path"))
+        except ConfigError as err:
+            _refuse(err)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from lightning_reg.errors import ConfigError
+        from lightning_reg.run_dir import check_sweep_dir
+
+        sweep_dir = OmegaConf.select(config, "hydra.sweep.dir")
+        if sweep_dir is None:
+            return
+        params = OmegaConf.select(config, "hydra.sweeper.params")
+        try:
+            check_sweep_dir(Path(str(sweep_dir)), list(config.hydra.overrides.task),
+                            OmegaConf.to_container(params, resolve=False) if params is not None else None)
+        except ConfigError as err:
+            _refuse(err)
 
 
 class ReportCallback(Callback):
@@ -40,18 +84,50 @@ class ReportCallback(Callback):
         self.plots = plots
         self.baseline = baseline
         self._sweep_dir: Path | None = None
+        self._ended = False
+        self._interrupted = False
+        self._prev_sigint: Any = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._sweep_dir = Path(config.hydra.sweep.dir)
+        self._ended = False
+        # A multirun stopped by Ctrl-C (or aborted by an error) never reaches on_multirun_end: write the report
+        # of the runs that finished at exit, marked as interrupted.
+        atexit.register(self._report_if_cut_short)
+        try:
+            self._prev_sigint = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._on_sigint)
+        except ValueError:  # not the main thread
+            self._prev_sigint = None
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        self._interrupted = True
+        prev = self._prev_sigint
+        if callable(prev):
+            prev(signum, frame)
+        else:
+            raise KeyboardInterrupt
+
+    def _report_if_cut_short(self) -> None:
+        if self._ended or not self.enabled or self._sweep_dir is None or not self._sweep_dir.is_dir():
+            return
+        why = "interrupted (SIGINT)" if self._interrupted else "ended early (aborted before its last job)"
+        self._write(self._sweep_dir, interrupted=why)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._ended = True
         if not self.enabled:
             return
+        self._write(self._sweep_dir or Path(config.hydra.sweep.dir))
+
+    def _write(self, sweep_dir: Path, interrupted: str | None = None) -> None:
         from lightning_reg.report import ReportError, make_report
 
-        sweep_dir = self._sweep_dir or Path(config.hydra.sweep.dir)
         try:
-            make_report(sweep_dir, baseline=self.baseline, plots=self.plots)
+            if interrupted:
+                print(f"\nlightning_reg: the multirun was {interrupted}; writing the report of the runs that "
+                      "finished", file=sys.stderr, flush=True)
+            make_report(sweep_dir, baseline=self.baseline, plots=self.plots, interrupted=interrupted)
         except ReportError as err:
             log.error("no report for %s: %s", sweep_dir, err)
         except Exception:  # noqa: BLE001 - the runs are finished; a report bug must not hide their results

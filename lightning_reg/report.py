@@ -601,8 +601,10 @@ def write_report(report: Report, out_dir: Path | None = None, plots: bool = True
 
 
 def make_report(root: Path, out_dir: Path | None = None, baseline: str | None = None, plots: bool = True,
-                echo: bool = True) -> Report:
+                echo: bool = True, interrupted: str | None = None) -> Report:
     """Build the report for the multirun at ``root``, write its files and (``echo``) print the table.
+
+    ``interrupted``: the multirun did not run to its end; ``report.md`` says so (with this reason) at the top.
 
     Example:
         >>> make_report("outputs/regularizers_digits/multiruns/2025-01-01_00-00-00")  # doctest: +SKIP
@@ -612,6 +614,14 @@ def make_report(root: Path, out_dir: Path | None = None, baseline: str | None = 
         return make_study_report(*found, out_dir=Path(out_dir or root), plots=plots, echo=echo)
     report = build(Path(root), baseline=baseline)
     files = write_report(report, out_dir, plots=plots)
+    if interrupted:
+        note = (f"**This multirun was {interrupted}.** The report covers the runs that finished; jobs that "
+                "did not finish are listed as failed (no metrics.json), and jobs never started are missing.")
+        md = files["report.md"]
+        title, _, rest = md.read_text().partition("\n")
+        md.write_text(f"{title}\n\n{note}\n{rest}")
+        if echo:
+            print(f"\nlightning_reg report: {note}", flush=True)
     if echo:
         n_failed = len(report.failed)
         print(f"\nlightning_reg report: {report.experiment}, {len(report.runs)} runs, "

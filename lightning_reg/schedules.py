@@ -20,7 +20,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from lightning_reg.errors import ConfigError, check_choice, check_range
+from lightning_reg.errors import ConfigError, check_choice, check_int, check_range
 
 UNITS = ("step", "epoch")
 
@@ -97,8 +97,8 @@ class _Ramp(Schedule):
     def __init__(self, start: float, end: float, begin: int = 0, end_at: int = 1, unit: str = "step") -> None:
         super().__init__(unit)
         self.start, self.end = check_range("start", start), check_range("end", end)
-        self.begin = int(check_range("begin", begin, 0))
-        self.end_at = int(check_range("end_at", end_at, 0))
+        self.begin = check_int("begin", begin, low=0)
+        self.end_at = check_int("end_at", end_at, low=0)
         if self.end_at <= self.begin:
             raise ConfigError(f"`end_at` must be greater than `begin` ({self.begin}); got {end_at!r}.")
 
@@ -133,6 +133,13 @@ class Cosine(_Ramp):
         return self.end + (self.start - self.end) * 0.5 * (1.0 + math.cos(math.pi * self._frac(t)))
 
 
+def _milestone(t: Any) -> int:
+    """A milestone is a whole step or epoch: an int (or its decimal string, a YAML/JSON key); 2.7 is an error."""
+    if isinstance(t, str) and t.strip().isdigit():
+        return int(t)
+    return check_int("milestone", t)
+
+
 class Milestones(Schedule):
     """Piecewise constant: ``{t: value}``; the value of the largest key ≤ t, ``initial`` before the first.
 
@@ -164,9 +171,9 @@ class Milestones(Schedule):
             )
         self.initial = check_range("initial", initial)
         if values is not None:
-            points = sorted((int(k), check_range(f"values[{k}]", v)) for k, v in dict(values).items())
+            points = sorted((_milestone(k), check_range(f"values[{k}]", v)) for k, v in dict(values).items())
         else:
-            ms = sorted(int(m) for m in milestones)  # type: ignore[union-attr]
+            ms = sorted(_milestone(m) for m in milestones)  # type: ignore[union-attr]
             check_range("gamma", gamma, 0.0)
             points = [(m, self.initial * float(gamma) ** (i + 1)) for i, m in enumerate(ms)]
         for k, _ in points:
@@ -197,7 +204,7 @@ class Exponential(Schedule):
         super().__init__(unit)
         self.start = check_range("start", start)
         self.gamma = check_range("gamma", gamma, 0.0, low_inclusive=False)
-        self.begin = int(check_range("begin", begin, 0))
+        self.begin = check_int("begin", begin, low=0)
         self.minimum = check_range("minimum", minimum)
 
     def __call__(self, t: float) -> float:
@@ -219,7 +226,7 @@ class Early(Schedule):
     def __init__(self, p: float, cutoff: int, mode: str = "constant", unit: str = "step") -> None:
         super().__init__(unit)
         self.p = check_range("p", p, 0.0)
-        self.cutoff = int(check_range("cutoff", cutoff, 0, low_inclusive=False))
+        self.cutoff = check_int("cutoff", cutoff, low=1)
         self.mode = check_choice("mode", mode, ("constant", "linear"))
 
     def __call__(self, t: float) -> float:
@@ -242,7 +249,7 @@ class Late(Schedule):
     def __init__(self, p: float, cutoff: int, unit: str = "step") -> None:
         super().__init__(unit)
         self.p = check_range("p", p, 0.0)
-        self.cutoff = int(check_range("cutoff", cutoff, 0))
+        self.cutoff = check_int("cutoff", cutoff, low=0)
 
     def __call__(self, t: float) -> float:
         return self.p if t >= self.cutoff else 0.0

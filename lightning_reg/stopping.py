@@ -28,6 +28,37 @@ import re
 from collections.abc import Sequence
 
 MAX_MODE_TOKENS = frozenset({"acc", "accuracy", "auc", "auroc", "f1", "precision", "recall"})
+MIN_MODE_TOKENS = frozenset({"loss", "error", "err", "nll", "mse", "mae", "rmse", "perplexity"})
+
+
+def named_direction(monitor: str) -> str | None:
+    """``"max"`` or ``"min"`` when the metric's name says which way is better (``*acc*``, ``*loss*``...), else None.
+
+    Example:
+        >>> named_direction("val/acc"), named_direction("val/loss"), named_direction("es/gl")
+        ('max', 'min', None)
+    """
+    tokens = {t for t in re.split(r"[^0-9a-z]+", str(monitor).lower()) if t}
+    up, down = bool(tokens & MAX_MODE_TOKENS), bool(tokens & MIN_MODE_TOKENS)
+    return None if up == down else ("max" if up else "min")
+
+
+def check_mode_matches(monitor: str | None, mode: str, option: str = "mode") -> None:
+    """Refuse a ``mode`` that contradicts what the metric's name says (``mode="max"`` on ``val/loss``).
+
+    Example:
+        >>> check_mode_matches("val/loss", "min")
+    """
+    from lightning_reg.errors import ConfigError
+
+    if not monitor or mode == "auto":
+        return
+    named = named_direction(monitor)
+    if named is not None and mode != named:
+        raise ConfigError(
+            f"`{option}` must be {named!r} for monitor {monitor!r} (its name says {'higher' if named == 'max' else 'lower'} "
+            f"is better); got {mode!r}. Use mode=auto to take the direction from the name."
+        )
 
 
 def infer_mode(monitor: str) -> str:

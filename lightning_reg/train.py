@@ -30,9 +30,12 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from lightning_reg.callbacks.history import MetricsHistory, _to_float
+from lightning_reg.callbacks.monitor_check import MonitorCheck
+from lightning_reg.checks import check_optimizer_args, check_scheduler_args, check_seed, check_trainer_args
 from lightning_reg.callbacks.rng_state import RNGState
 from lightning_reg.distributed import hydra_ddp_children, is_child_rank, write_job_config
-from lightning_reg.errors import ConfigError, check_int
+from lightning_reg.errors import ConfigError, check_bool, check_int
+from lightning_reg.run_dir import FINISHED, RunDirError, archive_failed_record, check_run_dir, run_state
 from lightning_reg.study import trial_callbacks
 
 log = logging.getLogger("lightning_reg.train")
@@ -163,6 +166,30 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
+def _plain(node: Any) -> dict[str, Any]:
+    if not isinstance(node, DictConfig):
+        return {}
+    return {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if not str(k).startswith("_")}
+
+
+def _check_settings(cfg: DictConfig) -> None:
+    """Values that Lightning or torch would accept and then misuse (lr=0, max_epochs=0, step_size=0...)."""
+    check_seed(cfg.get("seed"))
+    if isinstance(cfg.get("trainer"), DictConfig):
+        check_trainer_args(_plain(cfg.trainer))
+    opt = cfg.get("optimizer")
+    if isinstance(opt, DictConfig) and opt.get("_target_"):
+        try:
+            target = get_object(opt._target_)
+        except Exception:  # noqa: BLE001 - reported by instantiate with Hydra's own message
+            target = None
+        if target is not None:
+            check_optimizer_args(target, _plain(opt))
+    sched = cfg.get("scheduler")
+    if isinstance(sched, DictConfig) and isinstance(sched.get("scheduler"), DictConfig):
+        check_scheduler_args(_plain(sched.scheduler))
+
+
 @dataclass
 class Parts:
     """Everything :func:`build` instantiates from a config."""
@@ -179,10 +206,18 @@ def build(cfg: DictConfig) -> Parts:
     Every bad value surfaces here as a :class:`~lightning_reg.errors.ConfigError`, before any step runs.
     """
     _check_missing(cfg)
+    _check_settings(cfg)
     datamodule = _instantiate(cfg.data, "data")
     model = build_model(cfg, datamodule)
+    if check_bool("test", cfg.get("test", True)) and type(model).test_step is pl.LightningModule.test_step:
+        raise ConfigError(f"`test=true` needs a test_step, and {type(model).__name__} defines none; add one, or set "
+                          "test=false.")
     history = MetricsHistory()
     callbacks = _instantiate_dict(cfg.get("callbacks"), "callbacks", pl.Callback) + [history, RNGState()]
+    optimized = cfg.get("optimized_metric")
+    names = list(optimized) if OmegaConf.is_list(optimized) or isinstance(optimized, (list, tuple)) else [optimized]
+    # Logged metrics are namespaced (val/acc); run-level numbers such as fit_seconds are not logged.
+    callbacks.append(MonitorCheck(extra=[("optimized_metric", str(m)) for m in names if m and "/" in str(m)]))
     callbacks += trial_callbacks(cfg.get("optimized_metric"))
     loggers = _instantiate_dict(cfg.get("logger"), "logger", pl.loggers.Logger)
     trainer: pl.Trainer = _instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
@@ -201,13 +236,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     _check_missing(cfg)
     output_dir = Path(cfg.paths.output_dir)
     metrics_path = output_dir / "metrics.json"
-    if metrics_path.exists() and not cfg.get("ckpt_path") and not is_child_rank():
-        raise ConfigError(
-            f"`paths.output_dir` {str(output_dir)!r} already holds metrics.json from an earlier run; refusing to "
-            "overwrite it. Choose another hydra.run.dir, or pass ckpt_path=<checkpoint> to resume that run."
-        )
-    if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
-        raise ConfigError(f"`ckpt_path` must be an existing checkpoint file; got {cfg.ckpt_path!r}.")
+    ckpt_path = _check_output_dir(cfg, output_dir)
+    _check_settings(cfg)
     threads = cfg.get("torch_threads")
     if threads is not None:
         torch.set_num_threads(check_int("torch_threads", threads, low=1))
@@ -218,12 +248,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     started = time.perf_counter()
     if not is_child_rank():
         output_dir.mkdir(parents=True, exist_ok=True)
+        if ckpt_path is not None:
+            archive_failed_record(output_dir)
     if HydraConfig.initialized() and not is_child_rank():
         ddp_ctx = hydra_ddp_children(write_job_config(cfg, output_dir), output_dir)
     else:
         ddp_ctx = contextlib.nullcontext()
     with ddp_ctx:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
     fit_metrics = _scalars(trainer.callback_metrics)
     fit_seconds = time.perf_counter() - started
     # Collect callback state (history, summaries, best epoch) now: testing a checkpoint restores callback
@@ -252,14 +284,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         best_path_to_test = best_path
     trial_cb = next((cb for cb in trainer.callbacks if type(cb).__name__ == "TrialPruning"), None)
     pruned_epoch = getattr(trial_cb, "pruned_epoch", None)
-    if cfg.get("test", True) and pruned_epoch is None:
+    if check_bool("test", cfg.get("test", True)) and pruned_epoch is None:
         tested = best_path_to_test or ("restored-best-weights" if restored else "final-weights")
         trainer.test(model, datamodule=datamodule, ckpt_path=best_path_to_test or None,
                      weights_only=True if best_path_to_test else None)
         test_metrics = {k: v for k, v in _scalars(trainer.callback_metrics).items() if k.startswith("test/")}
 
+    diverged = sorted(k for k, v in fit_metrics.items() if k.endswith("loss") and not math.isfinite(v))
+    if diverged:
+        log.error("the run diverged: %s not finite at the end of fit; status 'diverged'", ", ".join(diverged))
+        print(f"lightning_reg: warning: the run DIVERGED ({', '.join(diverged)} not finite); metrics.json status "
+              "'diverged'. Lower optimizer.lr or clip gradients.", file=sys.stderr, flush=True)
     summary: dict[str, Any] = {
-        "status": "completed" if pruned_epoch is None else "pruned",
+        "status": "diverged" if diverged else ("completed" if pruned_epoch is None else "pruned"),
         "seed": cfg.seed,
         "final": fit_metrics,
         "test": test_metrics,
@@ -306,6 +343,49 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             flush=True,
         )
     return summary
+
+
+def _is_multirun() -> bool:
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def _check_output_dir(cfg: DictConfig, output_dir: Path) -> Path | None:
+    """The run-directory lifecycle (:mod:`lightning_reg.run_dir`): return the checkpoint to resume from, or
+    raise before anything is written. DDP children run in their parent's (already checked) directory."""
+    ckpt = cfg.get("ckpt_path")
+    if is_child_rank():
+        return check_run_dir(output_dir, ckpt, allow_new_last=True) if ckpt else None
+    return check_run_dir(output_dir, ckpt, allow_new_last=_is_multirun())
+
+
+def finished_job_value(cfg: DictConfig) -> tuple[bool, float | None]:
+    """For a job of a resumed sweep whose directory already holds its result: ``(True, its optimized value)``.
+
+    A finished job is skipped only when its ``metrics.json`` records the same config as this job; any other
+    finished directory is refused (:class:`~lightning_reg.run_dir.RunDirError`).
+    """
+    output_dir = Path(cfg.paths.output_dir)
+    if run_state(output_dir) != FINISHED:
+        return False, None
+    try:
+        stored = json.loads((output_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        stored = {}
+    now = _json_safe(OmegaConf.to_container(cfg, resolve=True))
+    before = stored.get("config") if isinstance(stored, dict) else None
+    if isinstance(before, dict):
+        before = {k: v for k, v in before.items() if k != "ckpt_path"}
+        now = {k: v for k, v in now.items() if k != "ckpt_path"}
+    if before != now:
+        check_run_dir(output_dir, None)  # raises RunDirError: finished by another config
+    value = stored.get("optimized_value")
+    status = stored.get("status")
+    log.info("%s already finished (status %s): skipped; its metrics.json is kept", output_dir, status)
+    print(f"lightning_reg: {output_dir} already finished (status {status}); skipped, metrics.json kept",
+          flush=True)
+    return True, (float(value) if isinstance(value, (int, float)) and status == "completed" else None)
 
 
 def lookup_metric(summary: dict[str, Any], name: str | None) -> float | None:
@@ -367,11 +447,22 @@ def main(cfg: DictConfig) -> float | list[float] | None:
 
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     try:
+        if multirun and not is_child_rank():
+            done, value = finished_job_value(cfg)
+            if done:
+                return value
         with _clean_process_after_job() if multirun and not is_child_rank() else contextlib.nullcontext():
             summary = train(cfg)
     except Exception as err:
         if is_child_rank():
             raise
+        if isinstance(err, RunDirError):
+            # The directory belongs to another run: nothing of this job is written into it.
+            print(f"lightning_reg: {'run refused' if multirun else 'error'}: {err}", file=sys.stderr, flush=True)
+            if multirun:
+                log.error("run refused, nothing written into %s: %s", cfg.paths.output_dir, err)
+                return None
+            sys.exit(2)
         if multirun or not isinstance(err, ConfigError):
             _record_failure(cfg, err)
         if multirun:

@@ -156,3 +156,32 @@ class MemoryLogger(Logger):
 
     def series(self, key: str) -> list[tuple[int, float]]:
         return [(s, m[key]) for s, m in self.records if key in m]
+
+
+class KillAtEpoch(pl.Callback):
+    """``kill -9`` of its own process at the start of ``epoch``: a run that dies without any cleanup."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.current_epoch == self.epoch:
+            import os
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _no_test_step_module() -> type:
+    from lightning_reg.models import MLPClassifier
+
+    class NoTestStepModule(MLPClassifier):
+        """The reference MLP without a ``test_step`` (a user's module that never wrote one)."""
+
+        test_step = pl.LightningModule.test_step
+
+    NoTestStepModule.__module__ = __name__
+    return NoTestStepModule
+
+
+NoTestStepModule = _no_test_step_module()

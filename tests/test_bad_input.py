@@ -18,7 +18,12 @@ from torch.optim.lr_scheduler import StepLR
 from helpers import TinyModule, loaders
 
 from lightning_reg import (
+    AtomicModelCheckpoint,
     AugmentConfig,
+    CIFAR10DataModule,
+    Early,
+    MNISTDataModule,
+    Milestones,
     Constant,
     DigitsDataModule,
     EarlyStopping,
@@ -30,6 +35,7 @@ from lightning_reg import (
     make_schedule,
 )
 from lightning_reg.data import with_augmentation
+from lightning_reg.callbacks.monitor_check import MonitorCheck
 from lightning_reg.errors import ConfigError
 from lightning_reg.optim import SchedulerSpec
 from lightning_reg.models import CNNClassifier, MLPClassifier
@@ -164,15 +170,79 @@ CASES: list[Bad] = [
     Bad("train-torch-threads-zero", ("torch_threads=0",), "torch_threads", "[1, inf]; got 0"),
     Bad("train-torch-threads-word", ("torch_threads=two",), "torch_threads", "'two'"),
     Bad("train-model-target", ("model._target_=torch.nn.Linear",), "model._target_", "torch.nn.Linear"),
+    # Issue 14: flags are bools, counts are ints, modes agree with the metric's name, names are checked early
+    Bad("es-restore-best-weights-string", lambda: EarlyStopping("val/loss", restore_best_weights="false"),
+        "restore_best_weights", "'false'"),
+    Bad("es-verbose-string", lambda: EarlyStopping("val/loss", verbose="yes"), "verbose", "'yes'"),
+    Bad("es-strict-int", lambda: EarlyStopping("val/loss", strict=1), "strict", "1"),
+    Bad("es-check-on-train-epoch-end-string", lambda: EarlyStopping("val/loss", check_on_train_epoch_end="no"),
+        "check_on_train_epoch_end", "'no'"),
+    Bad("es-mode-max-on-loss", lambda: EarlyStopping("val/loss", mode="max"), "mode", "'max'"),
+    Bad("es-gl-mode-min-on-acc", lambda: EarlyStopping("val/acc", criterion="GL", alpha=1.0, mode="min"), "mode",
+        "'min'"),
+    Bad("es-monitor-typo-before-training", fit_with(MonitorCheck(), EarlyStopping("val/los")), "EarlyStopping.monitor",
+        "'val/los'"),
+    Bad("es-monitor-typo-suggests", fit_with(MonitorCheck(), EarlyStopping("val/accuracy")), "val/accuracy",
+        "val/acc"),
+    Bad("monitor-check-extra-name", fit_with(MonitorCheck(extra=[("optimized_metric", "val/f1")])),
+        "optimized_metric", "'val/f1'"),
+    Bad("ckpt-mode-contradicts-name", lambda: AtomicModelCheckpoint(dirpath="x", monitor="val/loss", mode="max"),
+        "mode", "'max'"),
+    Bad("ckpt-dirpath-int", lambda: AtomicModelCheckpoint(dirpath=123), "dirpath", "123"),
+    Bad("ckpt-dirpath-is-a-file", lambda: AtomicModelCheckpoint(dirpath=__file__), "dirpath", "test_bad_input.py"),
+    Bad("schedule-early-cutoff-float", lambda: Early(p=0.1, cutoff=2.7, unit="epoch"), "cutoff", "2.7"),
+    Bad("schedule-linear-end-at-float", lambda: Linear(start=0.0, end=0.5, end_at=10.5), "end_at", "10.5"),
+    Bad("schedule-milestone-float", lambda: Milestones({0: 0.1, 2.5: 0.2}, unit="epoch"), "milestone", "2.5"),
+    Bad("mnist-val-split-one-float", lambda: MNISTDataModule("data", val_split=1.0), "val_split", "1.0"),
+    Bad("mnist-drop-last-string", lambda: MNISTDataModule("data", drop_last="no"), "drop_last", "'no'"),
+    Bad("mnist-download-int", lambda: MNISTDataModule("data", download=0), "download", "0"),
+    Bad("mnist-device-resident-string", lambda: MNISTDataModule("data", device_resident="true"), "device_resident", "'true'"),
+    Bad("cifar-check-integrity-string", lambda: CIFAR10DataModule(check_integrity="off"), "check_integrity", "'off'"),
+    Bad("digits-normalize-string", lambda: DigitsDataModule(normalize="yes"), "normalize", "'yes'"),
+    Bad("train-es-restore-no", ("callbacks=[default,early_stopping_restore]",
+                                "callbacks.early_stopping_restore.restore_best_weights=no"), "restore_best_weights", "'no'"),
+    Bad("train-test-maybe", ("test=maybe",), "test", "'maybe'"),
+    Bad("train-es-mode-max-on-loss", ("callbacks=[default,early_stopping]", "callbacks.early_stopping.monitor=val/loss",
+                                      "callbacks.early_stopping.mode=max"), "mode", "'max'"),
+    Bad("train-gl-mode-min-on-acc", ("callbacks=[default,early_stopping_gl]", "callbacks.early_stopping_gl.monitor=val/acc",
+                                     "callbacks.early_stopping_gl.mode=min"), "mode", "'min'"),
+    Bad("train-ckpt-mode-min-on-acc", ("callbacks.model_checkpoint.mode=min",), "mode", "'min'"),
+    Bad("train-lr-zero", ("optimizer.lr=0",), "optimizer.lr", "0"),
+    Bad("train-lr-word", ("optimizer.lr=fast",), "optimizer.lr", "'fast'"),
+    Bad("train-lr-negative", ("optimizer.lr=-0.01",), "optimizer.lr", "-0.01"),
+    Bad("train-adam-betas-short", ("optimizer.betas=[0.9]",), "optimizer", "[0.9]"),
+    Bad("train-sgd-momentum-negative", ("optimizer=sgd", "optimizer.momentum=-1.0"), "optimizer", "-1.0"),
+    Bad("train-optimizer-unknown-arg", ("+optimizer.momentum=0.9",), "optimizer.momentum", "0.9"),
+    Bad("train-seed-word", ("seed=abc",), "seed", "'abc'"),
+    Bad("train-seed-float", ("seed=1.5",), "seed", "1.5"),
+    Bad("train-max-epochs-float", ("trainer.max_epochs=2.5",), "trainer.max_epochs", "2.5"),
+    Bad("train-max-epochs-zero", ("trainer.max_epochs=0",), "trainer.max_epochs", "0"),
+    Bad("train-gradient-clip-negative", ("trainer.gradient_clip_val=-1",), "trainer.gradient_clip_val", "-1"),
+    Bad("train-accumulate-zero", ("trainer.accumulate_grad_batches=0",), "trainer.accumulate_grad_batches", "0"),
+    Bad("train-check-val-every-zero", ("trainer.check_val_every_n_epoch=0",), "trainer.check_val_every_n_epoch", "0"),
+    Bad("train-step-size-zero", ("scheduler=step", "scheduler.scheduler.step_size=0"), "step_size", "0"),
+    Bad("train-step-gamma-zero", ("scheduler=step", "scheduler.scheduler.gamma=0"), "gamma", "0"),
+    Bad("train-dropout-cutoff-float", ("callbacks=[default,dropout_early]", "callbacks.dropout_early.schedule.cutoff=2.7"),
+        "cutoff", "2.7"),
+    Bad("train-optimized-metric-typo", ("optimized_metric=val/accc",), "optimized_metric", "'val/accc'"),
+    Bad("train-ckpt-monitor-typo", ("callbacks.model_checkpoint.monitor=val/accc",
+                                    "callbacks.model_checkpoint.mode=max"), "ModelCheckpoint.monitor", "'val/accc'"),
+    Bad("train-es-monitor-typo", ("callbacks=[default,early_stopping]", "callbacks.early_stopping.monitor=val/lss"),
+        "EarlyStopping.monitor", "'val/lss'"),
+    Bad("train-plateau-monitor-typo", ("scheduler=plateau", "scheduler.monitor=val/los"), "scheduler.monitor",
+        "'val/los'"),
+    Bad("train-ckpt-path-last-in-new-dir", ("ckpt_path=last",), "ckpt_path=last", "does not exist"),
+    Bad("train-ckpt-path-int", ("ckpt_path=3",), "ckpt_path", "3"),
+    Bad("train-no-test-step", ("model._target_=helpers.NoTestStepModule",), "test", "test_step"),
 ]
 
 
 def test_the_table_is_large_and_covers_every_public_class() -> None:
-    assert len(CASES) >= 40
+    assert len(CASES) >= 120
     ids = [c.id for c in CASES]
     assert len(ids) == len(set(ids))
     for prefix in ("penalty", "maxnorm", "dropout", "es", "digits", "augment", "schedule", "mixin", "mlp", "cnn",
-                   "train"):
+                   "train", "ckpt", "mnist", "cifar", "monitor"):
         assert any(i.startswith(prefix + "-") for i in ids), prefix
 
 

@@ -58,9 +58,10 @@ def test_resume_ends_where_uninterrupted_run_ends(compose_cfg, tmp_path: Path) -
               "optimizer=momentum", "scheduler=step", "scheduler.scheduler.step_size=2"]
     full = train(compose_cfg(*common, "trainer.max_epochs=4", output_dir=tmp_path / "full"))
     train(compose_cfg(*common, "trainer.max_epochs=2", output_dir=tmp_path / "part"))
+    # "part" is finished (it has metrics.json), so its training continues in a new directory.
     resumed = train(compose_cfg(*common, "trainer.max_epochs=4", f"ckpt_path={tmp_path / 'part/checkpoints/last.ckpt'}",
-                                output_dir=tmp_path / "part"))
-    a, b = _weights(tmp_path / "full/checkpoints/last.ckpt"), _weights(tmp_path / "part/checkpoints/last.ckpt")
+                                output_dir=tmp_path / "cont"))
+    a, b = _weights(tmp_path / "full/checkpoints/last.ckpt"), _weights(tmp_path / "cont/checkpoints/last.ckpt")
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
@@ -135,7 +136,7 @@ def _assert_nothing_trained(out: Path) -> None:
         (["model._target_=torch.nn.Linear"], "must name a LightningModule subclass; got 'torch.nn.Linear'"),
         (["model._target_=no_such_pkg.Model"], "must name an importable LightningModule class; got 'no_such_pkg.Model'"),
         (["model.activation=swish"], "model: `activation` must be one of"),
-        (["ckpt_path=/nonexistent.ckpt"], "`ckpt_path` must be an existing checkpoint file; got '/nonexistent.ckpt'"),
+        (["ckpt_path=/nonexistent.ckpt"], "`ckpt_path` must be an existing checkpoint file or 'last'; got '/nonexistent.ckpt'"),
         (["trainer.precision=float8"], "trainer:"),
     ],
 )

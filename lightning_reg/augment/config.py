@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lightning_reg.errors import ConfigError, check_choice, check_int, check_non_negative, check_range
+from lightning_reg.errors import ConfigError, check_bool, check_choice, check_int, check_non_negative, check_range
 
 POLICIES = ("randaugment", "trivialaugment", "autoaugment", "augmix")
 FILL_MODES = ("nearest", "constant", "reflect", "wrap")
@@ -101,6 +101,11 @@ class AugmentConfig:
     label_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
+        import dataclasses
+
+        for f in dataclasses.fields(self):
+            if f.type in (bool, "bool"):
+                check_bool(f"augment.{f.name}", getattr(self, f.name))
         check_choice("augment.augment_on", self.augment_on, AUGMENT_ON)
         for name in ("rotation_range", "width_shift_range", "height_shift_range", "shear_range",
                      "channel_shift_range", "mixup_alpha", "cutmix_alpha"):

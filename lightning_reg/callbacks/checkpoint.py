@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from typing import Any
 from weakref import proxy
 
 import lightning.pytorch as pl
@@ -46,6 +47,22 @@ class AtomicModelCheckpoint(ModelCheckpoint):
         ...                              enable_version_counter=False)
         >>> trainer = pl.Trainer(callbacks=[ckpt], logger=False)
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from lightning_reg.errors import ConfigError
+        from lightning_reg.stopping import check_mode_matches, infer_mode
+
+        dirpath = kwargs.get("dirpath", args[0] if args else None)
+        if dirpath is not None and not isinstance(dirpath, (str, os.PathLike)):
+            raise ConfigError(f"`dirpath` must be a directory path (str or Path) or None; got {dirpath!r} "
+                              f"({type(dirpath).__name__}).")
+        if dirpath is not None and "://" not in str(dirpath) and os.path.isfile(dirpath):
+            raise ConfigError(f"`dirpath` must be a directory for checkpoints; {str(dirpath)!r} is a file.")
+        monitor, mode = kwargs.get("monitor"), kwargs.get("mode", "min")
+        if mode == "auto":  # our extension: the direction from the metric's name (Lightning takes min/max only)
+            kwargs["mode"] = mode = infer_mode(monitor) if monitor else "min"
+        check_mode_matches(monitor, mode)
+        super().__init__(*args, **kwargs)
 
     @property
     @override

@@ -108,3 +108,24 @@ def trainer_of_closure(closure: Any) -> pl.Trainer | None:
         if isinstance(arg, pl.LightningModule):
             return arg._trainer
     return None
+
+
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter as _CSVExperimentWriter  # noqa: E402
+
+
+class AppendingCSVExperimentWriter(_CSVExperimentWriter):
+    """Lightning's CSV experiment writer, except that an existing ``metrics.csv`` is continued, never deleted.
+
+    Lightning 2.6's writer removes ``metrics.csv`` when its directory is not empty (its private
+    ``_check_log_dir_exists``), so a resumed run lost every row logged before the resume. Here the existing
+    header is read back, new rows are appended under it, and a new column rewrites the file with every old row
+    kept (Lightning's own ``_rewrite_with_new_header``).
+    """
+
+    def _check_log_dir_exists(self) -> None:  # overrides Lightning's private hook (deletes metrics.csv)
+        import csv
+
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+                header = next(csv.reader(file), [])
+            self.metrics_keys = sorted(set(header))

@@ -21,11 +21,12 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from typing_extensions import override
 
 from lightning_reg.callbacks.compat import averaging_callbacks, evaluated_module, warn_if_state_missing
-from lightning_reg.errors import ConfigError, check_choice, check_int, check_non_negative, check_range
+from lightning_reg.errors import ConfigError, check_bool, check_choice, check_int, check_non_negative, check_range
 from lightning_reg.stopping import (
     best_so_far,
     generalization_loss,
     gl_stop,
+    check_mode_matches,
     infer_mode,
     is_improvement,
     is_worse,
@@ -79,7 +80,8 @@ class EarlyStopping(_LightningEarlyStopping):
         verbose: Log each decision.
         mode: ``"min"``, ``"max"`` or ``"auto"``. ``"auto"`` picks ``"max"`` when the monitor name has a
             piece ``acc, accuracy, auc, auroc, f1, precision`` or ``recall`` (split at ``/ _ . -``), else
-            ``"min"``.
+            ``"min"`` (the default). A ``"min"``/``"max"`` that contradicts the name (``"max"`` on ``val/loss``,
+            ``"min"`` on ``val/acc``) is a ConfigError.
         strict: Raise when ``monitor`` (or ``train_monitor``) is not logged; the error lists what is.
         check_finite: Stop when the monitored value is NaN or infinite.
         stopping_threshold: Stop once the monitored value is better than this.
@@ -130,7 +132,7 @@ class EarlyStopping(_LightningEarlyStopping):
         min_delta: float = 0.0,
         patience: int = 3,
         verbose: bool = False,
-        mode: str = "min",
+        mode: str = "auto",
         strict: bool = True,
         check_finite: bool = True,
         stopping_threshold: float | None = None,
@@ -186,6 +188,12 @@ class EarlyStopping(_LightningEarlyStopping):
         if log_prefix is not None and not isinstance(log_prefix, str):
             raise ConfigError(f"`log_prefix` must be a string such as 'es/' (or None: log nothing); got {log_prefix!r}.")
 
+        check_mode_matches(monitor, mode)
+        for flag, value in (("verbose", verbose), ("strict", strict), ("check_finite", check_finite),
+                            ("log_rank_zero_only", log_rank_zero_only)):
+            check_bool(flag, value)
+        if check_on_train_epoch_end is not None:
+            check_bool("check_on_train_epoch_end", check_on_train_epoch_end)
         resolved_mode = infer_mode(monitor) if mode == "auto" else mode
         super().__init__(
             monitor=monitor,
@@ -201,7 +209,7 @@ class EarlyStopping(_LightningEarlyStopping):
             log_rank_zero_only=log_rank_zero_only,
         )
         self.requested_mode = mode
-        self.restore_best_weights = bool(restore_best_weights)
+        self.restore_best_weights = check_bool("restore_best_weights", restore_best_weights)
         self.restore_from = restore_from
         self.start_from_epoch = start_from_epoch
         self.baseline = baseline

@@ -15,7 +15,7 @@ from lightning_reg.augment.mixin import AugmentationMixin
 from lightning_reg.augment.pipeline import build_cpu_transform
 from lightning_reg.data.vision import ImageTensorDataset
 from lightning_reg.data.splits import check_folds, check_fractions, kfold_split, stratified_split
-from lightning_reg.errors import ConfigError, check_int
+from lightning_reg.errors import ConfigError, check_bool, check_int
 
 
 class DigitsDataModule(AugmentationMixin, pl.LightningDataModule):
@@ -70,6 +70,7 @@ class DigitsDataModule(AugmentationMixin, pl.LightningDataModule):
         check_int("batch_size", batch_size, low=1)
         check_int("num_workers", num_workers, low=0)
         check_int("seed", seed)
+        check_bool("normalize", normalize)
         if train_subset is not None:
             check_int("train_subset", train_subset, low=10)
         self.save_hyperparameters(ignore=["augment"])

@@ -66,13 +66,13 @@ def val_count(val_split: float | int, n: int) -> int:
     """
     if isinstance(val_split, bool) or not isinstance(val_split, (int, float)):
         raise ConfigError(f"`val_split` must be a fraction in (0, 1) or a count of images; got {val_split!r}.")
-    if isinstance(val_split, float) and val_split < 1.0:
-        if not 0.0 < val_split:
-            raise ConfigError(f"`val_split` must be a fraction in (0, 1) or a count of images; got {val_split!r}.")
+    if isinstance(val_split, float):
+        # A float is a fraction, never a count: 1.0 would otherwise mean "one validation image".
+        if not 0.0 < val_split < 1.0:
+            raise ConfigError(f"`val_split` must be a fraction in (0, 1) (a float) or a count of images (an int); "
+                              f"got {val_split!r}. For a count write an integer, e.g. val_split=100.")
         k = int(round(val_split * n))
     else:
-        if float(val_split) != int(val_split):
-            raise ConfigError(f"`val_split` as a count must be a whole number; got {val_split!r}.")
         k = int(val_split)
     if not 1 <= k <= n - 1:
         raise ConfigError(

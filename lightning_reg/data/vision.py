@@ -21,7 +21,7 @@ from lightning_reg.augment.mixin import AugmentationMixin
 from lightning_reg.augment.pipeline import build_cpu_transform
 from lightning_reg.data.resident import DeviceResidentLoader
 from lightning_reg.data.splits import check_folds, kfold_split, split_train_val, stratified_split
-from lightning_reg.errors import ConfigError, check_int
+from lightning_reg.errors import ConfigError, check_bool, check_int
 
 
 class ImageTensorDataset(Dataset):
@@ -91,19 +91,21 @@ class ImageDataModule(AugmentationMixin, pl.LightningDataModule):
         check_int("seed", seed)
         if train_subset is not None:
             check_int("train_subset", train_subset, low=2)
-        if isinstance(val_split, bool) or not isinstance(val_split, (int, float)) or val_split <= 0:
-            raise ConfigError(f"`val_split` must be a fraction in (0, 1) or a positive count; got {val_split!r}.")
+        if isinstance(val_split, bool) or not isinstance(val_split, (int, float)) or val_split <= 0 or (
+                isinstance(val_split, float) and val_split >= 1.0):
+            raise ConfigError(f"`val_split` must be a fraction in (0, 1) (a float) or a positive count of images (an "
+                              f"int); got {val_split!r}.")
         self.data_dir = Path(data_dir).expanduser()
-        self.download = bool(download)
+        self.download = check_bool("download", download)
         self.val_split = val_split
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.seed = seed
-        self.normalize = bool(normalize)
+        self.normalize = check_bool("normalize", normalize)
         self.mean, self.std = (list(mean) if mean is not None else None), (list(std) if std is not None else None)
-        self.device_resident = bool(device_resident)
+        self.device_resident = check_bool("device_resident", device_resident)
         self.train_subset = train_subset
-        self.drop_last = bool(drop_last)
+        self.drop_last = check_bool("drop_last", drop_last)
         self.configure_augmentation(augment, num_classes=self.num_classes, seed=seed)
         cfg = self.augment_config
         if self.device_resident and cfg.augment_on != "device":
@@ -291,7 +293,7 @@ class CIFAR10DataModule(ImageDataModule):
              "batches.meta")
 
     def __init__(self, *args: Any, check_integrity: bool = True, **kwargs: Any) -> None:
-        self.check_integrity = bool(check_integrity)
+        self.check_integrity = check_bool("check_integrity", check_integrity)
         super().__init__(*args, **kwargs)
 
     def _dataset(self, train: bool, download: bool) -> Any:
@@ -364,7 +366,7 @@ class ImageFolderDataModule(ImageDataModule):
         if image_size is not None and (len(image_size) != 2 or any(int(s) < 1 for s in image_size)):
             raise ConfigError(f"`image_size` must be [height, width] with positive sizes; got {list(image_size)}.")
         self.image_size = tuple(int(s) for s in image_size) if image_size is not None else None
-        self.grayscale = bool(grayscale)
+        self.grayscale = check_bool("grayscale", grayscale)
         self.train_dir, self.test_dir = train_dir, test_dir
         data_dir = kwargs.get("data_dir", args[0] if args else None)
         root = Path(data_dir).expanduser() / train_dir if data_dir else None
