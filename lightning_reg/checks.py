@@ -45,8 +45,12 @@ def check_optimizer_args(target: Any, args: Mapping[str, Any], key: str = "optim
         if not (math.isfinite(lr) and lr > 0):
             raise ConfigError(f"`{key}.lr` must be a finite number > 0 (lr=0 trains nothing); got {lr!r}.")
     if inspect.isclass(target) and issubclass(target, torch.optim.Optimizer):
+        from hydra.utils import instantiate
+
+        # Nested configs (SAM's `base` optimizer) are built as the real instantiation would build them.
+        built = {k: instantiate(v) if isinstance(v, Mapping) and "_target_" in v else v for k, v in args.items()}
         try:
-            target([torch.nn.Parameter(torch.zeros(1))], **dict(args))
+            target([torch.nn.Parameter(torch.zeros(1))], **built)
         except (TypeError, ValueError, RuntimeError, IndexError) as err:
             raise ConfigError(f"`{key}`: {type(target).__name__} rejects {dict(args)}: {err}") from None
 

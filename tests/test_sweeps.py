@@ -128,8 +128,12 @@ def test_optuna_random_search_of_four_trials_runs_and_reports(tmp_path: Path) ->
     report = rep.build(sweep)
     assert report.sweeper == "optuna" and len(report.configs) == 4
     assert sorted(c.mean["objective"] for c in report.configs) == pytest.approx(sorted(values))
-    assert (sweep / "optimization_history.png").is_file()
-    assert "Optuna best trial" in (sweep / "report.md").read_text()
+    assert (sweep / "optimization_history.png").is_file() and (sweep / "params.png").is_file()
+    md = (sweep / "report.md").read_text()
+    assert "# Study report: digits_random" in md and "maximize `val/acc`" in md and "4 complete" in md
+    # Trials ranked by the validation metric, best first; no test metrics for a search.
+    ranked = [float(line.split("|")[4]) for line in md.splitlines() if line.startswith("| ") and "complete" in line]
+    assert ranked == pytest.approx(sorted(values, reverse=True), abs=5e-5) and "test/acc" not in md
     # Each trial drew its own learning rate from the log-uniform interval.
     lrs = {metrics_of(r)["config"]["optimizer"]["lr"] for r in runs}
     assert len(lrs) == 4 and all(1e-4 <= lr <= 1e-2 for lr in lrs)
@@ -268,18 +272,18 @@ def test_cifar10_case_study_runs_a_fast_dev_run_on_generated_cifar_files(tmp_pat
 def test_optuna_search_configs_compose_with_a_seeded_sampler(name: str, sampler: str, tmp_path: Path) -> None:
     cfg = compose_full(f"hparams_search={name}", tmp_path=tmp_path)
     sweeper = cfg.hydra.sweeper
-    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "maximize"
+    assert sweeper._target_.endswith("LightningRegOptunaSweeper") and sweeper.direction == "maximize"
     assert sweeper.n_trials == 20 and cfg.optimized_metric == "val/acc"
     built = instantiate(sweeper.sampler)
     assert type(built).__name__ == sampler and sweeper.sampler.seed == 1234
     assert set(sweeper.params) == {"optimizer.lr", "model.dropout", "data.batch_size"}
-    from hydra_plugins.hydra_optuna_sweeper._impl import create_optuna_distribution_from_override
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from lightning_reg.study.search_space import parse_search_space
 
-    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in sweeper.params.items()])
-    dists = {o.key_or_group: type(create_optuna_distribution_from_override(o)).__name__ for o in parsed}
-    assert dists == {"optimizer.lr": "LogUniformDistribution", "model.dropout": "UniformDistribution",
-                     "data.batch_size": "CategoricalDistribution"}
+    space = parse_search_space(dict(sweeper.params), [])
+    lr, dropout, batch = (space.distributions[k] for k in ("optimizer.lr", "model.dropout", "data.batch_size"))
+    assert (type(lr).__name__, lr.log, lr.low, lr.high) == ("FloatDistribution", True, 1e-4, 1e-2)
+    assert (type(dropout).__name__, dropout.log, dropout.low, dropout.high) == ("FloatDistribution", False, 0.0, 0.5)
+    assert type(batch).__name__ == "CategoricalDistribution" and batch.choices == (32, 64, 128)
 
 
 def test_grid_search_config_sweeps_every_combination(tmp_path: Path) -> None:

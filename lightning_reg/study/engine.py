@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -195,13 +196,23 @@ def open_storage(
         engine_kwargs["pool_pre_ping"] = True
     callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry) if heartbeat_interval else None
     try:
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period,
-            heartbeat_stale_trial_callback=callback,
-        )
+        for attempt in range(8):
+            try:
+                return optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period,
+                    heartbeat_stale_trial_callback=callback,
+                )
+            except Exception as err:  # noqa: BLE001 - see below
+                # Workers that start together on a new database race to create its tables; the loser sees
+                # "already exists" (SQLite) or a duplicate key (PostgreSQL). The tables are there: try again.
+                text = str(err).lower()
+                if attempt == 7 or not any(m in text for m in ("already exists", "duplicate key", "unique constraint")):
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
     except ModuleNotFoundError as err:
         raise ConfigError(
             f"`hydra.sweeper.storage` {mask_url(url)!r} needs the database driver {err.name!r}, which is not "

@@ -4,7 +4,7 @@
 
 - ``choice(a, b, c)`` or ``a,b,c``: a categorical parameter;
 - ``range(start, stop[, step])``: integers (or floats) ``start, start+step, ... < stop``, as Python's ``range``;
-- ``interval(low, high)``: a continuous parameter in ``[low, high]`` (integers when both ends are integers);
+- ``interval(low, high)``: a continuous parameter in ``[low, high]``; ``int(interval(low, high))`` for integers;
 - ``tag(log, interval(...))`` or ``tag(log, range(...))``: sampled on a log scale.
 
 Anything that is not a sweep is a fixed override passed to every job.

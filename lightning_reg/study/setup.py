@@ -177,6 +177,16 @@ class StudyPlan:
         }
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         (self.sweep_dir / "study.json").write_text(json.dumps(summary, indent=2, default=str))
+        # What Hydra's Optuna sweeper wrote, for the tools that read it.
+        complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+        if complete:
+            results: dict[str, Any] = {"name": "optuna"}
+            if len(self.options["directions"]) == 1:
+                best = self.study.best_trial
+                results.update(best_params=dict(best.params), best_value=float(best.value))
+            else:
+                results["solutions"] = [{"params": dict(t.params), "values": list(t.values)} for t in self.study.best_trials]
+            OmegaConf.save(OmegaConf.create(results), self.sweep_dir / "optimization_results.yaml")
         log.info("study %r: %d finished trial(s) (%s); this worker ran %d", self.study_name, len(done),
                  ", ".join(f"{v} {k}" for k, v in sorted(states.items())), len(told))
 

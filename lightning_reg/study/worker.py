@@ -221,7 +221,7 @@ class StudyWorker:
     def _slot(self, trial: FrozenTrial, trials: Sequence[FrozenTrial]) -> str | None:
         """Why ``trial`` (just asked) must not run, or ``None`` when it holds one of the ``n_trials`` slots.
 
-        ``"full"``: other workers took the last slots first. ``"duplicate"``: an earlier live or finished trial
+        ``"full"``: other workers took the last slots first. ``"duplicate"``: another live or finished trial
         has the same grid point, or (with a continuous parameter) exactly the same values, which only happens
         when two workers' seeded samplers drew the same stream.
         """
@@ -229,12 +229,15 @@ class StudyWorker:
         numbers = [t.number for t in counted]
         if trial.number not in numbers or numbers.index(trial.number) >= self.n_trials:
             return "full"
-        earlier = [t for t in counted if t.number < trial.number]
+        # Compared with every other trial, earlier or later: a worker writes a trial's values just after
+        # creating it, so of two workers that drew the same values at once, at least one sees the other's
+        # (both may, and then both draw again).
+        others = [t for t in counted if t.number != trial.number]
         grid_id = trial.system_attrs.get("grid_id")
         if grid_id is not None:
-            return "duplicate" if any(t.system_attrs.get("grid_id") == grid_id for t in earlier) else None
+            return "duplicate" if any(t.system_attrs.get("grid_id") == grid_id for t in others) else None
         continuous = any(isinstance(d, optuna.distributions.FloatDistribution) for d in self.space.distributions.values())
-        if continuous and trial.params and any(t.params == trial.params for t in earlier):
+        if continuous and trial.params and any(t.params == trial.params for t in others):
             return "duplicate"
         return None
 
