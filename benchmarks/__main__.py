@@ -38,6 +38,9 @@ def summary_line(name: str, data: dict) -> str:
     if name == "sweep_parallelism":
         return (f"joblib / basic wall time {data['ratio_joblib_to_basic']:.3f} "
                 f"(speed-up {1 / data['ratio_joblib_to_basic']:.2f}x, {data['runs_per_launch']} runs per launch)")
+    if name == "sweep_pruning":
+        return (f"pruned / unpruned epochs {data['epochs_ratio']:.3f}, wall {data['wall_ratio']:.3f}, best value gap "
+                f"{data['best_gap']:+.4f}; 2 / 1 workers trials per minute {data['workers_speedup']:.2f}x")
     return ""
 
 

@@ -248,8 +248,9 @@ def open_study(options: Mapping[str, Any], arguments: Sequence[str], config: Dic
             )
     sampler_node = dict(o["sampler"] or {})
     n_existing = len(existing.get_trials(deepcopy=False)) if existing is not None else 0
-    if n_existing and isinstance(sampler_node.get("seed"), int):
-        # A resumed (or second) worker: the seed as given would replay the draws of the first one.
+    if n_existing and isinstance(sampler_node.get("seed"), int) and not grid_sampler:
+        # A resumed (or second) worker: the seed as given would replay the draws of the first one. Not for
+        # the grid: its seed orders the grid, and every worker must number the points alike.
         sampler_node["seed"] = sampler_node["seed"] + n_existing
     sampler = _build_sampler(sampler_node, space)
     study = optuna.create_study(

@@ -12,7 +12,8 @@ when the study holds ``n_trials`` finished trials. The study is the only coordin
   period and Optuna's retry callback queues it again, and a worker with nothing to do waits for that.
 
 One configuration may need several jobs: the k folds of a cross-validated trial, or the m seeds of a confirmed
-winner. Both go through :func:`run_config`, one mechanism for "one configuration, several jobs".
+winner. Both are :class:`Variant` lists given to :meth:`StudyWorker.specs_for`: one mechanism for "one
+configuration, several jobs".
 """
 
 from __future__ import annotations
@@ -233,9 +234,8 @@ class StudyWorker:
         # creating it, so of two workers that drew the same values at once, at least one sees the other's
         # (both may, and then both draw again).
         others = [t for t in counted if t.number != trial.number]
-        grid_id = trial.system_attrs.get("grid_id")
-        if grid_id is not None:
-            return "duplicate" if any(t.system_attrs.get("grid_id") == grid_id for t in others) else None
+        if trial.system_attrs.get("grid_id") is not None:
+            return "duplicate" if any(t.params == trial.params for t in others) else None
         continuous = any(isinstance(d, optuna.distributions.FloatDistribution) for d in self.space.distributions.values())
         if continuous and trial.params and any(t.params == trial.params for t in others):
             return "duplicate"
@@ -252,6 +252,10 @@ class StudyWorker:
             if why is None:
                 break
             trial.set_user_attr(ATTR["status"], "surplus")
+            if "grid_id" in frozen.system_attrs:
+                # Optuna's grid sampler counts every finished trial's grid point as visited, a failed one too;
+                # a trial that never ran must give its point back.
+                self.storage.set_trial_system_attr(trial_id_of(trial), "search_space", {})
             self.study.tell(trial, state=TrialState.FAIL)
             if why == "full":
                 log.info("trial %d not run: other workers took the last slots", trial.number)
