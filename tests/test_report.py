@@ -209,3 +209,16 @@ def test_config_key_drops_seed_paths_and_hydra_settings() -> None:
     key = rep.config_key(["+variant/x=l2", "seed=3", "paths.log_dir=/tmp", "hydra.launcher.n_jobs=2", "model.dropout=0.1"])
     assert key == ("model.dropout=0.1", "variant/x=l2")
     assert rep.pretty_override("variant/x=l2") == "l2"
+
+
+def test_folds_group_like_seeds_into_mean_and_std(tmp_path: Path) -> None:
+    accs = {("0.0", 0): 0.80, ("0.0", 1): 0.84, ("0.0", 2): 0.88, ("0.5", 0): 0.90, ("0.5", 1): 0.92, ("0.5", 2): 0.94}
+    for i, ((dropout, fold), acc) in enumerate(accs.items()):
+        write_run(tmp_path, i, [f"model.dropout={dropout}", f"data.fold={fold}", "data.num_folds=3"], test_acc=acc)
+    report = rep.build(tmp_path)
+    assert len(report.configs) == 2
+    by = {c.label: c for c in report.configs}
+    assert set(by) == {"model.dropout=0.0", "model.dropout=0.5"}
+    assert by["model.dropout=0.5"].mean["test_acc"] == pytest.approx(0.92)
+    assert by["model.dropout=0.5"].std["test_acc"] == pytest.approx(0.02)
+    assert len(by["model.dropout=0.0"].runs) == 3

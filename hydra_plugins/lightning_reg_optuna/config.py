@@ -58,7 +58,7 @@ class LightningRegOptunaSweeperConf:
     grace_period: Any = None
     max_retry: Any = 3
     # Seconds between looks at the study while other workers hold the last trials.
-    poll_interval: Any = 2.0
+    poll_interval: Any = 1.0
 
 
 def _samplers() -> Dict[str, Dict[str, Any]]:

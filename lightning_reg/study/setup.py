@@ -73,7 +73,7 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
     out["grace_period"] = None if grace is None else check_int("hydra.sweeper.grace_period", grace, low=1)
     retry = o.get("max_retry", 3)
     out["max_retry"] = None if retry is None else check_int("hydra.sweeper.max_retry", retry, low=0)
-    out["poll_interval"] = check_range("hydra.sweeper.poll_interval", o.get("poll_interval", 2.0), 0.0, None,
+    out["poll_interval"] = check_range("hydra.sweeper.poll_interval", o.get("poll_interval", 1.0), 0.0, None,
                                        low_inclusive=False)
     confirm = o.get("confirm") or {}
     if not isinstance(confirm, Mapping):
