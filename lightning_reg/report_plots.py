@@ -56,11 +56,28 @@ def curve_band(histories: Sequence[Sequence[dict[str, float]]], key: str) -> tup
             [min(per_epoch[e]) for e in epochs], [max(per_epoch[e]) for e in epochs])
 
 
+def short_label(label: str, width: int = 40) -> str:
+    """A configuration label for a plot: long floats rounded to 3 significant digits, wrapped at ``width``.
+
+    Example:
+        >>> short_label("model.dropout=0.25154158265390486, optimizer.lr=0.0013255385789985395", width=60)
+        'model.dropout=0.252, optimizer.lr=0.00133'
+    """
+    import re
+    import textwrap
+
+    rounded = re.sub(r"-?\d+\.\d{4,}(?:e-?\d+)?", lambda m: f"{float(m.group()):.3g}", label)
+    return "\n".join(textwrap.wrap(rounded, width)) or rounded
+
+
 def plot_loss_curves(configs: Sequence[ConfigSummary], path: Path) -> Path | None:
-    """Train/val loss per configuration: mean line and min–max band over seeds."""
-    shown = [c for c in configs if any(r.history for r in c.runs)][:MAX_PANELS]
+    """Train/val loss per configuration: mean line and min–max band over seeds (the best 16 by test accuracy)."""
+    with_history = [c for c in configs if any(r.history for r in c.runs)]
+    shown = with_history[:MAX_PANELS]
     if not shown:
         return None
+    from matplotlib.ticker import MaxNLocator
+
     plt = _pyplot()
     cols = min(3, len(shown))
     rows = math.ceil(len(shown) / cols)
@@ -72,14 +89,17 @@ def plot_loss_curves(configs: Sequence[ConfigSummary], path: Path) -> Path | Non
             if epochs:
                 ax.plot(epochs, mean, color=color, label=key)
                 ax.fill_between(epochs, lo, hi, color=color, alpha=0.25, linewidth=0)
-        ax.set_title(c.label + (" (baseline)" if c.is_baseline else ""), fontsize=9)
+        ax.set_title(short_label(c.label + (" (baseline)" if c.is_baseline else "")), fontsize=8)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(shown):]:
         ax.axis("off")
     axes[0][0].set_ylabel("loss")
     axes[0][0].legend(fontsize=8)
-    fig.suptitle("loss per epoch: mean over seeds, band = min–max over seeds", fontsize=10)
+    more = (f"; the best {len(shown)} of {len(with_history)} configurations by test accuracy"
+            if len(with_history) > len(shown) else "")
+    fig.suptitle(f"loss per epoch: mean over seeds, band = min–max over seeds{more}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -92,7 +112,7 @@ def plot_test_acc(configs: Sequence[ConfigSummary], path: Path) -> Path | None:
     if not shown:
         return None
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(shown) + 1.2))
+    fig, ax = plt.subplots(figsize=(8, max(2.6, 0.45 * len(shown) + 1.4)))
     ys = list(range(len(shown)))[::-1]
     for y, c in zip(ys, shown):
         err = c.std["test_acc"] if math.isfinite(c.std["test_acc"]) else 0.0
@@ -102,7 +122,7 @@ def plot_test_acc(configs: Sequence[ConfigSummary], path: Path) -> Path | None:
             if r.test_acc is not None:
                 ax.plot(r.test_acc, y, "x", color="gray", markersize=4)
     ax.set_yticks(ys)
-    ax.set_yticklabels([c.label + (" (baseline)" if c.is_baseline else "") for c in shown], fontsize=8)
+    ax.set_yticklabels([short_label(c.label + (" (baseline)" if c.is_baseline else ""), 50) for c in shown], fontsize=8)
     ax.set_xlabel("test accuracy (mean ± std over seeds; x = single runs)")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()

@@ -387,3 +387,39 @@ def test_sweeper_config_instantiates_through_hydra(sweep_cfg) -> None:
     sweeper = instantiate(cfg.hydra.sweeper)
     assert type(sweeper).__name__ == "LightningRegOptunaSweeper"
     assert sweeper.options["sampler"]["_target_"] == "optuna.samplers.RandomSampler"
+
+
+def test_early_stopping_still_stops_a_trial_that_is_not_pruned(tmp_path: Path) -> None:
+    from lightning_reg import EarlyStopping
+
+    url = default_storage_url(tmp_path)
+    study = optuna.create_study(study_name="es", storage=url, direction="maximize")
+    trial = study.ask()
+    link = TrialLink("es", trial_id_of(trial), trial.number, "val/acc", "maximize", prune=True, storage=url)
+    pruning = TrialPruning(link, pruner=optuna.pruners.NopPruner(), storage_url=url)
+    # An impossible target: early stopping fires after `patience` epochs without improvement.
+    stop = EarlyStopping(monitor="val/acc", mode="max", patience=1, min_delta=1.0, restore_best_weights=True)
+    model, trainer = _trainer_with(pruning, max_epochs=20)
+    trainer.callbacks.append(stop)
+    trainer.fit(model, datamodule=DigitsDataModule(batch_size=32))
+    assert pruning.pruned_epoch is None and trainer.current_epoch < 20 and stop.stopped_epoch > 0
+    frozen = storage_of(study).get_trial(trial_id_of(trial))
+    assert sorted(frozen.intermediate_values) == list(range(trainer.current_epoch))  # reported every epoch
+
+
+def test_image_datamodules_take_folds(tmp_path: Path) -> None:
+    from data_factories import make_mnist
+
+    from lightning_reg.data import MNISTDataModule
+
+    make_mnist(tmp_path, n_train=90, n_test=30)
+    vals, trains = [], []
+    for i in range(3):
+        dm = MNISTDataModule(data_dir=str(tmp_path), fold=i, num_folds=3)
+        dm.setup("fit")
+        vals.append(dm.data_val[1])
+        trains.append(len(dm.data_train[1]))
+    assert [len(v) for v in vals] == [30, 30, 30] and trains == [60, 60, 60]
+    assert torch.equal(torch.sort(torch.cat(vals)).values, torch.sort(dm.load_split(train=True)[1]).values)
+    with pytest.raises(ConfigError, match="fold"):
+        MNISTDataModule(data_dir=str(tmp_path), fold=3, num_folds=3)

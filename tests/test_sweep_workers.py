@@ -268,3 +268,19 @@ def test_a_storage_that_cannot_be_reached_stops_before_any_trial(tmp_path: Path)
     assert "cannot open the study storage" in out and "sweeper:***@127.0.0.1" in out
     assert "hunter2" not in out
     assert not any(p.name.isdigit() for p in sweep.iterdir()) if sweep.exists() else True
+
+
+def test_a_pruned_fold_stops_the_trials_other_folds(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    log = tmp_path / "cvprune.log"
+    args = ["hparams_search=digits_random", "hydra.sweeper.n_trials=1", "hydra.sweeper.folds=2",
+            "trainer.max_epochs=5", *ALWAYS_PRUNE, *FAST]
+    wait_all([start(sweep, *args, log=log)], [log])
+    (trial,) = load(sqlite_url(sweep), "digits_random").get_trials(deepcopy=False)
+    assert trial.state == TrialState.PRUNED
+    fold0, fold1 = (metrics(sweep / "0" / f"fold{i}") for i in (0, 1))
+    assert fold0["status"] == "pruned" and fold0["pruned_epoch"] == 1  # the pruner judged the running mean
+    assert fold1["status"] == "pruned" and fold1["pruned_epoch"] == 0  # stopped because fold 0 was pruned
+    # The trial's intermediate values are the folds' per-epoch means.
+    rep0, rep1 = (next(v["reported"] for k, v in f["callbacks"].items() if "TrialPruning" in k) for f in (fold0, fold1))
+    assert trial.intermediate_values == pytest.approx({0: (rep0["0"] + rep1["0"]) / 2, 1: rep0["1"]})
