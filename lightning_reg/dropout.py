@@ -291,18 +291,47 @@ def find_dropout_modules(
     return out
 
 
-def depth_rates(rate: float, n: int, depth_scale: bool = True) -> list[float]:
-    """Per-module rates: ``rate · (l+1)/n`` for module ``l`` of ``n`` (NASNet), or ``rate`` for all.
+def depth_levels(names: Sequence[str]) -> list[int]:
+    """The depth level of each module: modules inside the same numbered block share one.
+
+    A module's block is its qualified name up to the last numeric component (``net.blocks.3.drop_path1`` and
+    ``net.blocks.3.drop_path2`` are both in ``net.blocks.3``; ``layer2.1.bn2.stochastic_depth`` is in
+    ``layer2.1``). A module under no numbered container is a level of its own. Levels count from 0 in the
+    order the blocks first appear (the model's module order).
+
+    Example:
+        >>> depth_levels(["blocks.1.drop_path1", "blocks.1.drop_path2", "blocks.2.drop_path1", "head_drop"])
+        [0, 0, 1, 2]
+    """
+    keys: dict[str, int] = {}
+    out = []
+    for name in names:
+        parts = name.split(".")
+        numeric = [i for i, part in enumerate(parts) if part.isdigit()]
+        key = ".".join(parts[: numeric[-1] + 1]) if numeric else name
+        out.append(keys.setdefault(key, len(keys)))
+    return out
+
+
+def depth_rates(rate: float, n: int | Sequence[int], depth_scale: bool = True) -> list[float]:
+    """Per-module rates: ``rate · (l+1)/L`` for depth level ``l`` of ``L`` (NASNet), or ``rate`` for all.
+
+    ``n`` is the number of modules (one level each) or each module's level (:func:`depth_levels`), so that
+    the two drop-paths of one transformer block get the same rate, as timm gives them.
 
     Example:
         >>> [round(r, 6) for r in depth_rates(0.2, 4)]
         [0.05, 0.1, 0.15, 0.2]
+        >>> [round(r, 6) for r in depth_rates(0.2, [0, 0, 1, 1])]
+        [0.1, 0.1, 0.2, 0.2]
         >>> depth_rates(0.2, 2, depth_scale=False)
         [0.2, 0.2]
     """
+    levels = list(range(n)) if isinstance(n, int) else list(n)
     if not depth_scale:
-        return [float(rate)] * n
-    return [float(rate) * (layer + 1) / n for layer in range(n)]
+        return [float(rate)] * len(levels)
+    depth = max(levels, default=-1) + 1
+    return [float(rate) * (level + 1) / depth for level in levels]
 
 
 def _apply_injected_dropout(module: nn.Module, args: tuple, output: object) -> object:

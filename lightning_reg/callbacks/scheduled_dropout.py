@@ -21,6 +21,7 @@ from lightning_reg.dropout import (
     RATE_ATTRS,
     DropoutTarget,
     as_list,
+    depth_levels,
     depth_rates,
     find_dropout_modules,
     inject_dropout,
@@ -94,8 +95,9 @@ class ScheduledDropout(pl.Callback):
         names: narrow the targets to modules whose qualified name matches one of these globs
             (``"encoder.*"``).
         exclude: leave out modules whose qualified name matches one of these globs.
-        depth_scale: scale the rate linearly with depth, ``rate · (l+1)/L`` for target ``l`` of ``L`` in
-            model order (NASNet's ScheduledDropPath).
+        depth_scale: scale the rate linearly with depth, ``rate · (l+1)/L`` for depth level ``l`` of ``L`` in
+            model order (NASNet's ScheduledDropPath); the modules of one numbered block (``blocks.3``) share a
+            level, so a transformer block's two drop-paths get one rate, as timm gives them.
         inject: add an ``nn.Dropout`` after every module of these types (``["ReLU"]``, ``["Linear"]``,
             ``["nn.GELU"]``, ``["mypkg.Block"]``) at ``setup``, before the optimizer is built. Parameter
             names and ``state_dict`` keys do not change (see :func:`lightning_reg.dropout.inject_dropout`).
@@ -182,6 +184,7 @@ class ScheduledDropout(pl.Callback):
         self._last_logged_step = -1
         self.verbose = verbose
         self._targets: list[DropoutTarget] = []
+        self._levels: list[int] = []
         self._injected: list[str] = []
         self._discovered = False
         self._rate: float | None = None
@@ -247,6 +250,7 @@ class ScheduledDropout(pl.Callback):
                     )
         self._injected = injected_names(pl_module)
         self._targets = find_dropout_modules(pl_module, self.modules, self.names, self.exclude)
+        self._levels = depth_levels([t.name for t in self._targets])
         if not self._targets:
             narrowed = ""
             if self.names or self.exclude:
@@ -334,7 +338,7 @@ class ScheduledDropout(pl.Callback):
             raise ConfigError(
                 f"`schedule` must give drop rates in [0, 1); {self.schedule!r} gave {rate!r} at step {step}, epoch {epoch}."
             )
-        for target, r in zip(self._targets, depth_rates(rate, len(self._targets), self.depth_scale)):
+        for target, r in zip(self._targets, depth_rates(rate, self._levels, self.depth_scale)):
             target.set(r)
         self._rate, self._step, self._epoch = rate, step, epoch
 
