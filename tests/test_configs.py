@@ -18,6 +18,9 @@ CONF = Path(CONF_DIR)
 # Options that need a different input than the default digits data to build a valid network.
 EXTRA_OVERRIDES: dict[str, list[str]] = {
     "model/cnn_cifar10": ["model.input_shape=[3,32,32]"],
+    # The text pair: a token data set and a text model go together.
+    "model/hf_bert_tiny": ["data=synthetic_tokens"],
+    "data/synthetic_tokens": ["model=hf_bert_tiny"],
 }
 # GPU trainer configs are instantiated on the CPU here when no GPU is present: everything else in them
 # (strategy, devices, sync_batchnorm...) is still checked by Lightning's Trainer.

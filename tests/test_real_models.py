@@ -355,3 +355,16 @@ def test_family_bf16_mixed(name: str) -> None:
     assert all(torch.isfinite(v).all() for v in run.weights().values())
     penalty = next(cb for cb in run.callbacks if isinstance(cb, WeightPenalty))
     assert penalty.run_summary()["optimizer_steps"] == 4
+
+
+def test_bert_runs_through_the_entry_point_with_penalty_and_scheduled_dropout(compose_cfg) -> None:
+    pytest.importorskip("transformers")
+    from lightning_reg.train import train
+
+    cfg = compose_cfg("data=synthetic_tokens", "model=hf_bert_tiny", "optimizer=adamw", "trainer=debug",
+                      "callbacks=[default,l2,dropout_linear]", "test=true")
+    summary = train(cfg)
+    assert summary["status"] == "completed" and "test/acc" in summary["test"]
+    by = {key.split("{")[0]: value for key, value in summary["callbacks"].items()}
+    assert by["WeightPenalty"]["penalized_tensors"] == 17  # 14 Linear kernels + 3 embeddings
+    assert by["ScheduledDropout"]["n_modules"] == 8 and by["ScheduledDropout"]["final_rate"] == pytest.approx(0.15)

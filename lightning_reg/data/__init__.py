@@ -14,6 +14,7 @@ from lightning_reg.augment import (
 )
 from lightning_reg.data.digits import DigitsDataModule
 from lightning_reg.data.resident import DeviceResidentLoader
+from lightning_reg.data.tokens import SyntheticTokensDataModule
 from lightning_reg.data.vision import (
     CIFAR10DataModule,
     FashionMNISTDataModule,
@@ -35,6 +36,7 @@ __all__ = [
     "RandomKerasAffine",
     "RandomKerasColor",
     "Standardizer",
+    "SyntheticTokensDataModule",
     "augment_batch",
     "build_cpu_transform",
     "fit_standardizer",
