@@ -7,6 +7,7 @@ without reading our source. All checks run in ``__init__`` or at ``setup``, befo
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -113,3 +114,20 @@ def check_int(name: str, value: Any, low: int | None = None, high: int | None = 
         rng = f"[{'-inf' if low is None else low}, {'inf' if high is None else high}]"
         raise ConfigError(f"`{name}` must be an integer in {rng}; got {value!r}.")
     return value
+
+
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s'\"]*):(?P<password>[^@\s'\"/]+)@")
+
+
+def mask_secrets(text: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@host`` URL in it replaced by ``***``.
+
+    Used for what we write or print: ``metrics.json``, error messages and logs.
+
+    Example:
+        >>> mask_secrets("storage postgresql://sweep:s3cret@db:5432/optuna failed")
+        'storage postgresql://sweep:***@db:5432/optuna failed'
+        >>> mask_secrets("sqlite:////tmp/optuna.db")
+        'sqlite:////tmp/optuna.db'
+    """
+    return _URL_PASSWORD.sub(r"\g<head>:***@", text)

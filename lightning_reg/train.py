@@ -34,7 +34,7 @@ from lightning_reg.callbacks.monitor_check import MonitorCheck
 from lightning_reg.checks import check_optimizer_args, check_scheduler_args, check_seed, check_trainer_args
 from lightning_reg.callbacks.rng_state import RNGState
 from lightning_reg.distributed import hydra_ddp_children, is_child_rank, write_job_config
-from lightning_reg.errors import ConfigError, check_bool, check_int
+from lightning_reg.errors import ConfigError, check_bool, check_int, mask_secrets
 from lightning_reg.run_dir import FINISHED, RunDirError, archive_failed_record, check_run_dir, run_state
 from lightning_reg.study import trial_callbacks
 
@@ -159,6 +159,8 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
 def _json_safe(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return str(obj)
+    if isinstance(obj, str) and "://" in obj:
+        return mask_secrets(obj)
     if isinstance(obj, dict):
         return {str(k): _json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -411,8 +413,8 @@ def _record_failure(cfg: DictConfig, err: BaseException) -> None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps({
             "status": "failed",
-            "error": f"{type(err).__name__}: {err}",
-            "traceback": traceback.format_exc(),
+            "error": mask_secrets(f"{type(err).__name__}: {err}"),
+            "traceback": mask_secrets(traceback.format_exc()),
             "seed": cfg.get("seed"),
             "config": _json_safe(OmegaConf.to_container(cfg, resolve=False)),
         }, indent=2))
@@ -471,10 +473,10 @@ def main(cfg: DictConfig) -> float | list[float] | None:
             # which the Optuna sweeper counts as a failed trial.
             log.error("run failed and is recorded in %s: %s: %s", Path(cfg.paths.output_dir) / "metrics.json",
                       type(err).__name__, err, exc_info=not isinstance(err, ConfigError))
-            print(f"lightning_reg: run failed: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
+            print(mask_secrets(f"lightning_reg: run failed: {type(err).__name__}: {err}"), file=sys.stderr, flush=True)
             return None
         if isinstance(err, ConfigError):
-            print(f"lightning_reg: error: {err}", file=sys.stderr, flush=True)
+            print(mask_secrets(f"lightning_reg: error: {err}"), file=sys.stderr, flush=True)
             sys.exit(2)
         raise
     value = summary.get("optimized_value")

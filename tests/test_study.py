@@ -423,3 +423,14 @@ def test_image_datamodules_take_folds(tmp_path: Path) -> None:
     assert torch.equal(torch.sort(torch.cat(vals)).values, torch.sort(dm.load_split(train=True)[1]).values)
     with pytest.raises(ConfigError, match="fold"):
         MNISTDataModule(data_dir=str(tmp_path), fold=3, num_folds=3)
+
+
+def test_a_password_in_the_config_is_masked_in_metrics_json(compose_cfg, tmp_path: Path) -> None:
+    from lightning_reg.errors import mask_secrets
+    from lightning_reg.train import train
+
+    assert mask_secrets("x mysql+pymysql://u:p4ss@h/db y") == "x mysql+pymysql://u:***@h/db y"
+    cfg = compose_cfg("trainer=debug", "test=false", "+notes=postgresql://sweep:hunter2@db:5432/optuna")
+    train(cfg)
+    text = (Path(cfg.paths.output_dir) / "metrics.json").read_text()
+    assert "hunter2" not in text and "postgresql://sweep:***@db:5432/optuna" in text

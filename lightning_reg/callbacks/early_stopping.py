@@ -22,6 +22,7 @@ from typing_extensions import override
 
 from lightning_reg.callbacks.compat import averaging_callbacks, evaluated_module, warn_if_state_missing
 from lightning_reg.errors import ConfigError, check_bool, check_choice, check_int, check_non_negative, check_range
+from lightning_reg.safe_load import load_checkpoint_tensors
 from lightning_reg.stopping import (
     best_so_far,
     generalization_loss,
@@ -414,8 +415,9 @@ class EarlyStopping(_LightningEarlyStopping):
             rank_zero_warn("EarlyStopping: the ModelCheckpoint saved no best checkpoint; the final weights are kept.")
             return
         trainer.strategy.barrier("EarlyStopping.restore")
-        # Our own run's checkpoint, which may hold the model's hyperparameters as arbitrary objects.
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        # Only the tensors are needed: nothing pickled in the file is imported or run (hyperparameter objects
+        # come back inert).
+        checkpoint = load_checkpoint_tensors(path)
         pl_module.load_state_dict(checkpoint["state_dict"])
         self.restored_epoch = int(checkpoint.get("epoch", -1))
 

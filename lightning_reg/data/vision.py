@@ -278,8 +278,9 @@ class CIFAR10DataModule(ImageDataModule):
     """CIFAR-10 through ``torchvision.datasets.CIFAR10`` (``<data_dir>/cifar-10-batches-py``), ``3x32x32``.
 
     Args:
-        check_integrity: verify torchvision's MD5 sums of the batch files (turn off for re-packed or
-            generated files in the same format).
+        check_integrity: verify torchvision's MD5 sums of the batch files (on by default). CIFAR-10's batch
+            files are Python pickles, and reading one runs whatever it holds: ``check_integrity=false`` trusts
+            the files, so turn it off only for files you made yourself (re-packed or generated ones).
         **kwargs: the :class:`ImageDataModule` options.
 
     Example:

@@ -141,13 +141,10 @@ def mask_url(url: str | None) -> str:
         from sqlalchemy.engine import make_url
 
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - not a URL sqlalchemy parses: mask anything between ':' and '@'
-        head, sep, tail = url.rpartition("@")
-        if not sep or "://" not in head:
-            return url
-        scheme, _, cred = head.partition("://")
-        user = cred.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{tail}"
+    except Exception:  # noqa: BLE001 - not a URL sqlalchemy parses
+        from lightning_reg.errors import mask_secrets
+
+        return mask_secrets(url)
 
 
 def default_storage_url(sweep_dir: str | Path) -> str:
