@@ -114,3 +114,92 @@ def check_monitored(names: Iterable[tuple[str, str]], logged: Iterable[str], whe
             close = difflib.get_close_matches(m, logged, n=1)
             parts.append(f"`{opt}` = {m!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         raise ConfigError(f"{'; '.join(parts)}: not among the metrics logged {when}: {', '.join(logged) or 'none'}.")
+
+
+def check_resume_checkpoint(path: Any, model: Any) -> None:
+    """Check, before fitting, that ``path`` is a Lightning checkpoint this ``model`` and its optimizer can resume.
+
+    Read weights-only (nothing pickled in the file runs). Raises :class:`ConfigError` for a file that is not a
+    checkpoint, one of another architecture (the first mismatched keys and shapes), and one whose optimizer
+    state belongs to another optimizer (say Adam's state for ``optimizer=sgd``, which would fail mid-step).
+
+    Example:
+        >>> import tempfile, os, torch
+        >>> path = os.path.join(tempfile.mkdtemp(), "x.ckpt")
+        >>> torch.save({"state_dict": {"w": torch.zeros(2)}}, path)
+        >>> check_resume_checkpoint(path, torch.nn.Linear(2, 1))
+        Traceback (most recent call last):
+        ...
+        lightning_reg.errors.ConfigError: `ckpt_path` ... holds a different architecture: ...
+    """
+    import pickle
+    import zipfile
+
+    import torch
+
+    from lightning_reg.safe_load import load_checkpoint_tensors
+
+    try:
+        ckpt = load_checkpoint_tensors(path)
+    except ConfigError as err:
+        raise ConfigError(f"`ckpt_path`: {err}") from None
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"`ckpt_path` {str(path)!r} is not a readable checkpoint (corrupt, truncated or another "
+                          f"kind of file): {type(err).__name__}: {first[:200]}") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        keys = sorted(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ConfigError(f"`ckpt_path` {str(path)!r} is not a Lightning checkpoint: it has no `state_dict` "
+                          f"(found {keys}).")
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    theirs = {k: tuple(v.shape) for k, v in ckpt["state_dict"].items() if isinstance(v, torch.Tensor)}
+    missing = [k for k in ours if k not in theirs]
+    unexpected = [k for k in theirs if k not in ours]
+    shapes = [f"{k}: checkpoint {theirs[k]} vs model {ours[k]}" for k in ours if k in theirs and theirs[k] != ours[k]]
+    if missing or unexpected or shapes:
+        parts = []
+        if shapes:
+            parts.append("shapes differ: " + "; ".join(shapes[:3]))
+        if missing:
+            parts.append("missing in the checkpoint: " + ", ".join(missing[:3]))
+        if unexpected:
+            parts.append("not in the model: " + ", ".join(unexpected[:3]))
+        raise ConfigError(f"`ckpt_path` {str(path)!r} holds a different architecture: {'; '.join(parts)}. Resume "
+                          "with the model config that wrote it (see its run's .hydra/config.yaml).")
+    states = ckpt.get("optimizer_states") or []
+    try:
+        configured = model.configure_optimizers()
+    except Exception:  # noqa: BLE001 - a user's configure_optimizers may need the trainer: nothing to compare
+        return
+    optimizers = [o for o in _optimizers_of(configured) if isinstance(o, torch.optim.Optimizer)]
+    for i, (state, opt) in enumerate(zip(states, optimizers)):
+        groups = state.get("param_groups") if isinstance(state, dict) else None
+        if not groups:
+            continue
+        need = set(opt.defaults) - {"differentiable", "foreach", "fused", "capturable", "maximize", "decoupled_weight_decay"}
+        have = set(groups[0])
+        lacking = sorted(need - have)
+        if lacking:
+            raise ConfigError(
+                f"`ckpt_path` {str(path)!r}: its optimizer {i} state is not {type(opt).__name__}'s: it lacks "
+                f"{', '.join(lacking)} (it has {', '.join(sorted(have - {'params'})[:8])}). Resume with the optimizer "
+                "that wrote it (e.g. optimizer=adam), or start a new run from its weights."
+            )
+
+
+def _optimizers_of(configured: Any) -> list[Any]:
+    import torch
+
+    if isinstance(configured, torch.optim.Optimizer):
+        return [configured]
+    if isinstance(configured, dict):
+        return [configured.get("optimizer")]
+    if isinstance(configured, (list, tuple)):
+        out: list[Any] = []
+        for item in configured:
+            if isinstance(item, (list, tuple)):
+                out += [o for o in item if isinstance(o, torch.optim.Optimizer)]
+            else:
+                out += _optimizers_of(item)
+        return out
+    return []

@@ -31,7 +31,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from lightning_reg.callbacks.history import MetricsHistory, _to_float
 from lightning_reg.callbacks.monitor_check import MonitorCheck
-from lightning_reg.checks import check_optimizer_args, check_scheduler_args, check_seed, check_trainer_args
+from lightning_reg.checks import (
+    check_optimizer_args,
+    check_resume_checkpoint,
+    check_scheduler_args,
+    check_seed,
+    check_trainer_args,
+)
 from lightning_reg.callbacks.rng_state import RNGState
 from lightning_reg.distributed import hydra_ddp_children, is_child_rank, write_job_config
 from lightning_reg.errors import ConfigError, check_bool, check_int, mask_secrets
@@ -246,6 +252,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     pl.seed_everything(cfg.seed, workers=True)
     parts = build(cfg)
     datamodule, model, trainer, history = parts.datamodule, parts.model, parts.trainer, parts.history
+    if ckpt_path is not None:
+        check_resume_checkpoint(ckpt_path, model)
 
     started = time.perf_counter()
     if not is_child_rank():
