@@ -292,6 +292,15 @@ class FromCallable(Schedule):
         super().__init__(unit)
         if not callable(fn):
             raise ConfigError(f"`fn` must be callable; got {fn!r}.")
+        try:
+            inspect.signature(fn).bind(0)
+        except TypeError:
+            raise ConfigError(
+                f"a schedule function must take one argument, the step or epoch index t, and return the value "
+                f"(e.g. lambda t: 0.1 * min(1, t / 1000)); got {fn!r}{inspect.signature(fn)}."
+            ) from None
+        except ValueError:  # a builtin without a signature: called as it is
+            pass
         self.fn = fn
 
     def __call__(self, t: float) -> float:
@@ -378,5 +387,8 @@ def as_schedule(
             raise ConfigError(f"`{name}.name` must be one of {', '.join(map(repr, SCHEDULES))}; got {sched_name!r}.")
         return make_schedule(sched_name, **kwargs)
     if callable(value):
-        return FromCallable(value, unit=unit)
+        try:
+            return FromCallable(value, unit=unit)
+        except ConfigError as err:
+            raise ConfigError(f"`{name}`: {err}") from None
     raise ConfigError(f"`{name}` must be a number, a Schedule, a mapping or a callable; got {value!r}.")

@@ -100,6 +100,7 @@ CASES: list[Bad] = [
     Bad("dropout-linear-above-one", lambda: ScheduledDropout({"name": "linear", "start": 0.0, "end": 1.5, "end_at": 10}),
         "schedule", "1.5"),
     Bad("dropout-interval", lambda: ScheduledDropout(0.1, interval="batch"), "interval", "'batch'"),
+    Bad("dropout-schedule-function-without-argument", lambda: ScheduledDropout(lambda: 0.1), "schedule", "<lambda>"),
     Bad("dropout-depth-scale", lambda: ScheduledDropout(0.1, depth_scale="yes"), "depth_scale", "'yes'"),
     Bad("dropout-skip-last-without-inject", lambda: ScheduledDropout(0.1, inject_skip_last=True), "inject",
         "inject=None"),
