@@ -86,6 +86,16 @@ def check_trainer_args(args: Mapping[str, Any], key: str = "trainer") -> None:
     clip = args.get("gradient_clip_val")
     if clip is not None:
         check_range(f"{key}.gradient_clip_val", clip, 0.0, None)
+    accelerator = str(args.get("accelerator") or "").lower()
+    if accelerator in ("gpu", "cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"`{key}.accelerator` is {args['accelerator']!r} but no CUDA device is visible here "
+                "(torch.cuda.is_available() is False). Use trainer=cpu (or trainer.accelerator=cpu), or run on a "
+                "machine with a GPU."
+            )
 
 
 def check_seed(seed: Any) -> int:

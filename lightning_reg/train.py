@@ -133,7 +133,18 @@ def build_model(cfg: DictConfig, datamodule: Any) -> pl.LightningModule:
                 "%s does not take `%s`; it configures its own optimizers, so the `%s` config group is not used.",
                 target.__name__, key, key,
             )
-    model = _instantiate(cfg.model, "model", **kwargs)
+    try:
+        model = _instantiate(cfg.model, "model", **kwargs)
+    except ConfigError as err:
+        passed = [k for k in ("optimizer", "scheduler") if k in kwargs and k not in params and f"'{k}'" in str(err)]
+        if takes_kwargs and passed:
+            key = passed[0]
+            raise ConfigError(
+                f"model: {target.__name__}.__init__ takes **kwargs, so the entry point passed `{key}` (the "
+                f"`{key}` config group) to it, and a class it forwards to rejected it: {err}. Give "
+                f"{target.__name__} an explicit `{key}` argument, or opt out with {key}=null on the command line."
+            ) from None
+        raise
     if not isinstance(model, pl.LightningModule):
         raise ConfigError(f"`model._target_` must build a LightningModule; {cfg.model._target_!r} returned {type(model).__name__}.")
     return model

@@ -245,7 +245,12 @@ def test_every_data_config_composes_and_instantiates(compose_cfg, tmp_path: Path
         cfg.data.data_dir = str(tmp_path / "data" / "train_root")
     dm = instantiate(cfg.data, _convert_="all")
     dm.setup("fit")
-    assert len(dm.input_shape) == 3 and dm.num_classes >= 2
+    x, y = next(iter(dm.train_dataloader()))
+    if hasattr(dm, "input_shape"):  # image sets: batches have the shape the models are built for
+        assert tuple(x.shape[1:]) == tuple(dm.input_shape) and (x.is_floating_point() or x.dtype == torch.uint8)
+    else:  # token sets: (batch, length) ids
+        assert x.dtype == torch.long and x.ndim == 2
+    assert y.dtype == torch.long and 0 <= int(y.min()) and int(y.max()) < dm.num_classes
 
 
 @pytest.mark.parametrize("augment", sorted(p.stem for p in (CONF / "augment").glob("*.yaml")))

@@ -40,6 +40,34 @@ class ImageTensorDataset(Dataset):
         return img, self.y[i]
 
 
+def check_idx_file(path: Path, header: int, per_item: int | None) -> None:
+    """Raise :class:`ConfigError` naming ``path`` when it is not a complete IDX file (MNIST's format).
+
+    An IDX file is a magic number (two zero bytes, a type byte, the number of dimensions), one big-endian
+    uint32 per dimension, then the uint8 data; its size must be exactly the header plus the product of the
+    dimensions.
+    """
+    import math as _math
+    import struct
+
+    data = path.read_bytes()[:header] if path.is_file() else b""
+    size = path.stat().st_size if path.is_file() else 0
+    if len(data) < 4 or data[:2] != b"\x00\x00" or data[2] != 0x08:
+        raise ConfigError(f"{path} is not an IDX file of unsigned bytes (MNIST's format): its first bytes are "
+                          f"{data[:4]!r}, expected b'\\x00\\x00\\x08' and a dimension count.")
+    ndim = data[3]
+    if size < 4 + 4 * ndim:
+        raise ConfigError(f"{path} is truncated: {size} bytes, shorter than its own header.")
+    with path.open("rb") as fh:
+        fh.seek(4)
+        dims = struct.unpack(f">{ndim}I", fh.read(4 * ndim))
+    expected = 4 + 4 * ndim + _math.prod(dims)
+    if size != expected:
+        raise ConfigError(f"{path} is {'truncated' if size < expected else 'longer than its header says'}: "
+                          f"{size} bytes, expected {expected} for dimensions {list(dims)}. Replace the file "
+                          "(or pass download=true to fetch MNIST again).")
+
+
 class ImageDataModule(AugmentationMixin, pl.LightningDataModule):
     """Base for the image DataModules; subclasses say where the files are and how to read them.
 
@@ -250,6 +278,9 @@ class MNISTDataModule(ImageDataModule):
 
     @override
     def load_split(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        prefix = "train" if train else "t10k"
+        for kind, header, per_item in (("images-idx3", 16, None), ("labels-idx1", 8, 1)):
+            check_idx_file(self.data_dir / self.folder / "raw" / f"{prefix}-{kind}-ubyte", header, per_item)
         ds = self._dataset_class()(str(self.data_dir), train=train, download=False)
         return ds.data.unsqueeze(1).contiguous(), ds.targets.long()
 
@@ -423,7 +454,14 @@ class ImageFolderDataModule(ImageDataModule):
         ds = ImageFolder(str(folder), transform=v2.Compose(tf))
         if ds.classes != self.classes:
             raise ConfigError(f"class folders under {folder} ({ds.classes}) differ from those under train ({self.classes}).")
-        xs, ys = zip(*(ds[i] for i in range(len(ds))))
+        items = []
+        for i in range(len(ds)):
+            try:
+                items.append(ds[i])
+            except (OSError, ValueError, SyntaxError) as err:  # PIL: truncated or not an image
+                raise ConfigError(f"ImageFolderDataModule: {ds.samples[i][0]} is not a readable image "
+                                  f"({type(err).__name__}: {err}). Remove or replace the file.") from None
+        xs, ys = zip(*items)
         return torch.stack(xs), torch.tensor(ys, dtype=torch.long)
 
     @override

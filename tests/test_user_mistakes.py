@@ -1,0 +1,86 @@
+"""User mistakes that used to end in a raw stack trace: each is one ConfigError naming the file or option, what
+was expected and what was found, before any training step."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from data_factories import make_image_folder, make_mnist
+
+from lightning_reg.errors import ConfigError
+from lightning_reg.train import train
+
+USER_MODULE = '''
+import lightning.pytorch as pl
+import torch
+
+
+class Base(pl.LightningModule):
+    def __init__(self, hidden: int = 8) -> None:
+        super().__init__()
+        self.net = torch.nn.Linear(64, 10)
+
+
+class Forwarding(Base):
+    """A user's module that forwards everything to a parent that does not take `optimizer`."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+'''
+
+
+def _no_training(tmp_path: Path) -> None:
+    assert not (tmp_path / "run" / "checkpoints").exists(), "training started"
+
+
+def test_a_truncated_mnist_file_is_named(compose_cfg, tmp_path: Path) -> None:
+    make_mnist(tmp_path / "data", n_train=60, n_test=20)
+    path = tmp_path / "data" / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:5000])
+    cfg = compose_cfg("data=mnist", "trainer=debug")
+    with pytest.raises(ConfigError, match=r"train-images-idx3-ubyte is truncated: 5000 bytes, expected 47056"):
+        train(cfg)
+    _no_training(tmp_path)
+
+
+def test_a_garbage_mnist_file_is_named(compose_cfg, tmp_path: Path) -> None:
+    make_mnist(tmp_path / "data", n_train=60, n_test=20)
+    (tmp_path / "data" / "MNIST" / "raw" / "train-labels-idx1-ubyte").write_bytes(b"hello world, not IDX")
+    cfg = compose_cfg("data=mnist", "trainer=debug")
+    with pytest.raises(ConfigError, match=r"train-labels-idx1-ubyte is not an IDX file"):
+        train(cfg)
+
+
+def test_a_truncated_png_in_an_image_folder_is_named(compose_cfg, tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path / "images")
+    png = sorted((root / "train").rglob("*.png"))[3]
+    png.write_bytes(png.read_bytes()[:30])
+    cfg = compose_cfg("data=image_folder", f"data.data_dir={root}", "trainer=debug")
+    with pytest.raises(ConfigError, match=f"{png} is not a readable image"):
+        train(cfg)
+    _no_training(tmp_path)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the machine has a GPU")
+def test_a_gpu_accelerator_without_a_gpu_suggests_the_cpu(compose_cfg, tmp_path: Path) -> None:
+    cfg = compose_cfg("trainer=debug", "trainer.accelerator=gpu")
+    with pytest.raises(ConfigError, match=r"`trainer.accelerator` is 'gpu' but no CUDA device is visible.*trainer=cpu"):
+        train(cfg)
+
+
+def test_a_module_forwarding_kwargs_is_told_why_it_got_optimizer(compose_cfg, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "user_mod.py").write_text(USER_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("user_mod", None)
+    from omegaconf import OmegaConf, open_dict
+
+    cfg = compose_cfg("trainer=debug")
+    with open_dict(cfg):
+        cfg.model = OmegaConf.create({"_target_": "user_mod.Forwarding"})
+    with pytest.raises(ConfigError, match=r"Forwarding.__init__ takes \*\*kwargs, so the entry point passed "
+                                          r"`optimizer`.*optimizer=null"):
+        train(cfg)
