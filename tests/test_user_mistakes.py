@@ -84,3 +84,20 @@ def test_a_module_forwarding_kwargs_is_told_why_it_got_optimizer(compose_cfg, tm
     with pytest.raises(ConfigError, match=r"Forwarding.__init__ takes \*\*kwargs, so the entry point passed "
                                           r"`optimizer`.*optimizer=null"):
         train(cfg)
+
+
+def test_a_nan_loss_is_the_stop_reason_when_the_monitor_stays_finite(compose_cfg, tmp_path: Path) -> None:
+    cfg = compose_cfg("trainer=debug", "trainer.max_epochs=6", "optimizer.lr=1e12", "test=false",
+                      "callbacks=[default,early_stopping_restore]", "callbacks.early_stopping_restore.patience=3")
+    summary = train(cfg)
+    es = next(v for k, v in summary["callbacks"].items() if k.startswith("EarlyStopping"))
+    assert es["reason"] == "loss_non_finite" and es["stopped_epoch"] == 0
+    assert "The loss became non-finite" in es["message"] and "val/acc" in es["message"]
+    assert summary["status"] == "diverged"
+
+
+def test_two_dropout_schedulers_on_the_same_modules_are_refused(compose_cfg, tmp_path: Path) -> None:
+    cfg = compose_cfg("trainer=debug", "model.dropout=0.2", "callbacks=[default,dropout_linear,dropout_constant]")
+    with pytest.raises(ConfigError, match="two dropout schedulers drive the same modules.*both schedule net"):
+        train(cfg)
+    _no_training(tmp_path)

@@ -47,6 +47,7 @@ RESTORE_FROM = ("memory", "checkpoint")
 # Lightning's enum has no member for our extra rules; they are all "the metric stopped improving".
 _LIGHTNING_REASON = {
     "non_finite": EarlyStoppingReason.NON_FINITE_METRIC,
+    "loss_non_finite": EarlyStoppingReason.NON_FINITE_METRIC,
     "stopping_threshold": EarlyStoppingReason.STOPPING_THRESHOLD,
     "divergence_threshold": EarlyStoppingReason.DIVERGENCE_THRESHOLD,
     "patience": EarlyStoppingReason.PATIENCE_EXHAUSTED,
@@ -233,6 +234,7 @@ class EarlyStopping(_LightningEarlyStopping):
         self.baseline_beaten = self.baseline is None
         self.best_weights: dict[str, Any] | None = None
         self.stop_reason: str | None = None
+        self._bad_loss: tuple[str, float] | None = None
         self.deferred_epochs: list[int] = []
         self.restored_epoch: int | None = None
         self.ended_by: str | None = None
@@ -493,6 +495,12 @@ class EarlyStopping(_LightningEarlyStopping):
         gl = self._gl(current)
         self.last_gl = gl
         reason = self._decide(current, counted, gl)
+        if self.check_finite and reason != "non_finite":
+            # The monitor may stay finite (val/acc of NaN logits) while the loss is NaN: say so, not "patience".
+            self._bad_loss = next(((k, float(v)) for k, v in sorted(logs.items())
+                                   if "loss" in k and k != self.monitor and not math.isfinite(float(v))), None)
+            if self._bad_loss is not None:
+                reason = "loss_non_finite"
         if reason is not None and not self._can_stop_now(trainer):
             self.deferred_epochs.append(epoch)
             self._info(
@@ -554,6 +562,10 @@ class EarlyStopping(_LightningEarlyStopping):
         best = f"Best {self.monitor} = {self.best_value:.5g} at epoch {self.best_epoch}."
         if reason == "non_finite":
             return f"Monitored metric {self.monitor} = {current} is not finite. {best} Signaling Trainer to stop."
+        if reason == "loss_non_finite":
+            name, value = getattr(self, "_bad_loss", None) or ("loss", float("nan"))
+            return (f"The loss became non-finite: {name} = {value} (the monitored {self.monitor} = {current:.5g} is "
+                    f"still finite). {best} Signaling Trainer to stop.")
         if reason == "stopping_threshold":
             return f"Stopping threshold reached: {self.monitor} = {current:.5g} beats {self.stopping_threshold}. {best}"
         if reason == "divergence_threshold":

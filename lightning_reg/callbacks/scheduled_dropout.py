@@ -300,6 +300,7 @@ class ScheduledDropout(pl.Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self._discovered:
             self._discover(pl_module)
+        self._check_not_shared(trainer)
         loaded = self._loaded.get("injected")
         if loaded is not None and list(loaded) != self._injected:
             rank_zero_warn(
@@ -330,6 +331,21 @@ class ScheduledDropout(pl.Callback):
         if epochs is None or epochs < 0:
             return None, ""
         return int(epochs), f"max_epochs={epochs}"
+
+    def _check_not_shared(self, trainer: pl.Trainer) -> None:
+        """Two schedulers driving the same rate would silently leave only the later one's: refuse it."""
+        mine = {(id(t.module), t.attr): t.name for t in self._targets}
+        for other in trainer.callbacks:
+            if other is self or not isinstance(other, ScheduledDropout) or not other._targets:
+                continue
+            shared = [mine[key] for key in ((id(t.module), t.attr) for t in other._targets) if key in mine]
+            if shared:
+                raise ConfigError(
+                    f"two dropout schedulers drive the same modules, so only the later one would take effect: "
+                    f"{other.state_key} and {self.state_key} both schedule {', '.join(shared[:4])}"
+                    f"{f' (and {len(shared) - 4} more)' if len(shared) > 4 else ''}. Keep one, or split the modules "
+                    "between them with `names`/`exclude`."
+                )
 
     def _apply(self, trainer: pl.Trainer) -> None:
         step, epoch = trainer.global_step, trainer.current_epoch
