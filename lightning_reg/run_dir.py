@@ -88,6 +88,12 @@ def check_run_dir(run_dir: Path | str, ckpt_path: Any, *, allow_new_last: bool =
         True
     """
     run_dir = Path(run_dir)
+    blocked = next((p for p in [run_dir, *run_dir.parents] if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        raise ConfigError(
+            f"`hydra.run.dir` {str(run_dir)!r} cannot be created: {str(blocked)!r} is a file, not a directory. "
+            "Choose a run directory under a folder (hydra.run.dir=... or paths.log_dir=...)."
+        )
     state = run_state(run_dir)
     if ckpt_path is not None and not isinstance(ckpt_path, (str, Path)):
         raise ConfigError(f"`ckpt_path` must be a checkpoint file path or 'last'; got {ckpt_path!r} "

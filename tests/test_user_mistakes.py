@@ -101,3 +101,17 @@ def test_two_dropout_schedulers_on_the_same_modules_are_refused(compose_cfg, tmp
     with pytest.raises(ConfigError, match="two dropout schedulers drive the same modules.*both schedule net"):
         train(cfg)
     _no_training(tmp_path)
+
+
+def test_a_run_dir_under_a_regular_file_is_one_line_exit_2(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    (tmp_path / "afile").write_text("not a folder")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([sys.executable, "-m", "lightning_reg.train", "trainer=debug",
+                           f"hydra.run.dir={tmp_path / 'afile' / 'run'}"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"'{tmp_path / 'afile'}' is a file, not a directory" in proc.stderr
+    assert "Traceback" not in proc.stderr
