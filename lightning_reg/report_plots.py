@@ -38,6 +38,15 @@ def _pyplot() -> Any:
     return plt
 
 
+def save_figure(fig: Any, path: Path) -> Path:
+    """Lay out, write (110 dpi) and close a figure; return its path."""
+    plt = _pyplot()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def curve_band(histories: Sequence[Sequence[dict[str, float]]], key: str) -> tuple[list[float], list[float], list[float], list[float]]:
     """Epochs, and the mean, min and max of ``key`` over runs at each epoch (only runs that logged it).
 
@@ -100,10 +109,7 @@ def plot_loss_curves(configs: Sequence[ConfigSummary], path: Path) -> Path | Non
     more = (f"; the best {len(shown)} of {len(with_history)} configurations by test accuracy"
             if len(with_history) > len(shown) else "")
     fig.suptitle(f"loss per epoch: mean over seeds, band = min–max over seeds{more}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_test_acc(configs: Sequence[ConfigSummary], path: Path) -> Path | None:
@@ -125,10 +131,7 @@ def plot_test_acc(configs: Sequence[ConfigSummary], path: Path) -> Path | None:
     ax.set_yticklabels([short_label(c.label + (" (baseline)" if c.is_baseline else ""), 50) for c in shown], fontsize=8)
     ax.set_xlabel("test accuracy (mean ± std over seeds; x = single runs)")
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_optimization_history(report: Report, path: Path) -> Path | None:
@@ -160,10 +163,7 @@ def plot_optimization_history(report: Report, path: Path) -> Path | None:
                  fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_all(report: Report, out_dir: Path) -> list[Path]:

@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lightning_reg.report_plots import _pyplot
+from lightning_reg.report_plots import _pyplot, save_figure
 
 if TYPE_CHECKING:
     from lightning_reg.study.report import StudyReport
@@ -68,10 +68,7 @@ def plot_history(rep: StudyReport, path: Path) -> Path | None:
     ax.set_title(f"{rep.study_name}: optimization history ({len(rows)} trials)", fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_params(rep: StudyReport, path: Path) -> Path | None:
@@ -105,10 +102,7 @@ def plot_params(rep: StudyReport, path: Path) -> Path | None:
         ax.axis("off")
     axes.flat[0].legend(fontsize=8)
     fig.suptitle(f"{rep.study_name}: parameters against {metric} ({len(rows)} trials)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_importances(rep: StudyReport, study: Any, path: Path) -> Path | None:
@@ -134,10 +128,7 @@ def plot_importances(rep: StudyReport, study: Any, path: Path) -> Path | None:
     ax.set_xlim(0, 1.1)
     ax.set_xlabel("importance (fANOVA)")
     ax.set_title(f"{rep.study_name}: parameter importances ({len(done)} complete trials)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_pareto(rep: StudyReport, path: Path) -> Path | None:
@@ -160,10 +151,7 @@ def plot_pareto(rep: StudyReport, path: Path) -> Path | None:
     ax.set_title(f"{rep.study_name}: Pareto front ({len(rows)} trials)", fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_study(rep: StudyReport, out_dir: Path, study: Any = None) -> list[Path]:
