@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lightning_reg.callbacks.compat import trainer_of_closure
+from lightning_reg._lightning_internals import trainer_of_closure
 from lightning_reg.errors import ConfigError, check_range
 
 

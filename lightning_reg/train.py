@@ -29,6 +29,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from lightning_reg._lightning_internals import missing_target_reason
 from lightning_reg.callbacks.history import MetricsHistory, _to_float
 from lightning_reg.callbacks.monitor_check import MonitorCheck
 from lightning_reg.checks import check_optimizer_args, check_scheduler_args, check_seed, check_trainer_args
@@ -140,6 +141,10 @@ def _instantiate_dict(node: Any, group: str, base: type) -> list[Any]:
     for name, sub in node.items():
         if not sub or "_target_" not in sub:
             continue
+        why = missing_target_reason(str(sub["_target_"]))
+        if why is not None:
+            raise ConfigError(f"`{group}.{name}._target_` = {sub['_target_']!r}: {why}. Upgrade Lightning "
+                              f"(pip install 'lightning>=2.6') or remove `{group}.{name}`.")
         obj = _instantiate(sub, f"{group}.{name}")
         if not isinstance(obj, base):
             raise ConfigError(f"`{group}.{name}._target_` must build a {base.__name__}; got {type(obj).__name__}.")

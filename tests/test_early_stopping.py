@@ -14,13 +14,13 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import EarlyStopping as LightningEarlyStopping
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from helpers import MemoryLogger
 from lightning_reg import EarlyStopping
 from lightning_reg.errors import ConfigError
+from lightning_reg._lightning_internals import EarlyStoppingReason
 
 NAN = float("nan")
 
