@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import inspect
 from collections.abc import Callable, Iterator, Sequence
 from enum import Enum
 from typing import Any
@@ -45,9 +46,11 @@ __all__ = [
     "replaying_epoch_end",
     "trainer_of_closure",
     "weight_averaging_class",
+    "weights_only_kwargs",
 ]
 
 LIGHTNING_VERSION: str = lightning.__version__
+_TEST_TAKES_WEIGHTS_ONLY: bool = "weights_only" in inspect.signature(pl.Trainer.test).parameters
 
 # --- Public names that only recent Lightning has -------------------------------------------------------------
 
@@ -80,6 +83,18 @@ def weight_averaging_class() -> type[pl.Callback] | None:
 
 
 HAS_WEIGHT_AVERAGING: bool = weight_averaging_class() is not None
+
+
+def weights_only_kwargs(weights_only: bool | None) -> dict[str, bool | None]:
+    """``{"weights_only": ...}`` for ``Trainer.fit/validate/test`` on Lightning 2.6+, ``{}`` before.
+
+    Lightning 2.5 has no such argument (it loads checkpoints with ``torch.load(weights_only=False)``).
+
+    Example:
+        >>> weights_only_kwargs(True) in ({"weights_only": True}, {})
+        True
+    """
+    return {"weights_only": weights_only} if _TEST_TAKES_WEIGHTS_ONLY else {}
 
 #: Config targets that the installed Lightning may lack, with the first Lightning that has them.
 _NEWER_TARGETS: dict[str, str] = {
@@ -184,7 +199,8 @@ def replaying_epoch_end(trainer: pl.Trainer) -> bool:
     """True when a resumed fit replays the end of the epoch its checkpoint was written in.
 
     Reads the fit loop's ``restarted_on_epoch_end`` and the epoch loop's ``restarted_on_last`` (internal loop
-    state, Lightning 2.5+).
+    state, Lightning 2.5+; Lightning 2.4 has no ``restarted_on_epoch_end`` and resumes differently, which is why
+    2.5 is the oldest supported Lightning).
     """
     loop = trainer.fit_loop
     return bool(loop.restarted_on_epoch_end or getattr(loop.epoch_loop, "restarted_on_last", False))

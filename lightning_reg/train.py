@@ -29,7 +29,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from lightning_reg._lightning_internals import missing_target_reason
+from lightning_reg._lightning_internals import missing_target_reason, weights_only_kwargs
 from lightning_reg.callbacks.history import MetricsHistory, _to_float
 from lightning_reg.callbacks.monitor_check import MonitorCheck
 from lightning_reg.checks import check_optimizer_args, check_scheduler_args, check_seed, check_trainer_args
@@ -292,7 +292,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if check_bool("test", cfg.get("test", True)) and pruned_epoch is None:
         tested = best_path_to_test or ("restored-best-weights" if restored else "final-weights")
         trainer.test(model, datamodule=datamodule, ckpt_path=best_path_to_test or None,
-                     weights_only=True if best_path_to_test else None)
+                     **weights_only_kwargs(True if best_path_to_test else None))
         test_metrics = {k: v for k, v in _scalars(trainer.callback_metrics).items() if k.startswith("test/")}
 
     diverged = sorted(k for k, v in fit_metrics.items() if k.endswith("loss") and not math.isfinite(v))

@@ -333,7 +333,9 @@ def _seeded(fam):
     return fam.build()
 
 
-@pytest.mark.parametrize("name", [f.name for f in FAMILIES])
+# resnet18 carries StochasticDepth: the oldest-Lightning smoke subset resumes it.
+@pytest.mark.parametrize("name", [pytest.param(f.name, marks=[pytest.mark.oldest_lightning] if f.name == "resnet18" else [])
+                                  for f in FAMILIES])
 def test_family_resume_is_bit_identical(name: str, tmp_path) -> None:
     fam, train, val = _family(name)
     full = fit(None, 3, model=_seeded(fam), callbacks=fam.make(), train=train, val=val)

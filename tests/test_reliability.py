@@ -95,6 +95,7 @@ def resumed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------ resume
+@pytest.mark.oldest_lightning  # one fit per callback and one resume, in fresh processes
 @pytest.mark.parametrize("name", NAMES)
 def test_resume_in_a_fresh_process_is_bit_identical(resumed: dict[str, Any], name: str) -> None:
     full, res = resumed["first"][name], resumed["resumed"][name]
