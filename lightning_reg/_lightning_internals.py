@@ -275,7 +275,23 @@ class EarlyStoppingHooks(_LightningEarlyStopping):
     - its private ``_validate_condition_metric(logs)`` calls :meth:`validate_logged`;
     - :meth:`should_skip_check`, :attr:`checks_on_train_epoch_end` and :meth:`log_info` read its private
       ``_should_skip_check``, ``_check_on_train_epoch_end`` and ``_log_info``.
+
+    On Lightning 2.5 it also adds 2.6's ``stopping_reason`` and ``stopping_reason_message`` (attributes and
+    ``state_dict`` entries), so checkpoints and reports are the same on both.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not hasattr(self, "stopping_reason"):  # Lightning < 2.6
+            self.stopping_reason = EarlyStoppingReason.NOT_STOPPED
+            self.stopping_reason_message: str | None = None
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state.setdefault("stopping_reason", self.stopping_reason.value)
+        state.setdefault("stopping_reason_message", self.stopping_reason_message)
+        return state
 
     @override
     def _run_early_stopping_check(self, trainer: pl.Trainer) -> None:

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from helpers import MemoryLogger
 from lightning_reg import EarlyStopping
 from lightning_reg.errors import ConfigError
-from lightning_reg._lightning_internals import EarlyStoppingReason
+from lightning_reg._lightning_internals import EarlyStoppingReason, weights_only_kwargs
 
 NAN = float("nan")
 
@@ -371,7 +371,7 @@ def test_testing_a_checkpoint_does_not_rewind_the_fit_record(tmp_path: Path):
     assert before["stopped_epoch"] == 5
     _, val = make_loaders()
     module.test_step = module.validation_step
-    trainer.test(module, val, ckpt_path=ckpt.best_model_path, weights_only=False)
+    trainer.test(module, val, ckpt_path=ckpt.best_model_path, **weights_only_kwargs(False))
     assert es.run_summary() == before
 
 
