@@ -45,9 +45,9 @@ from __future__ import annotations
 import fnmatch
 import importlib
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Union
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -76,8 +76,8 @@ NORM_TYPES: tuple[type[nn.Module], ...] = (
 )
 MODES = ("gradient", "proximal", "decoupled")
 
-Selector = Union[type, str]
-ScheduleLike = Union[Schedule, float, int, Mapping[str, Any], Callable[[float], float], None]
+Selector = type | str
+ScheduleLike = Schedule | float | int | Mapping[str, Any] | Callable[[float], float] | None
 
 
 # --------------------------------------------------------------------------------------------------

@@ -32,19 +32,18 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable, Mapping
-from typing import Union
 
 import torch
 from torch import Tensor, nn
 
-from lightning_reg.dropout import module_type_names
 from lightning_reg._torch_internals import child_module
+from lightning_reg.dropout import module_type_names
 from lightning_reg.errors import ConfigError, check_range
 
 #: Name of the child module :func:`inject_stochastic_depth` adds to the last module of each residual branch.
 INJECTED_NAME = "stochastic_depth"
 
-BranchEnd = Union[str, Callable[[nn.Module], nn.Module]]
+BranchEnd = str | Callable[[nn.Module], nn.Module]
 
 #: The branch ends of torchvision's residual blocks (the last BatchNorm before ``out += identity``).
 TORCHVISION_BLOCKS: dict[str, str] = {"BasicBlock": "bn2", "Bottleneck": "bn3"}

@@ -32,8 +32,8 @@ from omegaconf import DictConfig, OmegaConf
 from lightning_reg._lightning_internals import missing_target_reason, weights_only_kwargs
 from lightning_reg.callbacks.history import MetricsHistory, _to_float
 from lightning_reg.callbacks.monitor_check import MonitorCheck
-from lightning_reg.checks import check_optimizer_args, check_scheduler_args, check_seed, check_trainer_args
 from lightning_reg.callbacks.rng_state import RNGState
+from lightning_reg.checks import check_optimizer_args, check_scheduler_args, check_seed, check_trainer_args
 from lightning_reg.distributed import hydra_ddp_children, is_child_rank, write_job_config
 from lightning_reg.errors import ConfigError, check_bool, check_int
 from lightning_reg.run_dir import FINISHED, RunDirError, archive_failed_record, check_run_dir, run_state

@@ -17,10 +17,11 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from helpers import MemoryLogger
 from lightning_reg import EarlyStopping
-from lightning_reg.errors import ConfigError
 from lightning_reg._lightning_internals import EarlyStoppingReason, weights_only_kwargs
+from lightning_reg.errors import ConfigError
+
+from helpers import MemoryLogger
 
 NAN = float("nan")
 

@@ -12,21 +12,20 @@ import os
 import lightning.pytorch as pl
 import pytest
 import torch
+from torch import nn
+
+from lightning_reg import EarlyStopping, MaxNorm, ScheduledDropout, StochasticDepth, WeightPenalty
+from lightning_reg.penalties import select_parameters
+
 from reliability_registry import (
     BERT_CONFIG,
     FAMILIES,
     FAMILY,
     assert_same,
-    bert_tiny,
     convnext_small,
     fit,
     resnet18_small,
-    vit_tiny,
 )
-from torch import nn
-
-from lightning_reg import EarlyStopping, MaxNorm, ScheduledDropout, StochasticDepth, WeightPenalty
-from lightning_reg.penalties import select_parameters
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

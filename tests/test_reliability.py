@@ -17,20 +17,20 @@ from typing import Any
 
 import pytest
 import torch
+
+from lightning_reg import EarlyStopping
+
 from helpers import REPO, run_ddp_script
 from reliability_registry import (
     BY_NAME,
     REGISTRY,
     STEPS_PER_EPOCH,
-    MomentumModule,
     NaNAfter,
     TwoOptimizerModule,
     assert_same,
     fit,
     sharded_train_loader,
 )
-
-from lightning_reg import EarlyStopping
 
 N_EPOCHS, K_EPOCHS = 5, 2
 NAMES = [e.name for e in REGISTRY]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import lightning.pytorch as pl
 import pytest
-import torch
 from lightning.pytorch import callbacks as pl_callbacks
-from reliability_registry import MomentumModule, assert_same, fit, val_loader
 
 from lightning_reg import EarlyStopping, MaxNorm, WeightPenalty
 from lightning_reg._lightning_internals import HAS_WEIGHT_AVERAGING, LIGHTNING_VERSION
+
+from reliability_registry import MomentumModule, assert_same, fit, val_loader
 
 pytestmark = pytest.mark.skipif(
     not HAS_WEIGHT_AVERAGING, reason=f"EMAWeightAveraging needs Lightning >= 2.6; this is {LIGHTNING_VERSION}"

@@ -28,9 +28,9 @@ from lightning_reg.callbacks.log_helpers import warn_if_state_missing
 from lightning_reg.errors import ConfigError, check_bool, check_choice, check_int, check_non_negative, check_range
 from lightning_reg.stopping import (
     best_so_far,
+    check_mode_matches,
     generalization_loss,
     gl_stop,
-    check_mode_matches,
     infer_mode,
     is_improvement,
     is_worse,
