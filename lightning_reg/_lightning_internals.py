@@ -79,7 +79,7 @@ def weight_averaging_class() -> type[pl.Callback] | None:
         from lightning.pytorch.callbacks import WeightAveraging
     except ImportError:
         return None
-    return WeightAveraging  # type: ignore[no-any-return]
+    return WeightAveraging
 
 
 HAS_WEIGHT_AVERAGING: bool = weight_averaging_class() is not None
@@ -137,7 +137,7 @@ def legacy_state_key(callback: pl.Callback) -> str | type[pl.Callback]:
         >>> legacy_state_key(pl.Callback()) is pl.Callback
         True
     """
-    return callback._legacy_state_key  # type: ignore[no-any-return]
+    return callback._legacy_state_key
 
 
 def trainer_of_closure(closure: Any) -> pl.Trainer | None:
@@ -162,7 +162,7 @@ def averaged_module(callback: pl.Callback) -> nn.Module | None:
     None before the callback has built it.
     """
     average = getattr(callback, "_average_model", None)
-    return None if average is None else average.module  # type: ignore[no-any-return]
+    return None if average is None else average.module
 
 
 def averaging_callbacks(trainer: pl.Trainer) -> list[pl.Callback]:
@@ -219,7 +219,7 @@ def hydra_subprocess_command(command: Callable[[int], tuple[Sequence[str], str]]
     from lightning.pytorch.strategies.launchers import subprocess_script as launcher_mod
 
     original = launcher_mod._hydra_subprocess_cmd
-    launcher_mod._hydra_subprocess_cmd = command
+    launcher_mod._hydra_subprocess_cmd = command  # type: ignore[assignment]  # a compatible callable, not a def
     try:
         yield
     finally:
@@ -351,7 +351,7 @@ def csv_logger_experiment(logger: Any) -> AppendingCSVExperimentWriter:
     root directory through the private ``_fs``.
     """
     if logger._experiment is not None:
-        return logger._experiment  # type: ignore[no-any-return]
+        return logger._experiment
     logger._fs.makedirs(logger.root_dir, exist_ok=True)
     logger._experiment = AppendingCSVExperimentWriter(log_dir=logger.log_dir)
-    return logger._experiment  # type: ignore[no-any-return]
+    return logger._experiment
