@@ -40,8 +40,15 @@ import torch  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from benchmarks.common import base_parser, describe, machine_info, mnist_root, print_table, quiet_lightning, \
-    write_json  # noqa: E402
+from benchmarks.common import (
+    base_parser,
+    describe,
+    machine_info,
+    mnist_root,
+    print_table,
+    quiet_lightning,
+    write_json,  # noqa: E402
+)
 from lightning_reg.augment import AugmentConfig, build_cpu_transform  # noqa: E402
 from lightning_reg.data import with_augmentation  # noqa: E402
 from lightning_reg.data.vision import ImageTensorDataset, MNISTDataModule  # noqa: E402

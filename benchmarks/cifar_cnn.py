@@ -42,8 +42,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.common import base_parser, describe, machine_info, paired_summary, print_table, quiet_lightning, \
-    run_interleaved, write_json
+from benchmarks.common import (
+    base_parser,
+    describe,
+    machine_info,
+    paired_summary,
+    print_table,
+    quiet_lightning,
+    run_interleaved,
+    write_json,
+)
 from benchmarks.floor import EpochTimer, sync
 from lightning_reg import CIFAR10DataModule, WeightPenalty
 from lightning_reg.models import CNNClassifier

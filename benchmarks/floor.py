@@ -42,8 +42,17 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from benchmarks.common import base_parser, describe, machine_info, mnist_root, paired_summary, print_table, \
-    quiet_lightning, run_interleaved, write_json
+from benchmarks.common import (
+    base_parser,
+    describe,
+    machine_info,
+    mnist_root,
+    paired_summary,
+    print_table,
+    quiet_lightning,
+    run_interleaved,
+    write_json,
+)
 from lightning_reg import MaxNorm, MNISTDataModule, ScheduledDropout, WeightPenalty
 from lightning_reg.models import MLPClassifier
 

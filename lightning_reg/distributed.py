@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -52,18 +52,14 @@ def child_command(config_file: Path, output_dir: Path, local_rank: int) -> tuple
     return command, os.getcwd()
 
 
-@contextlib.contextmanager
-def hydra_ddp_children(config_file: Path, output_dir: Path) -> Iterator[None]:
+def hydra_ddp_children(config_file: Path, output_dir: Path) -> contextlib.AbstractContextManager[None]:
     """While active, Lightning's subprocess DDP launcher starts children on ``config_file``."""
-    from lightning.pytorch.strategies.launchers import subprocess_script as launcher_mod
-
-    original = launcher_mod._hydra_subprocess_cmd
+    from lightning_reg._lightning_internals import hydra_subprocess_command
 
     def _cmd(local_rank: int) -> tuple[Sequence[str], str]:
         return child_command(config_file, output_dir, local_rank)
 
-    launcher_mod._hydra_subprocess_cmd = _cmd
-    try:
-        yield
-    finally:
-        launcher_mod._hydra_subprocess_cmd = original
+    return hydra_subprocess_command(_cmd)
+
+
+__all__ = ["DDP_CONFIG_NAME", "child_command", "hydra_ddp_children", "is_child_rank", "write_job_config"]

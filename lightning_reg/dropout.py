@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from lightning_reg._torch_internals import child_module
 from lightning_reg.errors import ConfigError
 
 #: The modules whose ``p`` is the drop rate, targeted by default.
@@ -336,7 +337,7 @@ def depth_rates(rate: float, n: int | Sequence[int], depth_scale: bool = True) -
 
 def _apply_injected_dropout(module: nn.Module, args: tuple, output: object) -> object:
     # Looked up by name (not captured) so deep copies of the model (EMA, SWA) use their own dropout.
-    drop = module._modules.get(INJECTED_NAME)
+    drop = child_module(module, INJECTED_NAME)
     if drop is None:
         return output
     if not isinstance(output, torch.Tensor):
@@ -349,7 +350,7 @@ def _apply_injected_dropout(module: nn.Module, args: tuple, output: object) -> o
 
 def is_injected(module: nn.Module) -> bool:
     """True if :func:`inject_dropout` already added a dropout after ``module``."""
-    return isinstance(module._modules.get(INJECTED_NAME), InjectedDropout)
+    return isinstance(child_module(module, INJECTED_NAME), InjectedDropout)
 
 
 def inject_dropout(

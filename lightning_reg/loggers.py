@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from lightning.pytorch.loggers import CSVLogger as _LightningCSVLogger
 from lightning.pytorch.loggers.logger import rank_zero_experiment
+from typing_extensions import override
 
-from lightning_reg.callbacks.compat import AppendingCSVExperimentWriter
+from lightning_reg._lightning_internals import AppendingCSVExperimentWriter, csv_logger_experiment
 
 
 class CSVLogger(_LightningCSVLogger):
@@ -20,10 +21,10 @@ class CSVLogger(_LightningCSVLogger):
     """
 
     @property
+    @override
     @rank_zero_experiment
     def experiment(self) -> AppendingCSVExperimentWriter:
-        if self._experiment is not None:
-            return self._experiment
-        self._fs.makedirs(self.root_dir, exist_ok=True)
-        self._experiment = AppendingCSVExperimentWriter(log_dir=self.log_dir)
-        return self._experiment
+        return csv_logger_experiment(self)
+
+
+__all__ = ["CSVLogger"]

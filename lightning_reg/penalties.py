@@ -45,15 +45,14 @@ from __future__ import annotations
 import fnmatch
 import importlib
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Union
+from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _NormBase
-from torch.nn.modules.conv import _ConvNd, _ConvTransposeNd
 
+from lightning_reg._torch_internals import CONV_TRANSPOSE_TYPES, CONV_TYPES, NORM_BASE_TYPES
 from lightning_reg.errors import ConfigError, check_choice, check_non_negative
 from lightning_reg.schedules import Schedule, as_schedule
 
@@ -61,7 +60,7 @@ from lightning_reg.schedules import Schedule, as_schedule
 KERNEL_TYPES: tuple[type[nn.Module], ...] = (
     nn.Linear,
     nn.Bilinear,
-    _ConvNd,
+    *CONV_TYPES,
     nn.Embedding,
     nn.EmbeddingBag,
     nn.MultiheadAttention,
@@ -69,7 +68,7 @@ KERNEL_TYPES: tuple[type[nn.Module], ...] = (
 )
 #: Normalization layers: never selected by a type entry of ``include`` (their parameters are 1-D anyway).
 NORM_TYPES: tuple[type[nn.Module], ...] = (
-    _NormBase,
+    *NORM_BASE_TYPES,
     nn.LayerNorm,
     nn.GroupNorm,
     nn.LocalResponseNorm,
@@ -77,8 +76,8 @@ NORM_TYPES: tuple[type[nn.Module], ...] = (
 )
 MODES = ("gradient", "proximal", "decoupled")
 
-Selector = Union[type, str]
-ScheduleLike = Union[Schedule, float, int, Mapping[str, Any], Callable[[float], float], None]
+Selector = type | str
+ScheduleLike = Schedule | float | int | Mapping[str, Any] | Callable[[float], float] | None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -277,7 +276,7 @@ def selection_summary(model: nn.Module, selected: Iterable[Tensor]) -> str:
 
 def unit_dim(module: nn.Module) -> int:
     """The dimension that indexes output units: 0 for Linear/Conv/Embedding rows, 1 for ConvTranspose kernels."""
-    return 1 if isinstance(module, _ConvTransposeNd) else 0
+    return 1 if isinstance(module, CONV_TRANSPOSE_TYPES) else 0
 
 
 # --------------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from lightning_reg._lightning_internals import attached_trainer
 from lightning_reg.errors import ConfigError
 from lightning_reg.penalties import PenaltySpec, ScheduleLike, Selector, penalty_value
 
@@ -84,7 +85,7 @@ class PenaltyLossMixin:
 
     def penalty_scale(self) -> float:
         """The schedule multiplier at the attached trainer's position (1.0 without a trainer or a schedule)."""
-        trainer = getattr(self, "_trainer", None)
+        trainer = attached_trainer(self)
         step, epoch = (trainer.global_step, trainer.current_epoch) if trainer is not None else (0, 0)
         return self.penalty_spec.scale_at(step, epoch)
 

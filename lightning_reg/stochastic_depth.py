@@ -32,18 +32,18 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable, Mapping
-from typing import Union
 
 import torch
 from torch import Tensor, nn
 
+from lightning_reg._torch_internals import child_module
 from lightning_reg.dropout import module_type_names
 from lightning_reg.errors import ConfigError, check_range
 
 #: Name of the child module :func:`inject_stochastic_depth` adds to the last module of each residual branch.
 INJECTED_NAME = "stochastic_depth"
 
-BranchEnd = Union[str, Callable[[nn.Module], nn.Module]]
+BranchEnd = str | Callable[[nn.Module], nn.Module]
 
 #: The branch ends of torchvision's residual blocks (the last BatchNorm before ``out += identity``).
 TORCHVISION_BLOCKS: dict[str, str] = {"BasicBlock": "bn2", "Bottleneck": "bn3"}
@@ -93,7 +93,7 @@ class ResidualDrop(nn.Module):
 
 def _apply_residual_drop(module: nn.Module, args: tuple, output: object) -> object:
     # Looked up by name, not captured: a deep copy of the model (EMA, SWA) uses its own ResidualDrop.
-    drop = module._modules.get(INJECTED_NAME)
+    drop = child_module(module, INJECTED_NAME)
     if drop is None:
         return output
     if not isinstance(output, Tensor):
@@ -208,7 +208,7 @@ def inject_stochastic_depth(
     full = {id(m): n for n, m in model.named_modules()}
     added = []
     for _, _, end in found:
-        if isinstance(end._modules.get(INJECTED_NAME), ResidualDrop):
+        if isinstance(child_module(end, INJECTED_NAME), ResidualDrop):
             continue
         if id(end) not in full or len([1 for b, _, e in found if e is end]) > 1:
             raise ConfigError(f"the residual branch end of {by_end[id(end)]!r} must be a unique submodule of the model.")

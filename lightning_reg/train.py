@@ -29,8 +29,10 @@ from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from lightning_reg._lightning_internals import missing_target_reason, weights_only_kwargs
 from lightning_reg.callbacks.history import MetricsHistory, _to_float
 from lightning_reg.callbacks.monitor_check import MonitorCheck
+from lightning_reg.callbacks.rng_state import RNGState
 from lightning_reg.checks import (
     check_optimizer_args,
     check_resume_checkpoint,
@@ -38,7 +40,6 @@ from lightning_reg.checks import (
     check_seed,
     check_trainer_args,
 )
-from lightning_reg.callbacks.rng_state import RNGState
 from lightning_reg.distributed import hydra_ddp_children, is_child_rank, write_job_config
 from lightning_reg.errors import ConfigError, check_bool, check_int, mask_secrets
 from lightning_reg.run_dir import FINISHED, RunDirError, archive_failed_record, check_run_dir, run_state
@@ -157,6 +158,10 @@ def _instantiate_dict(node: Any, group: str, base: type) -> list[Any]:
     for name, sub in node.items():
         if not sub or "_target_" not in sub:
             continue
+        why = missing_target_reason(str(sub["_target_"]))
+        if why is not None:
+            raise ConfigError(f"`{group}.{name}._target_` = {sub['_target_']!r}: {why}. Upgrade Lightning "
+                              f"(pip install 'lightning>=2.6') or remove `{group}.{name}`.")
         obj = _instantiate(sub, f"{group}.{name}")
         if not isinstance(obj, base):
             raise ConfigError(f"`{group}.{name}._target_` must build a {base.__name__}; got {type(obj).__name__}.")
@@ -308,7 +313,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if check_bool("test", cfg.get("test", True)) and pruned_epoch is None:
         tested = best_path_to_test or ("restored-best-weights" if restored else "final-weights")
         trainer.test(model, datamodule=datamodule, ckpt_path=best_path_to_test or None,
-                     weights_only=True if best_path_to_test else None)
+                     **weights_only_kwargs(True if best_path_to_test else None))
         test_metrics = {k: v for k, v in _scalars(trainer.callback_metrics).items() if k.startswith("test/")}
 
     diverged = sorted(k for k, v in fit_metrics.items() if k.endswith("loss") and not math.isfinite(v))

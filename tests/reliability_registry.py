@@ -21,8 +21,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
-from helpers import MemoryLogger, TinyModule, make_blobs
 from lightning_reg import AtomicModelCheckpoint, EarlyStopping, MaxNorm, RNGState, ScheduledDropout, WeightPenalty
+
+from helpers import MemoryLogger, TinyModule, make_blobs
 
 STEPS_PER_EPOCH = 8  # 256 samples, batch 32
 OURS = (WeightPenalty, MaxNorm, ScheduledDropout, EarlyStopping, RNGState)

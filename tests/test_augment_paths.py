@@ -10,9 +10,10 @@ import pytest
 import torch
 from scipy.stats import ks_2samp
 
-from data_factories import write_idx
 from lightning_reg.augment import AugmentConfig, RandomKerasAffine, augment_batch, build_cpu_transform
 from lightning_reg.data import MNISTDataModule
+
+from data_factories import write_idx
 
 N = 1000
 N_IMAGES = 600  # per-sample v2 calls are the slow part of this file

@@ -15,30 +15,31 @@ from typing import Any
 import lightning.pytorch as pl
 import pytest
 from torch.optim.lr_scheduler import StepLR
-from helpers import TinyModule, loaders
 
 from lightning_reg import (
     AtomicModelCheckpoint,
     AugmentConfig,
     CIFAR10DataModule,
-    Early,
-    MNISTDataModule,
-    Milestones,
     Constant,
     DigitsDataModule,
+    Early,
     EarlyStopping,
     Linear,
     MaxNorm,
+    Milestones,
+    MNISTDataModule,
     PenaltyLossMixin,
     ScheduledDropout,
     WeightPenalty,
     make_schedule,
 )
-from lightning_reg.data import with_augmentation
 from lightning_reg.callbacks.monitor_check import MonitorCheck
+from lightning_reg.data import with_augmentation
 from lightning_reg.errors import ConfigError
-from lightning_reg.optim import SchedulerSpec
 from lightning_reg.models import CNNClassifier, MLPClassifier
+from lightning_reg.optim import SchedulerSpec
+
+from helpers import TinyModule, loaders
 
 
 class StepSpy(pl.Callback):

@@ -13,8 +13,6 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from data_factories import make_cifar10, make_image_folder, make_mnist
-from helpers import REPO, run_ddp_script
 from lightning_reg.data import (
     CIFAR10DataModule,
     DeviceResidentLoader,
@@ -27,6 +25,9 @@ from lightning_reg.data import (
 from lightning_reg.errors import ConfigError
 from lightning_reg.models import CNNClassifier
 from lightning_reg.train import CONF_DIR, train
+
+from data_factories import make_cifar10, make_image_folder, make_mnist
+from helpers import REPO, run_ddp_script
 
 QUIET = dict(accelerator="cpu", enable_progress_bar=False, logger=False, enable_checkpointing=False,
              enable_model_summary=False)

@@ -13,6 +13,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
+
 from helpers import REPO
 
 sys.path.insert(0, str(REPO / "examples"))

@@ -14,13 +14,14 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import EarlyStopping as LightningEarlyStopping
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from helpers import MemoryLogger
 from lightning_reg import EarlyStopping
+from lightning_reg._lightning_internals import EarlyStoppingReason, weights_only_kwargs
 from lightning_reg.errors import ConfigError
+
+from helpers import MemoryLogger
 
 NAN = float("nan")
 
@@ -371,7 +372,7 @@ def test_testing_a_checkpoint_does_not_rewind_the_fit_record(tmp_path: Path):
     assert before["stopped_epoch"] == 5
     _, val = make_loaders()
     module.test_step = module.validation_step
-    trainer.test(module, val, ckpt_path=ckpt.best_model_path, weights_only=False)
+    trainer.test(module, val, ckpt_path=ckpt.best_model_path, **weights_only_kwargs(False))
     assert es.run_summary() == before
 
 

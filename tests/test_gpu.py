@@ -10,13 +10,14 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
-from helpers import TinyModule, make_blobs, run_ddp_script
-from reliability_registry import BY_NAME, REGISTRY, fit
 from torch import nn
 from torch.utils.data import DataLoader
 
 from lightning_reg import WeightPenalty
 from lightning_reg.data import with_augmentation
+
+from helpers import TinyModule, make_blobs, run_ddp_script
+from reliability_registry import BY_NAME, REGISTRY, fit
 
 pytestmark = [
     pytest.mark.gpu,

@@ -8,7 +8,6 @@ import lightning.pytorch as pl
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import MemoryLogger, TinyModule, loaders
 from lightning.pytorch.plugins import MixedPrecision
 from torch import nn
 
@@ -17,6 +16,8 @@ from lightning_reg.data import DigitsDataModule
 from lightning_reg.errors import ConfigError
 from lightning_reg.models import MLPClassifier
 from lightning_reg.schedules import Linear
+
+from helpers import MemoryLogger, TinyModule, loaders
 
 QUIET = dict(accelerator="cpu", devices=1, enable_checkpointing=False, enable_progress_bar=False,
              enable_model_summary=False, num_sanity_val_steps=0)

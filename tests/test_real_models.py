@@ -12,21 +12,20 @@ import os
 import lightning.pytorch as pl
 import pytest
 import torch
+from torch import nn
+
+from lightning_reg import EarlyStopping, MaxNorm, ScheduledDropout, StochasticDepth, WeightPenalty
+from lightning_reg.penalties import select_parameters
+
 from reliability_registry import (
     BERT_CONFIG,
     FAMILIES,
     FAMILY,
     assert_same,
-    bert_tiny,
     convnext_small,
     fit,
     resnet18_small,
-    vit_tiny,
 )
-from torch import nn
-
-from lightning_reg import EarlyStopping, MaxNorm, ScheduledDropout, StochasticDepth, WeightPenalty
-from lightning_reg.penalties import select_parameters
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -334,7 +333,9 @@ def _seeded(fam):
     return fam.build()
 
 
-@pytest.mark.parametrize("name", [f.name for f in FAMILIES])
+# resnet18 carries StochasticDepth: the oldest-Lightning smoke subset resumes it.
+@pytest.mark.parametrize("name", [pytest.param(f.name, marks=[pytest.mark.oldest_lightning] if f.name == "resnet18" else [])
+                                  for f in FAMILIES])
 def test_family_resume_is_bit_identical(name: str, tmp_path) -> None:
     fam, train, val = _family(name)
     full = fit(None, 3, model=_seeded(fam), callbacks=fam.make(), train=train, val=val)

@@ -17,20 +17,20 @@ from typing import Any
 
 import pytest
 import torch
+
+from lightning_reg import EarlyStopping
+
 from helpers import REPO, run_ddp_script
 from reliability_registry import (
     BY_NAME,
     REGISTRY,
     STEPS_PER_EPOCH,
-    MomentumModule,
     NaNAfter,
     TwoOptimizerModule,
     assert_same,
     fit,
     sharded_train_loader,
 )
-
-from lightning_reg import EarlyStopping
 
 N_EPOCHS, K_EPOCHS = 5, 2
 NAMES = [e.name for e in REGISTRY]
@@ -95,6 +95,7 @@ def resumed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------ resume
+@pytest.mark.oldest_lightning  # one fit per callback and one resume, in fresh processes
 @pytest.mark.parametrize("name", NAMES)
 def test_resume_in_a_fresh_process_is_bit_identical(resumed: dict[str, Any], name: str) -> None:
     full, res = resumed["first"][name], resumed["resumed"][name]

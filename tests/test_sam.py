@@ -7,14 +7,15 @@ import copy
 import lightning.pytorch as pl
 import pytest
 import torch
-from helpers import TinyModule, make_blobs
-from reliability_registry import assert_same, fit, train_loader
 from torch import nn
 from torch.utils.data import DataLoader
 
 from lightning_reg import WeightPenalty
 from lightning_reg.errors import ConfigError
 from lightning_reg.sam import SAM, sam_perturbation
+
+from helpers import TinyModule, make_blobs
+from reliability_registry import assert_same, fit
 
 LR, RHO, STEPS = 0.1, 0.05, 4
 

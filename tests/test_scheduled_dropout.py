@@ -10,10 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import MemoryLogger, TinyModule, loaders
-from lightning_reg import Constant, Early, FromCallable, Late, Linear, ScheduledDropout
+from lightning_reg import Early, FromCallable, Late, Linear, ScheduledDropout
 from lightning_reg.dropout import InjectedDropout, find_dropout_modules, inject_dropout
 from lightning_reg.errors import ConfigError
+
+from helpers import MemoryLogger, TinyModule, loaders
 from scheduled_dropout_helpers import (
     DropPath,
     LateBuiltModule,

@@ -12,8 +12,9 @@ from hydra.utils import instantiate
 from lightning_reg import Constant, Curriculum, Early, Late, Linear, ScheduledDropout
 from lightning_reg.errors import ConfigError
 from lightning_reg.train import train
-from scheduled_dropout_helpers import RateProbe, ResidualModule, trainer_kwargs
+
 from helpers import loaders
+from scheduled_dropout_helpers import RateProbe, ResidualModule, trainer_kwargs
 
 # The reference MLP (Flatten, Linear, ReLU, Linear, ReLU, Linear) has no dropout by default: the configs
 # inject one after each ReLU.

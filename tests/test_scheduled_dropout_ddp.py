@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from helpers import run_ddp_script
 from lightning_reg import Linear
+
+from helpers import run_ddp_script
 
 BODY = """
 import json

@@ -348,7 +348,7 @@ def test_the_study_report_ranks_by_validation_and_counts_pruning_savings(tmp_pat
     study = optuna.create_study(study_name="r", storage=url, direction="maximize")
     study.set_user_attr("lightning_reg:optimized_metric", "val/acc")
     dist = {"lr": FloatDistribution(1e-4, 1e-1, log=True)}
-    for i, (value, state) in enumerate([(0.5, "complete"), (0.9, "complete"), (0.2, "pruned")]):
+    for value, state in [(0.5, "complete"), (0.9, "complete"), (0.2, "pruned")]:
         t = study.ask(dist)
         t.set_user_attr(ATTR["max_epochs"], 10)
         t.set_user_attr(ATTR["epochs"], 10 if state == "complete" else 2)

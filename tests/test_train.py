@@ -53,6 +53,7 @@ def test_same_seed_gives_identical_metrics(compose_cfg, tmp_path: Path) -> None:
     assert runs[0]["final"] != runs[2]["final"]  # the seed really matters
 
 
+@pytest.mark.oldest_lightning  # the entry point, trained and resumed
 def test_resume_ends_where_uninterrupted_run_ends(compose_cfg, tmp_path: Path) -> None:
     common = ["+trainer.limit_train_batches=4", "+trainer.limit_val_batches=2", "trainer.enable_progress_bar=false",
               "optimizer=momentum", "scheduler=step", "scheduler.scheduler.step_size=2"]
@@ -164,6 +165,7 @@ def test_cli_unknown_group_option_is_a_clear_message(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.oldest_lightning
 def test_cli_bad_value_exits_2_with_one_line(tmp_path: Path) -> None:
     proc = _cli("data.test_fraction=0.5", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr[-2000:]

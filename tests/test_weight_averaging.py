@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import lightning.pytorch as pl
 import pytest
-import torch
-from lightning.pytorch.callbacks import EMAWeightAveraging, StochasticWeightAveraging
-from reliability_registry import MomentumModule, assert_same, fit, val_loader
+from lightning.pytorch import callbacks as pl_callbacks
 
 from lightning_reg import EarlyStopping, MaxNorm, WeightPenalty
+from lightning_reg._lightning_internals import HAS_WEIGHT_AVERAGING, LIGHTNING_VERSION
+
+from reliability_registry import MomentumModule, assert_same, fit, val_loader
+
+pytestmark = pytest.mark.skipif(
+    not HAS_WEIGHT_AVERAGING, reason=f"EMAWeightAveraging needs Lightning >= 2.6; this is {LIGHTNING_VERSION}"
+)
 
 
 def _model() -> MomentumModule:
@@ -18,7 +23,7 @@ def _model() -> MomentumModule:
 
 def test_early_stopping_with_ema_restores_the_average_that_was_evaluated() -> None:
     es = EarlyStopping("val/loss", patience=2, restore_best_weights=True)
-    ema = EMAWeightAveraging(decay=0.9)
+    ema = pl_callbacks.EMAWeightAveraging(decay=0.9)
     run = fit(None, 6, model=_model(), callbacks=[es, ema])  # ES before EMA: the order must not matter
     assert es.best_epoch is not None
     # Validate the restored weights in a fresh trainer: the score is the best one seen, so these are the
@@ -31,7 +36,7 @@ def test_early_stopping_with_ema_restores_the_average_that_was_evaluated() -> No
 
 def test_penalty_and_max_norm_act_on_the_trained_weights_not_the_average() -> None:
     penalty, norm = WeightPenalty(l2=1e-3), MaxNorm(0.5)
-    ema = EMAWeightAveraging(decay=0.9)
+    ema = pl_callbacks.EMAWeightAveraging(decay=0.9)
     seen: dict[str, bool] = {}
 
     class Probe(pl.Callback):
@@ -50,7 +55,7 @@ def test_penalty_and_max_norm_act_on_the_trained_weights_not_the_average() -> No
 @pytest.mark.parametrize("kind", ["ema", "swa"])
 def test_resume_with_weight_averaging_is_bit_identical(kind: str, tmp_path) -> None:
     def callbacks():
-        avg = EMAWeightAveraging(decay=0.9) if kind == "ema" else StochasticWeightAveraging(swa_lrs=0.05,
+        avg = pl_callbacks.EMAWeightAveraging(decay=0.9) if kind == "ema" else pl_callbacks.StochasticWeightAveraging(swa_lrs=0.05,
                                                                                              swa_epoch_start=2)
         return [WeightPenalty(l2=1e-3), EarlyStopping("val/loss", patience=10, restore_best_weights=True), avg]
 

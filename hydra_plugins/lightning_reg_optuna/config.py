@@ -8,7 +8,7 @@ heartbeat settings. Nothing here imports Optuna: Hydra imports every plugin modu
 
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
@@ -20,7 +20,7 @@ class ConfirmConf:
     """Re-run the ``top_k`` best trials with each of ``seeds`` (and test them) once the study is done."""
 
     top_k: Any = 0
-    seeds: List[Any] = field(default_factory=list)
+    seeds: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -28,7 +28,7 @@ class LightningRegOptunaSweeperConf:
     _target_: str = "hydra_plugins.lightning_reg_optuna.sweeper.LightningRegOptunaSweeper"
     # The sweeper builds the sampler and pruner itself (after checking them), not Hydra.
     _recursive_: bool = False
-    defaults: List[Any] = field(default_factory=lambda: ["_self_", {"sampler": "tpe"}, {"pruner": "none"}])
+    defaults: list[Any] = field(default_factory=lambda: ["_self_", {"sampler": "tpe"}, {"pruner": "none"}])
 
     # Sampler and pruner configs, chosen with hydra/sweeper/sampler=<name> and hydra/sweeper/pruner=<name>,
     # or any {_target_: ...} node.
@@ -39,15 +39,15 @@ class LightningRegOptunaSweeperConf:
     # null: an SQLite file in the sweep directory. Otherwise an SQLAlchemy URL shared by every worker, e.g.
     # postgresql://user:password@host:5432/db (psycopg 3). Keep the password out of the config with
     # ${oc.env:OPTUNA_STORAGE}.
-    storage: Optional[str] = None
+    storage: str | None = None
     # The study every worker joins. Needed with a shared storage; null means "study" in the sweep dir's file.
-    study_name: Optional[str] = None
+    study_name: str | None = None
     # Finished trials (complete, pruned, or failed by their job) for the whole study, over all workers.
     n_trials: Any = 20
     # Jobs this worker launches at once (through its launcher); more workers: run the command again.
     n_jobs: Any = 1
     # The search space: key -> choice(...), range(...), interval(...), tag(log, ...), as in Hydra's sweeper.
-    params: Optional[Dict[str, Any]] = None
+    params: dict[str, Any] | None = None
     # Evaluate every trial over k folds (data.fold=0..k-1, data.num_folds=k), each fold its own job; the
     # trial's value is the mean and pruning acts on the folds' running mean. null: one job per trial.
     folds: Any = None
@@ -61,7 +61,7 @@ class LightningRegOptunaSweeperConf:
     poll_interval: Any = 1.0
 
 
-def _samplers() -> Dict[str, Dict[str, Any]]:
+def _samplers() -> dict[str, dict[str, Any]]:
     return {
         "tpe": {"_target_": "optuna.samplers.TPESampler", "seed": None, "n_startup_trials": 10},
         "random": {"_target_": "optuna.samplers.RandomSampler", "seed": None},
@@ -74,7 +74,7 @@ def _samplers() -> Dict[str, Dict[str, Any]]:
     }
 
 
-def _pruners() -> Dict[str, Dict[str, Any]]:
+def _pruners() -> dict[str, dict[str, Any]]:
     return {
         "none": {"_target_": "optuna.pruners.NopPruner"},
         "median": {"_target_": "optuna.pruners.MedianPruner", "n_startup_trials": 5, "n_warmup_steps": 0,

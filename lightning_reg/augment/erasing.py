@@ -58,8 +58,8 @@ def box_masks(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """
     rows = torch.arange(height, device=boxes.device).view(1, height, 1)
     cols = torch.arange(width, device=boxes.device).view(1, 1, width)
-    t, l, h, w = (boxes[:, i].view(-1, 1, 1) for i in range(4))
-    return ((rows >= t) & (rows < t + h) & (cols >= l) & (cols < l + w)).unsqueeze(1)
+    top, left, h, w = (boxes[:, i].view(-1, 1, 1) for i in range(4))
+    return ((rows >= top) & (rows < top + h) & (cols >= left) & (cols < left + w)).unsqueeze(1)
 
 
 def erase(

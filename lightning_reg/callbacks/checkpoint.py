@@ -17,9 +17,9 @@ from typing import Any
 from weakref import proxy
 
 import lightning.pytorch as pl
-from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
-from lightning.pytorch.callbacks import ModelCheckpoint
 from typing_extensions import override
+
+from lightning_reg._lightning_internals import CheckpointSaveHooks, is_local_path
 
 TMP_SUFFIX = ".tmp"
 
@@ -31,7 +31,7 @@ def replace_atomically(tmp_path: str, path: str) -> None:
     os.replace(tmp_path, path)
 
 
-class AtomicModelCheckpoint(ModelCheckpoint):
+class AtomicModelCheckpoint(CheckpointSaveHooks):
     """Lightning's ``ModelCheckpoint`` (same arguments) that replaces checkpoint files atomically.
 
     Each checkpoint is written to ``<file>.tmp`` in the target directory and then renamed over ``<file>``
@@ -72,9 +72,9 @@ class AtomicModelCheckpoint(ModelCheckpoint):
         return "ModelCheckpoint" + key[len(type(self).__qualname__):]
 
     @override
-    def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
-        if not _is_local_file_protocol(filepath):
-            super()._save_checkpoint(trainer, filepath)
+    def write_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
+        if not is_local_path(filepath):
+            self.lightning_save(trainer, filepath)
             return
         tmp = filepath + TMP_SUFFIX
         trainer.save_checkpoint(tmp, self.save_weights_only)  # all ranks; ends with a barrier
@@ -86,8 +86,7 @@ class AtomicModelCheckpoint(ModelCheckpoint):
                     shutil.rmtree(filepath)
                 os.replace(tmp, filepath)
         trainer.strategy.barrier("AtomicModelCheckpoint.replace")
-        self._last_global_step_saved = trainer.global_step
-        self._last_checkpoint_saved = filepath
+        self.record_saved(trainer, filepath)
         if trainer.is_global_zero:
             for logger in trainer.loggers:
                 logger.after_save_checkpoint(proxy(self))

@@ -15,19 +15,23 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.callbacks.early_stopping import EarlyStopping as _LightningEarlyStopping
-from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from typing_extensions import override
 
-from lightning_reg.callbacks.compat import averaging_callbacks, evaluated_module, warn_if_state_missing
+from lightning_reg._lightning_internals import (
+    EarlyStoppingHooks,
+    EarlyStoppingReason,
+    averaging_callbacks,
+    evaluated_module,
+)
+from lightning_reg.callbacks.log_helpers import warn_if_state_missing
 from lightning_reg.errors import ConfigError, check_bool, check_choice, check_int, check_non_negative, check_range
 from lightning_reg.safe_load import load_checkpoint_tensors
 from lightning_reg.stopping import (
     best_so_far,
+    check_mode_matches,
     generalization_loss,
     gl_stop,
-    check_mode_matches,
     infer_mode,
     is_improvement,
     is_worse,
@@ -68,7 +72,7 @@ def _to_float(value: Any) -> float:
     return float(value)
 
 
-class EarlyStopping(_LightningEarlyStopping):
+class EarlyStopping(EarlyStoppingHooks):
     """Lightning's ``EarlyStopping`` plus restore-best-weights, warm-up, baseline and Prechelt's criteria.
 
     It takes every argument of :class:`lightning.pytorch.callbacks.EarlyStopping` (same meaning, same
@@ -345,7 +349,7 @@ class EarlyStopping(_LightningEarlyStopping):
 
     @override
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not self._should_skip_check(trainer) and self.monitor in trainer.callback_metrics:
+        if not self.should_skip_check(trainer) and self.monitor in trainer.callback_metrics:
             self._val_snapshot = {"epoch": int(trainer.current_epoch), "step": int(trainer.global_step),
                                   "value": _to_float(trainer.callback_metrics[self.monitor])}
         super().on_validation_end(trainer, pl_module)
@@ -429,12 +433,12 @@ class EarlyStopping(_LightningEarlyStopping):
         logged = ", ".join(f"`{k}`" for k in sorted(logs)) or "(nothing logged yet)"
         return MissingMetricError(
             f"EarlyStopping: `{role}` is {name!r}, which is not logged at this check "
-            f"(epoch end of {'training' if self._check_on_train_epoch_end else 'validation'}). "
+            f"(epoch end of {'training' if self.checks_on_train_epoch_end else 'validation'}). "
             f"Logged metrics: {logged}. Log it with self.log({name!r}, ...) or set `{role}` to one of these."
         )
 
     @override
-    def _validate_condition_metric(self, logs: dict[str, Any]) -> bool:
+    def validate_logged(self, logs: dict[str, Any]) -> bool:
         for name, role in ((self.monitor, "monitor"), (self.train_monitor, "train_monitor")):
             if name is None or name in logs:
                 continue
@@ -461,9 +465,9 @@ class EarlyStopping(_LightningEarlyStopping):
         return trainer.current_epoch + 1 >= min_epochs and trainer.global_step >= min_steps
 
     @override
-    def _run_early_stopping_check(self, trainer: pl.Trainer) -> None:
+    def run_stopping_check(self, trainer: pl.Trainer) -> None:
         logs = self._replayed_logs(trainer)
-        if trainer.fast_dev_run or logs is None or not self._validate_condition_metric(logs):
+        if trainer.fast_dev_run or logs is None or not self.validate_logged(logs):
             return
         current, train_value = self._synced_values(trainer, logs)
         epoch = trainer.current_epoch
@@ -583,7 +587,7 @@ class EarlyStopping(_LightningEarlyStopping):
 
     def _info(self, trainer: pl.Trainer, message: str) -> None:
         if self.verbose:
-            self._log_info(trainer, message, self.log_rank_zero_only)
+            self.log_info(trainer, message, self.log_rank_zero_only)
 
     def _log_diagnostics(self, trainer: pl.Trainer, gl: float | None) -> None:
         if self.log_prefix is None:
@@ -598,7 +602,7 @@ class EarlyStopping(_LightningEarlyStopping):
         if self.criterion == "UP":
             metrics[f"{self.log_prefix}up"] = float(up_count(self.history, self.strip, self.mode))
         pl_module = trainer.lightning_module
-        if self._check_on_train_epoch_end:
+        if self.checks_on_train_epoch_end:
             for name, value in metrics.items():
                 pl_module.log(name, value, on_step=False, on_epoch=True, sync_dist=False)
         else:

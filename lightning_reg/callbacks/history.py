@@ -9,7 +9,7 @@ import lightning.pytorch as pl
 import torch
 from typing_extensions import override
 
-from lightning_reg.callbacks.compat import warn_if_state_missing
+from lightning_reg.callbacks.log_helpers import warn_if_state_missing
 
 
 def _to_float(v: Any) -> float | None:

@@ -33,7 +33,7 @@ class MonitorCheck(pl.Callback):
             monitor = getattr(cb, "monitor", None)
             if isinstance(monitor, str) and monitor:
                 names.append((f"{type(cb).__name__}.monitor", monitor))
-        for i, cfg in enumerate(getattr(trainer, "lr_scheduler_configs", []) or []):
+        for cfg in getattr(trainer, "lr_scheduler_configs", []) or []:
             if getattr(cfg, "monitor", None):
                 names.append((f"scheduler.monitor ({type(cfg.scheduler).__name__})", cfg.monitor))
         names += self.extra

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from typing_extensions import override
 
-from lightning_reg.callbacks.compat import warn_if_state_missing
+from lightning_reg._lightning_internals import replaying_epoch_end
+from lightning_reg.callbacks.log_helpers import warn_if_state_missing
 
 
 def capture_rng_state() -> dict[str, Any]:
@@ -96,9 +97,7 @@ class RNGState(pl.Callback):
         # makes Lightning replay that epoch's end: the iterator it created at run start serves only the
         # replay, and the next epoch creates a fresh one after `on_train_epoch_start`, which is where the
         # uninterrupted run made its next draw. Restore again there.
-        loop = trainer.fit_loop
-        replay = loop.restarted_on_epoch_end or getattr(loop.epoch_loop, "restarted_on_last", False)
-        if self._pending is not None and not replay:
+        if self._pending is not None and not replaying_epoch_end(trainer):
             self._pending = None
 
     @override

@@ -13,7 +13,7 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch import nn
 from typing_extensions import override
 
-from lightning_reg.callbacks.compat import log_due, log_to_loggers, warn_if_state_missing
+from lightning_reg.callbacks.log_helpers import log_due, log_to_loggers, warn_if_state_missing
 from lightning_reg.dropout import (
     DROP_PROB,
     DROPOUT_TYPES,

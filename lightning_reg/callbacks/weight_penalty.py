@@ -24,7 +24,7 @@ from torch import Tensor
 from torch.utils.hooks import RemovableHandle
 from typing_extensions import override
 
-from lightning_reg.callbacks.compat import log_due, log_to_loggers, warn_if_state_missing
+from lightning_reg.callbacks.log_helpers import log_due, log_to_loggers, warn_if_state_missing
 from lightning_reg.errors import ConfigError, check_int, check_range
 from lightning_reg.penalties import (
     PenalizedParam,

@@ -13,8 +13,8 @@ from typing_extensions import override
 from lightning_reg.augment.config import AugmentConfig
 from lightning_reg.augment.mixin import AugmentationMixin
 from lightning_reg.augment.pipeline import build_cpu_transform
-from lightning_reg.data.vision import ImageTensorDataset
 from lightning_reg.data.splits import check_folds, check_fractions, kfold_split, stratified_split
+from lightning_reg.data.vision import ImageTensorDataset
 from lightning_reg.errors import ConfigError, check_bool, check_int
 
 

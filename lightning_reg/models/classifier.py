@@ -12,6 +12,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from lightning_reg._lightning_internals import attached_trainer
 from lightning_reg.errors import ConfigError, check_int, check_range
 from lightning_reg.optim import SchedulerSpec
 
@@ -151,5 +152,5 @@ class ClassifierModule(pl.LightningModule):
         optimizer = factory(self.parameters())
         if self.scheduler_spec is None:
             return optimizer
-        total = self.trainer.estimated_stepping_batches if self._trainer is not None else None
+        total = self.trainer.estimated_stepping_batches if attached_trainer(self) is not None else None
         return {"optimizer": optimizer, "lr_scheduler": self.scheduler_spec.build(optimizer, total_steps=total)}

@@ -77,7 +77,7 @@ class MLPClassifier(ClassifierModule):
 def _seq(name: str, value: object, allow_empty: bool = False) -> list:
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
         raise ConfigError(f"`{name}` must be a list of integers; got {value!r}.")
-    out = list(value)  # type: ignore[call-overload]
+    out = list(value)
     if not out and not allow_empty:
         raise ConfigError(f"`{name}` must be a non-empty list of integers; got {value!r}.")
     return out

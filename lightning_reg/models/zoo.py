@@ -37,7 +37,7 @@ def _shape(input_shape: Sequence[int] | None) -> tuple[int, int, int] | None:
     shape = tuple(int(s) for s in input_shape)
     if len(shape) != 3 or min(shape) < 1:
         raise ConfigError(f"`input_shape` must be (channels, height, width); got {input_shape!r}.")
-    return shape  # type: ignore[return-value]
+    return shape
 
 
 def timm_model(name: str, num_classes: int, input_shape: Sequence[int] | None = None, **kwargs: Any) -> nn.Module:

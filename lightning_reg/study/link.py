@@ -26,7 +26,7 @@ from lightning.pytorch.callbacks import Callback
 
 from lightning_reg.errors import ConfigError
 from lightning_reg.study import TRIAL_ENV
-from lightning_reg.study.engine import ATTR, build_pruner, default_storage_url, open_storage, storage_of, trial_id_of
+from lightning_reg.study.engine import ATTR, build_pruner, default_storage_url, open_storage, storage_of
 
 __all__ = ["ENV", "TrialLink", "TrialPruning", "fold_means", "trial_link_from_env"]
 

@@ -1,4 +1,4 @@
-"""Lightning glue shared by the callbacks: a warning when a resumed checkpoint holds no state for a callback, and
+"""Logging shared by the callbacks: a warning when a resumed checkpoint holds no state for a callback, and
 logging at a callback's own cadence."""
 
 from __future__ import annotations
@@ -8,6 +8,10 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_warn
+
+from lightning_reg._lightning_internals import legacy_state_key
+
+__all__ = ["log_due", "log_to_loggers", "warn_if_state_missing"]
 
 
 def warn_if_state_missing(callback: pl.Callback, trainer: pl.Trainer, checkpoint: dict[str, Any],
@@ -26,7 +30,7 @@ def warn_if_state_missing(callback: pl.Callback, trainer: pl.Trainer, checkpoint
     if trainer.state.fn != TrainerFn.FITTING:  # testing/validating a checkpoint restores no training state
         return False
     states = checkpoint.get("callbacks") or {}
-    if callback.state_key in states or callback._legacy_state_key in states:
+    if callback.state_key in states or legacy_state_key(callback) in states:
         return False
     rank_zero_warn(
         f"{type(callback).__name__}: the checkpoint (epoch {checkpoint.get('epoch')}, global step "
@@ -65,67 +69,3 @@ def log_to_loggers(trainer: pl.Trainer, metrics: dict[str, float]) -> None:
     if metrics and trainer.is_global_zero:
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
-
-
-def averaging_callbacks(trainer: pl.Trainer) -> list[pl.Callback]:
-    """Lightning's ``WeightAveraging`` callbacks (``EMAWeightAveraging`` and others) of ``trainer``.
-
-    Example:
-        >>> import lightning.pytorch as pl
-        >>> averaging_callbacks(pl.Trainer(logger=False))
-        []
-    """
-    from lightning.pytorch.callbacks import WeightAveraging
-
-    return [cb for cb in trainer.callbacks if isinstance(cb, WeightAveraging)]
-
-
-def evaluated_module(trainer: pl.Trainer) -> Any:
-    """The module whose weights validation just evaluated, read at ``on_validation_end``.
-
-    ``WeightAveraging`` swaps its average into the LightningModule for validation and swaps it back at
-    ``on_validation_epoch_end``, so by ``on_validation_end`` the evaluated weights are in its (private)
-    ``_average_model.module``. Without weight averaging: the LightningModule itself.
-    """
-    for cb in averaging_callbacks(trainer):
-        average = getattr(cb, "_average_model", None)
-        if average is not None:
-            return average.module
-    return trainer.lightning_module
-
-
-def trainer_of_closure(closure: Any) -> pl.Trainer | None:
-    """The Trainer behind a closure that Lightning passed to ``optimizer.step``, or None for another closure.
-
-    Lightning's precision plugins pass ``functools.partial(self._wrap_closure, model, optimizer, closure)``
-    (private layout): the LightningModule among its arguments leads to the trainer.
-
-    Example:
-        >>> trainer_of_closure(lambda: 0.0) is None
-        True
-    """
-    for arg in getattr(closure, "args", ()):
-        if isinstance(arg, pl.LightningModule):
-            return arg._trainer
-    return None
-
-
-from lightning.pytorch.loggers.csv_logs import ExperimentWriter as _CSVExperimentWriter  # noqa: E402
-
-
-class AppendingCSVExperimentWriter(_CSVExperimentWriter):
-    """Lightning's CSV experiment writer, except that an existing ``metrics.csv`` is continued, never deleted.
-
-    Lightning 2.6's writer removes ``metrics.csv`` when its directory is not empty (its private
-    ``_check_log_dir_exists``), so a resumed run lost every row logged before the resume. Here the existing
-    header is read back, new rows are appended under it, and a new column rewrites the file with every old row
-    kept (Lightning's own ``_rewrite_with_new_header``).
-    """
-
-    def _check_log_dir_exists(self) -> None:  # overrides Lightning's private hook (deletes metrics.csv)
-        import csv
-
-        if self._fs.isfile(self.metrics_file_path):
-            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
-                header = next(csv.reader(file), [])
-            self.metrics_keys = sorted(set(header))

@@ -1,0 +1,357 @@
+"""Every private Lightning name that lightning_reg relies on, in one place (torch's are in ``_torch_internals``).
+
+These names are not part of Lightning's public API and can change in any release. Each is used only here;
+the rest of the package calls the small, named wrappers below. ``tests/test_internals_canary.py``
+checks every one of them against the installed versions and names the internal and the version when one
+moves, so an upgrade (or the CI step on the oldest supported Lightning) says exactly what broke.
+
+Version differences of *public* names (``EarlyStoppingReason``, ``WeightAveraging``, both new in Lightning
+2.6) are handled here too, so the supported range is visible in one file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import inspect
+from collections.abc import Callable, Iterator, Sequence
+from enum import Enum
+from typing import Any
+
+import lightning
+import lightning.pytorch as pl
+from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks.early_stopping import EarlyStopping as _LightningEarlyStopping
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter as _CSVExperimentWriter
+from torch import nn
+from typing_extensions import override
+
+__all__ = [
+    "HAS_WEIGHT_AVERAGING",
+    "LIGHTNING_VERSION",
+    "AppendingCSVExperimentWriter",
+    "CheckpointSaveHooks",
+    "EarlyStoppingHooks",
+    "EarlyStoppingReason",
+    "attached_trainer",
+    "csv_logger_experiment",
+    "averaged_module",
+    "averaging_callbacks",
+    "evaluated_module",
+    "hydra_subprocess_command",
+    "is_local_path",
+    "legacy_state_key",
+    "missing_target_reason",
+    "replaying_epoch_end",
+    "trainer_of_closure",
+    "weight_averaging_class",
+    "weights_only_kwargs",
+]
+
+LIGHTNING_VERSION: str = lightning.__version__
+_TEST_TAKES_WEIGHTS_ONLY: bool = "weights_only" in inspect.signature(pl.Trainer.test).parameters
+
+# --- Public names that only recent Lightning has -------------------------------------------------------------
+
+try:  # Lightning >= 2.6
+    from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
+except ImportError:  # Lightning 2.5: same members and values as 2.6's enum, so checkpoints read alike
+
+    class EarlyStoppingReason(Enum):  # type: ignore[no-redef]
+        """Why early stopping stopped (Lightning 2.6's enum, for older Lightning)."""
+
+        NOT_STOPPED = 0
+        STOPPING_THRESHOLD = 1
+        DIVERGENCE_THRESHOLD = 2
+        PATIENCE_EXHAUSTED = 3
+        NON_FINITE_METRIC = 4
+
+
+def weight_averaging_class() -> type[pl.Callback] | None:
+    """Lightning's ``WeightAveraging`` base class (2.6+), or None on a Lightning without it.
+
+    Example:
+        >>> weight_averaging_class() is None or issubclass(weight_averaging_class(), pl.Callback)
+        True
+    """
+    try:
+        from lightning.pytorch.callbacks import WeightAveraging
+    except ImportError:
+        return None
+    return WeightAveraging
+
+
+HAS_WEIGHT_AVERAGING: bool = weight_averaging_class() is not None
+
+
+def weights_only_kwargs(weights_only: bool | None) -> dict[str, bool | None]:
+    """``{"weights_only": ...}`` for ``Trainer.fit/validate/test`` on Lightning 2.6+, ``{}`` before.
+
+    Lightning 2.5 has no such argument (it loads checkpoints with ``torch.load(weights_only=False)``).
+
+    Example:
+        >>> weights_only_kwargs(True) in ({"weights_only": True}, {})
+        True
+    """
+    return {"weights_only": weights_only} if _TEST_TAKES_WEIGHTS_ONLY else {}
+
+#: Config targets that the installed Lightning may lack, with the first Lightning that has them.
+_NEWER_TARGETS: dict[str, str] = {
+    "lightning.pytorch.callbacks.WeightAveraging": "2.6",
+    "lightning.pytorch.callbacks.EMAWeightAveraging": "2.6",
+    "lightning.pytorch.callbacks.weight_averaging.WeightAveraging": "2.6",
+    "lightning.pytorch.callbacks.weight_averaging.EMAWeightAveraging": "2.6",
+}
+
+
+def missing_target_reason(target: str) -> str | None:
+    """Why ``target`` (a config ``_target_``) cannot be built on the installed Lightning, or None if it can.
+
+    Example:
+        >>> missing_target_reason("lightning.pytorch.callbacks.ModelCheckpoint") is None
+        True
+    """
+    needs = _NEWER_TARGETS.get(target)
+    if needs is None or HAS_WEIGHT_AVERAGING:
+        return None
+    return f"{target.rsplit('.', 1)[-1]} needs Lightning >= {needs}; the installed Lightning is {LIGHTNING_VERSION}"
+
+# --- LightningModule / Callback ------------------------------------------------------------------------------
+
+
+def attached_trainer(module: object) -> pl.Trainer | None:
+    """The Trainer a LightningModule is attached to, or None (``module.trainer`` raises when detached).
+
+    Example:
+        >>> attached_trainer(pl.LightningModule()) is None
+        True
+    """
+    return getattr(module, "_trainer", None)
+
+
+def legacy_state_key(callback: pl.Callback) -> str | type[pl.Callback]:
+    """The key under which Lightning < 1.5 stored a callback's state (Callback's private ``_legacy_state_key``).
+
+    Example:
+        >>> legacy_state_key(pl.Callback()) is pl.Callback
+        True
+    """
+    return callback._legacy_state_key
+
+
+def trainer_of_closure(closure: Any) -> pl.Trainer | None:
+    """The Trainer behind a closure that Lightning passed to ``optimizer.step``, or None for another closure.
+
+    Lightning's precision plugins pass ``functools.partial(self._wrap_closure, model, optimizer, closure)``
+    (private layout): the LightningModule among its arguments leads to the trainer.
+
+    Example:
+        >>> trainer_of_closure(lambda: 0.0) is None
+        True
+    """
+    for arg in getattr(closure, "args", ()):
+        if isinstance(arg, pl.LightningModule):
+            return attached_trainer(arg)
+    return None
+
+
+def averaged_module(callback: pl.Callback) -> nn.Module | None:
+    """The averaged copy of the model held by a ``WeightAveraging`` callback (its private ``_average_model``).
+
+    None before the callback has built it.
+    """
+    average = getattr(callback, "_average_model", None)
+    return None if average is None else average.module
+
+
+def averaging_callbacks(trainer: pl.Trainer) -> list[pl.Callback]:
+    """Lightning's ``WeightAveraging`` callbacks (``EMAWeightAveraging`` and others) of ``trainer``.
+
+    Always empty on a Lightning without weight averaging (< 2.6).
+
+    Example:
+        >>> averaging_callbacks(pl.Trainer(logger=False))
+        []
+    """
+    cls = weight_averaging_class()
+    return [] if cls is None else [cb for cb in trainer.callbacks if isinstance(cb, cls)]  # type: ignore[attr-defined]
+
+
+def evaluated_module(trainer: pl.Trainer) -> nn.Module:
+    """The module whose weights validation just evaluated, read at ``on_validation_end``.
+
+    ``WeightAveraging`` swaps its average into the LightningModule for validation and swaps it back at
+    ``on_validation_epoch_end``, so by ``on_validation_end`` the evaluated weights are in its averaged copy.
+    Without weight averaging: the LightningModule itself.
+    """
+    for cb in averaging_callbacks(trainer):
+        average = averaged_module(cb)
+        if average is not None:
+            return average
+    return trainer.lightning_module
+
+
+# --- Loops ---------------------------------------------------------------------------------------------------
+
+
+def replaying_epoch_end(trainer: pl.Trainer) -> bool:
+    """True when a resumed fit replays the end of the epoch its checkpoint was written in.
+
+    Reads the fit loop's ``restarted_on_epoch_end`` and the epoch loop's ``restarted_on_last`` (internal loop
+    state, Lightning 2.5+; Lightning 2.4 has no ``restarted_on_epoch_end`` and resumes differently, which is why
+    2.5 is the oldest supported Lightning).
+    """
+    loop = trainer.fit_loop
+    return bool(loop.restarted_on_epoch_end or getattr(loop.epoch_loop, "restarted_on_last", False))
+
+
+# --- Lightning's DDP subprocess launcher ---------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def hydra_subprocess_command(command: Callable[[int], tuple[Sequence[str], str]]) -> Iterator[None]:
+    """While active, Lightning's subprocess DDP launcher starts local rank ``r`` with ``command(r)``.
+
+    Under Hydra the launcher builds each child's command with its module-level ``_hydra_subprocess_cmd``
+    (private); this swaps that function and puts it back afterwards.
+    """
+    from lightning.pytorch.strategies.launchers import subprocess_script as launcher_mod
+
+    original = launcher_mod._hydra_subprocess_cmd
+    launcher_mod._hydra_subprocess_cmd = command  # type: ignore[assignment]  # a compatible callable, not a def
+    try:
+        yield
+    finally:
+        launcher_mod._hydra_subprocess_cmd = original
+
+
+# --- File-system helpers -------------------------------------------------------------------------------------
+
+
+def is_local_path(path: str) -> bool:
+    """True for a local path, False for a remote one (``s3://``, ``gs://`` ...), as Lightning decides it.
+
+    Example:
+        >>> is_local_path("/tmp/last.ckpt"), is_local_path("s3://bucket/last.ckpt")
+        (True, False)
+    """
+    return bool(_is_local_file_protocol(path))
+
+
+# --- Callbacks whose private hooks we override ---------------------------------------------------------------
+
+
+class CheckpointSaveHooks(ModelCheckpoint):
+    """``ModelCheckpoint`` with its private save step exposed as :meth:`write_checkpoint`.
+
+    Lightning calls the private ``_save_checkpoint(trainer, filepath)`` for every file it writes; here it calls
+    :meth:`write_checkpoint`, which subclasses override. :meth:`lightning_save` is Lightning's own saving, and
+    :meth:`record_saved` the bookkeeping Lightning does after a save (last step and file saved).
+    """
+
+    @override
+    def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
+        self.write_checkpoint(trainer, filepath)
+
+    def write_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
+        """Write one checkpoint file; Lightning's saving unless overridden."""
+        self.lightning_save(trainer, filepath)
+
+    def lightning_save(self, trainer: pl.Trainer, filepath: str) -> None:
+        """Lightning's own ``ModelCheckpoint`` saving of ``filepath``."""
+        super()._save_checkpoint(trainer, filepath)
+
+    def record_saved(self, trainer: pl.Trainer, filepath: str) -> None:
+        """Tell ModelCheckpoint that ``filepath`` was saved at this step (as its own saving does)."""
+        self._last_global_step_saved = trainer.global_step
+        self._last_checkpoint_saved = filepath
+
+
+class EarlyStoppingHooks(_LightningEarlyStopping):
+    """Lightning's ``EarlyStopping`` with the private hooks that subclasses need under public names.
+
+    - Lightning's private ``_run_early_stopping_check(trainer)`` calls :meth:`run_stopping_check`;
+    - its private ``_validate_condition_metric(logs)`` calls :meth:`validate_logged`;
+    - :meth:`should_skip_check`, :attr:`checks_on_train_epoch_end` and :meth:`log_info` read its private
+      ``_should_skip_check``, ``_check_on_train_epoch_end`` and ``_log_info``.
+
+    On Lightning 2.5 it also adds 2.6's ``stopping_reason`` and ``stopping_reason_message`` (attributes and
+    ``state_dict`` entries), so checkpoints and reports are the same on both.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not hasattr(self, "stopping_reason"):  # Lightning < 2.6
+            self.stopping_reason = EarlyStoppingReason.NOT_STOPPED
+            self.stopping_reason_message: str | None = None
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state.setdefault("stopping_reason", self.stopping_reason.value)
+        state.setdefault("stopping_reason_message", self.stopping_reason_message)
+        return state
+
+    @override
+    def _run_early_stopping_check(self, trainer: pl.Trainer) -> None:
+        self.run_stopping_check(trainer)
+
+    def run_stopping_check(self, trainer: pl.Trainer) -> None:
+        """One stop decision; Lightning's own unless overridden."""
+        super()._run_early_stopping_check(trainer)
+
+    @override
+    def _validate_condition_metric(self, logs: dict[str, Any]) -> bool:
+        return self.validate_logged(logs)
+
+    def validate_logged(self, logs: dict[str, Any]) -> bool:
+        """Whether ``logs`` holds what the check needs (raise or warn if not); Lightning's unless overridden."""
+        return bool(super()._validate_condition_metric(logs))
+
+    def should_skip_check(self, trainer: pl.Trainer) -> bool:
+        """Lightning's rule for skipping a check (sanity check, fitting state)."""
+        return bool(self._should_skip_check(trainer))
+
+    @property
+    def checks_on_train_epoch_end(self) -> bool:
+        """True when the check runs at the end of the training epoch rather than after validation."""
+        return bool(self._check_on_train_epoch_end)
+
+    @staticmethod
+    def log_info(trainer: pl.Trainer, message: str, log_rank_zero_only: bool) -> None:
+        """Lightning's early-stopping log line (prefixed with the rank under multiple processes)."""
+        _LightningEarlyStopping._log_info(trainer, message, log_rank_zero_only)
+
+
+# --- Loggers -------------------------------------------------------------------------------------------------
+
+
+class AppendingCSVExperimentWriter(_CSVExperimentWriter):
+    """Lightning's CSV experiment writer, except that an existing ``metrics.csv`` is continued, never deleted.
+
+    Lightning 2.6's writer removes ``metrics.csv`` when its directory is not empty (its private
+    ``_check_log_dir_exists``), so a resumed run lost every row logged before the resume. Here the existing
+    header is read back, new rows are appended under it, and a new column rewrites the file with every old row
+    kept (Lightning's own ``_rewrite_with_new_header``).
+    """
+
+    @override
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+                header = next(csv.reader(file), [])
+            self.metrics_keys = sorted(set(header))
+
+
+def csv_logger_experiment(logger: Any) -> AppendingCSVExperimentWriter:
+    """A Lightning ``CSVLogger``'s experiment writer, built as :class:`AppendingCSVExperimentWriter` on first use.
+
+    Mirrors ``CSVLogger.experiment``, which caches the writer in the private ``_experiment`` and creates the
+    root directory through the private ``_fs``.
+    """
+    if logger._experiment is not None:
+        return logger._experiment
+    logger._fs.makedirs(logger.root_dir, exist_ok=True)
+    logger._experiment = AppendingCSVExperimentWriter(log_dir=logger.log_dir)
+    return logger._experiment

@@ -1,0 +1,223 @@
+"""Canaries for the private Lightning and torch names in ``lightning_reg/_lightning_internals.py`` and
+``lightning_reg/_torch_internals.py``.
+
+Each test checks one internal against the installed versions. When Lightning or torch moves or renames one,
+the failure names the internal, where it was expected and the installed version, and so the wrapper to fix.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+import lightning
+import lightning.pytorch as pl
+import pytest
+import torch
+from torch import nn
+
+from lightning_reg import _lightning_internals as internals
+from lightning_reg import _torch_internals as torch_internals
+from lightning_reg.errors import ConfigError
+
+pytestmark = pytest.mark.oldest_lightning
+
+VERSIONS = f"Lightning {lightning.__version__}, torch {torch.__version__}"
+
+
+def _moved(what: str, where: str) -> str:
+    return (f"private internal {what} is gone from {where} in {VERSIONS}; update its wrapper in "
+            "lightning_reg/_lightning_internals.py or _torch_internals.py")
+
+
+def _attr(module_name: str, name: str) -> Any:
+    module = importlib.import_module(module_name)
+    assert hasattr(module, name), _moved(f"`{name}`", module_name)
+    return getattr(module, name)
+
+
+def _method(cls: type, name: str, params: list[str]) -> None:
+    fn = getattr(cls, name, None)
+    assert callable(fn), _moved(f"`{cls.__name__}.{name}`", cls.__module__)
+    got = [p for p in inspect.signature(fn).parameters if p != "self"]
+    assert got == params, (f"private internal `{cls.__name__}.{name}` takes {got} in {VERSIONS}, not {params}; "
+                           "update its wrapper in lightning_reg/_lightning_internals.py")
+
+
+# --- DDP launcher -------------------------------------------------------------------------------------------
+
+
+def test_hydra_subprocess_cmd_is_the_launchers_module_level_command_builder() -> None:
+    mod = "lightning.pytorch.strategies.launchers.subprocess_script"
+    fn = _attr(mod, "_hydra_subprocess_cmd")
+    assert list(inspect.signature(fn).parameters) == ["local_rank"], _moved("`_hydra_subprocess_cmd(local_rank)`", mod)
+    launcher = _attr(mod, "_SubprocessScriptLauncher")
+    # The launcher must look the builder up as a module global at call time, or swapping it does nothing.
+    assert "_hydra_subprocess_cmd(" in inspect.getsource(launcher), _moved("the call to `_hydra_subprocess_cmd`", mod)
+
+
+def test_hydra_subprocess_command_swaps_the_builder_and_puts_it_back() -> None:
+    from lightning.pytorch.strategies.launchers import subprocess_script as mod
+
+    original = mod._hydra_subprocess_cmd
+    with internals.hydra_subprocess_command(lambda rank: (["child", str(rank)], "/cwd")):
+        assert mod._hydra_subprocess_cmd(3) == (["child", "3"], "/cwd")
+    assert mod._hydra_subprocess_cmd is original
+
+
+# --- ModelCheckpoint, EarlyStopping, Callback ---------------------------------------------------------------
+
+
+def test_model_checkpoint_private_save_hook_and_bookkeeping() -> None:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    _method(ModelCheckpoint, "_save_checkpoint", ["trainer", "filepath"])
+    ckpt = ModelCheckpoint()
+    for attr in ("_last_global_step_saved", "_last_checkpoint_saved"):
+        assert hasattr(ckpt, attr), _moved(f"`ModelCheckpoint.{attr}`", "lightning.pytorch.callbacks.model_checkpoint")
+
+
+def test_is_local_file_protocol() -> None:
+    fn = _attr("lightning.fabric.utilities.cloud_io", "_is_local_file_protocol")
+    assert fn("/tmp/x.ckpt") and not fn("s3://bucket/x.ckpt"), _moved("`_is_local_file_protocol` semantics",
+                                                                       "lightning.fabric.utilities.cloud_io")
+
+
+@pytest.mark.parametrize(("name", "params"), [
+    ("_run_early_stopping_check", ["trainer"]),
+    ("_validate_condition_metric", ["logs"]),
+    ("_should_skip_check", ["trainer"]),
+    ("_log_info", ["trainer", "message", "log_rank_zero_only"]),
+])
+def test_early_stopping_private_hooks(name: str, params: list[str]) -> None:
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    _method(EarlyStopping, name, params)
+
+
+def test_early_stopping_check_on_train_epoch_end_attribute() -> None:
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    es = EarlyStopping("val/loss", check_on_train_epoch_end=True)
+    assert getattr(es, "_check_on_train_epoch_end", None) is True, _moved(
+        "`EarlyStopping._check_on_train_epoch_end`", "lightning.pytorch.callbacks.early_stopping")
+
+
+def test_callback_legacy_state_key() -> None:
+    assert internals.legacy_state_key(pl.Callback()) is pl.Callback, _moved("`Callback._legacy_state_key`",
+                                                                          "lightning.pytorch.callbacks.callback")
+
+
+def test_lightning_module_private_trainer_attribute() -> None:
+    module = pl.LightningModule()
+    assert "_trainer" in vars(module), _moved("`LightningModule._trainer`", "lightning.pytorch.core.module")
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    module.trainer = trainer
+    assert internals.attached_trainer(module) is trainer, _moved("`LightningModule._trainer`", "lightning.pytorch")
+
+
+def test_precision_plugin_passes_the_module_in_the_closure_partial() -> None:
+    """trainer_of_closure reads Lightning's ``partial(self._wrap_closure, model, optimizer, closure)``."""
+    from lightning.pytorch.plugins.precision import Precision
+
+    source = inspect.getsource(Precision.optimizer_step)
+    assert "partial(self._wrap_closure, model, optimizer, closure)" in source, _moved(
+        "the closure layout `partial(self._wrap_closure, model, optimizer, closure)`",
+        "lightning.pytorch.plugins.precision.Precision.optimizer_step")
+
+
+def test_trainer_of_closure_finds_the_trainer_in_a_real_fit() -> None:
+    seen: list[Any] = []
+
+    class Recorder(torch.optim.SGD):
+        def step(self, closure: Any = None) -> Any:  # type: ignore[override]
+            seen.append(internals.trainer_of_closure(closure))
+            return super().step(closure)
+
+    class Tiny(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = nn.Linear(2, 1)
+
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            return self.layer(batch[0]).pow(2).mean()
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return Recorder(self.parameters(), lr=0.1)
+
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(4, 2)), batch_size=2)
+    trainer = pl.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu")
+    trainer.fit(Tiny(), data)
+    assert seen == [trainer], _moved("the Trainer behind the optimizer-step closure", "Lightning's precision plugin")
+
+
+# --- Loops, loggers, weight averaging -----------------------------------------------------------------------
+
+
+def test_loop_restart_flags() -> None:
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    assert hasattr(trainer.fit_loop, "restarted_on_epoch_end"), _moved("`_FitLoop.restarted_on_epoch_end`",
+                                                                       "lightning.pytorch.loops.fit_loop")
+    assert hasattr(trainer.fit_loop.epoch_loop, "restarted_on_last"), _moved(
+        "`_TrainingEpochLoop.restarted_on_last`", "lightning.pytorch.loops.training_epoch_loop")
+    assert internals.replaying_epoch_end(trainer) is False
+
+
+def test_csv_writer_private_hooks_and_logger_cache(tmp_path: Any) -> None:
+    from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+
+    _method(ExperimentWriter, "_check_log_dir_exists", [])
+    _method(ExperimentWriter, "_rewrite_with_new_header", ["fieldnames"])
+    from lightning_reg.loggers import CSVLogger
+
+    logger = CSVLogger(str(tmp_path), name="csv", version="")
+    for attr in ("_experiment", "_fs"):
+        assert hasattr(logger, attr), _moved(f"`CSVLogger.{attr}`", "lightning.pytorch.loggers.csv_logs")
+    assert isinstance(logger.experiment, internals.AppendingCSVExperimentWriter)
+
+
+def test_weight_averaging_keeps_its_average_in_average_model() -> None:
+    if not internals.HAS_WEIGHT_AVERAGING:
+        pytest.skip(f"WeightAveraging is new in Lightning 2.6; this is {lightning.__version__}")
+    from lightning.pytorch.callbacks import EMAWeightAveraging
+
+    ema = EMAWeightAveraging(decay=0.9)
+    assert hasattr(ema, "_average_model"), _moved("`WeightAveraging._average_model`",
+                                                  "lightning.pytorch.callbacks.weight_averaging")
+    assert internals.averaged_module(ema) is None  # not built before setup
+
+
+def test_ema_config_is_a_config_error_without_weight_averaging() -> None:
+    if internals.HAS_WEIGHT_AVERAGING:
+        assert internals.missing_target_reason("lightning.pytorch.callbacks.EMAWeightAveraging") is None
+        return
+    from lightning_reg.train import _instantiate_dict
+
+    node = {"ema": {"_target_": "lightning.pytorch.callbacks.EMAWeightAveraging", "decay": 0.99}}
+    with pytest.raises(ConfigError, match=r"callbacks\.ema.*EMAWeightAveraging needs Lightning >= 2\.6"):
+        _instantiate_dict(node, "callbacks", pl.Callback)
+
+
+# --- torch --------------------------------------------------------------------------------------------------
+
+
+def test_torch_norm_and_conv_base_classes() -> None:
+    norms = (nn.BatchNorm1d(2), nn.BatchNorm2d(2), nn.InstanceNorm2d(2), nn.SyncBatchNorm(2))
+    assert all(isinstance(m, torch_internals.NORM_BASE_TYPES) for m in norms), _moved(
+        "`_NormBase` as the base of BatchNorm/InstanceNorm", "torch.nn.modules.batchnorm")
+    convs = (nn.Conv1d(1, 1, 1), nn.Conv2d(1, 1, 1), nn.Conv3d(1, 1, 1), nn.ConvTranspose2d(1, 1, 1))
+    assert all(isinstance(m, torch_internals.CONV_TYPES) for m in convs), _moved(
+        "`_ConvNd` as the base of the convolutions", "torch.nn.modules.conv")
+    assert isinstance(nn.ConvTranspose1d(1, 1, 1), torch_internals.CONV_TRANSPOSE_TYPES), _moved(
+        "`_ConvTransposeNd`", "torch.nn.modules.conv")
+    assert not isinstance(nn.Conv2d(1, 1, 1), torch_internals.CONV_TRANSPOSE_TYPES)
+
+
+def test_module_children_dict() -> None:
+    net = nn.Sequential(nn.ReLU())
+    assert isinstance(getattr(net, "_modules", None), dict), _moved("`nn.Module._modules` (a dict)", "torch.nn")
+    net.add_module("extra", nn.Tanh())
+    assert isinstance(torch_internals.child_module(net, "extra"), nn.Tanh)
+    assert torch_internals.child_module(net, "missing") is None
