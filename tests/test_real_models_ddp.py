@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from helpers import run_ddp_script
 
 pytestmark = pytest.mark.slow

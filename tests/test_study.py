@@ -408,9 +408,9 @@ def test_early_stopping_still_stops_a_trial_that_is_not_pruned(tmp_path: Path) -
 
 
 def test_image_datamodules_take_folds(tmp_path: Path) -> None:
-    from data_factories import make_mnist
-
     from lightning_reg.data import MNISTDataModule
+
+    from data_factories import make_mnist
 
     make_mnist(tmp_path, n_train=90, n_test=30)
     vals, trains = [], []

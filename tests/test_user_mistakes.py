@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from data_factories import make_image_folder, make_mnist
 
 from lightning_reg.errors import ConfigError
 from lightning_reg.train import train
+
+from data_factories import make_image_folder, make_mnist
 
 USER_MODULE = '''
 import lightning.pytorch as pl

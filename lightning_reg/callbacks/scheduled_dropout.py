@@ -335,7 +335,7 @@ class ScheduledDropout(pl.Callback):
     def _check_not_shared(self, trainer: pl.Trainer) -> None:
         """Two schedulers driving the same rate would silently leave only the later one's: refuse it."""
         mine = {(id(t.module), t.attr): t.name for t in self._targets}
-        for other in trainer.callbacks:
+        for other in getattr(trainer, "callbacks", []):  # a property Lightning types loosely
             if other is self or not isinstance(other, ScheduledDropout) or not other._targets:
                 continue
             shared = [mine[key] for key in ((id(t.module), t.attr) for t in other._targets) if key in mine]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
-
-from collections.abc import Mapping
-from typing import Any
 
 from lightning_reg.errors import ConfigError, check_int
 
