@@ -434,3 +434,26 @@ def test_a_password_in_the_config_is_masked_in_metrics_json(compose_cfg, tmp_pat
     train(cfg)
     text = (Path(cfg.paths.output_dir) / "metrics.json").read_text()
     assert "hunter2" not in text and "postgresql://sweep:***@db:5432/optuna" in text
+
+
+def test_a_result_for_a_trial_another_worker_failed_is_dropped_not_crashed(tmp_path: Path) -> None:
+    study = _study(tmp_path, direction="maximize")
+    space = parse_search_space({"x": "interval(0.0, 1.0)"}, [])
+
+    def launch(specs):  # noqa: ANN001, ANN202 - while the job "runs", another worker fails its trial
+        for s in specs:
+            storage_of(study).set_trial_state_values(s.link.trial_id, state=TrialState.FAIL)
+        return [JobOutcome(0.5) for _ in specs]
+
+    worker = StudyWorker(study, space, launch, n_trials=1, monitor="val/acc", poll_interval=0.01)
+    calls = {"n": 0}
+    original = worker.launch
+
+    def once(specs):  # noqa: ANN001, ANN202 - the first trial is failed under it; the next one runs normally
+        calls["n"] += 1
+        return original(specs) if calls["n"] == 1 else [JobOutcome(0.7) for _ in specs]
+
+    worker.launch = once
+    told = worker.run()
+    assert [t.value for t in told] == [0.7]
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.COMPLETE]

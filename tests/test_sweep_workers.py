@@ -80,7 +80,7 @@ def test_a_killed_worker_trial_fails_and_is_retried(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     url = sqlite_url(sweep)
     args = ["hparams_search=digits_random", "hydra.sweeper.n_trials=3", "hydra.sweeper.heartbeat_interval=1",
-            "hydra.sweeper.grace_period=3", "hydra.sweeper.poll_interval=0.5", "trainer.max_epochs=30", *FAST]
+            "hydra.sweeper.grace_period=6", "hydra.sweeper.poll_interval=0.5", "trainer.max_epochs=30", *FAST]
     victim = start(sweep, *args, log=tmp_path / "victim.log")
 
     def running() -> list:

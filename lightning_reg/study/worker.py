@@ -357,7 +357,13 @@ class StudyWorker:
                 self._requeue(batch)
                 raise
             for i, trial in enumerate(batch):
-                self.told.append(self._tell(trial, outcomes[i * len(variants):(i + 1) * len(variants)]))
+                try:
+                    self.told.append(self._tell(trial, outcomes[i * len(variants):(i + 1) * len(variants)]))
+                except optuna.exceptions.UpdateFinishedTrialError:
+                    # Its heartbeat was missed (a stalled machine) and another worker failed it; its retry runs
+                    # the same parameters, so this result is dropped rather than counted twice.
+                    log.warning("trial %d was failed by another worker (missed heartbeat) while it ran; its result "
+                                "is dropped and its retry counts", trial.number)
         if self.group is not None:
             self.study.set_user_attr(f"{ATTR['group']}:{self.group}:done", self._group_seq)
         return self.told
