@@ -129,3 +129,16 @@ class AppendingCSVExperimentWriter(_CSVExperimentWriter):
             with self._fs.open(self.metrics_file_path, "r", newline="") as file:
                 header = next(csv.reader(file), [])
             self.metrics_keys = sorted(set(header))
+
+
+def callback_metrics_store(trainer: pl.Trainer) -> dict[str, Any]:
+    """The dict behind ``trainer.callback_metrics``, for a callback that only *writes* a value into it.
+
+    Lightning's ``callback_metrics`` property re-aggregates every logged result on each read before returning
+    this same dict (``LoggerConnector._callback_metrics``, private), which cost ScheduledDropout about half its
+    per-step instructions. Writing into the dict directly is what ``trainer.callback_metrics[k] = v`` does, minus
+    that re-aggregation; readers still go through the property. Falls back to the property if the private
+    attribute is not there. (Private name, issue 15: to be merged into the module that gathers them.)
+    """
+    store = getattr(getattr(trainer, "_logger_connector", None), "_callback_metrics", None)
+    return store if isinstance(store, dict) else trainer.callback_metrics

@@ -14,7 +14,7 @@ from torch import nn
 from typing_extensions import override
 
 from lightning_reg.callbacks._state_key import memo_state_key
-from lightning_reg.callbacks.compat import log_due, log_to_loggers, warn_if_state_missing
+from lightning_reg.callbacks.compat import callback_metrics_store, log_due, log_to_loggers, warn_if_state_missing
 from lightning_reg.dropout import (
     DROP_PROB,
     DROPOUT_TYPES,
@@ -361,7 +361,7 @@ class ScheduledDropout(pl.Callback):
         cached = self._rate_tensor
         if cached is None or cached[0] != self._rate:
             cached = self._rate_tensor = (self._rate, torch.tensor(self._rate))
-        trainer.callback_metrics[self.log_name] = cached[1]
+        callback_metrics_store(trainer)[self.log_name] = cached[1]
         # Once per optimizer step, also under gradient accumulation.
         if log_due(trainer, self.log_every_n_steps, self._last_logged_step, at_zero=True):
             self._last_logged_step = trainer.global_step
