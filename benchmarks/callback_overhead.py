@@ -450,9 +450,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--val-batches", type=int, default=4, help="validation batches per epoch")
     parser.add_argument("--data-path", choices=("resident", "loader"), default="resident")
     parser.add_argument("--memory-case", choices=CASES, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--instructions", action=argparse.BooleanOptionalAction, default=True,
-                        help="also count instructions under valgrind's callgrind (default on; skipped, with the "
-                             "reason, when valgrind is missing)")
+    parser.add_argument("--instructions", action=argparse.BooleanOptionalAction, default=None,
+                        help="also count instructions under valgrind's callgrind (default: on, off with --quick, "
+                             "where one fit under valgrind would take longer than the whole smoke run; skipped, "
+                             "with the reason, when valgrind is missing)")
     parser.add_argument("--cg-steps", type=int, default=4, help="training steps counted per case under callgrind")
     parser.add_argument("--cg-repeats", type=int, default=3, help="repeats of the callgrind counts")
     parser.add_argument("--callgrind-child", action="store_true", help=argparse.SUPPRESS)
@@ -460,6 +461,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="only the callgrind counts, as JSON on stdout (no wall-time cases)")
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
+    if args.instructions is None:
+        args.instructions = not args.quick
     if args.quick:
         args.repeats, args.steps, args.epochs, args.val_batches = 1, 4, 2, 1
         args.cg_steps, args.cg_repeats = 2, 1
