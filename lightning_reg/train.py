@@ -264,8 +264,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     threads = cfg.get("torch_threads")
     if threads is not None:
         torch.set_num_threads(check_int("torch_threads", threads, low=1))
-        # Processes this job starts (DDP ranks, DataLoader workers) read OpenMP's variable; a user's value wins.
-        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+        if threads == threads_per_job():
+            # One of several joblib jobs: processes it starts (DDP ranks, DataLoader workers) read OpenMP's
+            # variable, so they get the same share; a value in the environment wins.
+            os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     pl.seed_everything(cfg.seed, workers=True)
     parts = build(cfg)
     datamodule, model, trainer, history = parts.datamodule, parts.model, parts.trainer, parts.history
