@@ -8,9 +8,12 @@ child process, timed from start to exit (wall time, so Python and torch start-up
 count, as for a user). Launches alternate (joblib, basic, basic, joblib, ...) so that a slow phase of a shared
 machine hits both. Every launch must finish with one completed ``metrics.json`` per run, or the benchmark fails.
 
-Thread count matters here: joblib's loky workers limit their thread pools to ``cpu_count // n_jobs``, while the
-basic launcher runs every run in the launching process with torch's default. ``--omp-threads N`` sets
-``OMP_NUM_THREADS`` for both launchers, to compare the launchers alone.
+Thread count matters here. The experiment sets ``torch_threads: ${lightning_reg_threads_per_job:}``: under the
+joblib launcher each job gets ``cores // n_jobs`` torch threads (1 on 2 cores); under the basic launcher the
+resolver gives None, torch's default. ``--omp-threads N`` sets ``OMP_NUM_THREADS`` for both launchers.
+
+Start-up: before the launches, the import of ``lightning_reg.train`` in a fresh process is timed (median of 3),
+the fixed cost each process pays (the basic launcher once, each joblib worker once).
 
 ``--quick``: 2 variants x 1 seed, 1 epoch, no test run, no plots (a smoke test of the same command line).
 
@@ -70,10 +73,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         env["OMP_NUM_THREADS"] = str(args.omp_threads)
     info = machine_info(args.device)
     info["torch_threads"] = (f"OMP_NUM_THREADS={args.omp_threads} in every launch" if args.omp_threads is not None
-                             else "torch default in each run (the launches set none)")
+                             else "the experiment's: cores // n_jobs under joblib, torch's default under basic")
     print(f"{NAME}: {describe(info)}")
     print(f"python -m lightning_reg.train experiment=regularizers_digits hydra/launcher=<joblib|basic> "
           f"{' '.join(overrides)}; {repeats} alternating launch(es) per launcher", flush=True)
+    imports = []
+    for _ in range(1 if args.quick else 3):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import lightning_reg.train"], env=env, cwd=REPO, check=True)
+        imports.append(time.perf_counter() - t0)
+    import_s = statistics.median(imports)
+    print(f"start-up: `import lightning_reg.train` in a fresh process {import_s:.2f} s (median of {len(imports)}), "
+          f"load {[round(v, 2) for v in os.getloadavg()]}", flush=True)
     walls: dict[str, list[float]] = {lc: [] for lc in LAUNCHERS}
     launches: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="lightning_reg_sweep_") as tmp:
@@ -97,6 +108,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                   f"{statistics.median(walls[lc]) / statistics.median(walls['basic']):.3f}",
                   f"{statistics.median(walls['basic']) / statistics.median(walls[lc]):.2f}x"] for lc in LAUNCHERS])
     result = {"machine": info, "overrides": overrides, "runs_per_launch": runs, "launches": launches,
+              "import_s": import_s, "import_runs_s": imports,
               "median_wall_s": {lc: statistics.median(v) for lc, v in walls.items()},
               "ratio_joblib_to_basic": ratio_median, "ratio_joblib_to_basic_fastest": ratio_fastest}
     write_json(args, NAME, result)

@@ -468,6 +468,12 @@ def add_penalty_grad_(params: Sequence[Tensor], grads: Sequence[Tensor], l1: flo
         >>> add_penalty_grad_([w], [g], l1=0.5, l2=0.25); g.tolist()
         [1.0, -1.5, 0.0]
     """
+    penalty_grad_inplace(params, grads, l1, l2)
+
+
+def penalty_grad_inplace(params: Sequence[Tensor], grads: Sequence[Tensor], l1: float, l2: float) -> None:
+    """:func:`add_penalty_grad_` without its ``no_grad`` wrapper, for a caller already under ``torch.no_grad()``
+    (a callback hook doing several buckets in one context)."""
     if not params:
         return
     if l2 > 0:
@@ -524,11 +530,37 @@ def max_norm_(param: Tensor, max_norm: float, dim: int = 0) -> None:
         >>> max_norm_(w, 1.0); [round(float(n), 4) for n in w.norm(dim=1)]
         [1.0, 0.5]
     """
+    max_norm_inplace(param, max_norm, dim)
+
+
+_UNIT_ROUNDOFF = {torch.float32: 2.0**-24, torch.float64: 2.0**-53}
+
+
+def max_norm_inplace(param: Tensor, max_norm: float, dim: int = 0, check: bool = True) -> bool:
+    """:func:`max_norm_` without its ``no_grad`` wrapper (the caller holds ``torch.no_grad()``).
+
+    Same result as ``param.renorm_(2, dim, max_norm)`` to the last bit, cheaper when every unit is inside the
+    ball: on the CPU, for float32/float64 kernels, the unit norms are computed first (about half the cost of
+    ``renorm_``, which also multiplies every entry by its factor, 1.0 for units inside). If the largest norm is
+    below ``max_norm`` by more than the norms' worst-case rounding error (``4·(n+2)·u`` relative, ``n`` entries
+    per unit, ``u`` the unit roundoff), ``renorm_`` would multiply every entry by exactly 1.0, so the call is
+    skipped; otherwise ``renorm_`` runs as before. Never on an accelerator: the test would be a host sync.
+    ``check=False`` goes straight to ``renorm_`` (a caller that saw units outside at the last step).
+
+    Returns True when ``renorm_`` (or the 1-D clamp) ran, False when the check proved it would change nothing.
+    """
     if param.ndim < 2:
         norms = param.abs()
         param.mul_((max_norm / norms.clamp_min(1e-12)).clamp_max(1.0))
-        return
+        return True
+    u = _UNIT_ROUNDOFF.get(param.dtype)
+    if check and u is not None and param.device.type == "cpu" and param.numel() > 0:
+        n = param.numel() // max(1, param.shape[dim])
+        largest = float(torch.linalg.vector_norm(param, dim=[d for d in range(param.ndim) if d != dim]).max())
+        if largest * (1.0 + 4.0 * (n + 2) * u) < max_norm:  # NaN compares False: renorm_ below
+            return False
     param.renorm_(2, dim, max_norm)
+    return True
 
 
 def check_mode(mode: str) -> str:

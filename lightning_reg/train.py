@@ -248,6 +248,29 @@ def build(cfg: DictConfig) -> Parts:
     return Parts(datamodule, model, trainer, history)
 
 
+def threads_per_job() -> int | None:
+    """CPU cores ÷ concurrent jobs when this run is one of several that a joblib launcher runs at once, else None.
+
+    The ``lightning_reg_threads_per_job`` resolver: the joblib experiments set ``torch_threads`` to it, so two jobs
+    on two cores get one thread each instead of two each (which oversubscribed the cores and gave no speed-up).
+    A ``torch_threads=N`` override replaces it. Cores are those this process may run on (its affinity mask).
+    """
+    if not HydraConfig.initialized():
+        return None
+    launcher = HydraConfig.get().get("launcher") or {}
+    target = str(launcher.get("_target_", ""))
+    n_jobs = launcher.get("n_jobs")
+    if "joblib" not in target.lower() or not isinstance(n_jobs, int):
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    jobs = cores if n_jobs < 0 else n_jobs  # joblib: -1 means one job per core
+    return max(1, cores // max(1, min(jobs, cores)))
+
+
+if not OmegaConf.has_resolver("lightning_reg_threads_per_job"):
+    OmegaConf.register_new_resolver("lightning_reg_threads_per_job", threads_per_job)
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one training job from a composed config and return what goes into ``metrics.json``.
 
@@ -265,6 +288,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     threads = cfg.get("torch_threads")
     if threads is not None:
         torch.set_num_threads(check_int("torch_threads", threads, low=1))
+        if threads == threads_per_job():
+            # One of several joblib jobs: processes it starts (DDP ranks, DataLoader workers) read OpenMP's
+            # variable, so they get the same share; a value in the environment wins.
+            os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     pl.seed_everything(cfg.seed, workers=True)
     parts = build(cfg)
     datamodule, model, trainer, history = parts.datamodule, parts.model, parts.trainer, parts.history

@@ -86,3 +86,23 @@ def test_cifar_cnn_quick(tmp_path: Path, precision: str) -> None:
     assert data["ratios"]["hand"] == 1.0 and data["args"]["precision"] == precision
     assert all(positive(data["ratios"][f]) and positive(data["images_per_s"][f]) for f in ("hand", "resident", "loader"))
     assert "resident" in lines[-1] and "loader" in lines[-1]
+
+
+def test_instruction_count_dumps_are_read_by_region(tmp_path: Path) -> None:
+    """callback_overhead's callgrind figures come from these dumps (one per region, in dump order); outside
+    valgrind the client requests are no-ops, so the marked code runs natively."""
+    sys.path.insert(0, str(REPO))
+    from benchmarks import instructions
+
+    for i, (name, total) in enumerate([("r0 bare gap", 10), ("r0 callbacks gap", 7), ("r0 callbacks hook MaxNorm", 5),
+                                        ("r0 callbacks gap", 3)], start=1):
+        (tmp_path / f"cg.123.{i}").write_text(f"version: 1\ndesc: Trigger: Client Request: {name}\n"
+                                             f"events: Ir\nsummary: {total}\ntotals: {total}\n")
+    (tmp_path / "cg.123").write_text("desc: Trigger: Program termination\ntotals: 0\n")
+    assert instructions.read_counts(tmp_path) == {"r0 bare gap": [10], "r0 callbacks gap": [7, 3],
+                                                  "r0 callbacks hook MaxNorm": [5]}
+    if instructions.available() is None:
+        assert not instructions.running_on_valgrind()
+        with instructions.region("native"):
+            x = sum(range(10))
+        assert x == 45

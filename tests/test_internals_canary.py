@@ -221,3 +221,13 @@ def test_module_children_dict() -> None:
     net.add_module("extra", nn.Tanh())
     assert isinstance(torch_internals.child_module(net, "extra"), nn.Tanh)
     assert torch_internals.child_module(net, "missing") is None
+
+
+def test_callback_metrics_store_is_the_dict_behind_the_property() -> None:
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    connector = getattr(trainer, "_logger_connector", None)
+    assert connector is not None and isinstance(getattr(connector, "_callback_metrics", None), dict), _moved(
+        "`Trainer._logger_connector._callback_metrics`", "lightning.pytorch.trainer.connectors.logger_connector")
+    store = internals.callback_metrics_store(trainer)
+    store["reg/probe"] = torch.tensor(0.25)
+    assert float(trainer.callback_metrics["reg/probe"]) == 0.25  # a value written there is what readers see

@@ -25,6 +25,7 @@ from lightning_reg._lightning_internals import (
     evaluated_module,
 )
 from lightning_reg.callbacks.log_helpers import warn_if_state_missing
+from lightning_reg.callbacks._state_key import memo_state_key
 from lightning_reg.errors import ConfigError, check_bool, check_choice, check_int, check_non_negative, check_range
 from lightning_reg.safe_load import load_checkpoint_tensors
 from lightning_reg.stopping import (
@@ -64,6 +65,14 @@ _LIGHTNING_REASON = {
 
 class MissingMetricError(ConfigError, RuntimeError):
     """A monitored metric is not logged. A ``RuntimeError`` like Lightning's, and a :class:`ConfigError`."""
+
+
+def _same_layout(kept: Any, value: Any) -> bool:
+    """Whether ``value`` can be copied into ``kept`` in place (same kind; for tensors, same shape and dtype)."""
+    if isinstance(kept, torch.Tensor) or isinstance(value, torch.Tensor):
+        return (isinstance(kept, torch.Tensor) and isinstance(value, torch.Tensor) and kept.shape == value.shape
+                and kept.dtype == value.dtype)
+    return True
 
 
 def _to_float(value: Any) -> float:
@@ -252,8 +261,28 @@ class EarlyStopping(EarlyStoppingHooks):
     # ------------------------------------------------------------------ identity and state
 
     @property
+    def best_weights(self) -> dict[str, Any] | None:
+        """CPU copy of the best check's ``state_dict`` (``restore_from="memory"``), or None.
+
+        Its tensors never change once read here: the next improvement then writes a fresh copy.
+        """
+        self._best_shared = True
+        return self._best_weights
+
+    @best_weights.setter
+    def best_weights(self, value: dict[str, Any] | None) -> None:
+        self._best_weights = value
+        self._best_shared = True  # tensors from elsewhere (a checkpoint, a caller) are never written into
+
+    @property
     @override
     def state_key(self) -> str:
+        # Memoized: Lightning reads it at every hook call (see lightning_reg.callbacks._state_key).
+        return memo_state_key(self, (self.monitor, self.mode, self.criterion, self.patience, self.alpha,
+                                     self.strip, self.s, self.restore_best_weights),
+                              self._build_state_key)
+
+    def _build_state_key(self) -> str:
         if self.criterion == "patience":
             params: dict[str, Any] = {"patience": self.patience}
         elif self.criterion == "GL":
@@ -405,10 +434,10 @@ class EarlyStopping(EarlyStoppingHooks):
         if not self.restore_best_weights:
             return
         if self.restore_from == "memory":
-            if self.best_weights is None:
+            if self._best_weights is None:
                 rank_zero_warn(f"EarlyStopping: no finite `{self.monitor}` was recorded; the final weights are kept.")
                 return
-            pl_module.load_state_dict(self.best_weights)
+            pl_module.load_state_dict(self._best_weights)
             self.restored_epoch = self.best_epoch
         else:
             self._restore_from_checkpoint(trainer, pl_module)
@@ -483,11 +512,7 @@ class EarlyStopping(EarlyStoppingHooks):
             self.best_score = torch.tensor(current, dtype=torch.float64)
             self.best_epoch = epoch
             if self.restore_best_weights and self.restore_from == "memory":
-                self.best_weights = {
-                    k: v.detach().to("cpu", copy=True) if isinstance(v, torch.Tensor) else v
-                    # Under EMA/weight averaging, the averaged weights that validation evaluated.
-                    for k, v in evaluated_module(trainer).state_dict().items()
-                }
+                self._keep_best_weights(trainer)
         if beats_baseline and math.isfinite(current):
             self.baseline_beaten = True
         counted = epoch >= self.start_from_epoch
@@ -523,6 +548,31 @@ class EarlyStopping(EarlyStoppingHooks):
             self.stopping_reason_message = self._message(reason, current, gl)
             self._info(trainer, self.stopping_reason_message)
         self._log_diagnostics(trainer, gl)
+
+    def _keep_best_weights(self, trainer: pl.Trainer) -> None:
+        """A CPU copy of the weights validation just evaluated (under EMA/weight averaging, the average).
+
+        The first improvement allocates the copy. Later ones write into it in place (``copy_``, the same values
+        to the bit), as long as nobody outside this callback was handed its tensors (``best_weights`` read,
+        ``state_dict()`` for a checkpoint) and the layout is unchanged; otherwise they allocate a fresh copy, so
+        tensors handed out never change. Allocating ~5 MB anew at each improvement cost more than the copy
+        itself (first-touch page faults).
+        """
+        source = evaluated_module(trainer).state_dict()
+        kept = self._best_weights
+        if kept is not None and not self._best_shared and kept.keys() == source.keys() and all(
+            _same_layout(kept[k], v) for k, v in source.items()
+        ):
+            with torch.no_grad():
+                for k, v in source.items():
+                    if isinstance(v, torch.Tensor):
+                        kept[k].copy_(v)
+                    else:
+                        kept[k] = v
+            return
+        self._best_weights = {k: v.detach().to("cpu", copy=True) if isinstance(v, torch.Tensor) else v
+                              for k, v in source.items()}
+        self._best_shared = False
 
     def _gl(self, current: float) -> float | None:
         if not math.isfinite(current):

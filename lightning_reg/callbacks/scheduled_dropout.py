@@ -13,6 +13,8 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch import nn
 from typing_extensions import override
 
+from lightning_reg._lightning_internals import callback_metrics_store
+from lightning_reg.callbacks._state_key import memo_state_key
 from lightning_reg.callbacks.log_helpers import log_due, log_to_loggers, warn_if_state_missing
 from lightning_reg.dropout import (
     DROP_PROB,
@@ -188,6 +190,7 @@ class ScheduledDropout(pl.Callback):
         self._injected: list[str] = []
         self._discovered = False
         self._rate: float | None = None
+        self._rate_tensor: tuple[float, torch.Tensor] | None = None
         self._step: int | None = None
         self._epoch: int | None = None
         self._loaded: dict[str, Any] = {}
@@ -195,7 +198,10 @@ class ScheduledDropout(pl.Callback):
     @property
     @override
     def state_key(self) -> str:
-        return self._generate_state_key(
+        # Memoized: Lightning reads it at every hook call (see lightning_reg.callbacks._state_key).
+        fingerprint = (self.schedule, tuple(vars(self.schedule).values()), self.interval, tuple(self.modules),
+                       tuple(self.names), tuple(self.exclude), self.depth_scale, tuple(self.inject))
+        return memo_state_key(self, fingerprint, lambda: self._generate_state_key(
             schedule=repr(self.schedule),
             interval=self.interval,
             modules=[m.__name__ if isinstance(m, type) else m for m in self.modules],
@@ -203,7 +209,7 @@ class ScheduledDropout(pl.Callback):
             exclude=self.exclude,
             depth_scale=self.depth_scale,
             inject=[m.__name__ if isinstance(m, type) else m for m in self.inject],
-        )
+        ))
 
     @property
     def target_names(self) -> list[str]:
@@ -372,7 +378,11 @@ class ScheduledDropout(pl.Callback):
 
     def _publish(self, trainer: pl.Trainer) -> None:
         assert self.log_name is not None and self._rate is not None
-        trainer.callback_metrics[self.log_name] = torch.tensor(self._rate)
+        # One tensor per rate value, not per step (a constant or piecewise schedule repeats it).
+        cached = self._rate_tensor
+        if cached is None or cached[0] != self._rate:
+            cached = self._rate_tensor = (self._rate, torch.tensor(self._rate))
+        callback_metrics_store(trainer)[self.log_name] = cached[1]
         # Once per optimizer step, also under gradient accumulation.
         if log_due(trainer, self.log_every_n_steps, self._last_logged_step, at_zero=True):
             self._last_logged_step = trainer.global_step

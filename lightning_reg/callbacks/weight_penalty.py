@@ -24,6 +24,7 @@ from torch import Tensor
 from torch.utils.hooks import RemovableHandle
 from typing_extensions import override
 
+from lightning_reg.callbacks._state_key import memo_state_key
 from lightning_reg.callbacks.log_helpers import log_due, log_to_loggers, warn_if_state_missing
 from lightning_reg.errors import ConfigError, check_int, check_range
 from lightning_reg.penalties import (
@@ -31,12 +32,12 @@ from lightning_reg.penalties import (
     PenaltySpec,
     ScheduleLike,
     Selector,
-    add_penalty_grad_,
     check_mode,
     count_zeros,
     decoupled_step_,
     l1_norm,
-    max_norm_,
+    max_norm_inplace,
+    penalty_grad_inplace,
     selection_summary,
     soft_threshold_,
     sq_l2_norm,
@@ -271,13 +272,14 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
     @property
     @override
     def state_key(self) -> str:
-        return self._generate_state_key(
+        # Memoized: Lightning reads it at every hook call (see lightning_reg.callbacks._state_key).
+        return memo_state_key(self, (self.spec.l1, self.spec.l2, self.mode, self._include, self._exclude, self.spec.groups, self.spec.embeddings), lambda: self._generate_state_key(
             l1=self.spec.l1, l2=self.spec.l2, mode=self.mode,
             **self._selector_key(),
             groups=self.spec.groups or None,
             # Only when set, so the state keys of existing checkpoints stay valid.
             **({} if self.spec.embeddings else {"embeddings": False}),
-        )
+        ))
 
     # ---------------------------------------------------------------------------------------- fit start
     @override
@@ -324,16 +326,25 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
         self._pending.add(id(optimizer))
         if self.mode == "decoupled":
             return
-        scale = self._scale_now(trainer)
+        # Without a schedule the multiplier is 1.0 at every step: no trainer counters to read.
+        scale = 1.0 if self.spec.schedule is None else self._scale_now(trainer)
         if scale == 0.0:
             return
-        for bucket in plan:
-            l1 = 0.0 if self.mode == "proximal" else bucket.l1 * scale
-            l2 = bucket.l2 * scale
-            if l1 == 0.0 and l2 == 0.0:
-                continue
-            params = [p for p in bucket.params if p.grad is not None]
-            add_penalty_grad_(params, [p.grad for p in params], l1, l2)  # type: ignore[misc]
+        proximal = self.mode == "proximal"
+        with torch.no_grad():  # one context for every bucket (the foreach ops must not be recorded)
+            for bucket in plan:
+                l1 = 0.0 if proximal else bucket.l1 * scale
+                l2 = bucket.l2 * scale
+                if l1 == 0.0 and l2 == 0.0:
+                    continue
+                # `.grad` is read every step: zero_grad(set_to_none=True) gives new gradient tensors.
+                grads = [p.grad for p in bucket.params]
+                if any(g is None for g in grads):
+                    params = [p for p, g in zip(bucket.params, grads) if g is not None]
+                    grads = [g for g in grads if g is not None]
+                else:
+                    params = bucket.params
+                penalty_grad_inplace(params, grads, l1, l2)  # type: ignore[arg-type]
 
     @override
     def _after_optimizer_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
@@ -442,6 +453,10 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
         self._scale_key = None
 
 
+# MaxNorm: steps a kernel skips the "all units inside?" check after a check found units outside.
+_RECHECK_EVERY = 8
+
+
 class MaxNorm(_StepHooksMixin, pl.Callback):
     """Max-norm constraint: after every optimizer step, each unit's incoming weight vector gets norm ≤ ``max_norm``.
 
@@ -483,15 +498,16 @@ class MaxNorm(_StepHooksMixin, pl.Callback):
         self.spec = PenaltySpec(include=include, exclude=exclude, embeddings=embeddings)
         self._init_common(include, exclude, log_every_n_steps)
         self._plans: dict[int, list[tuple[Tensor, int]]] = {}
+        self._backoff: dict[int, int] = {}
 
     @property
     @override
     def state_key(self) -> str:
-        return self._generate_state_key(
+        return memo_state_key(self, (self.max_norm, self._include, self._exclude, self.spec.embeddings), lambda: self._generate_state_key(
             max_norm=self.max_norm,
             **self._selector_key(),
             **({} if self.spec.embeddings else {"embeddings": False}),
-        )
+        ))
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -499,6 +515,7 @@ class MaxNorm(_StepHooksMixin, pl.Callback):
         buckets, orphans = _group_by_optimizer(trainer.optimizers, self._selected, "MaxNorm")
         dims = {id(p.param): p.unit_dim for p in self._selected}
         self._plans = {k: [(p, dims[id(p)]) for b in v for p in b.params] for k, v in buckets.items()}
+        self._backoff = {}
         self._register_post_hooks(trainer.optimizers)
         self._final = None
         rank_zero_info(f"MaxNorm(max_norm={self.max_norm}): constraining {_summary_line(pl_module, self._selected)}.")
@@ -510,8 +527,16 @@ class MaxNorm(_StepHooksMixin, pl.Callback):
         plan = self._plans.get(id(optimizer))
         if plan is None:
             return
-        for param, dim in plan:
-            max_norm_(param, self.max_norm, dim)
+        backoff = self._backoff
+        with torch.no_grad():  # one context for all kernels
+            for i, (param, dim) in enumerate(plan):
+                # A kernel with units outside the ball at its last check goes straight to renorm_ for the next
+                # few steps (the norm check would only add its cost); every result is renorm_'s, bit for bit.
+                wait = backoff.get(id(param), 0)
+                if max_norm_inplace(param, self.max_norm, dim, check=wait == 0):
+                    backoff[id(param)] = _RECHECK_EVERY if wait == 0 else wait - 1
+                else:
+                    backoff[id(param)] = 0
         self._steps += 1
 
     def measure(self) -> dict[str, float]:

@@ -28,6 +28,9 @@ class DigitsDataModule(AugmentationMixin, pl.LightningDataModule):
     Args:
         train_fraction, val_fraction, test_fraction: split fractions, each in (0, 1), summing to 1.
         batch_size: training and evaluation batch size.
+        eval_batch_size: validation and test batch size, if other than ``batch_size``. Evaluation keeps no
+            activations for backward, so larger batches only save per-batch overhead (the epoch-level metrics are
+            means weighted by batch size: the same up to float rounding).
         num_workers: DataLoader workers.
         seed: seed for the split (independent of the training seed).
         train_subset: if set, use only this many training images.
@@ -63,11 +66,14 @@ class DigitsDataModule(AugmentationMixin, pl.LightningDataModule):
         augment: AugmentConfig | Mapping[str, Any] | None = None,
         fold: int | None = None,
         num_folds: int | None = None,
+        eval_batch_size: int | None = None,
     ) -> None:
         super().__init__()
         check_fractions(train_fraction, val_fraction, test_fraction)
         self.folds = check_folds(fold, num_folds)
         check_int("batch_size", batch_size, low=1)
+        if eval_batch_size is not None:
+            check_int("eval_batch_size", eval_batch_size, low=1)
         check_int("num_workers", num_workers, low=0)
         check_int("seed", seed)
         check_bool("normalize", normalize)
@@ -77,6 +83,7 @@ class DigitsDataModule(AugmentationMixin, pl.LightningDataModule):
         self.configure_augmentation(augment, num_classes=self.num_classes, seed=seed)
         self.fractions = (float(train_fraction), float(val_fraction), float(test_fraction))
         self.batch_size = batch_size
+        self.eval_batch_size = batch_size if eval_batch_size is None else eval_batch_size
         self.num_workers = num_workers
         self.seed = seed
         self.train_subset = train_subset
@@ -131,7 +138,7 @@ class DigitsDataModule(AugmentationMixin, pl.LightningDataModule):
             raise RuntimeError("DigitsDataModule.setup() must run before asking for a dataloader.")
         return DataLoader(
             ds,
-            batch_size=self.batch_size,
+            batch_size=self.batch_size if shuffle else self.eval_batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
