@@ -413,7 +413,7 @@ def instruction_counts(args: Any, argv: list[str]) -> dict[str, Any]:
         steps[(rep, case)] = steps.get((rep, case), 0.0) + sum(values) / args.cg_steps
         if what.startswith("hook "):
             per.setdefault(what, []).append(sum(values) / args.cg_steps)
-    for (rep, case), total in sorted(steps.items()):
+    for (_rep, case), total in sorted(steps.items()):
         per.setdefault(f"step {case}", []).append(total)
     summary = {what: {"min": min(v), "median": statistics.median(v), "max": max(v), "n": len(v)}
                for what, v in per.items()}

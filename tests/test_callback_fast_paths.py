@@ -14,11 +14,12 @@ from __future__ import annotations
 import lightning.pytorch as pl
 import pytest
 import torch
-from helpers import TinyModule, loaders
 from torch import nn
 
 from lightning_reg import EarlyStopping, MaxNorm, ScheduledDropout, WeightPenalty
 from lightning_reg.penalties import add_penalty_grad_, max_norm_inplace
+
+from helpers import TinyModule, loaders
 
 QUIET = dict(accelerator="cpu", devices=1, enable_checkpointing=False, enable_progress_bar=False,
              enable_model_summary=False, num_sanity_val_steps=0, logger=False)

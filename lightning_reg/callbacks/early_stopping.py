@@ -24,8 +24,8 @@ from lightning_reg._lightning_internals import (
     averaging_callbacks,
     evaluated_module,
 )
-from lightning_reg.callbacks.log_helpers import warn_if_state_missing
 from lightning_reg.callbacks._state_key import memo_state_key
+from lightning_reg.callbacks.log_helpers import warn_if_state_missing
 from lightning_reg.errors import ConfigError, check_bool, check_choice, check_int, check_non_negative, check_range
 from lightning_reg.safe_load import load_checkpoint_tensors
 from lightning_reg.stopping import (

@@ -529,7 +529,7 @@ class MaxNorm(_StepHooksMixin, pl.Callback):
             return
         backoff = self._backoff
         with torch.no_grad():  # one context for all kernels
-            for i, (param, dim) in enumerate(plan):
+            for param, dim in plan:
                 # A kernel with units outside the ball at its last check goes straight to renorm_ for the next
                 # few steps (the norm check would only add its cost); every result is renorm_'s, bit for bit.
                 wait = backoff.get(id(param), 0)
