@@ -21,26 +21,41 @@ from benchmarks.common import REPO, base_parser
 
 def summary_line(name: str, data: dict) -> str:
     if name == "callback_overhead":
-        return (f"callbacks / bare step time {data['ratio_step_median']:.3f} (median), {data['ratio_step_fastest']:.3f} "
-                f"(fastest); time in the callbacks' hooks {data['hook_pct_of_bare_step']:.1f}% of a bare step")
+        return (
+            f"callbacks / bare step time {data['ratio_step_median']:.3f} (median), {data['ratio_step_fastest']:.3f} "
+            f"(fastest); time in the callbacks' hooks {data['hook_pct_of_bare_step']:.1f}% of a bare step"
+        )
     if name == "cifar_cnn":
-        return "epoch time / hand-written loop: " + ", ".join(
-            f"{form} {data['ratios'][form]:.3f} ({data['images_per_s'][form]:,.0f} images/s)"
-            for form in data["ratios"] if form != "hand") + f"; hand {data['images_per_s']['hand']:,.0f} images/s"
+        return (
+            "epoch time / hand-written loop: "
+            + ", ".join(
+                f"{form} {data['ratios'][form]:.3f} ({data['images_per_s'][form]:,.0f} images/s)"
+                for form in data["ratios"]
+                if form != "hand"
+            )
+            + f"; hand {data['images_per_s']['hand']:,.0f} images/s"
+        )
     if name == "floor":
         return "epoch time / hand-written loop: " + ", ".join(
             f"{form} {data['ratios'][form]:.3f} (fastest {data['ratios_fastest'][form]:.3f})"
-            for form in data["ratios"] if form != "hand")
+            for form in data["ratios"]
+            if form != "hand"
+        )
     if name == "augment_throughput":
         return "device / cpu samples per second: " + ", ".join(
             f"{r['preset']} {r['shape'].split()[0]} " + (f"{r['ratio']:.1f}x" if r["ratio"] else "n/a (cpu only)")
-            for r in data["results"])
+            for r in data["results"]
+        )
     if name == "sweep_parallelism":
-        return (f"joblib / basic wall time {data['ratio_joblib_to_basic']:.3f} "
-                f"(speed-up {1 / data['ratio_joblib_to_basic']:.2f}x, {data['runs_per_launch']} runs per launch)")
+        return (
+            f"joblib / basic wall time {data['ratio_joblib_to_basic']:.3f} "
+            f"(speed-up {1 / data['ratio_joblib_to_basic']:.2f}x, {data['runs_per_launch']} runs per launch)"
+        )
     if name == "sweep_pruning":
-        return (f"pruned / unpruned epochs {data['epochs_ratio']:.3f}, wall {data['wall_ratio']:.3f}, best value gap "
-                f"{data['best_gap']:+.4f}; 2 / 1 workers trials per minute {data['workers_speedup']:.2f}x")
+        return (
+            f"pruned / unpruned epochs {data['epochs_ratio']:.3f}, wall {data['wall_ratio']:.3f}, best value gap "
+            f"{data['best_gap']:+.4f}; 2 / 1 workers trials per minute {data['workers_speedup']:.2f}x"
+        )
     return ""
 
 
@@ -50,8 +65,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.json_out is not None:
         parser.error("--json-out names one file; use --out-dir with several benchmarks")
-    common = ["--device", args.device, "--threads", str(args.threads), "--data-dir", str(args.data_dir),
-              "--out-dir", str(args.out_dir)] + (["--quick"] if args.quick else [])
+    common = [
+        "--device",
+        args.device,
+        "--threads",
+        str(args.threads),
+        "--data-dir",
+        str(args.data_dir),
+        "--out-dir",
+        str(args.out_dir),
+    ] + (["--quick"] if args.quick else [])
     failed, paths = [], {}
     for name in args.only:
         print(f"\n=== benchmarks.{name} {' '.join(common)}", flush=True)

@@ -77,13 +77,26 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def cpu_path(preset: dict[str, Any], x: torch.Tensor, y: torch.Tensor, batch: int, workers: int, batches: int,
-             device: torch.device) -> float:
+def cpu_path(
+    preset: dict[str, Any],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch: int,
+    workers: int,
+    batches: int,
+    device: torch.device,
+) -> float:
     dm = augmenter(preset, "cpu")
     cfg: AugmentConfig = dm.augment_config
     transform = None if cfg.is_identity else build_cpu_transform(cfg, x.shape[-2], x.shape[-1])
-    loader = DataLoader(ImageTensorDataset(x, y, transform), batch_size=batch, shuffle=True, num_workers=workers,
-                        drop_last=True, persistent_workers=workers > 0)
+    loader = DataLoader(
+        ImageTensorDataset(x, y, transform),
+        batch_size=batch,
+        shuffle=True,
+        num_workers=workers,
+        drop_last=True,
+        persistent_workers=workers > 0,
+    )
     it = iter(loader)
     xb, yb = next(it)  # worker start-up is not throughput
     dm.augment_training_batch(xb.to(device), yb.to(device))
@@ -97,8 +110,9 @@ def cpu_path(preset: dict[str, Any], x: torch.Tensor, y: torch.Tensor, batch: in
     return seen / (time.perf_counter() - start)
 
 
-def device_path(preset: dict[str, Any], x: torch.Tensor, y: torch.Tensor, batch: int, batches: int,
-                device: torch.device) -> float:
+def device_path(
+    preset: dict[str, Any], x: torch.Tensor, y: torch.Tensor, batch: int, batches: int, device: torch.device
+) -> float:
     dm = augmenter(preset, "device")
     xd, yd = x.to(device), y.to(device)
     perm = torch.randperm(xd.shape[0], device=device)
@@ -106,7 +120,7 @@ def device_path(preset: dict[str, Any], x: torch.Tensor, y: torch.Tensor, batch:
     sync(device)
     seen, start = 0, time.perf_counter()
     for b in range(batches):
-        idx = perm[(b * batch) % (xd.shape[0] - batch):][:batch]
+        idx = perm[(b * batch) % (xd.shape[0] - batch) :][:batch]
         out, _ = dm.augment_training_batch(xd[idx], yd[idx])
         seen += out.shape[0]
     sync(device)
@@ -132,8 +146,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     root, source = mnist_root(args.data_dir)
     info = machine_info(args.device)
     print(f"{NAME}: {describe(info)}")
-    print(f"batch {args.batch}, cpu path with {args.workers} workers, best of {repeats} interleaved runs; "
-          f"1x28x28: {source}; 3x32x32: generated")
+    print(
+        f"batch {args.batch}, cpu path with {args.workers} workers, best of {repeats} interleaved runs; "
+        f"1x28x28: {source}; 3x32x32: generated"
+    )
 
     dm = MNISTDataModule(data_dir=str(root), val_split=0.1, seed=0)
     dm.setup("fit")
@@ -142,8 +158,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     g = torch.Generator().manual_seed(0)
     shapes = {
         "MNIST 1x28x28": (mx.repeat(reps, 1, 1, 1)[:n].contiguous(), my.repeat(reps)[:n].contiguous()),
-        "CIFAR 3x32x32": (torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g),
-                          torch.randint(0, 10, (n,), generator=g)),
+        "CIFAR 3x32x32": (
+            torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g),
+            torch.randint(0, 10, (n,), generator=g),
+        ),
     }
     rows, results = [], []
     for preset_name in args.presets:
@@ -157,26 +175,64 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     dev_runs.append(device_path(preset, x, y, args.batch, dev_batches, device))
             cpu = max(cpu_runs)
             dev = max(dev_runs) if dev_runs else None
-            rec = {"preset": preset_name, "shape": shape_name, "cpu_best": cpu, "cpu_median": statistics.median(cpu_runs),
-                   "device_best": dev, "device_median": statistics.median(dev_runs) if dev_runs else None,
-                   "ratio": dev / cpu if dev else None,
-                   "note": "" if has_device else "policy: cpu path only (no device implementation)"}
+            rec = {
+                "preset": preset_name,
+                "shape": shape_name,
+                "cpu_best": cpu,
+                "cpu_median": statistics.median(cpu_runs),
+                "device_best": dev,
+                "device_median": statistics.median(dev_runs) if dev_runs else None,
+                "ratio": dev / cpu if dev else None,
+                "note": "" if has_device else "policy: cpu path only (no device implementation)",
+            }
             results.append(rec)
-            rows.append([preset_name, shape_name, f"{cpu:,.0f}", f"{rec['cpu_median']:,.0f}",
-                         f"{dev:,.0f}" if dev else "n/a", f"{rec['device_median']:,.0f}" if dev else "n/a",
-                         f"{rec['ratio']:.1f}x" if dev else "n/a (cpu path only)"])
-            print(f"{preset_name} {shape_name}: cpu {cpu:,.0f}/s, device " + (f"{dev:,.0f}/s" if dev else "n/a"),
-                  flush=True)
+            rows.append(
+                [
+                    preset_name,
+                    shape_name,
+                    f"{cpu:,.0f}",
+                    f"{rec['cpu_median']:,.0f}",
+                    f"{dev:,.0f}" if dev else "n/a",
+                    f"{rec['device_median']:,.0f}" if dev else "n/a",
+                    f"{rec['ratio']:.1f}x" if dev else "n/a (cpu path only)",
+                ]
+            )
+            print(
+                f"{preset_name} {shape_name}: cpu {cpu:,.0f}/s, device " + (f"{dev:,.0f}/s" if dev else "n/a"),
+                flush=True,
+            )
     info["load_avg_end"] = [round(v, 2) for v in os.getloadavg()]
     print()
-    print_table(["preset", "images", "cpu path best /s", "cpu median /s", "device path best /s", "device median /s",
-                 "device / cpu"], rows)
-    write_json(args, NAME, {"machine": info, "data": source, "args": {k: str(v) for k, v in vars(args).items()},
-                            "results": results, "target": "device >= 10 x cpu on the CPU"})
+    print_table(
+        [
+            "preset",
+            "images",
+            "cpu path best /s",
+            "cpu median /s",
+            "device path best /s",
+            "device median /s",
+            "device / cpu",
+        ],
+        rows,
+    )
+    write_json(
+        args,
+        NAME,
+        {
+            "machine": info,
+            "data": source,
+            "args": {k: str(v) for k, v in vars(args).items()},
+            "results": results,
+            "target": "device >= 10 x cpu on the CPU",
+        },
+    )
 
     def fmt(shape: str) -> str:
-        return ", ".join(f"{r['preset']} " + (f"{r['ratio']:.1f}x" if r["ratio"] else "n/a (cpu path only)")
-                         for r in results if r["shape"] == shape)
+        return ", ".join(
+            f"{r['preset']} " + (f"{r['ratio']:.1f}x" if r["ratio"] else "n/a (cpu path only)")
+            for r in results
+            if r["shape"] == shape
+        )
 
     print(f"ratio device/cpu: MNIST {fmt('MNIST 1x28x28')} | CIFAR {fmt('CIFAR 3x32x32')}")
     return {"results": results}

@@ -107,15 +107,27 @@ class StepTimer(pl.Callback):
         self.epochs.append(self._now() - self._epoch_t0)
 
 
-STEP_HOOKS = ("on_train_batch_start", "on_before_backward", "on_after_backward", "on_before_optimizer_step",
-              "on_before_zero_grad", "on_train_batch_end", "_after_optimizer_step")
+STEP_HOOKS = (
+    "on_train_batch_start",
+    "on_before_backward",
+    "on_after_backward",
+    "on_before_optimizer_step",
+    "on_before_zero_grad",
+    "on_train_batch_end",
+    "_after_optimizer_step",
+)
 
 
 def time_hooks(callback: pl.Callback, totals: dict[str, float]) -> None:
     """Wrap every hook ``callback`` overrides (and its optimizer post-hook) to add its run time to ``totals``
     under ``"<Class> step"`` (hooks that run every training step) or ``"<Class> other"`` (fit/epoch/validation)."""
-    names = [n for n in dir(type(callback)) if n.startswith("on_") and callable(getattr(type(callback), n))
-             and getattr(type(callback), n) is not getattr(pl.Callback, n, None)]
+    names = [
+        n
+        for n in dir(type(callback))
+        if n.startswith("on_")
+        and callable(getattr(type(callback), n))
+        and getattr(type(callback), n) is not getattr(pl.Callback, n, None)
+    ]
     if hasattr(callback, "_after_optimizer_step"):
         names.append("_after_optimizer_step")
     for name in names:
@@ -200,16 +212,23 @@ class RawBestCopy(pl.Callback):
 
 
 # Each callback and the raw math it performs (the "raw" case).
-RAW_OF = {"WeightPenalty": "RawPenalty", "MaxNorm": "RawMaxNorm", "ScheduledDropout": "RawDropout",
-          "EarlyStopping": "RawBestCopy"}
+RAW_OF = {
+    "WeightPenalty": "RawPenalty",
+    "MaxNorm": "RawMaxNorm",
+    "ScheduledDropout": "RawDropout",
+    "EarlyStopping": "RawBestCopy",
+}
 
 
 def make_callbacks(case: str, total: int) -> list[pl.Callback]:
     if case == "callbacks":
         return [
             WeightPenalty(l2=L2),
-            ScheduledDropout({"name": "linear", "start": DROPOUT[0], "end": DROPOUT[1], "end_at": total},
-                             interval="step", verbose=False),
+            ScheduledDropout(
+                {"name": "linear", "start": DROPOUT[0], "end": DROPOUT[1], "end_at": total},
+                interval="step",
+                verbose=False,
+            ),
             EarlyStopping(monitor="val/loss", patience=100, restore_best_weights=True),
             MaxNorm(max_norm=MAX_NORM),
         ]
@@ -218,15 +237,25 @@ def make_callbacks(case: str, total: int) -> list[pl.Callback]:
     return []
 
 
-def make_run(case: str, args: Any, root: Path, hook_totals: dict[str, float] | None = None,
-             extra: list[pl.Callback] | None = None, wrap: Any = None
-             ) -> tuple[pl.Trainer, MLPClassifier, MNISTDataModule, StepTimer]:
+def make_run(
+    case: str,
+    args: Any,
+    root: Path,
+    hook_totals: dict[str, float] | None = None,
+    extra: list[pl.Callback] | None = None,
+    wrap: Any = None,
+) -> tuple[pl.Trainer, MLPClassifier, MNISTDataModule, StepTimer]:
     torch.manual_seed(0)
     device = torch.device(args.device)
-    dm = MNISTDataModule(data_dir=str(root), val_split=0.1, batch_size=128, seed=0,
-                         device_resident=args.data_path == "resident")
-    model = MLPClassifier(input_shape=(1, 28, 28), hidden_sizes=[500] * 5, dropout=0.25,
-                          optimizer=functools.partial(torch.optim.SGD, lr=0.05, momentum=0.9))
+    dm = MNISTDataModule(
+        data_dir=str(root), val_split=0.1, batch_size=128, seed=0, device_resident=args.data_path == "resident"
+    )
+    model = MLPClassifier(
+        input_shape=(1, 28, 28),
+        hidden_sizes=[500] * 5,
+        dropout=0.25,
+        optimizer=functools.partial(torch.optim.SGD, lr=0.05, momentum=0.9),
+    )
     total = args.steps * args.epochs
     callbacks = make_callbacks(case, total)
     for cb in callbacks:
@@ -235,10 +264,19 @@ def make_run(case: str, args: Any, root: Path, hook_totals: dict[str, float] | N
         if wrap is not None:
             wrap(cb)
     timer = StepTimer(device)
-    trainer = pl.Trainer(accelerator="gpu" if device.type == "cuda" else "cpu", devices=1, max_epochs=args.epochs,
-                         limit_train_batches=args.steps, limit_val_batches=args.val_batches, num_sanity_val_steps=0,
-                         callbacks=[*callbacks, *(extra or []), timer], logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        accelerator="gpu" if device.type == "cuda" else "cpu",
+        devices=1,
+        max_epochs=args.epochs,
+        limit_train_batches=args.steps,
+        limit_val_batches=args.val_batches,
+        num_sanity_val_steps=0,
+        callbacks=[*callbacks, *(extra or []), timer],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     return trainer, model, dm, timer
 
 
@@ -249,10 +287,12 @@ def run_case(case: str, args: Any, root: Path) -> dict[str, Any]:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     trainer.fit(model, datamodule=dm)
-    out: dict[str, Any] = {"steps": timer.steps, "epochs": timer.epochs,
-                           "hooks_per_step_s": {k: v / trainer.global_step for k, v in hooks.items() if k.endswith("step")},
-                           "hooks_per_epoch_s": {k: v / trainer.current_epoch for k, v in hooks.items()
-                                                 if k.endswith("other")}}
+    out: dict[str, Any] = {
+        "steps": timer.steps,
+        "epochs": timer.epochs,
+        "hooks_per_step_s": {k: v / trainer.global_step for k, v in hooks.items() if k.endswith("step")},
+        "hooks_per_epoch_s": {k: v / trainer.current_epoch for k, v in hooks.items() if k.endswith("other")},
+    }
     if device.type == "cuda":
         out["peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     return out
@@ -278,8 +318,9 @@ def standalone_raw(args: Any) -> dict[str, float]:
     ops = {
         "foreach_add_(grads, kernels, alpha=2λ)": lambda: torch._foreach_add_(grads, kernels, alpha=2 * L2),
         "renorm_ on all kernels": renorm,
-        "best-weights copy, fresh (.to(cpu, copy=True))": lambda: {k: v.detach().to("cpu", copy=True)
-                                                                   for k, v in state.items()},
+        "best-weights copy, fresh (.to(cpu, copy=True))": lambda: {
+            k: v.detach().to("cpu", copy=True) for k, v in state.items()
+        },
         "best-weights copy, in place (copy_)": in_place,
     }
     out = {}
@@ -299,6 +340,7 @@ def standalone_raw(args: Any) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------------------------- instruction counts
+
 
 class CountSteps(pl.Callback):
     """Under callgrind: instrument the training, and count ``steps`` whole loop iterations (from the end of batch 0
@@ -331,8 +373,12 @@ def count_hooks(counter: CountSteps) -> Any:
     from benchmarks import instructions
 
     def wrap(callback: pl.Callback) -> None:
-        names = [n for n in STEP_HOOKS if hasattr(callback, n)
-                 and (n == "_after_optimizer_step" or getattr(type(callback), n) is not getattr(pl.Callback, n, None))]
+        names = [
+            n
+            for n in STEP_HOOKS
+            if hasattr(callback, n)
+            and (n == "_after_optimizer_step" or getattr(type(callback), n) is not getattr(pl.Callback, n, None))
+        ]
         for name in names:
             inner = getattr(callback, name)
             key = f"hook {type(callback).__name__}"
@@ -395,10 +441,27 @@ def instruction_counts(args: Any, argv: list[str]) -> dict[str, Any]:
         path = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH", ""), str(REPO)) if p)
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
         t0 = time.perf_counter()
-        proc = subprocess.run([*instructions.valgrind_command(out_dir), sys.executable, "-m",
-                               "benchmarks.callback_overhead", *child_argv, "--threads", "1", "--callgrind-child",
-                               "--cg-steps", str(args.cg_steps), "--cg-repeats", str(args.cg_repeats)],
-                              capture_output=True, text=True, check=False, cwd=REPO, env=env)
+        proc = subprocess.run(
+            [
+                *instructions.valgrind_command(out_dir),
+                sys.executable,
+                "-m",
+                "benchmarks.callback_overhead",
+                *child_argv,
+                "--threads",
+                "1",
+                "--callgrind-child",
+                "--cg-steps",
+                str(args.cg_steps),
+                "--cg-repeats",
+                str(args.cg_repeats),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=REPO,
+            env=env,
+        )
         wall = time.perf_counter() - t0
         if proc.returncode != 0 or "callgrind child done" not in proc.stdout:
             return {"skipped": f"the callgrind run failed (rc {proc.returncode}): {proc.stderr[-1500:]}"}
@@ -415,12 +478,18 @@ def instruction_counts(args: Any, argv: list[str]) -> dict[str, Any]:
             per.setdefault(what, []).append(sum(values) / args.cg_steps)
     for (_rep, case), total in sorted(steps.items()):
         per.setdefault(f"step {case}", []).append(total)
-    summary = {what: {"min": min(v), "median": statistics.median(v), "max": max(v), "n": len(v)}
-               for what, v in per.items()}
-    return {"per_step_or_call": summary, "steps_per_region": args.cg_steps, "repeats": args.cg_repeats,
-            "wall_s": wall, "load_avg_after": [round(v, 2) for v in os.getloadavg()],
-            "how": "valgrind --tool=callgrind, instrumentation only in marked regions (benchmarks/instructions.py), "
-                   "1 thread, OMP_NUM_THREADS=1"}
+    summary = {
+        what: {"min": min(v), "median": statistics.median(v), "max": max(v), "n": len(v)} for what, v in per.items()
+    }
+    return {
+        "per_step_or_call": summary,
+        "steps_per_region": args.cg_steps,
+        "repeats": args.cg_repeats,
+        "wall_s": wall,
+        "load_avg_after": [round(v, 2) for v in os.getloadavg()],
+        "how": "valgrind --tool=callgrind, instrumentation only in marked regions (benchmarks/instructions.py), "
+        "1 thread, OMP_NUM_THREADS=1",
+    }
 
 
 def cpu_memory_child(case: str, args: Any, root: Path) -> dict[str, float]:
@@ -435,8 +504,13 @@ def cpu_memory_child(case: str, args: Any, root: Path) -> dict[str, float]:
 
 
 def cpu_memory(case: str, argv: list[str]) -> dict[str, float]:
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.callback_overhead", *argv, "--memory-case", case],
-                          capture_output=True, text=True, check=False, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.callback_overhead", *argv, "--memory-case", case],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"memory child for {case!r} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -450,15 +524,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--val-batches", type=int, default=4, help="validation batches per epoch")
     parser.add_argument("--data-path", choices=("resident", "loader"), default="resident")
     parser.add_argument("--memory-case", choices=CASES, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--instructions", action=argparse.BooleanOptionalAction, default=None,
-                        help="also count instructions under valgrind's callgrind (default: on, off with --quick, "
-                             "where one fit under valgrind would take longer than the whole smoke run; skipped, "
-                             "with the reason, when valgrind is missing)")
+    parser.add_argument(
+        "--instructions",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also count instructions under valgrind's callgrind (default: on, off with --quick, "
+        "where one fit under valgrind would take longer than the whole smoke run; skipped, "
+        "with the reason, when valgrind is missing)",
+    )
     parser.add_argument("--cg-steps", type=int, default=4, help="training steps counted per case under callgrind")
     parser.add_argument("--cg-repeats", type=int, default=3, help="repeats of the callgrind counts")
     parser.add_argument("--callgrind-child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--instructions-only", action="store_true",
-                        help="only the callgrind counts, as JSON on stdout (no wall-time cases)")
+    parser.add_argument(
+        "--instructions-only",
+        action="store_true",
+        help="only the callgrind counts, as JSON on stdout (no wall-time cases)",
+    )
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     if args.instructions is None:
@@ -484,8 +565,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     info = machine_info(args.device)
     print(f"{NAME}: {describe(info)}")
-    print(f"data: {source}; 784-500x5-10 MLP (dropout 0.25), SGD, batch 128, {args.data_path} data path; "
-          f"{args.repeats} repeats x {args.epochs} epochs x {args.steps} steps (+{args.val_batches} val batches), after 1 untimed warm-up fit per case")
+    print(
+        f"data: {source}; 784-500x5-10 MLP (dropout 0.25), SGD, batch 128, {args.data_path} data path; "
+        f"{args.repeats} repeats x {args.epochs} epochs x {args.steps} steps (+{args.val_batches} val batches), after 1 untimed warm-up fit per case"
+    )
     per_repeat: dict[str, list[float]] = {c: [] for c in TIMED}
     epoch_repeat: dict[str, list[float]] = {c: [] for c in TIMED}
     fastest = {c: float("inf") for c in TIMED}
@@ -496,7 +579,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for case in TIMED:  # untimed warm-up: the first fits of a process pay for first-touch pages and lazy init
         run_case(case, args, root)
     for r in range(args.repeats):
-        order = list(TIMED[r % len(TIMED):]) + list(TIMED[:r % len(TIMED)])  # rotated, as run_interleaved
+        order = list(TIMED[r % len(TIMED) :]) + list(TIMED[: r % len(TIMED)])  # rotated, as run_interleaved
         this = {}
         for case in order:
             res = run_case(case, args, root)
@@ -511,22 +594,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 raw_runs.append({**res["hooks_per_step_s"], **res["hooks_per_epoch_s"]})
             if "peak_mb" in res:
                 gpu_peak[case] = max(gpu_peak.get(case, 0.0), res["peak_mb"])
-        print(f"repeat {r + 1}/{args.repeats}: " + ", ".join(f"{c} {this[c] * 1e3:.2f} ms/step" for c in TIMED),
-              flush=True)
+        print(
+            f"repeat {r + 1}/{args.repeats}: " + ", ".join(f"{c} {this[c] * 1e3:.2f} ms/step" for c in TIMED),
+            flush=True,
+        )
     steps = paired_summary(per_repeat, fastest, "bare")
     epochs = paired_summary(epoch_repeat, fastest_epoch, "bare")
     if torch.device(args.device).type == "cuda":
         memory = {c: {"peak_mb": gpu_peak[c], "how": "torch.cuda.max_memory_allocated during fit"} for c in CASES}
     else:
         child_argv = [a for a in argv if a != "--quick"] + (["--quick"] if args.quick else [])
-        memory = {c: {**cpu_memory(c, child_argv),
-                      "how": "fresh process: VmHWM after fit - VmRSS before fit (peak reset via /proc/self/clear_refs)"}
-                  for c in CASES}
+        memory = {
+            c: {
+                **cpu_memory(c, child_argv),
+                "how": "fresh process: VmHWM after fit - VmRSS before fit (peak reset via /proc/self/clear_refs)",
+            }
+            for c in CASES
+        }
     breakdown = {k: statistics.median(run.get(k, 0.0) for run in hook_runs) * 1e3 for k in hook_runs[0]}
     hooks: dict[str, Any] = {
         "step_ms": statistics.median(sum(v for k, v in run.items() if k.endswith("step")) for run in hook_runs) * 1e3,
-        "per_epoch_other_ms": statistics.median(sum(v for k, v in run.items() if k.endswith("other"))
-                                                for run in hook_runs) * 1e3,
+        "per_epoch_other_ms": statistics.median(
+            sum(v for k, v in run.items() if k.endswith("other")) for run in hook_runs
+        )
+        * 1e3,
         "breakdown_ms": breakdown,  # "<Class> step": ms per step; "<Class> other": ms per epoch
     }
     # Each callback's hook time over the time of the raw math it performs, in the same repeat (same process, same
@@ -536,12 +627,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         kind = "other" if cls == "EarlyStopping" else "step"
         pairs = [(h.get(f"{cls} {kind}", 0.0), w.get(f"{raw_cls} {kind}", 0.0)) for h, w in zip(hook_runs, raw_runs)]
         ratios = [a / b for a, b in pairs if b > 0]
-        vs_raw[cls] = {"per": "epoch" if kind == "other" else "step",
-                       "hook_us": statistics.median(a for a, _ in pairs) * 1e6,
-                       "raw_us": statistics.median(b for _, b in pairs) * 1e6,
-                       "ratio_median": statistics.median(ratios) if ratios else float("nan"),
-                       "ratio_min": min(ratios) if ratios else float("nan"),
-                       "ratio_max": max(ratios) if ratios else float("nan")}
+        vs_raw[cls] = {
+            "per": "epoch" if kind == "other" else "step",
+            "hook_us": statistics.median(a for a, _ in pairs) * 1e6,
+            "raw_us": statistics.median(b for _, b in pairs) * 1e6,
+            "ratio_median": statistics.median(ratios) if ratios else float("nan"),
+            "ratio_min": min(ratios) if ratios else float("nan"),
+            "ratio_max": max(ratios) if ratios else float("nan"),
+        }
     hooks["vs_raw"] = vs_raw
     hooks["step_pct_of_bare_median"] = 100 * hooks["step_ms"] / 1e3 / steps["bare"]["median_s"]
     hooks["step_pct_of_bare_fastest"] = 100 * hooks["step_ms"] / 1e3 / steps["bare"]["fastest_s"]
@@ -549,27 +642,61 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     info["load_avg_end"] = [round(v, 2) for v in os.getloadavg()]
     print()
     print_table(
-        ["case", "median step ms", "x bare (median)", "fastest step ms", "x bare (fastest)", "median epoch ms",
-         "epoch x bare", "peak memory MB", "memory x bare"],
-        [[c, f"{steps[c]['median_s'] * 1e3:.2f}", f"{steps[c]['ratio_median']:.3f}",
-          f"{steps[c]['fastest_s'] * 1e3:.2f}", f"{steps[c]['ratio_fastest']:.3f}",
-          f"{epochs[c]['median_s'] * 1e3:.1f}", f"{epochs[c]['ratio_median']:.3f}",
-          f"{memory[c][mem_key]:.1f}",
-          f"{memory[c][mem_key] / memory['bare'][mem_key]:.3f}" if memory["bare"][mem_key] > 0 else "n/a"]
-         for c in CASES])
+        [
+            "case",
+            "median step ms",
+            "x bare (median)",
+            "fastest step ms",
+            "x bare (fastest)",
+            "median epoch ms",
+            "epoch x bare",
+            "peak memory MB",
+            "memory x bare",
+        ],
+        [
+            [
+                c,
+                f"{steps[c]['median_s'] * 1e3:.2f}",
+                f"{steps[c]['ratio_median']:.3f}",
+                f"{steps[c]['fastest_s'] * 1e3:.2f}",
+                f"{steps[c]['ratio_fastest']:.3f}",
+                f"{epochs[c]['median_s'] * 1e3:.1f}",
+                f"{epochs[c]['ratio_median']:.3f}",
+                f"{memory[c][mem_key]:.1f}",
+                f"{memory[c][mem_key] / memory['bare'][mem_key]:.3f}" if memory["bare"][mem_key] > 0 else "n/a",
+            ]
+            for c in CASES
+        ],
+    )
     print()
-    print("raw math in the training loop (the 'raw' case: the same math as plain callbacks) vs the callbacks' hooks, "
-          "median over repeats, same process:")
-    print_table(["callback", "per", "hook µs", "raw math µs", "x raw (median)", "min", "max", "target"],
-                [[cls, v["per"], f"{v['hook_us']:.1f}", f"{v['raw_us']:.1f}", f"{v['ratio_median']:.3f}",
-                  f"{v['ratio_min']:.3f}", f"{v['ratio_max']:.3f}", "<= 1.3" if cls != "ScheduledDropout" else "-"]
-                 for cls, v in vs_raw.items()])
+    print(
+        "raw math in the training loop (the 'raw' case: the same math as plain callbacks) vs the callbacks' hooks, "
+        "median over repeats, same process:"
+    )
+    print_table(
+        ["callback", "per", "hook µs", "raw math µs", "x raw (median)", "min", "max", "target"],
+        [
+            [
+                cls,
+                v["per"],
+                f"{v['hook_us']:.1f}",
+                f"{v['raw_us']:.1f}",
+                f"{v['ratio_median']:.3f}",
+                f"{v['ratio_min']:.3f}",
+                f"{v['ratio_max']:.3f}",
+                "<= 1.3" if cls != "ScheduledDropout" else "-",
+            ]
+            for cls, v in vs_raw.items()
+        ],
+    )
     standalone = standalone_raw(args)
     print()
     print("raw math alone, hot loop in this process (µs per call, median of 200):")
     print_table(["op", "µs"], [[k, f"{v:.1f}"] for k, v in standalone.items()])
-    print(f"step x raw-math case: callbacks {steps['callbacks']['median_s'] / steps['raw']['median_s']:.3f} "
-          f"(median step over median step), raw x bare {steps['raw']['ratio_median']:.3f}")
+    print(
+        f"step x raw-math case: callbacks {steps['callbacks']['median_s'] / steps['raw']['median_s']:.3f} "
+        f"(median step over median step), raw x bare {steps['raw']['ratio_median']:.3f}"
+    )
     counts: dict[str, Any] = {"skipped": "--no-instructions"}
     if args.instructions:
         counts = instruction_counts(args, argv)
@@ -578,8 +705,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"instruction counts skipped: {counts['skipped']}")
         else:
             c = counts["per_step_or_call"]
-            print(f"instructions (callgrind, {counts['steps_per_region']} steps per region, {counts['repeats']} "
-                  f"repeats, {counts['wall_s']:.0f} s under valgrind; per step, copies per call):")
+            print(
+                f"instructions (callgrind, {counts['steps_per_region']} steps per region, {counts['repeats']} "
+                f"repeats, {counts['wall_s']:.0f} s under valgrind; per step, copies per call):"
+            )
             rows = [[k, f"{v['median']:,.0f}", f"{v['min']:,.0f}", f"{v['max']:,.0f}"] for k, v in sorted(c.items())]
             print_table(["region", "median", "min", "max"], rows)
             ratios = {}
@@ -593,8 +722,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             counts["ratios"] = ratios
             print("instruction ratios: " + ", ".join(f"{k} {v:.3f}" for k, v in ratios.items()))
     result = {
-        "machine": info, "data": source, "args": {k: str(v) for k, v in vars(args).items()},
-        "step": steps, "epoch": epochs, "memory": memory, "hooks": hooks, "raw_standalone_us": standalone,
+        "machine": info,
+        "data": source,
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "step": steps,
+        "epoch": epochs,
+        "memory": memory,
+        "hooks": hooks,
+        "raw_standalone_us": standalone,
         "instructions": counts,
         "ratio_step_median": steps["callbacks"]["ratio_median"],
         "ratio_step_fastest": steps["callbacks"]["ratio_fastest"],
@@ -602,15 +737,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "hook_pct_of_bare_step": hooks["step_pct_of_bare_median"],
         "target": "callbacks <= 1.04 x bare (median); each callback's hook <= 1.3 x its raw math",
     }
-    print(f"time inside the callbacks' hooks (median over repeats): {hooks['step_ms']:.3f} ms per step = "
-          f"{hooks['step_pct_of_bare_median']:.2f}% of the median bare step ({hooks['step_pct_of_bare_fastest']:.2f}% "
-          f"of the fastest); {hooks['per_epoch_other_ms']:.2f} ms per epoch in fit/epoch/validation hooks")
-    print("  per callback: " + ", ".join(f"{k} {v:.3f} ms" for k, v in sorted(breakdown.items()) if v >= 0.0005)
-          + " (step: per step; other: per epoch)")
+    print(
+        f"time inside the callbacks' hooks (median over repeats): {hooks['step_ms']:.3f} ms per step = "
+        f"{hooks['step_pct_of_bare_median']:.2f}% of the median bare step ({hooks['step_pct_of_bare_fastest']:.2f}% "
+        f"of the fastest); {hooks['per_epoch_other_ms']:.2f} ms per epoch in fit/epoch/validation hooks"
+    )
+    print(
+        "  per callback: "
+        + ", ".join(f"{k} {v:.3f} ms" for k, v in sorted(breakdown.items()) if v >= 0.0005)
+        + " (step: per step; other: per epoch)"
+    )
     write_json(args, NAME, result)
-    print(f"ratio callbacks/bare: step {result['ratio_step_median']:.3f} (median), "
-          f"{result['ratio_step_fastest']:.3f} (fastest), hooks {hooks['step_pct_of_bare_median'] / 100 + 1:.3f}; epoch {result['ratio_epoch_median']:.3f}; memory "
-          + (f"{memory['callbacks'][mem_key] / memory['bare'][mem_key]:.3f}" if memory["bare"][mem_key] > 0 else "n/a"))
+    print(
+        f"ratio callbacks/bare: step {result['ratio_step_median']:.3f} (median), "
+        f"{result['ratio_step_fastest']:.3f} (fastest), hooks {hooks['step_pct_of_bare_median'] / 100 + 1:.3f}; epoch {result['ratio_epoch_median']:.3f}; memory "
+        + (f"{memory['callbacks'][mem_key] / memory['bare'][mem_key]:.3f}" if memory["bare"][mem_key] > 0 else "n/a")
+    )
     return result
 
 

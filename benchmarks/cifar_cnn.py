@@ -88,8 +88,9 @@ def build_model() -> CNNClassifier:
 
 
 def datamodule(root: Path, resident: bool) -> CIFAR10DataModule:
-    return CIFAR10DataModule(data_dir=str(root), val_split=0.2, batch_size=BATCH, seed=0, device_resident=resident,
-                             check_integrity=False)
+    return CIFAR10DataModule(
+        data_dir=str(root), val_split=0.2, batch_size=BATCH, seed=0, device_resident=resident, check_integrity=False
+    )
 
 
 def autocast(device: torch.device, precision: str) -> Any:
@@ -98,8 +99,9 @@ def autocast(device: torch.device, precision: str) -> Any:
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision.startswith("bf16") else torch.float16)
 
 
-def run_hand(x_u8: torch.Tensor, y: torch.Tensor, device: torch.device, steps: int | None,
-             precision: str) -> dict[str, float]:
+def run_hand(
+    x_u8: torch.Tensor, y: torch.Tensor, device: torch.device, steps: int | None, precision: str
+) -> dict[str, float]:
     net = copy.deepcopy(build_model().net).to(device)  # the same layers and initial weights as the other forms
     net.train()
     opt = torch.optim.Adam(net.parameters(), lr=LR)
@@ -116,7 +118,7 @@ def run_hand(x_u8: torch.Tensor, y: torch.Tensor, device: torch.device, steps: i
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     for b in range(n_batches):
-        idx = perm[b * BATCH:(b + 1) * BATCH]
+        idx = perm[b * BATCH : (b + 1) * BATCH]
         xb, yb = x[idx], y[idx]
         with autocast(device, precision):
             logits = net(xb)
@@ -134,15 +136,25 @@ def run_hand(x_u8: torch.Tensor, y: torch.Tensor, device: torch.device, steps: i
     return {"epoch_s": time.perf_counter() - t0, "images": min(n, n_batches * BATCH)}
 
 
-def run_lightning(form: str, root: Path, device: torch.device, steps: int | None, precision: str,
-                  n_train: int) -> dict[str, float]:
+def run_lightning(
+    form: str, root: Path, device: torch.device, steps: int | None, precision: str, n_train: int
+) -> dict[str, float]:
     model = build_model()
     timer = EpochTimer(device)
-    trainer = pl.Trainer(accelerator="gpu" if device.type == "cuda" else "cpu", devices=1, max_epochs=1,
-                         precision=precision, limit_train_batches=steps if steps is not None else 1.0,
-                         limit_val_batches=0, num_sanity_val_steps=0, callbacks=[WeightPenalty(l2=L2), timer],
-                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False)
+    trainer = pl.Trainer(
+        accelerator="gpu" if device.type == "cuda" else "cpu",
+        devices=1,
+        max_epochs=1,
+        precision=precision,
+        limit_train_batches=steps if steps is not None else 1.0,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        callbacks=[WeightPenalty(l2=L2), timer],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(model, datamodule=datamodule(root, resident=form == "resident"))
     sync(device)
     images = n_train if steps is None else min(n_train, steps * BATCH)
@@ -170,9 +182,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     n_batches = -(-n // BATCH) if args.steps is None else args.steps
     info = machine_info(args.device)
     print(f"{NAME}: {describe(info)}")
-    print(f"data: generated CIFAR-sized uint8 images in CIFAR-10's pickle format; {n} training images (80% of "
-          f"{args.n_train}), {n_batches} steps of batch {BATCH}, precision {args.precision}; {args.repeats} "
-          f"interleaved repeats after 1 untimed warm-up run per form")
+    print(
+        f"data: generated CIFAR-sized uint8 images in CIFAR-10's pickle format; {n} training images (80% of "
+        f"{args.n_train}), {n_batches} steps of batch {BATCH}, precision {args.precision}; {args.repeats} "
+        f"interleaved repeats after 1 untimed warm-up run per form"
+    )
 
     def run(form: str) -> dict[str, float]:
         if form == "hand":
@@ -187,19 +201,45 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ep[form]["step_ms"] = 1000 * ep[form]["median_s"] / n_batches
     info["load_avg_end"] = [round(v, 2) for v in os.getloadavg()]
     print()
-    print_table(["form", "median epoch s", "median step ms", "images/s", "x hand (median)", "fastest epoch s",
-                 "x hand (fastest)"],
-                [[f, f"{ep[f]['median_s']:.3f}", f"{ep[f]['step_ms']:.2f}", f"{ep[f]['images_per_s']:,.0f}",
-                  f"{ep[f]['ratio_median']:.3f}", f"{ep[f]['fastest_s']:.3f}", f"{ep[f]['ratio_fastest']:.3f}"]
-                 for f in FORMS])
-    result = {"machine": info, "data": f"generated CIFAR-sized data, {args.n_train} images",
-              "args": {k: str(v) for k, v in vars(args).items()}, "n_train": n, "steps": n_batches, "epoch": ep,
-              "ratios": {f: ep[f]["ratio_median"] for f in FORMS},
-              "ratios_fastest": {f: ep[f]["ratio_fastest"] for f in FORMS},
-              "images_per_s": {f: ep[f]["images_per_s"] for f in FORMS}}
+    print_table(
+        [
+            "form",
+            "median epoch s",
+            "median step ms",
+            "images/s",
+            "x hand (median)",
+            "fastest epoch s",
+            "x hand (fastest)",
+        ],
+        [
+            [
+                f,
+                f"{ep[f]['median_s']:.3f}",
+                f"{ep[f]['step_ms']:.2f}",
+                f"{ep[f]['images_per_s']:,.0f}",
+                f"{ep[f]['ratio_median']:.3f}",
+                f"{ep[f]['fastest_s']:.3f}",
+                f"{ep[f]['ratio_fastest']:.3f}",
+            ]
+            for f in FORMS
+        ],
+    )
+    result = {
+        "machine": info,
+        "data": f"generated CIFAR-sized data, {args.n_train} images",
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "n_train": n,
+        "steps": n_batches,
+        "epoch": ep,
+        "ratios": {f: ep[f]["ratio_median"] for f in FORMS},
+        "ratios_fastest": {f: ep[f]["ratio_fastest"] for f in FORMS},
+        "images_per_s": {f: ep[f]["images_per_s"] for f in FORMS},
+    }
     write_json(args, NAME, result)
-    print("ratio to hand-written loop (epoch, median / fastest): "
-          + ", ".join(f"{f} {ep[f]['ratio_median']:.3f} / {ep[f]['ratio_fastest']:.3f}" for f in FORMS[1:]))
+    print(
+        "ratio to hand-written loop (epoch, median / fastest): "
+        + ", ".join(f"{f} {ep[f]['ratio_median']:.3f} / {ep[f]['ratio_fastest']:.3f}" for f in FORMS[1:])
+    )
     return result
 
 

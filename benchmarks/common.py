@@ -29,9 +29,13 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="smoke test: a few steps, seconds not minutes")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (cuda:0, ...)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1: least noisy)")
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
-                        help=f"root holding MNIST/raw (torchvision layout); default {DEFAULT_DATA_DIR}; generated "
-                             "MNIST-shaped data is used when it is absent")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA_DIR,
+        help=f"root holding MNIST/raw (torchvision layout); default {DEFAULT_DATA_DIR}; generated "
+        "MNIST-shaped data is used when it is absent",
+    )
     parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR, help="where <name>.json goes")
     parser.add_argument("--json-out", type=Path, default=None, help="JSON path (overrides --out-dir)")
     return parser
@@ -77,8 +81,10 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
 
 def describe(info: dict[str, Any]) -> str:
     gpu = f", gpu {info['gpu']}" if "gpu" in info else ""
-    return (f"{info['cpu']} x{info['nproc']}, load {info['load_avg']}, python {info['python']}, torch {info['torch']}, "
-            f"lightning {info['lightning']}, threads {info['torch_threads']}, device {info['device']}{gpu}")
+    return (
+        f"{info['cpu']} x{info['nproc']}, load {info['load_avg']}, python {info['python']}, torch {info['torch']}, "
+        f"lightning {info['lightning']}, threads {info['torch_threads']}, device {info['device']}{gpu}"
+    )
 
 
 def write_idx(path: Path, array: Any) -> None:
@@ -113,8 +119,9 @@ def mnist_root(data_dir: Path, n_train: int = 7000, n_test: int = 3000) -> tuple
     return root, f"generated MNIST-shaped data ({n_train} train images; {data_dir}/MNIST/raw not found)"
 
 
-def run_interleaved(forms: Sequence[str], run: Callable[[str], dict[str, float]], repeats: int,
-                    key: str = "epoch_s") -> dict[str, dict[str, list[float]]]:
+def run_interleaved(
+    forms: Sequence[str], run: Callable[[str], dict[str, float]], repeats: int, key: str = "epoch_s"
+) -> dict[str, dict[str, list[float]]]:
     """One untimed warm-up run per form, then ``repeats`` rounds that run every form once, in a rotated order.
 
     Returns, per form, every figure ``run(form)`` reported as a list over the rounds, and prints each round's
@@ -124,7 +131,7 @@ def run_interleaved(forms: Sequence[str], run: Callable[[str], dict[str, float]]
         run(form)
     out: dict[str, dict[str, list[float]]] = {f: {} for f in forms}
     for r in range(repeats):
-        order = list(forms[r % len(forms):]) + list(forms[:r % len(forms)])
+        order = list(forms[r % len(forms) :]) + list(forms[: r % len(forms)])
         this = {form: run(form) for form in order}
         for form in forms:
             for name, value in this[form].items():
@@ -133,8 +140,9 @@ def run_interleaved(forms: Sequence[str], run: Callable[[str], dict[str, float]]
     return out
 
 
-def paired_summary(per_repeat: dict[str, list[float]], fastest: dict[str, float] | None,
-                   baseline: str) -> dict[str, dict]:
+def paired_summary(
+    per_repeat: dict[str, list[float]], fastest: dict[str, float] | None, baseline: str
+) -> dict[str, dict]:
     """Per case: median of the per-repeat medians, the median of per-repeat ratios to ``baseline`` (pairing
     cancels slow drifts of the machine), and the fastest observation over the fastest baseline one
     (contention only ever adds time, so the fastest steps are the least disturbed). ``fastest`` defaults to
@@ -172,8 +180,11 @@ def json_path(args: argparse.Namespace, name: str) -> Path:
 def write_json(args: argparse.Namespace, name: str, payload: dict[str, Any]) -> Path:
     path = json_path(args, name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"benchmark": name, "command": " ".join([Path(sys.executable).name, "-m", f"benchmarks.{name}",
-                                                       *sys.argv[1:]]), **payload}
+    payload = {
+        "benchmark": name,
+        "command": " ".join([Path(sys.executable).name, "-m", f"benchmarks.{name}", *sys.argv[1:]]),
+        **payload,
+    }
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     print(f"JSON: {path}")
     return path

@@ -69,8 +69,12 @@ def dropout_rate(step: int, total: int) -> float:
 
 def build_model() -> MLPClassifier:
     torch.manual_seed(0)
-    return MLPClassifier(input_shape=(1, 28, 28), hidden_sizes=[500] * 5, dropout=P_START,
-                         optimizer=functools.partial(torch.optim.SGD, lr=LR, momentum=MOMENTUM))
+    return MLPClassifier(
+        input_shape=(1, 28, 28),
+        hidden_sizes=[500] * 5,
+        dropout=P_START,
+        optimizer=functools.partial(torch.optim.SGD, lr=LR, momentum=MOMENTUM),
+    )
 
 
 def hand_net() -> nn.Sequential:
@@ -108,7 +112,7 @@ def run_hand(x_u8: torch.Tensor, y: torch.Tensor, device: torch.device, steps: i
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     for b in range(n_batches):
-        idx = perm[b * BATCH:(b + 1) * BATCH]
+        idx = perm[b * BATCH : (b + 1) * BATCH]
         xb, yb = x[idx], y[idx]
         rate = dropout_rate(b, n_batches)
         for m in drops:
@@ -145,8 +149,9 @@ class EpochTimer(pl.Callback):
         self.seconds = time.perf_counter() - self.t0
 
 
-def run_lightning(form: str, root: Path, data: tuple[torch.Tensor, torch.Tensor], device: torch.device,
-                  steps: int | None) -> dict[str, float]:
+def run_lightning(
+    form: str, root: Path, data: tuple[torch.Tensor, torch.Tensor], device: torch.device, steps: int | None
+) -> dict[str, float]:
     t_fit = time.perf_counter()
     model = build_model()
     timer = EpochTimer(device)
@@ -155,21 +160,36 @@ def run_lightning(form: str, root: Path, data: tuple[torch.Tensor, torch.Tensor]
     if not form.startswith("bare"):
         callbacks = [
             WeightPenalty(l2=L2),
-            ScheduledDropout({"name": "linear", "start": P_START, "end": P_END, "end_at": n_batches},
-                             interval="step", verbose=False),
+            ScheduledDropout(
+                {"name": "linear", "start": P_START, "end": P_END, "end_at": n_batches}, interval="step", verbose=False
+            ),
             MaxNorm(max_norm=MAX_NORM),
         ]
-    trainer = pl.Trainer(accelerator="gpu" if device.type == "cuda" else "cpu", devices=1, max_epochs=1,
-                         limit_train_batches=steps if steps is not None else 1.0, limit_val_batches=0,
-                         num_sanity_val_steps=0, callbacks=[*callbacks, timer], logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        accelerator="gpu" if device.type == "cuda" else "cpu",
+        devices=1,
+        max_epochs=1,
+        limit_train_batches=steps if steps is not None else 1.0,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        callbacks=[*callbacks, timer],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     if form == "bare_loader":
         x, y = data
         loader = DataLoader(TensorDataset(x.float().div(255), y), batch_size=BATCH, shuffle=True)
         trainer.fit(model, train_dataloaders=loader)
     else:
-        dm = MNISTDataModule(data_dir=str(root), val_split=0.1, batch_size=BATCH, seed=0,
-                             device_resident=form in ("resident", "bare_resident"))
+        dm = MNISTDataModule(
+            data_dir=str(root),
+            val_split=0.1,
+            batch_size=BATCH,
+            seed=0,
+            device_resident=form in ("resident", "bare_resident"),
+        )
         trainer.fit(model, datamodule=dm)
     sync(device)
     return {"epoch_s": timer.seconds, "fit_s": time.perf_counter() - t_fit}
@@ -193,8 +213,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     n_batches = -(-data[0].shape[0] // BATCH) if args.steps is None else args.steps
     info = machine_info(args.device)
     print(f"{NAME}: {describe(info)}")
-    print(f"data: {source}; {data[0].shape[0]} training images, {n_batches} steps of batch {BATCH}; "
-          f"{args.repeats} interleaved repeats after 1 untimed warm-up run per form")
+    print(
+        f"data: {source}; {data[0].shape[0]} training images, {n_batches} steps of batch {BATCH}; "
+        f"{args.repeats} interleaved repeats after 1 untimed warm-up run per form"
+    )
 
     def run(form: str) -> dict[str, float]:
         if form == "hand":
@@ -206,19 +228,46 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ft = paired_summary({f: runs[f]["fit_s"] for f in FORMS}, None, "hand")
     info["load_avg_end"] = [round(v, 2) for v in os.getloadavg()]
     print()
-    print_table(["form", "median epoch s", "x hand (median)", "fastest epoch s", "x hand (fastest)",
-                 "median fit s", "fit x hand"],
-                [[f, f"{ep[f]['median_s']:.3f}", f"{ep[f]['ratio_median']:.3f}", f"{ep[f]['fastest_s']:.3f}",
-                  f"{ep[f]['ratio_fastest']:.3f}", f"{ft[f]['median_s']:.3f}", f"{ft[f]['ratio_median']:.3f}"]
-                 for f in FORMS])
-    result = {"machine": info, "data": source, "args": {k: str(v) for k, v in vars(args).items()},
-              "n_train": int(data[0].shape[0]), "steps": n_batches, "epoch": ep, "fit": ft,
-              "ratios": {f: ep[f]["ratio_median"] for f in FORMS},
-              "ratios_fastest": {f: ep[f]["ratio_fastest"] for f in FORMS},
-              "target": "resident <= 1.10 x hand"}
+    print_table(
+        [
+            "form",
+            "median epoch s",
+            "x hand (median)",
+            "fastest epoch s",
+            "x hand (fastest)",
+            "median fit s",
+            "fit x hand",
+        ],
+        [
+            [
+                f,
+                f"{ep[f]['median_s']:.3f}",
+                f"{ep[f]['ratio_median']:.3f}",
+                f"{ep[f]['fastest_s']:.3f}",
+                f"{ep[f]['ratio_fastest']:.3f}",
+                f"{ft[f]['median_s']:.3f}",
+                f"{ft[f]['ratio_median']:.3f}",
+            ]
+            for f in FORMS
+        ],
+    )
+    result = {
+        "machine": info,
+        "data": source,
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "n_train": int(data[0].shape[0]),
+        "steps": n_batches,
+        "epoch": ep,
+        "fit": ft,
+        "ratios": {f: ep[f]["ratio_median"] for f in FORMS},
+        "ratios_fastest": {f: ep[f]["ratio_fastest"] for f in FORMS},
+        "target": "resident <= 1.10 x hand",
+    }
     write_json(args, NAME, result)
-    print("ratio to hand-written loop (epoch, median / fastest): "
-          + ", ".join(f"{f} {ep[f]['ratio_median']:.3f} / {ep[f]['ratio_fastest']:.3f}" for f in FORMS[1:]))
+    print(
+        "ratio to hand-written loop (epoch, median / fastest): "
+        + ", ".join(f"{f} {ep[f]['ratio_median']:.3f} / {ep[f]['ratio_fastest']:.3f}" for f in FORMS[1:])
+    )
     return result
 
 

@@ -60,8 +60,11 @@ def _library() -> ctypes.CDLL:
             src = path.with_suffix(".c")
             src.write_text(_SOURCE)
             tmp = path.with_suffix(f".{os.getpid()}.so")
-            subprocess.run([shutil.which("gcc") or "cc", "-O1", "-shared", "-fPIC", "-o", str(tmp), str(src)],
-                           check=True, capture_output=True)
+            subprocess.run(
+                [shutil.which("gcc") or "cc", "-O1", "-shared", "-fPIC", "-o", str(tmp), str(src)],
+                check=True,
+                capture_output=True,
+            )
             tmp.replace(path)
         _lib = ctypes.CDLL(str(path))
     return _lib
@@ -101,8 +104,13 @@ def region(name: str) -> Iterator[None]:
 
 
 def valgrind_command(out_dir: Path) -> list[str]:
-    return ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--collect-atstart=no",
-            f"--callgrind-out-file={out_dir}/cg.%p"]
+    return [
+        "valgrind",
+        "--tool=callgrind",
+        "--instr-atstart=no",
+        "--collect-atstart=no",
+        f"--callgrind-out-file={out_dir}/cg.%p",
+    ]
 
 
 def read_counts(out_dir: Path) -> dict[str, list[int]]:

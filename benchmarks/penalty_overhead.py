@@ -121,9 +121,17 @@ def run_case(case: str, loader: DataLoader, warmup: int, steps: int, hook_times:
     else:
         model = MLP(weight_decay=2 * L2)
     timer = StepTimer(warmup)
-    trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=warmup + steps, limit_val_batches=0,
-                         callbacks=callbacks + [timer], logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_steps=warmup + steps,
+        limit_val_batches=0,
+        callbacks=callbacks + [timer],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(model, loader)
     for cb in callbacks:
         if isinstance(cb, TimedWeightPenalty):
@@ -154,10 +162,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     fastest: dict[str, float] = {c: float("inf") for c in CASES}
     ratios: dict[str, list[float]] = {c: [] for c in CASES}
     hook_times: list[float] = []
-    print(f"torch {torch.__version__}, lightning {pl.__version__}, threads={args.threads}, batch=128, "
-          f"784-500x5-10 MLP, SGD; {args.repeats} repeats x {args.steps} timed steps (+{args.warmup} warm-up)")
+    print(
+        f"torch {torch.__version__}, lightning {pl.__version__}, threads={args.threads}, batch=128, "
+        f"784-500x5-10 MLP, SGD; {args.repeats} repeats x {args.steps} timed steps (+{args.warmup} warm-up)"
+    )
     for r in range(args.repeats):
-        order = CASES[r % len(CASES):] + CASES[: r % len(CASES)]
+        order = CASES[r % len(CASES) :] + CASES[: r % len(CASES)]
         this = {}
         for c in order:
             times = run_case(c, loader, args.warmup, args.steps, hook_times)
@@ -168,13 +178,17 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             ratios[c].append(this[c] / this["bare"])
         print(f"repeat {r + 1}: " + ", ".join(f"{c} {this[c] * 1e3:.2f} ms" for c in CASES), flush=True)
     hook = statistics.median(hook_times)
-    print(f"WeightPenalty gradient hook: median {hook * 1e3:.3f} ms/step = {hook / fastest['bare'] * 100:.2f}% of the "
-          f"fastest bare step, {hook / statistics.median(medians['bare']) * 100:.2f}% of the median bare step")
+    print(
+        f"WeightPenalty gradient hook: median {hook * 1e3:.3f} ms/step = {hook / fastest['bare'] * 100:.2f}% of the "
+        f"fastest bare step, {hook / statistics.median(medians['bare']) * 100:.2f}% of the median bare step"
+    )
     result = {}
     for c in CASES:
         result[c] = statistics.median(ratios[c])
-        print(f"{c:<18} {statistics.median(medians[c]) * 1e3:8.3f} ms/step  {result[c]:.3f} x bare   "
-              f"(fastest step {fastest[c] * 1e3:.3f} ms, {fastest[c] / fastest['bare']:.3f} x bare)")
+        print(
+            f"{c:<18} {statistics.median(medians[c]) * 1e3:8.3f} ms/step  {result[c]:.3f} x bare   "
+            f"(fastest step {fastest[c] * 1e3:.3f} ms, {fastest[c] / fastest['bare']:.3f} x bare)"
+        )
     return result
 
 

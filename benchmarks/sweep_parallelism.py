@@ -36,13 +36,26 @@ from benchmarks.common import REPO, base_parser, describe, machine_info, print_t
 
 NAME = "sweep_parallelism"
 LAUNCHERS = ("joblib", "basic")
-QUICK_OVERRIDES = ("variant/regularizers_digits=baseline,l2", "seed=1", "trainer.max_epochs=1", "test=false",
-                   "hydra.callbacks.report.plots=false")
+QUICK_OVERRIDES = (
+    "variant/regularizers_digits=baseline,l2",
+    "seed=1",
+    "trainer.max_epochs=1",
+    "test=false",
+    "hydra.callbacks.report.plots=false",
+)
 
 
 def launch(launcher: str, log_dir: Path, overrides: list[str], env: dict[str, str]) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "lightning_reg.train", "--multirun", "experiment=regularizers_digits",
-           f"hydra/launcher={launcher}", f"paths.log_dir={log_dir}", *overrides]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lightning_reg.train",
+        "--multirun",
+        "experiment=regularizers_digits",
+        f"hydra/launcher={launcher}",
+        f"paths.log_dir={log_dir}",
+        *overrides,
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, check=False)
     wall = time.perf_counter() - t0
@@ -50,15 +63,23 @@ def launch(launcher: str, log_dir: Path, overrides: list[str], env: dict[str, st
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     metrics = sorted(log_dir.rglob("metrics.json"))
     statuses = [json.loads(p.read_text()).get("status") for p in metrics]
-    return {"wall_s": wall, "runs": len(metrics), "completed": statuses.count("completed"),
-            "command": " ".join(["python", *cmd[1:]])}
+    return {
+        "wall_s": wall,
+        "runs": len(metrics),
+        "completed": statuses.count("completed"),
+        "command": " ".join(["python", *cmd[1:]]),
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = base_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=2, help="launches per launcher, alternating")
-    parser.add_argument("--omp-threads", type=int, default=None,
-                        help="set OMP_NUM_THREADS for both launches (default: unset, torch's default, as users run it)")
+    parser.add_argument(
+        "--omp-threads",
+        type=int,
+        default=None,
+        help="set OMP_NUM_THREADS for both launches (default: unset, torch's default, as users run it)",
+    )
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for both launchers (after --)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     overrides = list(QUICK_OVERRIDES) if args.quick else []
@@ -72,48 +93,79 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.omp_threads is not None:
         env["OMP_NUM_THREADS"] = str(args.omp_threads)
     info = machine_info(args.device)
-    info["torch_threads"] = (f"OMP_NUM_THREADS={args.omp_threads} in every launch" if args.omp_threads is not None
-                             else "the experiment's: cores // n_jobs under joblib, torch's default under basic")
+    info["torch_threads"] = (
+        f"OMP_NUM_THREADS={args.omp_threads} in every launch"
+        if args.omp_threads is not None
+        else "the experiment's: cores // n_jobs under joblib, torch's default under basic"
+    )
     print(f"{NAME}: {describe(info)}")
-    print(f"python -m lightning_reg.train experiment=regularizers_digits hydra/launcher=<joblib|basic> "
-          f"{' '.join(overrides)}; {repeats} alternating launch(es) per launcher", flush=True)
+    print(
+        f"python -m lightning_reg.train experiment=regularizers_digits hydra/launcher=<joblib|basic> "
+        f"{' '.join(overrides)}; {repeats} alternating launch(es) per launcher",
+        flush=True,
+    )
     imports = []
     for _ in range(1 if args.quick else 3):
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-c", "import lightning_reg.train"], env=env, cwd=REPO, check=True)
         imports.append(time.perf_counter() - t0)
     import_s = statistics.median(imports)
-    print(f"start-up: `import lightning_reg.train` in a fresh process {import_s:.2f} s (median of {len(imports)}), "
-          f"load {[round(v, 2) for v in os.getloadavg()]}", flush=True)
+    print(
+        f"start-up: `import lightning_reg.train` in a fresh process {import_s:.2f} s (median of {len(imports)}), "
+        f"load {[round(v, 2) for v in os.getloadavg()]}",
+        flush=True,
+    )
     walls: dict[str, list[float]] = {lc: [] for lc in LAUNCHERS}
     launches: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="lightning_reg_sweep_") as tmp:
         for r in range(repeats):
-            for launcher in (LAUNCHERS if r % 2 == 0 else LAUNCHERS[::-1]):
+            for launcher in LAUNCHERS if r % 2 == 0 else LAUNCHERS[::-1]:
                 res = launch(launcher, Path(tmp) / f"{launcher}_{r}", overrides, env)
                 if res["runs"] == 0 or res["completed"] != res["runs"]:
                     raise RuntimeError(f"{launcher}: {res['completed']} of {res['runs']} runs completed")
                 res.update(launcher=launcher, repeat=r, load_avg=[round(v, 2) for v in os.getloadavg()])
                 launches.append(res)
                 walls[launcher].append(res["wall_s"])
-                print(f"launch {len(launches)}: {launcher} {res['wall_s']:.1f} s, {res['completed']} runs completed, "
-                      f"load {res['load_avg']}", flush=True)
+                print(
+                    f"launch {len(launches)}: {launcher} {res['wall_s']:.1f} s, {res['completed']} runs completed, "
+                    f"load {res['load_avg']}",
+                    flush=True,
+                )
     runs = launches[0]["runs"]
     ratio_median = statistics.median(walls["joblib"]) / statistics.median(walls["basic"])
     ratio_fastest = min(walls["joblib"]) / min(walls["basic"])
     info["load_avg_end"] = [round(v, 2) for v in os.getloadavg()]
     print()
-    print_table(["launcher", "runs", "median wall s", "fastest wall s", "x basic (median)", "speed-up vs basic"],
-                [[lc, runs, f"{statistics.median(walls[lc]):.1f}", f"{min(walls[lc]):.1f}",
-                  f"{statistics.median(walls[lc]) / statistics.median(walls['basic']):.3f}",
-                  f"{statistics.median(walls['basic']) / statistics.median(walls[lc]):.2f}x"] for lc in LAUNCHERS])
-    result = {"machine": info, "overrides": overrides, "runs_per_launch": runs, "launches": launches,
-              "import_s": import_s, "import_runs_s": imports,
-              "median_wall_s": {lc: statistics.median(v) for lc, v in walls.items()},
-              "ratio_joblib_to_basic": ratio_median, "ratio_joblib_to_basic_fastest": ratio_fastest}
+    print_table(
+        ["launcher", "runs", "median wall s", "fastest wall s", "x basic (median)", "speed-up vs basic"],
+        [
+            [
+                lc,
+                runs,
+                f"{statistics.median(walls[lc]):.1f}",
+                f"{min(walls[lc]):.1f}",
+                f"{statistics.median(walls[lc]) / statistics.median(walls['basic']):.3f}",
+                f"{statistics.median(walls['basic']) / statistics.median(walls[lc]):.2f}x",
+            ]
+            for lc in LAUNCHERS
+        ],
+    )
+    result = {
+        "machine": info,
+        "overrides": overrides,
+        "runs_per_launch": runs,
+        "launches": launches,
+        "import_s": import_s,
+        "import_runs_s": imports,
+        "median_wall_s": {lc: statistics.median(v) for lc, v in walls.items()},
+        "ratio_joblib_to_basic": ratio_median,
+        "ratio_joblib_to_basic_fastest": ratio_fastest,
+    }
     write_json(args, NAME, result)
-    print(f"ratio joblib/basic wall time: {ratio_median:.3f} (median), {ratio_fastest:.3f} (fastest); "
-          f"speed-up {1 / ratio_median:.2f}x")
+    print(
+        f"ratio joblib/basic wall time: {ratio_median:.3f} (median), {ratio_fastest:.3f} (fastest); "
+        f"speed-up {1 / ratio_median:.2f}x"
+    )
     return result
 
 

@@ -44,8 +44,16 @@ def _env(threads: int) -> dict[str, str]:
 
 
 def _cmd(sweep: Path, overrides: list[str]) -> list[str]:
-    return [sys.executable, "-m", "lightning_reg.train", "-m", *overrides, f"hydra.sweep.dir={sweep}",
-            f"paths.log_dir={sweep.parent / 'outputs'}", "hydra.callbacks.report.plots=false"]
+    return [
+        sys.executable,
+        "-m",
+        "lightning_reg.train",
+        "-m",
+        *overrides,
+        f"hydra.sweep.dir={sweep}",
+        f"paths.log_dir={sweep.parent / 'outputs'}",
+        "hydra.callbacks.report.plots=false",
+    ]
 
 
 def _study(sweep: Path, name: str) -> dict[str, Any]:
@@ -65,8 +73,13 @@ def _study(sweep: Path, name: str) -> dict[str, Any]:
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     best = max(complete, key=lambda t: t.value) if complete else None
     confirm = study.user_attrs.get("lightning_reg:confirm") or []
-    return {"states": states, "epochs": epochs, "best_value": best.value if best else None,
-            "best_params": dict(best.params) if best else None, "confirm": confirm}
+    return {
+        "states": states,
+        "epochs": epochs,
+        "best_value": best.value if best else None,
+        "best_params": dict(best.params) if best else None,
+        "confirm": confirm,
+    }
 
 
 PRUNERS = ("top_quarter", "median", "none")
@@ -91,8 +104,12 @@ def run_workers(n: int, root: Path, repeat: int, overrides: list[str]) -> dict[s
     sweep = root / f"workers{n}_{repeat}"
     args = ["hparams_search=digits_random", "hydra/sweeper/pruner=none", "torch_threads=1", *overrides]
     t0 = time.perf_counter()
-    procs = [subprocess.Popen(_cmd(sweep, args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env=_env(1), cwd=root) for _ in range(n)]
+    procs = [
+        subprocess.Popen(
+            _cmd(sweep, args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(1), cwd=root
+        )
+        for _ in range(n)
+    ]
     outs = [p.communicate()[0] for p in procs]
     wall = time.perf_counter() - t0
     for p, out in zip(procs, outs):
@@ -100,8 +117,13 @@ def run_workers(n: int, root: Path, repeat: int, overrides: list[str]) -> dict[s
             raise RuntimeError(f"worker failed ({p.returncode}):\n{out[-4000:]}")
     study = _study(sweep, "digits_random")
     finished = study["states"].get("complete", 0) + study["states"].get("pruned", 0)
-    return {"workers": n, "wall_s": wall, "finished": finished, "trials_per_min": 60.0 * finished / wall,
-            "load_avg": [round(v, 2) for v in os.getloadavg()]}
+    return {
+        "workers": n,
+        "wall_s": wall,
+        "finished": finished,
+        "trials_per_min": 60.0 * finished / wall,
+        "load_avg": [round(v, 2) for v in os.getloadavg()],
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -123,22 +145,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="lightning_reg_pruning_") as tmp:
         root = Path(tmp)
         for r in range(repeats):
-            for pruner in PRUNERS[r % 3:] + PRUNERS[:r % 3]:
+            for pruner in PRUNERS[r % 3 :] + PRUNERS[: r % 3]:
                 res = run_search(pruner, root, r, search_over, args.threads)
                 searches.append(res)
-                print(f"search {len(searches)}: pruner {pruner}: {res['epochs']} epochs, {res['wall_s']:.1f} s, best "
-                      f"{res['best_value']:.4f}, {res['states']}, load {res['load_avg']}", flush=True)
+                print(
+                    f"search {len(searches)}: pruner {pruner}: {res['epochs']} epochs, {res['wall_s']:.1f} s, best "
+                    f"{res['best_value']:.4f}, {res['states']}, load {res['load_avg']}",
+                    flush=True,
+                )
         for r in range(repeats):
-            for n in ((1, 2) if r % 2 == 0 else (2, 1)):
+            for n in (1, 2) if r % 2 == 0 else (2, 1):
                 res = run_workers(n, root, r, worker_over)
                 workers.append(res)
-                print(f"workers {n}: {res['finished']} trials in {res['wall_s']:.1f} s = {res['trials_per_min']:.2f} "
-                      f"trials/min, load {res['load_avg']}", flush=True)
+                print(
+                    f"workers {n}: {res['finished']} trials in {res['wall_s']:.1f} s = {res['trials_per_min']:.2f} "
+                    f"trials/min, load {res['load_avg']}",
+                    flush=True,
+                )
     by = {p: [s for s in searches if s["pruner"] == p] for p in PRUNERS}
     base_epochs = statistics.median(u["epochs"] for u in by["none"])
     base_wall = statistics.median(u["wall_s"] for u in by["none"])
     base_best = statistics.median(u["best_value"] for u in by["none"])
-    noise = [c["summary"]["std"] for u in by["none"] for c in u["confirm"] if c.get("summary", {}).get("std") is not None]
+    noise = [
+        c["summary"]["std"] for u in by["none"] for c in u["confirm"] if c.get("summary", {}).get("std") is not None
+    ]
     sigma = statistics.median(noise) if noise else None
     pruners: dict[str, dict[str, Any]] = {}
     for p in PRUNERS[:2]:
@@ -151,32 +181,62 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     tpm = {n: statistics.median(w["trials_per_min"] for w in workers if w["workers"] == n) for n in (1, 2)}
     info["load_avg_end"] = [round(v, 2) for v in os.getloadavg()]
     print()
-    print_table(["pruner", "launches", "epochs (median)", "x unpruned", "wall s (median)", "spread", "best val/acc",
-                 "states"],
-                [[p, len(rows), statistics.median(r["epochs"] for r in rows),
-                  f"{statistics.median(r['epochs'] for r in rows) / base_epochs:.3f}",
-                  f"{statistics.median(r['wall_s'] for r in rows):.1f}",
-                  f"{min(r['wall_s'] for r in rows):.1f}–{max(r['wall_s'] for r in rows):.1f}",
-                  f"{statistics.median(r['best_value'] for r in rows):.4f}", rows[0]["states"]]
-                 for p, rows in by.items()])
+    print_table(
+        ["pruner", "launches", "epochs (median)", "x unpruned", "wall s (median)", "spread", "best val/acc", "states"],
+        [
+            [
+                p,
+                len(rows),
+                statistics.median(r["epochs"] for r in rows),
+                f"{statistics.median(r['epochs'] for r in rows) / base_epochs:.3f}",
+                f"{statistics.median(r['wall_s'] for r in rows):.1f}",
+                f"{min(r['wall_s'] for r in rows):.1f}–{max(r['wall_s'] for r in rows):.1f}",
+                f"{statistics.median(r['best_value'] for r in rows):.4f}",
+                rows[0]["states"],
+            ]
+            for p, rows in by.items()
+        ],
+    )
     print()
-    print_table(["workers", "launches", "trials/min (median)", "spread", "wall s (median)"],
-                [[n, sum(w["workers"] == n for w in workers), f"{tpm[n]:.2f}",
-                  f"{min(w['trials_per_min'] for w in workers if w['workers'] == n):.2f}–"
-                  f"{max(w['trials_per_min'] for w in workers if w['workers'] == n):.2f}",
-                  f"{statistics.median(w['wall_s'] for w in workers if w['workers'] == n):.1f}"] for n in (1, 2)])
-    result = {"machine": info, "search_overrides": search_over, "worker_overrides": worker_over,
-              "searches": searches, "workers": workers, "pruners": pruners, "epochs_ratio": epochs_ratio,
-              "wall_ratio": wall_ratio,
-              "best_gap": best_gap, "seed_std_of_unpruned_best": sigma, "trials_per_min": tpm,
-              "workers_speedup": tpm[2] / tpm[1]}
+    print_table(
+        ["workers", "launches", "trials/min (median)", "spread", "wall s (median)"],
+        [
+            [
+                n,
+                sum(w["workers"] == n for w in workers),
+                f"{tpm[n]:.2f}",
+                f"{min(w['trials_per_min'] for w in workers if w['workers'] == n):.2f}–"
+                f"{max(w['trials_per_min'] for w in workers if w['workers'] == n):.2f}",
+                f"{statistics.median(w['wall_s'] for w in workers if w['workers'] == n):.1f}",
+            ]
+            for n in (1, 2)
+        ],
+    )
+    result = {
+        "machine": info,
+        "search_overrides": search_over,
+        "worker_overrides": worker_over,
+        "searches": searches,
+        "workers": workers,
+        "pruners": pruners,
+        "epochs_ratio": epochs_ratio,
+        "wall_ratio": wall_ratio,
+        "best_gap": best_gap,
+        "seed_std_of_unpruned_best": sigma,
+        "trials_per_min": tpm,
+        "workers_speedup": tpm[2] / tpm[1],
+    }
     write_json(args, NAME, result)
     gap = f"{best_gap:+.4f}" + (f" ({best_gap / sigma:+.2f} seed std, std {sigma:.4f})" if sigma else "")
     median = pruners["median"]
-    print(f"median pruner / unpruned: epochs {median['epochs_ratio']:.3f}, wall {median['wall_ratio']:.3f}, best gap "
-          f"{median['best_gap']:+.4f}")
-    print(f"top_quarter / unpruned: epochs {epochs_ratio:.3f}, wall {wall_ratio:.3f}; best value unpruned − pruned {gap}; "
-          f"2 workers / 1 worker trials per minute {tpm[2] / tpm[1]:.2f}x")
+    print(
+        f"median pruner / unpruned: epochs {median['epochs_ratio']:.3f}, wall {median['wall_ratio']:.3f}, best gap "
+        f"{median['best_gap']:+.4f}"
+    )
+    print(
+        f"top_quarter / unpruned: epochs {epochs_ratio:.3f}, wall {wall_ratio:.3f}; best value unpruned − pruned {gap}; "
+        f"2 workers / 1 worker trials per minute {tpm[2] / tpm[1]:.2f}x"
+    )
     return result
 
 

@@ -33,8 +33,9 @@ class DigitsClassifier(pl.LightningModule):
     def __init__(self, hidden: int = 64, lr: float = 3e-3) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
-                                 nn.ReLU(), nn.Linear(hidden, 10))
+        self.net = nn.Sequential(
+            nn.Flatten(), nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 10)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -74,7 +75,7 @@ class DigitsData(pl.LightningDataModule):
         x = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
         y = torch.tensor(digits.target)
         order = torch.randperm(len(y), generator=torch.Generator().manual_seed(self.seed))
-        train, val, test = order[: self.n_train], order[self.n_train: self.n_train + 500], order[-500:]
+        train, val, test = order[: self.n_train], order[self.n_train : self.n_train + 500], order[-500:]
         self.train_set = TensorDataset(x[train], y[train])
         self.val_set = TensorDataset(x[val], y[val])
         self.test_set = TensorDataset(x[test], y[test])
@@ -90,8 +91,9 @@ class DigitsData(pl.LightningDataModule):
 
 
 # ----------------------------------------------------------------------------- what the project adds
-def regularize(datamodule: pl.LightningDataModule, max_epochs: int, patience: int = 5
-               ) -> tuple[list[pl.Callback], pl.LightningDataModule]:
+def regularize(
+    datamodule: pl.LightningDataModule, max_epochs: int, patience: int = 5
+) -> tuple[list[pl.Callback], pl.LightningDataModule]:
     """Callbacks to add to the Trainer and the DataModule to train on, with our regularization."""
     from lightning_reg import EarlyStopping, RNGState, ScheduledDropout, WeightPenalty
     from lightning_reg.data import with_augmentation
@@ -103,8 +105,11 @@ def regularize(datamodule: pl.LightningDataModule, max_epochs: int, patience: in
         EarlyStopping("val/loss", mode="min", patience=patience, restore_best_weights=True),
         RNGState(),
     ]
-    augmented = with_augmentation(datamodule, {"rotation_range": 10, "width_shift_range": 0.1,
-                                               "height_shift_range": 0.1, "zoom_range": 0.1}, seed=0)
+    augmented = with_augmentation(
+        datamodule,
+        {"rotation_range": 10, "width_shift_range": 0.1, "height_shift_range": 0.1, "zoom_range": 0.1},
+        seed=0,
+    )
     return callbacks, augmented
 
 
@@ -123,19 +128,35 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     callbacks: list[pl.Callback] = []
     if not args.no_regularization:
         callbacks, data = regularize(data, args.max_epochs, args.patience)
-    trainer = pl.Trainer(accelerator="cpu", max_epochs=args.max_epochs, limit_train_batches=args.limit_train_batches,
-                         callbacks=callbacks, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, deterministic=True)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=args.max_epochs,
+        limit_train_batches=args.limit_train_batches,
+        callbacks=callbacks,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        deterministic=True,
+    )
     trainer.fit(model, datamodule=data)
     test = trainer.test(model, datamodule=data, verbose=False)[0]
-    result = {"test": test, "epochs": trainer.current_epoch, "callbacks": {}, "trainer": trainer, "model": model,
-              "datamodule": data}
+    result = {
+        "test": test,
+        "epochs": trainer.current_epoch,
+        "callbacks": {},
+        "trainer": trainer,
+        "model": model,
+        "datamodule": data,
+    }
     for cb in callbacks:
         summary = getattr(cb, "run_summary", None)
         if callable(summary):
             result["callbacks"][type(cb).__name__] = summary()
-    print(f"{'baseline' if args.no_regularization else 'regularized'}: test/acc={test['test/acc']:.4f} "
-          f"test/loss={test['test/loss']:.4f} after {trainer.current_epoch} epochs")
+    print(
+        f"{'baseline' if args.no_regularization else 'regularized'}: test/acc={test['test/acc']:.4f} "
+        f"test/loss={test['test/loss']:.4f} after {trainer.current_epoch} epochs"
+    )
     return result
 
 

@@ -43,21 +43,40 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--n", type=int, default=2048, help="training sequences")
     args = parser.parse_args(argv)
     pl.seed_everything(0, workers=True)
-    net = partial(hf_sequence_classifier, vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2,
-                  num_attention_heads=2, intermediate_size=128, max_position_embeddings=LENGTH, num_labels=CLASSES)
-    model = SequenceClassifier(net, num_classes=CLASSES, optimizer=partial(torch.optim.AdamW, lr=2e-3, weight_decay=0.0))
+    net = partial(
+        hf_sequence_classifier,
+        vocab_size=VOCAB,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=LENGTH,
+        num_labels=CLASSES,
+    )
+    model = SequenceClassifier(
+        net, num_classes=CLASSES, optimizer=partial(torch.optim.AdamW, lr=2e-3, weight_decay=0.0)
+    )
     dropout = ScheduledDropout({"name": "linear", "start": 0.0, "end": 0.2, "end_at": args.max_epochs})
     penalty = WeightPenalty(l2=1e-4, embeddings=False)
-    trainer = pl.Trainer(max_epochs=args.max_epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, callbacks=[penalty, dropout])
+    trainer = pl.Trainer(
+        max_epochs=args.max_epochs,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[penalty, dropout],
+    )
     train = DataLoader(tokens(args.n, 0), batch_size=64, shuffle=True)
     val = DataLoader(tokens(512, 1), batch_size=256)
     trainer.fit(model, train, val)
     rates = sorted({round(m.p, 4) for m in model.modules() if isinstance(m, torch.nn.Dropout)})
     summary = penalty.run_summary()
     acc = float(trainer.callback_metrics["val/acc"])
-    print(f"dropout rates at the end: {rates}; penalized {summary['penalized_tensors']} tensors over "
-          f"{summary['optimizer_steps']} steps; val/acc {acc:.4f}")
+    print(
+        f"dropout rates at the end: {rates}; penalized {summary['penalized_tensors']} tensors over "
+        f"{summary['optimizer_steps']} steps; val/acc {acc:.4f}"
+    )
     return {"val_acc": acc, "rates": rates, **summary}
 
 

@@ -50,8 +50,15 @@ class MyDataModule(pl.LightningDataModule):
         return DataLoader(self.val_set, batch_size=self.batch_size)
 
 
-AUGMENT = {"rotation_range": 10, "width_shift_range": 0.1, "height_shift_range": 0.1, "zoom_range": 0.1,
-           "fill_mode": "constant", "erasing_prob": 0.25, "mixup_alpha": 0.2}
+AUGMENT = {
+    "rotation_range": 10,
+    "width_shift_range": 0.1,
+    "height_shift_range": 0.1,
+    "zoom_range": 0.1,
+    "fill_mode": "constant",
+    "erasing_prob": 0.25,
+    "mixup_alpha": 0.2,
+}
 
 
 class MyAugmentedDataModule(AugmentationMixin, MyDataModule):
@@ -68,20 +75,33 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     args = parser.parse_args()
     pl.seed_everything(0)
-    for dm in (MyAugmentedDataModule(args.data_dir),
-               with_augmentation(MyDataModule(args.data_dir), AUGMENT, num_classes=10, seed=0)):  # way 2
+    for dm in (
+        MyAugmentedDataModule(args.data_dir),
+        with_augmentation(MyDataModule(args.data_dir), AUGMENT, num_classes=10, seed=0),
+    ):  # way 2
         # The reference models accept MixUp's soft targets (accepts_soft_targets = True); a module that does
         # not gets a ConfigError before its first training step.
-        model = CNNClassifier(input_shape=(1, 28, 28), num_classes=10, conv_channels=[8, 16], padding=1,
-                              pool_after=[0, 1], dense_sizes=[32])
-        trainer = pl.Trainer(accelerator="cpu", max_steps=args.steps, limit_val_batches=0,
-                             enable_progress_bar=False, logger=False, enable_checkpointing=False,
-                             enable_model_summary=False)
+        model = CNNClassifier(
+            input_shape=(1, 28, 28),
+            num_classes=10,
+            conv_channels=[8, 16],
+            padding=1,
+            pool_after=[0, 1],
+            dense_sizes=[32],
+        )
+        trainer = pl.Trainer(
+            accelerator="cpu",
+            max_steps=args.steps,
+            limit_val_batches=0,
+            enable_progress_bar=False,
+            logger=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+        )
         trainer.fit(model, datamodule=dm)
         checker = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
         val = checker.validate(model, datamodule=dm, verbose=False)[0]  # validation batches are not augmented
-        print(f"{type(dm).__name__}: val/acc={val['val/acc']:.3f} "
-              f"after {trainer.global_step} augmented steps")
+        print(f"{type(dm).__name__}: val/acc={val['val/acc']:.3f} after {trainer.global_step} augmented steps")
 
 
 if __name__ == "__main__":

@@ -38,11 +38,16 @@ def build(max_epochs: int, depth: int = 4) -> tuple[ImageClassifier, list[pl.Cal
     from lightning.pytorch.callbacks import EMAWeightAveraging
 
     net = partial(timm_model, "vit_tiny_patch16_224", img_size=28, patch_size=7, depth=depth, drop_path_rate=0.1)
-    model = ImageClassifier(net, num_classes=10, input_shape=(1, 28, 28),
-                            optimizer=partial(torch.optim.AdamW, lr=1e-3, weight_decay=0.0))
+    model = ImageClassifier(
+        net, num_classes=10, input_shape=(1, 28, 28), optimizer=partial(torch.optim.AdamW, lr=1e-3, weight_decay=0.0)
+    )
     callbacks = [
-        ScheduledDropout({"name": "linear", "start": 0.0, "end": 0.1, "end_at": max_epochs}, modules=["DropPath"],
-                         depth_scale=True, inject=None),
+        ScheduledDropout(
+            {"name": "linear", "start": 0.0, "end": 0.1, "end_at": max_epochs},
+            modules=["DropPath"],
+            depth_scale=True,
+            inject=None,
+        ),
         EMAWeightAveraging(decay=0.99),
         EarlyStopping("val/acc", mode="max", patience=3, restore_best_weights=True),
         WeightPenalty(l2=5e-5),
@@ -61,18 +66,33 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     dm = MNISTDataModule(data_dir=str(args.data_dir), batch_size=128, train_subset=args.train_subset, normalize=True)
     model, callbacks = build(args.max_epochs)
     limit = int(args.limit_batches) if args.limit_batches > 1 else args.limit_batches
-    trainer = pl.Trainer(max_epochs=args.max_epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks,
-                         limit_train_batches=limit, limit_val_batches=limit, limit_test_batches=limit)
+    trainer = pl.Trainer(
+        max_epochs=args.max_epochs,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=callbacks,
+        limit_train_batches=limit,
+        limit_val_batches=limit,
+        limit_test_batches=limit,
+    )
     trainer.fit(model, datamodule=dm)
     rates = [round(float(m.drop_prob), 4) for m in model.modules() if type(m).__name__ == "DropPath"]
     stop = callbacks[2]
     result = trainer.test(model, datamodule=dm, verbose=False)[0]
     print(f"drop-path rates at the end, block by block: {rates}")
-    print(f"epochs trained {trainer.current_epoch}, best val/acc {float(stop.best_score):.4f} "
-          f"(restored, EMA weights), test/acc {result['test/acc']:.4f}")
-    return {"test/acc": result["test/acc"], "best_val_acc": float(stop.best_score), "epochs": trainer.current_epoch,
-            "rates": rates}
+    print(
+        f"epochs trained {trainer.current_epoch}, best val/acc {float(stop.best_score):.4f} "
+        f"(restored, EMA weights), test/acc {result['test/acc']:.4f}"
+    )
+    return {
+        "test/acc": result["test/acc"],
+        "best_val_acc": float(stop.best_score),
+        "epochs": trainer.current_epoch,
+        "rates": rates,
+    }
 
 
 if __name__ == "__main__":

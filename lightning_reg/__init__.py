@@ -56,6 +56,16 @@ __all__ = [
     "ImageFolderDataModule",
     "MNISTDataModule",
     # schedules
-    "Schedule", "Constant", "Linear", "Cosine", "Milestones", "Exponential", "Early", "Late", "Curriculum",
-    "FromCallable", "make_schedule", "as_schedule",
+    "Schedule",
+    "Constant",
+    "Linear",
+    "Cosine",
+    "Milestones",
+    "Exponential",
+    "Early",
+    "Late",
+    "Curriculum",
+    "FromCallable",
+    "make_schedule",
+    "as_schedule",
 ]

@@ -96,6 +96,7 @@ def weights_only_kwargs(weights_only: bool | None) -> dict[str, bool | None]:
     """
     return {"weights_only": weights_only} if _TEST_TAKES_WEIGHTS_ONLY else {}
 
+
 #: Config targets that the installed Lightning may lack, with the first Lightning that has them.
 _NEWER_TARGETS: dict[str, str] = {
     "lightning.pytorch.callbacks.WeightAveraging": "2.6",
@@ -116,6 +117,7 @@ def missing_target_reason(target: str) -> str | None:
     if needs is None or HAS_WEIGHT_AVERAGING:
         return None
     return f"{target.rsplit('.', 1)[-1]} needs Lightning >= {needs}; the installed Lightning is {LIGHTNING_VERSION}"
+
 
 # --- LightningModule / Callback ------------------------------------------------------------------------------
 

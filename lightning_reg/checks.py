@@ -36,8 +36,10 @@ def check_optimizer_args(target: Any, args: Mapping[str, Any], key: str = "optim
     for name in args:
         if params and name not in params and not takes_kwargs:
             allowed = [p for p in params if p not in ("params", "self")]
-            raise ConfigError(f"`{key}.{name}` is not an argument of {getattr(target, '__name__', target)}; "
-                              f"allowed: {', '.join(allowed)}; got {name}={args[name]!r}.")
+            raise ConfigError(
+                f"`{key}.{name}` is not an argument of {getattr(target, '__name__', target)}; "
+                f"allowed: {', '.join(allowed)}; got {name}={args[name]!r}."
+            )
     if "lr" in args:
         lr = args["lr"]
         if isinstance(lr, bool) or not isinstance(lr, (int, float)):
@@ -78,11 +80,17 @@ def check_trainer_args(args: Mapping[str, Any], key: str = "trainer") -> None:
         value = args["max_epochs"]
         check_int(f"{key}.max_epochs", value)
         if value == 0 or value < -1 or (value == -1 and (args.get("max_steps") in (None, -1))):
-            raise ConfigError(f"`{key}.max_epochs` must be an integer >= 1 (or -1 with trainer.max_steps set); got "
-                              f"{value!r}. max_epochs=0 would test untrained weights.")
+            raise ConfigError(
+                f"`{key}.max_epochs` must be an integer >= 1 (or -1 with trainer.max_steps set); got "
+                f"{value!r}. max_epochs=0 would test untrained weights."
+            )
     for name in ("min_epochs", "check_val_every_n_epoch", "accumulate_grad_batches", "log_every_n_steps"):
         if args.get(name) is not None:
-            check_int(f"{key}.{name}", args[name], low=0 if name == "min_epochs" else (0 if name == "log_every_n_steps" else 1))
+            check_int(
+                f"{key}.{name}",
+                args[name],
+                low=0 if name == "min_epochs" else (0 if name == "log_every_n_steps" else 1),
+            )
     clip = args.get("gradient_clip_val")
     if clip is not None:
         check_range(f"{key}.gradient_clip_val", clip, 0.0, None)
@@ -155,12 +163,15 @@ def check_resume_checkpoint(path: Any, model: Any) -> None:
         raise ConfigError(f"`ckpt_path`: {err}") from None
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(f"`ckpt_path` {str(path)!r} is not a readable checkpoint (corrupt, truncated or another "
-                          f"kind of file): {type(err).__name__}: {first[:200]}") from None
+        raise ConfigError(
+            f"`ckpt_path` {str(path)!r} is not a readable checkpoint (corrupt, truncated or another "
+            f"kind of file): {type(err).__name__}: {first[:200]}"
+        ) from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
         keys = sorted(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ConfigError(f"`ckpt_path` {str(path)!r} is not a Lightning checkpoint: it has no `state_dict` "
-                          f"(found {keys}).")
+        raise ConfigError(
+            f"`ckpt_path` {str(path)!r} is not a Lightning checkpoint: it has no `state_dict` (found {keys})."
+        )
     ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     theirs = {k: tuple(v.shape) for k, v in ckpt["state_dict"].items() if isinstance(v, torch.Tensor)}
     missing = [k for k in ours if k not in theirs]
@@ -174,8 +185,10 @@ def check_resume_checkpoint(path: Any, model: Any) -> None:
             parts.append("missing in the checkpoint: " + ", ".join(missing[:3]))
         if unexpected:
             parts.append("not in the model: " + ", ".join(unexpected[:3]))
-        raise ConfigError(f"`ckpt_path` {str(path)!r} holds a different architecture: {'; '.join(parts)}. Resume "
-                          "with the model config that wrote it (see its run's .hydra/config.yaml).")
+        raise ConfigError(
+            f"`ckpt_path` {str(path)!r} holds a different architecture: {'; '.join(parts)}. Resume "
+            "with the model config that wrote it (see its run's .hydra/config.yaml)."
+        )
     states = ckpt.get("optimizer_states") or []
     try:
         configured = model.configure_optimizers()
@@ -186,7 +199,14 @@ def check_resume_checkpoint(path: Any, model: Any) -> None:
         groups = state.get("param_groups") if isinstance(state, dict) else None
         if not groups:
             continue
-        need = set(opt.defaults) - {"differentiable", "foreach", "fused", "capturable", "maximize", "decoupled_weight_decay"}
+        need = set(opt.defaults) - {
+            "differentiable",
+            "foreach",
+            "fused",
+            "capturable",
+            "maximize",
+            "decoupled_weight_decay",
+        }
         have = set(groups[0])
         lacking = sorted(need - have)
         if lacking:

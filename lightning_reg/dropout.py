@@ -58,8 +58,18 @@ DROP_PROB = "drop_prob"
 #: Float attributes that modules read at forward time as a drop rate (found in Hugging Face transformers'
 #: attention, MLP and embedding code: ``dropout=0.0 if not self.training else self.attention_dropout``).
 FLOAT_RATE_ATTRS: tuple[str, ...] = (
-    "attention_dropout", "attn_dropout", "attn_dropout_p", "attn_drop", "dropout", "dropout_p", "dropout_prob",
-    "activation_dropout", "hidden_dropout", "residual_dropout", "resid_pdrop", "embedding_dropout",
+    "attention_dropout",
+    "attn_dropout",
+    "attn_dropout_p",
+    "attn_drop",
+    "dropout",
+    "dropout_p",
+    "dropout_prob",
+    "activation_dropout",
+    "hidden_dropout",
+    "residual_dropout",
+    "resid_pdrop",
+    "embedding_dropout",
 )
 
 #: The selector that means "any float attribute of :data:`FLOAT_RATE_ATTRS`".
@@ -176,8 +186,12 @@ def unscheduled_rates(model: nn.Module, targets: Sequence[DropoutTarget]) -> lis
             configs.setdefault(id(config), (name, config))
     for name, config in configs.values():
         for key, value in sorted(config.to_dict().items()):  # type: ignore[attr-defined]
-            if ("dropout" in key or "pdrop" in key) and _is_rate(value) and value > 0 \
-                    and round(float(value), 6) not in initial:
+            if (
+                ("dropout" in key or "pdrop" in key)
+                and _is_rate(value)
+                and value > 0
+                and round(float(value), 6) not in initial
+            ):
                 out.append(f"{name + '.' if name else ''}config.{key}={value}")
     return out
 

@@ -96,8 +96,10 @@ def check_fraction(name: str, value: Any) -> float:
         0.1
     """
     if isinstance(value, bool) or not isinstance(value, float) or not 0.0 < value < 1.0:
-        raise ConfigError(f"`{name}` as a fraction must be a float in the open interval (0, 1); got {_fmt(value)} "
-                          f"({type(value).__name__}).")
+        raise ConfigError(
+            f"`{name}` as a fraction must be a float in the open interval (0, 1); got {_fmt(value)} "
+            f"({type(value).__name__})."
+        )
     return value
 
 

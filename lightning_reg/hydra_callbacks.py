@@ -50,8 +50,11 @@ class RunDirCallback(Callback):
             return
         params = OmegaConf.select(config, "hydra.sweeper.params")
         try:
-            check_sweep_dir(Path(str(sweep_dir)), list(config.hydra.overrides.task),
-                            OmegaConf.to_container(params, resolve=False) if params is not None else None)
+            check_sweep_dir(
+                Path(str(sweep_dir)),
+                list(config.hydra.overrides.task),
+                OmegaConf.to_container(params, resolve=False) if params is not None else None,
+            )
         except ConfigError as err:
             _refuse(err)
 
@@ -125,11 +128,17 @@ class ReportCallback(Callback):
 
         try:
             if interrupted:
-                print(f"\nlightning_reg: the multirun was {interrupted}; writing the report of the runs that "
-                      "finished", file=sys.stderr, flush=True)
+                print(
+                    f"\nlightning_reg: the multirun was {interrupted}; writing the report of the runs that finished",
+                    file=sys.stderr,
+                    flush=True,
+                )
             make_report(sweep_dir, baseline=self.baseline, plots=self.plots, interrupted=interrupted)
         except ReportError as err:
             log.error("no report for %s: %s", sweep_dir, err)
         except Exception:  # noqa: BLE001 - the runs are finished; a report bug must not hide their results
-            log.exception("building the report for %s failed; rebuild it with `python -m lightning_reg.report %s`",
-                          sweep_dir, sweep_dir)
+            log.exception(
+                "building the report for %s failed; rebuild it with `python -m lightning_reg.report %s`",
+                sweep_dir,
+                sweep_dir,
+            )

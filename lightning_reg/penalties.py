@@ -177,9 +177,7 @@ def no_weight_decay_patterns(model: nn.Module) -> list[str]:
             continue
         names = fn()
         if isinstance(names, str) or not isinstance(names, Iterable):
-            raise ConfigError(
-                f"{type(module).__name__}.no_weight_decay() must return parameter names; got {names!r}."
-            )
+            raise ConfigError(f"{type(module).__name__}.no_weight_decay() must return parameter names; got {names!r}.")
         out += sorted(f"{mod_name}.{n}" if mod_name else str(n) for n in names)
     return out
 
@@ -225,13 +223,19 @@ def select_parameters(
     chosen = []
     nwd = no_weight_decay_patterns(model) if inc is None else []
     # By identity over every owner: a head tied to an embedding is the same tensor, wherever it comes first.
-    emb_ids = set() if embeddings else {
-        id(p) for m in model.modules() if isinstance(m, EMBEDDING_TYPES) for p in m.parameters(recurse=False)
-    }
+    emb_ids = (
+        set()
+        if embeddings
+        else {id(p) for m in model.modules() if isinstance(m, EMBEDDING_TYPES) for p in m.parameters(recurse=False)}
+    )
     for name, param, module in owned_parameters(model):
         if inc is None:
-            keep = (isinstance(module, KERNEL_TYPES) and not isinstance(module, NORM_TYPES) and _is_kernel(param)
-                    and not any(fnmatch.fnmatchcase(name, pat) for pat in nwd))
+            keep = (
+                isinstance(module, KERNEL_TYPES)
+                and not isinstance(module, NORM_TYPES)
+                and _is_kernel(param)
+                and not any(fnmatch.fnmatchcase(name, pat) for pat in nwd)
+            )
         else:
             keep = inc.matches(name, module, kernels_only_for_types=True, param=param)
         if keep and exc is not None and exc.matches(name, module, kernels_only_for_types=False, param=param):
@@ -382,7 +386,8 @@ class PenaltySpec:
         chosen = select_parameters(model, self.include, self.exclude, embeddings=self.embeddings)
         if not chosen:
             rule = (
-                f"include={self.include.entries()}" if self.include is not None
+                f"include={self.include.entries()}"
+                if self.include is not None
                 else "the default (kernels of Linear/Conv/Embedding/attention/RNN layers)"
             )
             if self.exclude is not None:

@@ -59,8 +59,9 @@ class PenaltyLossMixin:
         embeddings: bool = True,
     ) -> None:
         """Set the coefficients, selection and schedule (arguments as in :class:`~lightning_reg.WeightPenalty`)."""
-        self._penalty_spec = PenaltySpec(l1=l1, l2=l2, include=include, exclude=exclude, groups=groups,
-                                         schedule=schedule, embeddings=embeddings)
+        self._penalty_spec = PenaltySpec(
+            l1=l1, l2=l2, include=include, exclude=exclude, groups=groups, schedule=schedule, embeddings=embeddings
+        )
         self._penalty_buckets = None
 
     @property

@@ -36,8 +36,13 @@ def augmented_grid(datamodule, images: int = 8, draws: int = 7, seed: int = 0) -
 
     datamodule.setup("fit")
     data = datamodule.data_train
-    x, y = (data[0], data[1]) if isinstance(data, tuple) else (data.tensors[0], data.tensors[1]) \
-        if hasattr(data, "tensors") else (data.x, data.y)
+    x, y = (
+        (data[0], data[1])
+        if isinstance(data, tuple)
+        else (data.tensors[0], data.tensors[1])
+        if hasattr(data, "tensors")
+        else (data.x, data.y)
+    )
     x, y = x[:images], y[:images]
     cfg = datamodule.augment_config
     torch.manual_seed(seed)

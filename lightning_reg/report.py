@@ -410,8 +410,13 @@ def aggregate(runs: Sequence[RunRecord], baseline: str | None = None, root: Path
         for m in METRICS:
             c.mean[m], c.std[m], _ = mean_std([getattr(r, m) for r in ok])
         configs.append(c)
-    configs.sort(key=lambda c: (math.isnan(c.mean["test_acc"]), -c.mean["test_acc"] if not math.isnan(c.mean["test_acc"]) else 0,
-                                c.label))
+    configs.sort(
+        key=lambda c: (
+            math.isnan(c.mean["test_acc"]),
+            -c.mean["test_acc"] if not math.isnan(c.mean["test_acc"]) else 0,
+            c.label,
+        )
+    )
     base = _find_baseline(configs, baseline)
     if base is not None:
         base.is_baseline = True
@@ -419,8 +424,14 @@ def aggregate(runs: Sequence[RunRecord], baseline: str | None = None, root: Path
         for c in configs:
             c.delta = c.mean["test_acc"] - b_mean
             c.delta_in_std = c.delta / b_std if b_std and math.isfinite(b_std) and b_std > 0 else math.nan
-    return Report(root=Path(root) if root else Path("."), experiment=runs[0].experiment if runs else "",
-                  runs=list(runs), configs=configs, common_overrides=common, baseline=base)
+    return Report(
+        root=Path(root) if root else Path("."),
+        experiment=runs[0].experiment if runs else "",
+        runs=list(runs),
+        configs=configs,
+        common_overrides=common,
+        baseline=base,
+    )
 
 
 def _sweep_info(report: Report) -> None:
@@ -428,7 +439,7 @@ def _sweep_info(report: Report) -> None:
     for candidate in [report.root, *report.root.parents][:3]:
         multirun = _read_yaml(candidate / "multirun.yaml")
         if isinstance(multirun, dict):
-            sweeper = ((multirun.get("hydra") or {}).get("sweeper") or {})
+            sweeper = (multirun.get("hydra") or {}).get("sweeper") or {}
             target = str(sweeper.get("_target_", ""))
             report.sweeper = "optuna" if "optuna" in target.lower() else "basic"
             report.direction = sweeper.get("direction") if report.sweeper == "optuna" else None
@@ -470,8 +481,20 @@ def _epoch(c: ConfigSummary, metric: str) -> str:
     return str(int(m)) if float(m).is_integer() else f"{m:.1f}"
 
 
-TABLE_HEADER = ("#", "configuration", "runs", "test acc", "Δ vs baseline", "Δ / σ_base", "test loss",
-                "best val acc", "best epoch", "stop epoch", "train−val gap", "wall s")
+TABLE_HEADER = (
+    "#",
+    "configuration",
+    "runs",
+    "test acc",
+    "Δ vs baseline",
+    "Δ / σ_base",
+    "test loss",
+    "best val acc",
+    "best epoch",
+    "stop epoch",
+    "train−val gap",
+    "wall s",
+)
 
 
 def table_rows(report: Report) -> list[list[str]]:
@@ -479,20 +502,22 @@ def table_rows(report: Report) -> list[list[str]]:
     rows = []
     for i, c in enumerate(report.configs, 1):
         runs = f"{c.n_ok}/{len(c.runs)}" + (f" ({c.n_failed} failed)" if c.n_failed else "")
-        rows.append([
-            str(i),
-            c.label + (" **(baseline)**" if c.is_baseline else ""),
-            runs,
-            _pm(c, "test_acc"),
-            _fmt(c.delta, sign=True) if report.baseline else "—",
-            _fmt(c.delta_in_std, 2, sign=True) if report.baseline else "—",
-            _pm(c, "test_loss"),
-            _pm(c, "best_val_acc"),
-            _epoch(c, "best_epoch"),
-            _epoch(c, "stopped_epoch"),
-            _pm(c, "gap", 3),
-            _fmt(c.mean["wall_s"], 1),
-        ])
+        rows.append(
+            [
+                str(i),
+                c.label + (" **(baseline)**" if c.is_baseline else ""),
+                runs,
+                _pm(c, "test_acc"),
+                _fmt(c.delta, sign=True) if report.baseline else "—",
+                _fmt(c.delta_in_std, 2, sign=True) if report.baseline else "—",
+                _pm(c, "test_loss"),
+                _pm(c, "best_val_acc"),
+                _epoch(c, "best_epoch"),
+                _epoch(c, "stopped_epoch"),
+                _pm(c, "gap", 3),
+                _fmt(c.mean["wall_s"], 1),
+            ]
+        )
     return rows
 
 
@@ -531,15 +556,21 @@ def format_markdown(report: Report, plots: Sequence[Path] = ()) -> str:
         "Best val acc is the highest `val/acc` of an epoch and best epoch where it occurred; stop epoch is the "
         "last epoch trained (epochs count from 0); the gap is `train/acc − val/acc` at the last epoch; wall s is "
         "the mean fit time. "
-        + (f"Δ is the difference in mean test accuracy from the baseline `{report.baseline.label}`, and Δ / σ_base "
-           "that difference in units of the baseline's std."
-           if report.baseline else "No baseline configuration was found (name one with `--baseline`)."),
+        + (
+            f"Δ is the difference in mean test accuracy from the baseline `{report.baseline.label}`, and Δ / σ_base "
+            "that difference in units of the baseline's std."
+            if report.baseline
+            else "No baseline configuration was found (name one with `--baseline`)."
+        ),
         "",
         format_table(report),
     ]
     if report.best_trial:
-        parts += ["", f"Optuna best trial ({report.direction or 'maximize'} `{report.optimized_metric}`): "
-                  f"value {report.best_trial.get('value')}, params `{report.best_trial.get('params')}`."]
+        parts += [
+            "",
+            f"Optuna best trial ({report.direction or 'maximize'} `{report.optimized_metric}`): "
+            f"value {report.best_trial.get('value')}, params `{report.best_trial.get('params')}`.",
+        ]
     if report.failed:
         parts += ["", f"## Failed runs ({len(report.failed)})", "", format_failures(report)]
     if plots:
@@ -556,12 +587,36 @@ def write_csv(report: Report, path: Path) -> None:
     with Path(path).open("w", newline="") as fh:
         w = csv.writer(fh)
         stat_cols = [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
-        w.writerow(["rank", "configuration", "baseline", "runs", "failed", *stat_cols, "delta_test_acc",
-                    "delta_in_baseline_std", "seeds", "overrides"])
+        w.writerow(
+            [
+                "rank",
+                "configuration",
+                "baseline",
+                "runs",
+                "failed",
+                *stat_cols,
+                "delta_test_acc",
+                "delta_in_baseline_std",
+                "seeds",
+                "overrides",
+            ]
+        )
         for i, c in enumerate(report.configs, 1):
             stats = [_csv_num(getattr(c, s)[m]) for m in METRICS for s in ("mean", "std")]
-            w.writerow([i, c.label, int(c.is_baseline), len(c.runs), c.n_failed, *stats, _csv_num(c.delta),
-                        _csv_num(c.delta_in_std), " ".join(str(s) for s in c.seeds), " ".join(c.key)])
+            w.writerow(
+                [
+                    i,
+                    c.label,
+                    int(c.is_baseline),
+                    len(c.runs),
+                    c.n_failed,
+                    *stats,
+                    _csv_num(c.delta),
+                    _csv_num(c.delta_in_std),
+                    " ".join(str(s) for s in c.seeds),
+                    " ".join(c.key),
+                ]
+            )
 
 
 def write_runs_csv(report: Report, path: Path) -> None:
@@ -572,8 +627,16 @@ def write_runs_csv(report: Report, path: Path) -> None:
         for c in report.configs:
             for r in c.runs:
                 err = (r.error or "").strip().splitlines()
-                w.writerow([c.label, str(r.path), r.status, r.seed, *(_csv_num(getattr(r, m)) for m in METRICS),
-                            err[0] if err else ""])
+                w.writerow(
+                    [
+                        c.label,
+                        str(r.path),
+                        r.status,
+                        r.seed,
+                        *(_csv_num(getattr(r, m)) for m in METRICS),
+                        err[0] if err else "",
+                    ]
+                )
 
 
 def write_report(report: Report, out_dir: Path | None = None, plots: bool = True) -> dict[str, Path]:
@@ -600,8 +663,14 @@ def write_report(report: Report, out_dir: Path | None = None, plots: bool = True
     return files
 
 
-def make_report(root: Path, out_dir: Path | None = None, baseline: str | None = None, plots: bool = True,
-                echo: bool = True, interrupted: str | None = None) -> Report:
+def make_report(
+    root: Path,
+    out_dir: Path | None = None,
+    baseline: str | None = None,
+    plots: bool = True,
+    echo: bool = True,
+    interrupted: str | None = None,
+) -> Report:
     """Build the report for the multirun at ``root``, write its files and (``echo``) print the table.
 
     ``interrupted``: the multirun did not run to its end; ``report.md`` says so (with this reason) at the top.
@@ -615,8 +684,10 @@ def make_report(root: Path, out_dir: Path | None = None, baseline: str | None = 
     report = build(Path(root), baseline=baseline)
     files = write_report(report, out_dir, plots=plots)
     if interrupted:
-        note = (f"**This multirun was {interrupted}.** The report covers the runs that finished; jobs that "
-                "did not finish are listed as failed (no metrics.json), and jobs never started are missing.")
+        note = (
+            f"**This multirun was {interrupted}.** The report covers the runs that finished; jobs that "
+            "did not finish are listed as failed (no metrics.json), and jobs never started are missing."
+        )
         md = files["report.md"]
         title, _, rest = md.read_text().partition("\n")
         md.write_text(f"{title}\n\n{note}\n{rest}")
@@ -624,8 +695,11 @@ def make_report(root: Path, out_dir: Path | None = None, baseline: str | None = 
             print(f"\nlightning_reg report: {note}", flush=True)
     if echo:
         n_failed = len(report.failed)
-        print(f"\nlightning_reg report: {report.experiment}, {len(report.runs)} runs, "
-              f"{len(report.configs)} configurations" + (f", {n_failed} FAILED" if n_failed else ""), flush=True)
+        print(
+            f"\nlightning_reg report: {report.experiment}, {len(report.runs)} runs, "
+            f"{len(report.configs)} configurations" + (f", {n_failed} FAILED" if n_failed else ""),
+            flush=True,
+        )
         print(format_table(report), flush=True)
         if n_failed:
             print("\nFailed runs:\n" + format_failures(report), flush=True)
@@ -636,7 +710,8 @@ def make_report(root: Path, out_dir: Path | None = None, baseline: str | None = 
 def _study_in(root: Path) -> tuple[str, str] | None:
     """The Optuna study of a lightning_reg sweep directory, when it is one (needs optuna)."""
     if not (root / "optuna.db").is_file() and "lightning_reg_optuna" not in (
-            (root / "multirun.yaml").read_text() if (root / "multirun.yaml").is_file() else ""):
+        (root / "multirun.yaml").read_text() if (root / "multirun.yaml").is_file() else ""
+    ):
         return None
     from lightning_reg.study.report import study_of_sweep_dir
 
@@ -664,10 +739,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m lightning_reg.report",
         description="Rebuild the comparison report (report.md, report.csv, runs.csv, plots) of a Hydra multirun.",
     )
-    parser.add_argument("multirun_dir", type=Path, nargs="?", default=None,
-                        help="directory a multirun wrote (holds one folder per job); an Optuna sweep's study is "
-                             "found through it")
-    parser.add_argument("--storage", default=None, help="an Optuna study's storage URL (with --study), from any machine")
+    parser.add_argument(
+        "multirun_dir",
+        type=Path,
+        nargs="?",
+        default=None,
+        help="directory a multirun wrote (holds one folder per job); an Optuna sweep's study is found through it",
+    )
+    parser.add_argument(
+        "--storage", default=None, help="an Optuna study's storage URL (with --study), from any machine"
+    )
     parser.add_argument("--study", default=None, help="the study's name in --storage")
     parser.add_argument("--out", type=Path, default=None, help="where to write the report (default: multirun_dir)")
     parser.add_argument("--baseline", default=None, help="label or override of the baseline configuration")
@@ -679,8 +760,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("give a multirun directory, or --storage URL --study NAME")
     try:
         if args.storage is not None:
-            make_study_report(args.storage, args.study, out_dir=args.out or args.multirun_dir or Path("."),
-                              plots=not args.no_plots)
+            make_study_report(
+                args.storage, args.study, out_dir=args.out or args.multirun_dir or Path("."), plots=not args.no_plots
+            )
         else:
             make_report(args.multirun_dir, out_dir=args.out, baseline=args.baseline, plots=not args.no_plots)
     except (ReportError, ValueError) as err:

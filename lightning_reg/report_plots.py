@@ -47,7 +47,9 @@ def save_figure(fig: Any, path: Path) -> Path:
     return path
 
 
-def curve_band(histories: Sequence[Sequence[dict[str, float]]], key: str) -> tuple[list[float], list[float], list[float], list[float]]:
+def curve_band(
+    histories: Sequence[Sequence[dict[str, float]]], key: str
+) -> tuple[list[float], list[float], list[float], list[float]]:
     """Epochs, and the mean, min and max of ``key`` over runs at each epoch (only runs that logged it).
 
     Example:
@@ -61,8 +63,12 @@ def curve_band(histories: Sequence[Sequence[dict[str, float]]], key: str) -> tup
             if v is not None and "epoch" in row and math.isfinite(float(v)):
                 per_epoch.setdefault(float(row["epoch"]), []).append(float(v))
     epochs = sorted(per_epoch)
-    return (epochs, [sum(per_epoch[e]) / len(per_epoch[e]) for e in epochs],
-            [min(per_epoch[e]) for e in epochs], [max(per_epoch[e]) for e in epochs])
+    return (
+        epochs,
+        [sum(per_epoch[e]) / len(per_epoch[e]) for e in epochs],
+        [min(per_epoch[e]) for e in epochs],
+        [max(per_epoch[e]) for e in epochs],
+    )
 
 
 def short_label(label: str, width: int = 40) -> str:
@@ -102,12 +108,15 @@ def plot_loss_curves(configs: Sequence[ConfigSummary], path: Path) -> Path | Non
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(shown):]:
+    for ax in list(axes.flat)[len(shown) :]:
         ax.axis("off")
     axes[0][0].set_ylabel("loss")
     axes[0][0].legend(fontsize=8)
-    more = (f"; the best {len(shown)} of {len(with_history)} configurations by test accuracy"
-            if len(with_history) > len(shown) else "")
+    more = (
+        f"; the best {len(shown)} of {len(with_history)} configurations by test accuracy"
+        if len(with_history) > len(shown)
+        else ""
+    )
     fig.suptitle(f"loss per epoch: mean over seeds, band = min–max over seeds{more}", fontsize=10)
     return save_figure(fig, path)
 
@@ -122,8 +131,9 @@ def plot_test_acc(configs: Sequence[ConfigSummary], path: Path) -> Path | None:
     ys = list(range(len(shown)))[::-1]
     for y, c in zip(ys, shown):
         err = c.std["test_acc"] if math.isfinite(c.std["test_acc"]) else 0.0
-        ax.errorbar(c.mean["test_acc"], y, xerr=err, fmt="o", capsize=4,
-                    color="tab:red" if c.is_baseline else "tab:blue")
+        ax.errorbar(
+            c.mean["test_acc"], y, xerr=err, fmt="o", capsize=4, color="tab:red" if c.is_baseline else "tab:blue"
+        )
         for r in c.runs:
             if r.test_acc is not None:
                 ax.plot(r.test_acc, y, "x", color="gray", markersize=4)
@@ -159,8 +169,9 @@ def plot_optimization_history(report: Report, path: Path) -> Path | None:
         ax.axvline(num, color="gray", alpha=0.3, linestyle=":")
     ax.set_xlabel("trial")
     ax.set_ylabel(report.optimized_metric or "objective")
-    ax.set_title("Optuna optimization history" + (f" ({len(failed)} failed trials dotted)" if failed else ""),
-                 fontsize=10)
+    ax.set_title(
+        "Optuna optimization history" + (f" ({len(failed)} failed trials dotted)" if failed else ""), fontsize=10
+    )
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return save_figure(fig, path)
@@ -170,7 +181,10 @@ def plot_all(report: Report, out_dir: Path) -> list[Path]:
     """Write every plot that applies to ``report`` into ``out_dir``; raises :class:`MissingMatplotlib`."""
     _pyplot()
     out = Path(out_dir)
-    made = [plot_loss_curves(report.configs, out / "loss_curves.png"), plot_test_acc(report.configs, out / "test_acc.png")]
+    made = [
+        plot_loss_curves(report.configs, out / "loss_curves.png"),
+        plot_test_acc(report.configs, out / "test_acc.png"),
+    ]
     if report.sweeper == "optuna":
         made.append(plot_optimization_history(report, out / "optimization_history.png"))
     return [p for p in made if p is not None]

@@ -96,8 +96,9 @@ def check_run_dir(run_dir: Path | str, ckpt_path: Any, *, allow_new_last: bool =
         )
     state = run_state(run_dir)
     if ckpt_path is not None and not isinstance(ckpt_path, (str, Path)):
-        raise ConfigError(f"`ckpt_path` must be a checkpoint file path or 'last'; got {ckpt_path!r} "
-                          f"({type(ckpt_path).__name__}).")
+        raise ConfigError(
+            f"`ckpt_path` must be a checkpoint file path or 'last'; got {ckpt_path!r} ({type(ckpt_path).__name__})."
+        )
     if state == FINISHED:
         raise RunDirError(
             f"run directory {str(run_dir)!r} already holds metrics.json (status {read_status(run_dir)!r}) from a "
@@ -120,8 +121,10 @@ def check_run_dir(run_dir: Path | str, ckpt_path: Any, *, allow_new_last: bool =
         if state == NEW and allow_new_last:
             return None
         found = ", ".join(p.name for p in _checkpoints(run_dir)) or "no checkpoints"
-        raise ConfigError(f"`ckpt_path=last` resumes {last}, which does not exist (run directory {str(run_dir)!r} "
-                          f"is {state}: {found}). Pass the checkpoint's path, or drop ckpt_path to start a new run.")
+        raise ConfigError(
+            f"`ckpt_path=last` resumes {last}, which does not exist (run directory {str(run_dir)!r} "
+            f"is {state}: {found}). Pass the checkpoint's path, or drop ckpt_path to start a new run."
+        )
     ckpt = Path(ckpt_path)
     if not ckpt.is_file():
         raise ConfigError(f"`ckpt_path` must be an existing checkpoint file or 'last'; got {str(ckpt_path)!r}.")
@@ -179,16 +182,20 @@ def check_sweep_dir(sweep_dir: Path | str, task_overrides: list[str], sweeper_pa
     saved_path = sweep_dir / "multirun.yaml"
     if not saved_path.is_file():
         if run_state(sweep_dir) != NEW or any(sweep_dir.glob("*/metrics.json")):
-            raise RunDirError(f"`hydra.sweep.dir` {str(sweep_dir)!r} holds runs but no multirun.yaml; refusing to "
-                              "write a sweep into it. Choose another hydra.sweep.dir.")
+            raise RunDirError(
+                f"`hydra.sweep.dir` {str(sweep_dir)!r} holds runs but no multirun.yaml; refusing to "
+                "write a sweep into it. Choose another hydra.sweep.dir."
+            )
         return NEW
     import yaml
 
     try:
         saved = yaml.safe_load(saved_path.read_text())
     except (OSError, yaml.YAMLError) as err:
-        raise RunDirError(f"`hydra.sweep.dir` {str(sweep_dir)!r}: its multirun.yaml cannot be read ({err}); refusing "
-                          "to write into it.") from None
+        raise RunDirError(
+            f"`hydra.sweep.dir` {str(sweep_dir)!r}: its multirun.yaml cannot be read ({err}); refusing "
+            "to write into it."
+        ) from None
     before = _saved_identity(saved)
     now = _sweep_identity(task_overrides, sweeper_params)
     if before == now:

@@ -22,8 +22,13 @@ from lightning_reg.errors import ConfigError, check_range
 
 
 @torch.no_grad()
-def sam_perturbation(params: Sequence[Tensor], grads: Sequence[Tensor], rho: float | Sequence[float],
-                     adaptive: bool | Sequence[bool] = False, eps: float = 1e-12) -> list[Tensor]:
+def sam_perturbation(
+    params: Sequence[Tensor],
+    grads: Sequence[Tensor],
+    rho: float | Sequence[float],
+    adaptive: bool | Sequence[bool] = False,
+    eps: float = 1e-12,
+) -> list[Tensor]:
     """The ascent step ``e = rho · T² g / ‖T g‖`` per tensor (``T = |w|`` if adaptive else 1; one global norm).
 
     ``rho`` and ``adaptive`` may be given per tensor (param groups).
@@ -42,8 +47,10 @@ def sam_perturbation(params: Sequence[Tensor], grads: Sequence[Tensor], rho: flo
     if not scaled:
         return []
     norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(s) for s in scaled]))
-    return [(r * (p.float().pow(2) if a else 1.0) * g.float() / (norm + eps)).to(p.dtype)
-            for p, g, r, a in zip(params, grads, rhos, adapt)]
+    return [
+        (r * (p.float().pow(2) if a else 1.0) * g.float() / (norm + eps)).to(p.dtype)
+        for p, g, r, a in zip(params, grads, rhos, adapt)
+    ]
 
 
 class SAM(torch.optim.Optimizer):
@@ -85,8 +92,15 @@ class SAM(torch.optim.Optimizer):
     #: Closure evaluations per step (read by WeightPenalty, which otherwise refuses closure re-evaluation).
     evaluations_per_step = 2
 
-    def __init__(self, params: Iterable[Any], base: Callable[..., torch.optim.Optimizer], rho: float = 0.05,
-                 adaptive: bool = False, eps: float = 1e-12, **base_kwargs: Any) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        base: Callable[..., torch.optim.Optimizer],
+        rho: float = 0.05,
+        adaptive: bool = False,
+        eps: float = 1e-12,
+        **base_kwargs: Any,
+    ) -> None:
         check_range("rho", rho, 0.0, None, low_inclusive=False)
         if not isinstance(adaptive, bool):
             raise ConfigError(f"`adaptive` must be True or False; got {adaptive!r}.")
@@ -127,8 +141,13 @@ class SAM(torch.optim.Optimizer):
         if not groups:
             return loss
         params = [p for _, p in groups]
-        e = sam_perturbation(params, [p.grad for p in params], [g["rho"] for g, _ in groups],
-                             [g["adaptive"] for g, _ in groups], self.eps)
+        e = sam_perturbation(
+            params,
+            [p.grad for p in params],
+            [g["rho"] for g, _ in groups],
+            [g["adaptive"] for g, _ in groups],
+            self.eps,
+        )
         saved = [p.detach().clone() for p in params]
         torch._foreach_add_(params, e)
         with torch.enable_grad():

@@ -107,7 +107,9 @@ def _apply_residual_drop(module: nn.Module, args: tuple, output: object) -> obje
 def _type_matches(module: nn.Module, key: str | type) -> bool:
     if isinstance(key, type):
         return isinstance(module, key)
-    names = {c.__name__ for c in type(module).__mro__} | {f"{c.__module__}.{c.__qualname__}" for c in type(module).__mro__}
+    names = {c.__name__ for c in type(module).__mro__} | {
+        f"{c.__module__}.{c.__qualname__}" for c in type(module).__mro__
+    }
     return key in names
 
 
@@ -211,7 +213,9 @@ def inject_stochastic_depth(
         if isinstance(child_module(end, INJECTED_NAME), ResidualDrop):
             continue
         if id(end) not in full or len([1 for b, _, e in found if e is end]) > 1:
-            raise ConfigError(f"the residual branch end of {by_end[id(end)]!r} must be a unique submodule of the model.")
+            raise ConfigError(
+                f"the residual branch end of {by_end[id(end)]!r} must be a unique submodule of the model."
+            )
         drop = ResidualDrop(p)
         drop.train(end.training)
         end.add_module(INJECTED_NAME, drop)

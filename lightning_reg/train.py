@@ -102,7 +102,9 @@ def _resolve_model_target(cfg: DictConfig) -> Any:
     try:
         obj = get_object(target)
     except Exception as err:  # noqa: BLE001 - hydra raises ImportError or ValueError with its own text
-        raise ConfigError(f"`model._target_` must name an importable LightningModule class; got {target!r} ({err}).") from None
+        raise ConfigError(
+            f"`model._target_` must name an importable LightningModule class; got {target!r} ({err})."
+        ) from None
     if inspect.isclass(obj) and not issubclass(obj, pl.LightningModule):
         raise ConfigError(
             f"`model._target_` must name a LightningModule subclass; got {target!r}, a subclass of "
@@ -132,7 +134,9 @@ def build_model(cfg: DictConfig, datamodule: Any) -> pl.LightningModule:
         else:
             log.warning(
                 "%s does not take `%s`; it configures its own optimizers, so the `%s` config group is not used.",
-                target.__name__, key, key,
+                target.__name__,
+                key,
+                key,
             )
     try:
         model = _instantiate(cfg.model, "model", **kwargs)
@@ -147,7 +151,9 @@ def build_model(cfg: DictConfig, datamodule: Any) -> pl.LightningModule:
             ) from None
         raise
     if not isinstance(model, pl.LightningModule):
-        raise ConfigError(f"`model._target_` must build a LightningModule; {cfg.model._target_!r} returned {type(model).__name__}.")
+        raise ConfigError(
+            f"`model._target_` must build a LightningModule; {cfg.model._target_!r} returned {type(model).__name__}."
+        )
     return model
 
 
@@ -160,8 +166,10 @@ def _instantiate_dict(node: Any, group: str, base: type) -> list[Any]:
             continue
         why = missing_target_reason(str(sub["_target_"]))
         if why is not None:
-            raise ConfigError(f"`{group}.{name}._target_` = {sub['_target_']!r}: {why}. Upgrade Lightning "
-                              f"(pip install 'lightning>=2.6') or remove `{group}.{name}`.")
+            raise ConfigError(
+                f"`{group}.{name}._target_` = {sub['_target_']!r}: {why}. Upgrade Lightning "
+                f"(pip install 'lightning>=2.6') or remove `{group}.{name}`."
+            )
         obj = _instantiate(sub, f"{group}.{name}")
         if not isinstance(obj, base):
             raise ConfigError(f"`{group}.{name}._target_` must build a {base.__name__}; got {type(obj).__name__}.")
@@ -234,8 +242,9 @@ def build(cfg: DictConfig) -> Parts:
     datamodule = _instantiate(cfg.data, "data")
     model = build_model(cfg, datamodule)
     if check_bool("test", cfg.get("test", True)) and type(model).test_step is pl.LightningModule.test_step:
-        raise ConfigError(f"`test=true` needs a test_step, and {type(model).__name__} defines none; add one, or set "
-                          "test=false.")
+        raise ConfigError(
+            f"`test=true` needs a test_step, and {type(model).__name__} defines none; add one, or set test=false."
+        )
     history = MetricsHistory()
     callbacks = _instantiate_dict(cfg.get("callbacks"), "callbacks", pl.Callback) + [history, RNGState()]
     optimized = cfg.get("optimized_metric")
@@ -339,15 +348,23 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     pruned_epoch = getattr(trial_cb, "pruned_epoch", None)
     if check_bool("test", cfg.get("test", True)) and pruned_epoch is None:
         tested = best_path_to_test or ("restored-best-weights" if restored else "final-weights")
-        trainer.test(model, datamodule=datamodule, ckpt_path=best_path_to_test or None,
-                     **weights_only_kwargs(True if best_path_to_test else None))
+        trainer.test(
+            model,
+            datamodule=datamodule,
+            ckpt_path=best_path_to_test or None,
+            **weights_only_kwargs(True if best_path_to_test else None),
+        )
         test_metrics = {k: v for k, v in _scalars(trainer.callback_metrics).items() if k.startswith("test/")}
 
     diverged = sorted(k for k, v in fit_metrics.items() if k.endswith("loss") and not math.isfinite(v))
     if diverged:
         log.error("the run diverged: %s not finite at the end of fit; status 'diverged'", ", ".join(diverged))
-        print(f"lightning_reg: warning: the run DIVERGED ({', '.join(diverged)} not finite); metrics.json status "
-              "'diverged'. Lower optimizer.lr or clip gradients.", file=sys.stderr, flush=True)
+        print(
+            f"lightning_reg: warning: the run DIVERGED ({', '.join(diverged)} not finite); metrics.json status "
+            "'diverged'. Lower optimizer.lr or clip gradients.",
+            file=sys.stderr,
+            flush=True,
+        )
     summary: dict[str, Any] = {
         "status": "diverged" if diverged else ("completed" if pruned_epoch is None else "pruned"),
         "seed": cfg.seed,
@@ -436,8 +453,7 @@ def finished_job_value(cfg: DictConfig) -> tuple[bool, float | None]:
     value = stored.get("optimized_value")
     status = stored.get("status")
     log.info("%s already finished (status %s): skipped; its metrics.json is kept", output_dir, status)
-    print(f"lightning_reg: {output_dir} already finished (status {status}); skipped, metrics.json kept",
-          flush=True)
+    print(f"lightning_reg: {output_dir} already finished (status {status}); skipped, metrics.json kept", flush=True)
     return True, (float(value) if isinstance(value, (int, float)) and status == "completed" else None)
 
 
@@ -462,13 +478,18 @@ def _record_failure(cfg: DictConfig, err: BaseException) -> None:
         if (out / "metrics.json").exists():
             return
         out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps({
-            "status": "failed",
-            "error": mask_secrets(f"{type(err).__name__}: {err}"),
-            "traceback": mask_secrets(traceback.format_exc()),
-            "seed": cfg.get("seed"),
-            "config": _json_safe(OmegaConf.to_container(cfg, resolve=False)),
-        }, indent=2))
+        (out / "metrics.json").write_text(
+            json.dumps(
+                {
+                    "status": "failed",
+                    "error": mask_secrets(f"{type(err).__name__}: {err}"),
+                    "traceback": mask_secrets(traceback.format_exc()),
+                    "seed": cfg.get("seed"),
+                    "config": _json_safe(OmegaConf.to_container(cfg, resolve=False)),
+                },
+                indent=2,
+            )
+        )
     except Exception:  # noqa: BLE001 - never mask the real error
         log.exception("could not record the failure in metrics.json")
 
@@ -522,8 +543,13 @@ def main(cfg: DictConfig) -> float | list[float] | None:
             # Hydra's sweepers abort the whole sweep (and skip the end-of-sweep report) when a job raises.
             # A failed job is recorded in its metrics.json instead, listed by the report, and returns None,
             # which the Optuna sweeper counts as a failed trial.
-            log.error("run failed and is recorded in %s: %s: %s", Path(cfg.paths.output_dir) / "metrics.json",
-                      type(err).__name__, err, exc_info=not isinstance(err, ConfigError))
+            log.error(
+                "run failed and is recorded in %s: %s: %s",
+                Path(cfg.paths.output_dir) / "metrics.json",
+                type(err).__name__,
+                err,
+                exc_info=not isinstance(err, ConfigError),
+            )
             print(mask_secrets(f"lightning_reg: run failed: {type(err).__name__}: {err}"), file=sys.stderr, flush=True)
             return None
         if isinstance(err, ConfigError):

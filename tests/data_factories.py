@@ -36,8 +36,9 @@ def write_idx(path: Path, array: np.ndarray) -> None:
         f.write(np.ascontiguousarray(array, dtype=np.uint8).tobytes())
 
 
-def make_mnist(root: Path, folder: str = "MNIST", n_train: int = 200, n_test: int = 60, size: int = 28,
-               seed: int = 0) -> Path:
+def make_mnist(
+    root: Path, folder: str = "MNIST", n_train: int = 200, n_test: int = 60, size: int = 28, seed: int = 0
+) -> Path:
     """``<root>/<folder>/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte``, readable by torchvision's MNIST."""
     raw = root / folder / "raw"
     for prefix, n, s in (("train", n_train, seed), ("t10k", n_test, seed + 1)):
@@ -58,13 +59,21 @@ def make_cifar10(root: Path, per_batch: int = 40, n_test: int = 40, seed: int = 
         with open(folder / name, "wb") as f:
             pickle.dump({"batch_label": name, "data": data, "labels": y.astype(int).tolist()}, f)
     with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
-                                     "ship", "truck"]}, f)
+        pickle.dump(
+            {"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]},
+            f,
+        )
     return root
 
 
-def make_image_folder(root: Path, classes: tuple[str, ...] = ("cat", "dog", "fox"), per_class: int = 12,
-                      size: tuple[int, int] = (20, 16), test: bool = True, seed: int = 0) -> Path:
+def make_image_folder(
+    root: Path,
+    classes: tuple[str, ...] = ("cat", "dog", "fox"),
+    per_class: int = 12,
+    size: tuple[int, int] = (20, 16),
+    test: bool = True,
+    seed: int = 0,
+) -> Path:
     """``<root>/{train,test}/<class>/<i>.png`` RGB images of different sizes' worth of content."""
     from PIL import Image
 

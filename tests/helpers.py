@@ -36,8 +36,9 @@ def make_blobs(n: int = 256, dim: int = 16, classes: int = 4, seed: int = 0) -> 
 class TinyModule(pl.LightningModule):
     """A user-style LightningModule: Linear-ReLU-(Dropout)-Linear with SGD, logging train/val loss and acc."""
 
-    def __init__(self, dim: int = 16, hidden: int = 32, classes: int = 4, dropout: float | None = None,
-                 lr: float = 0.1) -> None:
+    def __init__(
+        self, dim: int = 16, hidden: int = 32, classes: int = 4, dropout: float | None = None, lr: float = 0.1
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Linear(dim, hidden), nn.ReLU()]
         if dropout is not None:
@@ -91,11 +92,15 @@ def run_ddp_script(body: str, tmp_path: Path, timeout: float = 240) -> subproces
         "if _dist.is_available() and _dist.is_initialized():\n"
         "    _dist.destroy_process_group()\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+    }
     env.pop("LOCAL_RANK", None)
-    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout
+    )
     if proc.returncode != 0:
         raise AssertionError(f"DDP script failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
     return proc

@@ -56,8 +56,10 @@ class TwoOptimizerModule(TinyModule):
         return loss
 
     def configure_optimizers(self):
-        return [torch.optim.SGD(self.net[0].parameters(), lr=self.lr),
-                torch.optim.SGD(self.net[-1].parameters(), lr=self.lr)]
+        return [
+            torch.optim.SGD(self.net[0].parameters(), lr=self.lr),
+            torch.optim.SGD(self.net[-1].parameters(), lr=self.lr),
+        ]
 
 
 class NaNAfter(TinyModule):
@@ -146,29 +148,64 @@ class Entry:
 
 
 REGISTRY: list[Entry] = [
-    Entry("l2_scheduled", lambda: [WeightPenalty(l2=1e-3, schedule={"name": "linear", "start": 0.0, "end": 1.0,
-                                                                  "end_at": 20})],
-          ("reg/l2", "reg/scale"), check_penalty),
-    Entry("elastic", lambda: [WeightPenalty(l1=1e-4, l2=1e-3)], ("reg/l1", "reg/l1_zero_frac", "reg/l2"), check_penalty),
-    Entry("proximal_l1", lambda: [WeightPenalty(l1=2e-2, mode="proximal")], ("reg/l1", "reg/l1_zero_frac"),
-          check_penalty),
+    Entry(
+        "l2_scheduled",
+        lambda: [WeightPenalty(l2=1e-3, schedule={"name": "linear", "start": 0.0, "end": 1.0, "end_at": 20})],
+        ("reg/l2", "reg/scale"),
+        check_penalty,
+    ),
+    Entry(
+        "elastic", lambda: [WeightPenalty(l1=1e-4, l2=1e-3)], ("reg/l1", "reg/l1_zero_frac", "reg/l2"), check_penalty
+    ),
+    Entry(
+        "proximal_l1", lambda: [WeightPenalty(l1=2e-2, mode="proximal")], ("reg/l1", "reg/l1_zero_frac"), check_penalty
+    ),
     Entry("decoupled", lambda: [WeightPenalty(l2=1e-2, mode="decoupled")], ("reg/l2",), check_penalty),
     Entry("max_norm", lambda: [MaxNorm(0.5)], ("reg/max_unit_norm",), check_max_norm),
-    Entry("dropout_step", lambda: [ScheduledDropout({"name": "linear", "start": 0.0, "end": 0.3, "end_at": 24},
-                                                    inject=["ReLU"], verbose=False)],
-          ("reg/dropout_p",), check_dropout, random=True),
-    Entry("dropout_epoch", lambda: [ScheduledDropout({"name": "early", "p": 0.2, "cutoff": 2, "unit": "epoch"},
-                                                     inject=["ReLU"], verbose=False)],
-          ("reg/dropout_p",), check_dropout, random=True),
-    Entry("early_stopping", lambda: [EarlyStopping("val/loss", patience=2, restore_best_weights=True)],
-          ("es/wait", "es/gl"), check_early_stopping),
-    Entry("early_stopping_gl", lambda: [EarlyStopping("val/loss", criterion="GL", alpha=100.0, restore_best_weights=True,
-                                                      log_prefix="es_gl/")],
-          ("es_gl/wait", "es_gl/gl"), check_early_stopping),
-    Entry("all_together", lambda: [WeightPenalty(l2=1e-3), MaxNorm(1.0),
-                                   ScheduledDropout(0.1, inject=["ReLU"], verbose=False),
-                                   EarlyStopping("val/acc", mode="max", patience=2, restore_best_weights=True)],
-          ("reg/l2", "reg/max_unit_norm", "reg/dropout_p", "es/wait"), check_all, random=True),
+    Entry(
+        "dropout_step",
+        lambda: [
+            ScheduledDropout({"name": "linear", "start": 0.0, "end": 0.3, "end_at": 24}, inject=["ReLU"], verbose=False)
+        ],
+        ("reg/dropout_p",),
+        check_dropout,
+        random=True,
+    ),
+    Entry(
+        "dropout_epoch",
+        lambda: [
+            ScheduledDropout({"name": "early", "p": 0.2, "cutoff": 2, "unit": "epoch"}, inject=["ReLU"], verbose=False)
+        ],
+        ("reg/dropout_p",),
+        check_dropout,
+        random=True,
+    ),
+    Entry(
+        "early_stopping",
+        lambda: [EarlyStopping("val/loss", patience=2, restore_best_weights=True)],
+        ("es/wait", "es/gl"),
+        check_early_stopping,
+    ),
+    Entry(
+        "early_stopping_gl",
+        lambda: [
+            EarlyStopping("val/loss", criterion="GL", alpha=100.0, restore_best_weights=True, log_prefix="es_gl/")
+        ],
+        ("es_gl/wait", "es_gl/gl"),
+        check_early_stopping,
+    ),
+    Entry(
+        "all_together",
+        lambda: [
+            WeightPenalty(l2=1e-3),
+            MaxNorm(1.0),
+            ScheduledDropout(0.1, inject=["ReLU"], verbose=False),
+            EarlyStopping("val/acc", mode="max", patience=2, restore_best_weights=True),
+        ],
+        ("reg/l2", "reg/max_unit_norm", "reg/dropout_p", "es/wait"),
+        check_all,
+        random=True,
+    ),
 ]
 BY_NAME = {e.name: e for e in REGISTRY}
 
@@ -218,8 +255,14 @@ def val_loader() -> DataLoader:
 
 def last_checkpoint(dirpath: Path) -> AtomicModelCheckpoint:
     """The shipped ``callbacks/last_checkpoint`` configuration."""
-    return AtomicModelCheckpoint(dirpath=dirpath, filename="last", monitor=None, save_top_k=1,
-                                 enable_version_counter=False, save_on_train_epoch_end=False)
+    return AtomicModelCheckpoint(
+        dirpath=dirpath,
+        filename="last",
+        monitor=None,
+        save_top_k=1,
+        enable_version_counter=False,
+        save_on_train_epoch_end=False,
+    )
 
 
 @dataclass
@@ -238,9 +281,19 @@ class Run:
         return self.final_states
 
 
-def fit(entry: Entry | None, max_epochs: int, *, model: pl.LightningModule | None = None, ckpt_dir: Path | None = None,
-        ckpt_path: str | Path | None = None, callbacks: list[pl.Callback] | None = None, seed: int = 0,
-        train: DataLoader | None = None, val: DataLoader | None = None, **trainer_kw: Any) -> Run:
+def fit(
+    entry: Entry | None,
+    max_epochs: int,
+    *,
+    model: pl.LightningModule | None = None,
+    ckpt_dir: Path | None = None,
+    ckpt_path: str | Path | None = None,
+    callbacks: list[pl.Callback] | None = None,
+    seed: int = 0,
+    train: DataLoader | None = None,
+    val: DataLoader | None = None,
+    **trainer_kw: Any,
+) -> Run:
     """Seed, build the model and fit with the entry's callbacks + RNGState (+ last_checkpoint into ``ckpt_dir``)."""
     pl.seed_everything(seed, workers=True)
     model = model if model is not None else MomentumModule(lr=0.1)
@@ -249,13 +302,25 @@ def fit(entry: Entry | None, max_epochs: int, *, model: pl.LightningModule | Non
     if ckpt_dir is not None:
         cbs.append(last_checkpoint(ckpt_dir))
     logger = MemoryLogger()
-    kw: dict[str, Any] = dict(accelerator="cpu", devices=1, max_epochs=max_epochs, log_every_n_steps=1,
-                              enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                              enable_checkpointing=ckpt_dir is not None, deterministic=True)
+    kw: dict[str, Any] = dict(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=max_epochs,
+        log_every_n_steps=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        enable_checkpointing=ckpt_dir is not None,
+        deterministic=True,
+    )
     kw.update(trainer_kw)
     trainer = pl.Trainer(callbacks=cbs, logger=logger, **kw)
-    trainer.fit(model, train if train is not None else train_loader(), val if val is not None else val_loader(),
-                ckpt_path=str(ckpt_path) if ckpt_path else None)
+    trainer.fit(
+        model,
+        train if train is not None else train_loader(),
+        val if val is not None else val_loader(),
+        ckpt_path=str(ckpt_path) if ckpt_path else None,
+    )
     states = {cb.state_key: cb.state_dict() for cb in trainer.callbacks if isinstance(cb, OURS)}
     return Run(trainer, model, cbs, logger, states)
 
@@ -264,10 +329,13 @@ def assert_same(a: Any, b: Any, where: str = "") -> None:
     """Recursive bit-for-bit equality of nested dicts/lists/tensors/floats (NaN equals NaN)."""
     if isinstance(a, torch.Tensor):
         assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape, where
-        assert torch.equal(a, b) or (a.is_floating_point() and torch.equal(a.isnan(), b.isnan())
-                                     and torch.equal(a.nan_to_num(), b.nan_to_num())), f"{where} differs"
+        assert torch.equal(a, b) or (
+            a.is_floating_point() and torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(), b.nan_to_num())
+        ), f"{where} differs"
     elif isinstance(a, dict):
-        assert isinstance(b, dict) and a.keys() == b.keys(), f"{where}: keys {sorted(map(str, a))} != {sorted(map(str, b))}"
+        assert isinstance(b, dict) and a.keys() == b.keys(), (
+            f"{where}: keys {sorted(map(str, a))} != {sorted(map(str, b))}"
+        )
         for k in a:
             assert_same(a[k], b[k], f"{where}.{k}")
     elif isinstance(a, (list, tuple)):
@@ -302,6 +370,7 @@ def vit_tiny(**kw: Any) -> pl.LightningModule:
     from functools import partial
 
     from lightning_reg.models.zoo import ImageClassifier, timm_model
+
     net = partial(timm_model, "vit_tiny_patch16_224", img_size=32, patch_size=8, depth=4, drop_path_rate=0.1, **kw)
     return ImageClassifier(net, 10, (3, 32, 32), optimizer=partial(torch.optim.AdamW, lr=1e-3))
 
@@ -310,6 +379,7 @@ def convnext_small(**kw: Any) -> pl.LightningModule:
     from functools import partial
 
     from lightning_reg.models.zoo import ImageClassifier, timm_model
+
     net = partial(timm_model, "convnext_atto", depths=(1, 1, 1, 1), dims=(16, 32, 64, 128), drop_path_rate=0.1, **kw)
     return ImageClassifier(net, 10, (3, 32, 32), optimizer=partial(torch.optim.SGD, lr=0.05, momentum=0.9))
 
@@ -318,20 +388,36 @@ def resnet18_small() -> pl.LightningModule:
     from functools import partial
 
     from lightning_reg.models.zoo import ImageClassifier, torchvision_model
-    return ImageClassifier(partial(torchvision_model, "resnet18", small_input=True), 10, (1, 8, 8),
-                           optimizer=partial(torch.optim.SGD, lr=0.05, momentum=0.9))
+
+    return ImageClassifier(
+        partial(torchvision_model, "resnet18", small_input=True),
+        10,
+        (1, 8, 8),
+        optimizer=partial(torch.optim.SGD, lr=0.05, momentum=0.9),
+    )
 
 
-BERT_CONFIG = dict(vocab_size=64, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
-                   max_position_embeddings=16, num_labels=3)
+BERT_CONFIG = dict(
+    vocab_size=64,
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=128,
+    max_position_embeddings=16,
+    num_labels=3,
+)
 
 
 def bert_tiny(**kw: Any) -> pl.LightningModule:
     from functools import partial
 
     from lightning_reg.models.zoo import SequenceClassifier, hf_sequence_classifier
-    return SequenceClassifier(partial(hf_sequence_classifier, **{**BERT_CONFIG, **kw}), num_classes=3,
-                              optimizer=partial(torch.optim.AdamW, lr=1e-3))
+
+    return SequenceClassifier(
+        partial(hf_sequence_classifier, **{**BERT_CONFIG, **kw}),
+        num_classes=3,
+        optimizer=partial(torch.optim.AdamW, lr=1e-3),
+    )
 
 
 @dataclass(frozen=True)
@@ -345,29 +431,51 @@ class Family:
     make: Callable[[], list[pl.Callback]]
 
     def loaders(self, batch_size: int = 8) -> tuple[DataLoader, DataLoader]:
-        return (DataLoader(self.data(32), batch_size=batch_size, shuffle=True),
-                DataLoader(self.data(16), batch_size=16))
+        return (
+            DataLoader(self.data(32), batch_size=batch_size, shuffle=True),
+            DataLoader(self.data(16), batch_size=16),
+        )
 
 
 def _family_callbacks(dropout: dict[str, Any]) -> Callable[[], list[pl.Callback]]:
-    return lambda: [WeightPenalty(l2=1e-3), MaxNorm(2.0), ScheduledDropout(verbose=False, **dropout),
-                    EarlyStopping("val/loss", patience=5, restore_best_weights=True)]
+    return lambda: [
+        WeightPenalty(l2=1e-3),
+        MaxNorm(2.0),
+        ScheduledDropout(verbose=False, **dropout),
+        EarlyStopping("val/loss", patience=5, restore_best_weights=True),
+    ]
 
 
 def _stochastic_depth_callbacks() -> list[pl.Callback]:
     from lightning_reg import StochasticDepth
-    return [WeightPenalty(l2=1e-3), MaxNorm(2.0), StochasticDepth({"name": "linear", "start": 0.0, "end": 0.2,
-                                                                    "end_at": 8}, verbose=False),
-            EarlyStopping("val/loss", patience=5, restore_best_weights=True)]
+
+    return [
+        WeightPenalty(l2=1e-3),
+        MaxNorm(2.0),
+        StochasticDepth({"name": "linear", "start": 0.0, "end": 0.2, "end_at": 8}, verbose=False),
+        EarlyStopping("val/loss", patience=5, restore_best_weights=True),
+    ]
 
 
 _LINEAR = {"name": "linear", "start": 0.05, "end": 0.2, "end_at": 8}
 FAMILIES: list[Family] = [
-    Family("timm_vit", "timm", vit_tiny, lambda n: synthetic_images(n, (3, 32, 32)),
-           _family_callbacks({"schedule": _LINEAR, "modules": ["DropPath"], "depth_scale": True})),
-    Family("timm_convnext", "timm", convnext_small, lambda n: synthetic_images(n, (3, 32, 32)),
-           _family_callbacks({"schedule": _LINEAR, "modules": ["DropPath"], "depth_scale": True})),
+    Family(
+        "timm_vit",
+        "timm",
+        vit_tiny,
+        lambda n: synthetic_images(n, (3, 32, 32)),
+        _family_callbacks({"schedule": _LINEAR, "modules": ["DropPath"], "depth_scale": True}),
+    ),
+    Family(
+        "timm_convnext",
+        "timm",
+        convnext_small,
+        lambda n: synthetic_images(n, (3, 32, 32)),
+        _family_callbacks({"schedule": _LINEAR, "modules": ["DropPath"], "depth_scale": True}),
+    ),
     Family("resnet18", None, resnet18_small, lambda n: synthetic_images(n, (1, 8, 8)), _stochastic_depth_callbacks),
-    Family("hf_bert", "transformers", bert_tiny, lambda n: synthetic_tokens(n), _family_callbacks({"schedule": _LINEAR})),
+    Family(
+        "hf_bert", "transformers", bert_tiny, lambda n: synthetic_tokens(n), _family_callbacks({"schedule": _LINEAR})
+    ),
 ]
 FAMILY = {f.name: f for f in FAMILIES}

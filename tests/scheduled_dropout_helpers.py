@@ -107,13 +107,15 @@ class RateProbe(pl.Callback):
                 if not mod.training:
                     self.eval_forwards += 1
                     return
-                self.records.append({
-                    "epoch": trainer.current_epoch,
-                    "batch": trainer.fit_loop.epoch_loop.batch_idx,
-                    "step": trainer.global_step,
-                    "name": name,
-                    "p": float(getattr(mod, attr)),
-                })
+                self.records.append(
+                    {
+                        "epoch": trainer.current_epoch,
+                        "batch": trainer.fit_loop.epoch_loop.batch_idx,
+                        "step": trainer.global_step,
+                        "name": name,
+                        "p": float(getattr(mod, attr)),
+                    }
+                )
 
             self._handles.append(module.register_forward_pre_hook(hook))
 
@@ -137,15 +139,24 @@ class ReseedEachBatch(pl.Callback):
     dropout masks after a resume differ unless the RNG is pinned like this.
     """
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         torch.manual_seed(1000 * trainer.current_epoch + batch_idx)
 
 
 def trainer_kwargs(**overrides: Any) -> dict[str, Any]:
     kw: dict[str, Any] = dict(
-        accelerator="cpu", devices=1, max_epochs=2, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-        limit_val_batches=2, deterministic=True,
+        accelerator="cpu",
+        devices=1,
+        max_epochs=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=2,
+        deterministic=True,
     )
     kw.update(overrides)
     return kw

@@ -18,29 +18,62 @@ FAST = ["trainer=debug", "trainer.enable_model_summary=false"]
 
 #: Prune every trial after epoch 1 (val/acc never exceeds 1.1): deterministic pruning for the DDP and
 #: multi-node tests.
-ALWAYS_PRUNE = ["hydra/sweeper/pruner=none", "hydra.sweeper.pruner._target_=optuna.pruners.ThresholdPruner",
-                "+hydra.sweeper.pruner.lower=1.1", "+hydra.sweeper.pruner.n_warmup_steps=1"]
+ALWAYS_PRUNE = [
+    "hydra/sweeper/pruner=none",
+    "hydra.sweeper.pruner._target_=optuna.pruners.ThresholdPruner",
+    "+hydra.sweeper.pruner.lower=1.1",
+    "+hydra.sweeper.pruner.n_warmup_steps=1",
+]
 
 
 def env(extra_path: Path | None = None, **more: str) -> dict[str, str]:
-    e = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "1",
-         "PYTHONPATH": os.pathsep.join(p for p in [str(REPO), str(extra_path or ""), os.environ.get("PYTHONPATH", "")] if p)}
-    for key in ("LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK",
-                "LIGHTNING_REG_TRIAL", "SLURM_NODEID", "SLURM_JOB_ID"):
+    e = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "HYDRA_FULL_ERROR": "1",
+        "PYTHONPATH": os.pathsep.join(
+            p for p in [str(REPO), str(extra_path or ""), os.environ.get("PYTHONPATH", "")] if p
+        ),
+    }
+    for key in (
+        "LOCAL_RANK",
+        "NODE_RANK",
+        "GROUP_RANK",
+        "MASTER_ADDR",
+        "MASTER_PORT",
+        "WORLD_SIZE",
+        "RANK",
+        "LIGHTNING_REG_TRIAL",
+        "SLURM_NODEID",
+        "SLURM_JOB_ID",
+    ):
         e.pop(key, None)
     e.update(more)
     return e
 
 
 def command(sweep: Path, *overrides: str) -> list[str]:
-    return [sys.executable, "-m", "lightning_reg.train", "-m", *overrides, f"hydra.sweep.dir={sweep}",
-            f"paths.log_dir={sweep.parent / 'outputs'}"]
+    return [
+        sys.executable,
+        "-m",
+        "lightning_reg.train",
+        "-m",
+        *overrides,
+        f"hydra.sweep.dir={sweep}",
+        f"paths.log_dir={sweep.parent / 'outputs'}",
+    ]
 
 
 def start(sweep: Path, *overrides: str, log: Path, extra_path: Path | None = None, **more_env: str) -> subprocess.Popen:
     fh = log.open("w")
-    return subprocess.Popen(command(sweep, *overrides), cwd=sweep.parent, env=env(extra_path, **more_env),
-                            stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        command(sweep, *overrides),
+        cwd=sweep.parent,
+        env=env(extra_path, **more_env),
+        stdout=fh,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def wait_all(procs: Sequence[subprocess.Popen], logs: Sequence[Path], timeout: float = 300) -> None:

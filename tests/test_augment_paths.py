@@ -17,8 +17,7 @@ from data_factories import write_idx
 
 N = 1000
 N_IMAGES = 600  # per-sample v2 calls are the slow part of this file
-AFFINE = dict(rotation_range=30.0, width_shift_range=0.2, height_shift_range=0.1, shear_range=10.0,
-              zoom_range=0.2)
+AFFINE = dict(rotation_range=30.0, width_shift_range=0.2, height_shift_range=0.1, shear_range=10.0, zoom_range=0.2)
 
 
 def test_affine_parameter_distributions_agree() -> None:
@@ -52,18 +51,22 @@ def centroids(batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     return np.round(cx.numpy(), 3), np.round(cy.numpy(), 3)
 
 
-@pytest.mark.parametrize("cfg_kwargs", [
-    dict(width_shift_range=0.15, height_shift_range=0.1, horizontal_flip=True, fill_mode="constant"),
-    dict(crop_padding=3, vertical_flip=True),
-])
+@pytest.mark.parametrize(
+    "cfg_kwargs",
+    [
+        dict(width_shift_range=0.15, height_shift_range=0.1, horizontal_flip=True, fill_mode="constant"),
+        dict(crop_padding=3, vertical_flip=True),
+    ],
+)
 def test_cpu_and_device_outputs_have_the_same_displacement_distribution(cfg_kwargs: dict) -> None:
     """Measured on the images themselves: where the blob's centroid lands, per sample, on each path."""
     img = blob()
     torch.manual_seed(0)
     cpu_t = build_cpu_transform(AugmentConfig(augment_on="cpu", **cfg_kwargs), 21, 21)
     cpu = torch.stack([cpu_t(img) for _ in range(N_IMAGES)])
-    dev, _ = augment_batch(img.expand(N_IMAGES, 1, 21, 21).contiguous(), AugmentConfig(**cfg_kwargs),
-                           torch.Generator().manual_seed(0))
+    dev, _ = augment_batch(
+        img.expand(N_IMAGES, 1, 21, 21).contiguous(), AugmentConfig(**cfg_kwargs), torch.Generator().manual_seed(0)
+    )
     for a, b in zip(centroids(cpu), centroids(dev)):
         assert ks_2samp(a, b).pvalue > 1e-3
         assert a.std() > 1.0  # the displacement really varies per sample on both paths
@@ -82,8 +85,9 @@ def write_constant_mnist(root: Path, n: int = 200) -> Path:
 @pytest.mark.parametrize("augment_on", ["cpu", "device"])
 def test_labels_stay_with_their_images_on_both_paths(tmp_path: Path, augment_on: str) -> None:
     write_constant_mnist(tmp_path)
-    dm = MNISTDataModule(data_dir=str(tmp_path), batch_size=32, augment=dict(augment_on=augment_on, **AFFINE,
-                                                                             horizontal_flip=True))
+    dm = MNISTDataModule(
+        data_dir=str(tmp_path), batch_size=32, augment=dict(augment_on=augment_on, **AFFINE, horizontal_flip=True)
+    )
     dm.setup("fit")
     seen = 0
     for x, y in dm.train_dataloader():

@@ -80,8 +80,15 @@ def test_fill_modes_fill_the_uncovered_border() -> None:
 
 
 def test_device_path_draws_different_parameters_per_sample() -> None:
-    cfg = AugmentConfig(rotation_range=30, width_shift_range=0.2, height_shift_range=0.2, shear_range=10,
-                        zoom_range=0.2, horizontal_flip=True, erasing_prob=1.0)
+    cfg = AugmentConfig(
+        rotation_range=30,
+        width_shift_range=0.2,
+        height_shift_range=0.2,
+        shear_range=10,
+        zoom_range=0.2,
+        horizontal_flip=True,
+        erasing_prob=1.0,
+    )
     x = torch.rand(1, 1, 16, 16).expand(32, -1, -1, -1).contiguous()  # the same image 32 times
     out, p = augment_batch(x, cfg, torch.Generator().manual_seed(0))
     for key in ("angle", "shift_x", "shift_y", "shear", "zoom_x", "zoom_y"):
@@ -92,8 +99,15 @@ def test_device_path_draws_different_parameters_per_sample() -> None:
 
 
 def test_same_seed_same_batch_and_different_seed_different_batch() -> None:
-    cfg = AugmentConfig(rotation_range=20, width_shift_range=0.1, horizontal_flip=True, brightness_range=[0.8, 1.2],
-                        erasing_prob=0.5, mixup_alpha=0.4, cutmix_alpha=1.0)
+    cfg = AugmentConfig(
+        rotation_range=20,
+        width_shift_range=0.1,
+        horizontal_flip=True,
+        brightness_range=[0.8, 1.2],
+        erasing_prob=0.5,
+        mixup_alpha=0.4,
+        cutmix_alpha=1.0,
+    )
     x, y = torch.rand(16, 3, 8, 8), torch.arange(16) % 10
 
     def run(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -194,8 +208,9 @@ def test_batched_erasing_matches_torchvision_box_distribution() -> None:
     boxes = sample_erasing_boxes(n, h, w, 0.5, (0.02, 0.33), (0.3, 3.3), torch.Generator().manual_seed(0))
     torch.manual_seed(0)
     tv = v2.RandomErasing(1.0, scale=(0.02, 0.33), ratio=(0.3, 3.3), value=0.0)
-    ref = torch.tensor([[p["h"], p["w"]] for p in (tv.make_params([torch.zeros(1, h, w)]) for _ in range(n))],
-                       dtype=torch.float)
+    ref = torch.tensor(
+        [[p["h"], p["w"]] for p in (tv.make_params([torch.zeros(1, h, w)]) for _ in range(n))], dtype=torch.float
+    )
     erased = boxes[boxes[:, 2] > 0][:, 2:].float()
     assert abs(len(erased) / n - 0.5) < 0.03
     assert abs(erased.mean() - ref.mean()) < 0.3  # means of h, w in pixels agree

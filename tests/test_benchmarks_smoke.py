@@ -21,8 +21,14 @@ from helpers import REPO
 def run_bench(name: str, tmp_path: Path, *extra: str, timeout: int = 240) -> tuple[list[str], dict]:
     out = tmp_path / f"{name}.json"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--quick", "--json-out", str(out), *extra],
-                          capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{name}", "--quick", "--json-out", str(out), *extra],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
     assert lines[-1].startswith("ratio"), lines[-5:]
@@ -39,8 +45,9 @@ def positive(x: float) -> bool:
 def test_callback_overhead_quick_on_generated_data(tmp_path: Path) -> None:
     lines, data = run_bench("callback_overhead", tmp_path, "--data-dir", str(tmp_path / "absent"))
     assert any(line.startswith("data: generated MNIST-shaped data") for line in lines)
-    assert [row.split("|")[1].strip() for row in lines if row.startswith("| bare") or row.startswith("| callbacks")] \
-        == ["bare", "callbacks"]
+    assert [
+        row.split("|")[1].strip() for row in lines if row.startswith("| bare") or row.startswith("| callbacks")
+    ] == ["bare", "callbacks"]
     assert data["step"]["bare"]["ratio_median"] == 1.0 and positive(data["ratio_step_median"])
     assert positive(data["ratio_step_fastest"]) and positive(data["ratio_epoch_median"])
     # Each callback's hooks were timed; MaxNorm and WeightPenalty act on every step.
@@ -84,7 +91,9 @@ def test_cifar_cnn_quick(tmp_path: Path, precision: str) -> None:
     lines, data = run_bench("cifar_cnn", tmp_path, "--precision", precision)
     assert data["steps"] == 3 and data["n_train"] == 800  # 80% of 1000 generated images, read by CIFAR10DataModule
     assert data["ratios"]["hand"] == 1.0 and data["args"]["precision"] == precision
-    assert all(positive(data["ratios"][f]) and positive(data["images_per_s"][f]) for f in ("hand", "resident", "loader"))
+    assert all(
+        positive(data["ratios"][f]) and positive(data["images_per_s"][f]) for f in ("hand", "resident", "loader")
+    )
     assert "resident" in lines[-1] and "loader" in lines[-1]
 
 
@@ -94,13 +103,19 @@ def test_instruction_count_dumps_are_read_by_region(tmp_path: Path) -> None:
     sys.path.insert(0, str(REPO))
     from benchmarks import instructions
 
-    for i, (name, total) in enumerate([("r0 bare gap", 10), ("r0 callbacks gap", 7), ("r0 callbacks hook MaxNorm", 5),
-                                        ("r0 callbacks gap", 3)], start=1):
-        (tmp_path / f"cg.123.{i}").write_text(f"version: 1\ndesc: Trigger: Client Request: {name}\n"
-                                             f"events: Ir\nsummary: {total}\ntotals: {total}\n")
+    for i, (name, total) in enumerate(
+        [("r0 bare gap", 10), ("r0 callbacks gap", 7), ("r0 callbacks hook MaxNorm", 5), ("r0 callbacks gap", 3)],
+        start=1,
+    ):
+        (tmp_path / f"cg.123.{i}").write_text(
+            f"version: 1\ndesc: Trigger: Client Request: {name}\nevents: Ir\nsummary: {total}\ntotals: {total}\n"
+        )
     (tmp_path / "cg.123").write_text("desc: Trigger: Program termination\ntotals: 0\n")
-    assert instructions.read_counts(tmp_path) == {"r0 bare gap": [10], "r0 callbacks gap": [7, 3],
-                                                  "r0 callbacks hook MaxNorm": [5]}
+    assert instructions.read_counts(tmp_path) == {
+        "r0 bare gap": [10],
+        "r0 callbacks gap": [7, 3],
+        "r0 callbacks hook MaxNorm": [5],
+    }
     if instructions.available() is None:
         assert not instructions.running_on_valgrind()
         with instructions.region("native"):

@@ -21,8 +21,15 @@ from lightning_reg.penalties import add_penalty_grad_, max_norm_inplace
 
 from helpers import TinyModule, loaders
 
-QUIET = dict(accelerator="cpu", devices=1, enable_checkpointing=False, enable_progress_bar=False,
-             enable_model_summary=False, num_sanity_val_steps=0, logger=False)
+QUIET = dict(
+    accelerator="cpu",
+    devices=1,
+    enable_checkpointing=False,
+    enable_progress_bar=False,
+    enable_model_summary=False,
+    num_sanity_val_steps=0,
+    logger=False,
+)
 
 
 def _kernels(dtype: torch.dtype, dim: int, radius: float) -> list[torch.Tensor]:
@@ -101,7 +108,8 @@ def test_max_norm_callback_equals_renorm_after_every_step(lr, radius):
         model = Wide(lr)
         train, _ = loaders(n=512, batch_size=32)
         pl.Trainer(max_epochs=2, limit_train_batches=16, limit_val_batches=0, callbacks=[callback], **QUIET).fit(
-            model, train)
+            model, train
+        )
         return model
 
     mn = MaxNorm(radius)
@@ -135,8 +143,9 @@ def test_weight_penalty_gradient_equals_add_penalty_grad_per_bucket_with_a_froze
     before, capture = Before(), Capture()
     penalty = WeightPenalty(l1=1e-3, l2=1e-2, groups={"net.2.*": {"l2": 0.05}})
     train, _ = loaders(n=64, batch_size=32)
-    pl.Trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=0, callbacks=[before, penalty, capture],
-               **QUIET).fit(model, train)
+    pl.Trainer(
+        max_epochs=1, limit_train_batches=1, limit_val_batches=0, callbacks=[before, penalty, capture], **QUIET
+    ).fit(model, train)
     assert capture.grads["net.0.weight"] is None
     name = "net.2.weight"
     expected = before.grads[name].clone()
@@ -200,8 +209,9 @@ def test_memoized_state_keys_equal_fresh_keys_and_follow_attribute_changes():
     es = EarlyStopping("val/loss", patience=3, restore_best_weights=True)
     sd = ScheduledDropout({"name": "linear", "start": 0.2, "end": 0.1, "end_at": 10}, interval="step")
     fresh = {
-        "wp": lambda: wp._generate_state_key(l1=0.0, l2=wp.spec.l2, mode=wp.mode, include=None, exclude=None,
-                                             groups=None),
+        "wp": lambda: wp._generate_state_key(
+            l1=0.0, l2=wp.spec.l2, mode=wp.mode, include=None, exclude=None, groups=None
+        ),
         "mn": lambda: mn._generate_state_key(max_norm=mn.max_norm, include=None, exclude=None),
         "es": es._build_state_key,
     }
@@ -233,7 +243,8 @@ def test_scheduled_dropout_reuses_the_rate_tensor_only_for_an_equal_rate():
     sd = ScheduledDropout({0: 0.2, 1: 0.1}, interval="epoch", verbose=False)
     train, _ = loaders(n=64, batch_size=16)
     pl.Trainer(max_epochs=2, limit_train_batches=3, limit_val_batches=0, callbacks=[sd, Watch()], **QUIET).fit(
-        model, train)
+        model, train
+    )
     assert [round(float(t), 6) for t in seen] == [0.2] * 3 + [0.1] * 3
     assert seen[0] is seen[2] and seen[3] is seen[5] and seen[2] is not seen[3]
     assert isinstance(model.net[2], nn.Dropout) and model.net[2].p == 0.1

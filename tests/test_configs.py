@@ -53,8 +53,17 @@ def _override(group: str, option: str) -> list[str]:
 
 def test_every_conf_file_is_collected() -> None:
     groups = {g for g, _ in _options()}
-    for required in ("data", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks", "experiment",
-                     "hparams_search"):
+    for required in (
+        "data",
+        "model",
+        "optimizer",
+        "scheduler",
+        "trainer",
+        "logger",
+        "callbacks",
+        "experiment",
+        "hparams_search",
+    ):
         assert required in groups
 
 
@@ -81,8 +90,11 @@ def test_config_composes_and_instantiates(compose_cfg, tmp_path: Path, group: st
         else:
             make_image_folder(data)
     assert isinstance(cfg, DictConfig)
-    too_new = [why for cb in (cfg.get("callbacks") or {}).values()
-               if cb and (why := missing_target_reason(str(cb.get("_target_", ""))))]
+    too_new = [
+        why
+        for cb in (cfg.get("callbacks") or {}).values()
+        if cb and (why := missing_target_reason(str(cb.get("_target_", ""))))
+    ]
     if too_new:  # e.g. callbacks/ema on Lightning 2.5: one clear error instead of an import error
         with pytest.raises(ConfigError, match=re.escape(too_new[0])):
             build(cfg)
@@ -99,8 +111,9 @@ def test_config_composes_and_instantiates(compose_cfg, tmp_path: Path, group: st
         assert isinstance(spec, SchedulerSpec)
         opt = torch.optim.SGD(parts.model.parameters(), lr=0.1)
         built = spec.build(opt, total_steps=100)
-        assert isinstance(built["scheduler"], (torch.optim.lr_scheduler.LRScheduler,
-                                                torch.optim.lr_scheduler.ReduceLROnPlateau))
+        assert isinstance(
+            built["scheduler"], (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+        )
     if group == "callbacks" and option not in ("none",):
         names = {type(cb).__name__ for cb in parts.trainer.callbacks}
         assert len(cfg.callbacks) >= 1

@@ -29,8 +29,9 @@ from lightning_reg.train import CONF_DIR, train
 from data_factories import make_cifar10, make_image_folder, make_mnist
 from helpers import REPO, run_ddp_script
 
-QUIET = dict(accelerator="cpu", enable_progress_bar=False, logger=False, enable_checkpointing=False,
-             enable_model_summary=False)
+QUIET = dict(
+    accelerator="cpu", enable_progress_bar=False, logger=False, enable_checkpointing=False, enable_model_summary=False
+)
 
 
 @pytest.fixture
@@ -91,8 +92,11 @@ def test_normalization_uses_training_split_stats_on_every_split(data_root: Path)
     assert torch.allclose(out.mean((0, 2, 3)), torch.zeros(3), atol=1e-4)
     assert torch.allclose(out.std((0, 2, 3), unbiased=False), torch.ones(3), atol=1e-3)
     test = dm.on_after_batch_transfer((dm.data_test[0], dm.data_test[1]), 0)[0]
-    assert torch.allclose(test, (dm.data_test[0].float() / 255 - dm.standardizer.mean.view(1, 3, 1, 1))
-                          / dm.standardizer.std.view(1, 3, 1, 1), atol=1e-5)
+    assert torch.allclose(
+        test,
+        (dm.data_test[0].float() / 255 - dm.standardizer.mean.view(1, 3, 1, 1)) / dm.standardizer.std.view(1, 3, 1, 1),
+        atol=1e-5,
+    )
     given = MNISTDataModule(data_dir=str(data_root), mean=[0.5], std=[0.25])
     given.setup("fit")
     assert given.standardizer.mean.tolist() == [0.5] and given.standardizer.std.tolist() == [0.25]
@@ -126,8 +130,10 @@ def test_zca_on_a_data_set_too_small_to_fit_is_a_config_error(data_root: Path) -
 def test_device_resident_batches_cover_each_rank_shard_and_reshuffle() -> None:
     x, y = torch.arange(50.0).view(50, 1), torch.arange(50)
     epoch = [0]
-    loaders = [DeviceResidentLoader(x, y, 8, shuffle=True, seed=1, rank=r, world_size=2, epoch_fn=lambda: epoch[0])
-               for r in (0, 1)]
+    loaders = [
+        DeviceResidentLoader(x, y, 8, shuffle=True, seed=1, rank=r, world_size=2, epoch_fn=lambda: epoch[0])
+        for r in (0, 1)
+    ]
     first = [torch.cat([b[1] for b in lo]) for lo in loaders]
     assert len(first[0]) == len(first[1]) == 25 and not set(first[0].tolist()) & set(first[1].tolist())
     epoch[0] = 1
@@ -139,8 +145,9 @@ class PlainCNN(pl.LightningModule):
 
     def __init__(self, channels: int = 1, classes: int = 10) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(channels, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                                 nn.Linear(4, classes))
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, classes)
+        )
         self.steps = 0
 
     def training_step(self, batch, batch_idx):
@@ -163,11 +170,23 @@ def test_mixers_with_a_module_without_soft_targets_fail_before_training(data_roo
 @pytest.mark.parametrize("augment_on", ["device", "cpu"])
 def test_training_with_augmentation_and_device_resident_data(data_root: Path, augment_on: str) -> None:
     resident = augment_on == "device"
-    dm = CIFAR10DataModule(data_dir=str(data_root), check_integrity=False, batch_size=32, normalize=True,
-                           device_resident=resident,
-                           augment={"augment_on": augment_on, "crop_padding": 4, "horizontal_flip": True,
-                                    "erasing_prob": 0.5, "cutmix_alpha": 1.0})
-    model = CNNClassifier(input_shape=dm.input_shape, num_classes=10, conv_channels=[4], pool_after=[0], dense_sizes=[8])
+    dm = CIFAR10DataModule(
+        data_dir=str(data_root),
+        check_integrity=False,
+        batch_size=32,
+        normalize=True,
+        device_resident=resident,
+        augment={
+            "augment_on": augment_on,
+            "crop_padding": 4,
+            "horizontal_flip": True,
+            "erasing_prob": 0.5,
+            "cutmix_alpha": 1.0,
+        },
+    )
+    model = CNNClassifier(
+        input_shape=dm.input_shape, num_classes=10, conv_channels=[4], pool_after=[0], dense_sizes=[8]
+    )
     trainer = pl.Trainer(max_epochs=1, limit_train_batches=3, limit_val_batches=1, **QUIET)
     trainer.fit(model, datamodule=dm)
     assert trainer.global_step == 3
@@ -269,8 +288,14 @@ def test_every_augment_preset_composes_instantiates_and_runs(compose_cfg, augmen
 
 def test_entry_point_trains_mnist_with_keras_seed_and_digits_with_mixup(compose_cfg, tmp_path: Path) -> None:
     make_mnist(tmp_path / "data")
-    cfg = compose_cfg("data=mnist", "augment=keras_seed", "trainer=debug", "logger=none", "data.batch_size=32",
-                      output_dir=tmp_path / "mnist")
+    cfg = compose_cfg(
+        "data=mnist",
+        "augment=keras_seed",
+        "trainer=debug",
+        "logger=none",
+        "data.batch_size=32",
+        output_dir=tmp_path / "mnist",
+    )
     summary = train(cfg)
     assert summary["status"] == "completed" and summary["global_step"] == 6
     assert summary["config"]["data"]["augment"]["rotation_range"] == 20.0
@@ -280,8 +305,9 @@ def test_entry_point_trains_mnist_with_keras_seed_and_digits_with_mixup(compose_
 
 
 def test_real_mnist_subset(mnist_root: Path) -> None:
-    dm = MNISTDataModule(data_dir=str(mnist_root), normalize=True, augment={"rotation_range": 20,
-                                                                           "width_shift_range": 0.2})
+    dm = MNISTDataModule(
+        data_dir=str(mnist_root), normalize=True, augment={"rotation_range": 20, "width_shift_range": 0.2}
+    )
     dm.setup("fit")
     assert (len(dm.data_train[1]), len(dm.data_val[1]), len(dm.data_test[1])) == (6300, 700, 3000)
     assert 0.12 < float(dm.standardizer.mean) < 0.15  # MNIST's mean intensity is 0.13
@@ -303,9 +329,21 @@ def test_preview_writes_a_png_grid(tmp_path: Path) -> None:
 
 
 def test_benchmark_quick_smoke() -> None:
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "augment_throughput.py"), "--quick",
-                           "--workers", "0", "--batch", "64"], capture_output=True, text=True, timeout=120,
-                          env={"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "augment_throughput.py"),
+            "--quick",
+            "--workers",
+            "0",
+            "--batch",
+            "64",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "ratio device/cpu: MNIST" in proc.stdout.strip().splitlines()[-1]
 

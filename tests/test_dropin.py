@@ -64,7 +64,7 @@ def test_example_without_regularization_is_the_users_plain_run() -> None:
 
 
 # ------------------------------------------------------------------------------------ the user's Hydra app
-APP = '''
+APP = """
 import json, sys
 import hydra
 from hydra.utils import instantiate
@@ -78,7 +78,7 @@ def main(cfg):
 
 
 main()
-'''
+"""
 
 
 def _hydra_app(tmp_path: Path, config: str, *overrides: str) -> dict:
@@ -88,21 +88,42 @@ def _hydra_app(tmp_path: Path, config: str, *overrides: str) -> dict:
     (app / "conf" / "config.yaml").write_text(textwrap.dedent(config))
     # The app's own callback group option, next to ours.
     (app / "conf" / "callbacks" / "my_checkpoint.yaml").write_text(
-        "# @package callbacks.my_checkpoint\n_target_: lightning.pytorch.callbacks.ModelCheckpoint\nmonitor: val/acc\n")
+        "# @package callbacks.my_checkpoint\n_target_: lightning.pytorch.callbacks.ModelCheckpoint\nmonitor: val/acc\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "1"}
-    proc = subprocess.run([sys.executable, "app.py", "hydra.run.dir=.", "hydra/job_logging=disabled",
-                           "hydra/hydra_logging=disabled", *overrides],
-                          cwd=app, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "app.py",
+            "hydra.run.dir=.",
+            "hydra/job_logging=disabled",
+            "hydra/hydra_logging=disabled",
+            *overrides,
+        ],
+        cwd=app,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 def test_plugin_finds_our_conf_without_importing_the_package() -> None:
-    code = ("import sys; from hydra_plugins.lightning_reg_searchpath.searchpath import lightning_reg_conf_dir; "
-            "print(lightning_reg_conf_dir()); print('torch' in sys.modules, 'lightning_reg' in sys.modules)")
-    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)},
-                          capture_output=True, text=True, timeout=60, cwd=REPO.parent)
+    code = (
+        "import sys; from hydra_plugins.lightning_reg_searchpath.searchpath import lightning_reg_conf_dir; "
+        "print(lightning_reg_conf_dir()); print('torch' in sys.modules, 'lightning_reg' in sys.modules)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO.parent,
+    )
     conf, imported = proc.stdout.split("\n")[:2]
     assert Path(conf) == REPO / "conf" and imported == "False False"
 
@@ -110,34 +131,59 @@ def test_plugin_finds_our_conf_without_importing_the_package() -> None:
 @pytest.mark.slow
 def test_any_hydra_app_composes_our_callbacks_with_defaults_list_syntax(tmp_path: Path) -> None:
     # 1. A group list in the app's defaults mixes its own options with ours; fields are overridden.
-    out = _hydra_app(tmp_path, """
+    out = _hydra_app(
+        tmp_path,
+        """
         defaults:
           - callbacks: [my_checkpoint, l2, early_stopping_restore]
           - _self_
-        """, "callbacks.l2.l2=0.003", "callbacks.early_stopping_restore.patience=7")
+        """,
+        "callbacks.l2.l2=0.003",
+        "callbacks.early_stopping_restore.patience=7",
+    )
     cbs = out["cfg"]["callbacks"]
-    assert out["built"] == {"my_checkpoint": "ModelCheckpoint", "l2": "WeightPenalty",
-                            "early_stopping_restore": "EarlyStopping"}
+    assert out["built"] == {
+        "my_checkpoint": "ModelCheckpoint",
+        "l2": "WeightPenalty",
+        "early_stopping_restore": "EarlyStopping",
+    }
     assert cbs["l2"]["l2"] == 0.003 and cbs["early_stopping_restore"]["patience"] == 7
     # 2. The command line replaces the list and adds options; absolute entries rename the key.
-    out = _hydra_app(tmp_path, """
+    out = _hydra_app(
+        tmp_path,
+        """
         defaults:
           - callbacks: [l2]
           - /callbacks/max_norm@callbacks.constraint
           - _self_
-        """, "callbacks=[l2,dropout_constant]", "+callbacks@callbacks.es=early_stopping",
-        "callbacks.constraint.max_norm=2.5", "callbacks.es.monitor=val/loss", "callbacks.es.mode=min")
+        """,
+        "callbacks=[l2,dropout_constant]",
+        "+callbacks@callbacks.es=early_stopping",
+        "callbacks.constraint.max_norm=2.5",
+        "callbacks.es.monitor=val/loss",
+        "callbacks.es.mode=min",
+    )
     cbs = out["cfg"]["callbacks"]
-    assert out["built"] == {"l2": "WeightPenalty", "dropout_constant": "ScheduledDropout",
-                            "constraint": "MaxNorm", "es": "EarlyStopping"}
+    assert out["built"] == {
+        "l2": "WeightPenalty",
+        "dropout_constant": "ScheduledDropout",
+        "constraint": "MaxNorm",
+        "es": "EarlyStopping",
+    }
     assert cbs["constraint"]["max_norm"] == 2.5 and cbs["es"]["monitor"] == "val/loss"
 
 
 @pytest.mark.slow
 def test_our_own_app_is_unaffected_by_the_plugin(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "lightning_reg.train", "--info", "searchpath"], env=env,
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lightning_reg.train", "--info", "searchpath"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [ln for ln in proc.stdout.splitlines() if "file://" in ln]
     assert len(rows) == 1 and str(REPO / "conf") in rows[0], proc.stdout  # the conf dir once: no duplicate
@@ -147,25 +193,57 @@ def test_our_own_app_is_unaffected_by_the_plugin(tmp_path: Path) -> None:
 def _cli(args: list[str]):
     from lightning.pytorch.cli import LightningCLI
 
-    return LightningCLI(existing_project.DigitsClassifier, existing_project.DigitsData, run=False, args=args,
-                        save_config_callback=None)
+    return LightningCLI(
+        existing_project.DigitsClassifier, existing_project.DigitsData, run=False, args=args, save_config_callback=None
+    )
 
 
 CLI_CASES = [
-    (["--trainer.callbacks+=lightning_reg.WeightPenalty", "--trainer.callbacks.l2=1e-4",
-      "--trainer.callbacks.mode=decoupled", "--trainer.callbacks.include=[Linear]"],
-     WeightPenalty, lambda cb: cb.spec.l2 == 1e-4 and cb.mode == "decoupled" and cb._include == ["Linear"]),
-    (["--trainer.callbacks+=lightning_reg.MaxNorm", "--trainer.callbacks.max_norm=2"],
-     MaxNorm, lambda cb: cb.max_norm == 2.0),
-    (["--trainer.callbacks+=lightning_reg.ScheduledDropout",
-      "--trainer.callbacks.schedule={name: early, p: 0.2, cutoff: 3, unit: epoch}", "--trainer.callbacks.inject=[ReLU]"],
-     ScheduledDropout, lambda cb: cb.schedule.at(0, 2) == 0.2 and cb.schedule.at(0, 3) == 0.0 and cb.inject == ["ReLU"]),
-    (["--trainer.callbacks+=lightning_reg.EarlyStopping", "--trainer.callbacks.monitor=val/acc",
-      "--trainer.callbacks.mode=auto", "--trainer.callbacks.patience=4", "--trainer.callbacks.restore_best_weights=true"],
-     EarlyStopping, lambda cb: cb.mode == "max" and cb.patience == 4 and cb.restore_best_weights is True),
+    (
+        [
+            "--trainer.callbacks+=lightning_reg.WeightPenalty",
+            "--trainer.callbacks.l2=1e-4",
+            "--trainer.callbacks.mode=decoupled",
+            "--trainer.callbacks.include=[Linear]",
+        ],
+        WeightPenalty,
+        lambda cb: cb.spec.l2 == 1e-4 and cb.mode == "decoupled" and cb._include == ["Linear"],
+    ),
+    (
+        ["--trainer.callbacks+=lightning_reg.MaxNorm", "--trainer.callbacks.max_norm=2"],
+        MaxNorm,
+        lambda cb: cb.max_norm == 2.0,
+    ),
+    (
+        [
+            "--trainer.callbacks+=lightning_reg.ScheduledDropout",
+            "--trainer.callbacks.schedule={name: early, p: 0.2, cutoff: 3, unit: epoch}",
+            "--trainer.callbacks.inject=[ReLU]",
+        ],
+        ScheduledDropout,
+        lambda cb: cb.schedule.at(0, 2) == 0.2 and cb.schedule.at(0, 3) == 0.0 and cb.inject == ["ReLU"],
+    ),
+    (
+        [
+            "--trainer.callbacks+=lightning_reg.EarlyStopping",
+            "--trainer.callbacks.monitor=val/acc",
+            "--trainer.callbacks.mode=auto",
+            "--trainer.callbacks.patience=4",
+            "--trainer.callbacks.restore_best_weights=true",
+        ],
+        EarlyStopping,
+        lambda cb: cb.mode == "max" and cb.patience == 4 and cb.restore_best_weights is True,
+    ),
     (["--trainer.callbacks+=lightning_reg.RNGState"], RNGState, lambda cb: True),
-    (["--trainer.callbacks+=lightning_reg.AtomicModelCheckpoint", "--trainer.callbacks.filename=last",
-      "--trainer.callbacks.monitor=null"], AtomicModelCheckpoint, lambda cb: cb.filename == "last"),
+    (
+        [
+            "--trainer.callbacks+=lightning_reg.AtomicModelCheckpoint",
+            "--trainer.callbacks.filename=last",
+            "--trainer.callbacks.monitor=null",
+        ],
+        AtomicModelCheckpoint,
+        lambda cb: cb.filename == "last",
+    ),
     (["--trainer.callbacks+=lightning_reg.callbacks.MetricsHistory"], MetricsHistory, lambda cb: cb.history == []),
 ]
 
@@ -179,8 +257,13 @@ def test_every_callback_is_added_and_typed_from_the_command_line(args, cls, conf
 
 def test_cli_rejects_a_mistyped_callback_argument(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
-        _cli(["--trainer.callbacks+=lightning_reg.EarlyStopping", "--trainer.callbacks.monitor=val/loss",
-              "--trainer.callbacks.patience=three"])
+        _cli(
+            [
+                "--trainer.callbacks+=lightning_reg.EarlyStopping",
+                "--trainer.callbacks.monitor=val/loss",
+                "--trainer.callbacks.patience=three",
+            ]
+        )
     assert "patience" in capsys.readouterr().err
 
 

@@ -33,8 +33,14 @@ class ScriptedModule(pl.LightningModule):
     ``snapshots[epoch]`` holds the weights at that epoch's validation check.
     """
 
-    def __init__(self, val_values, train_values=None, monitor: str = "val/score", manual: bool = False,
-                 rank_values: dict | None = None) -> None:
+    def __init__(
+        self,
+        val_values,
+        train_values=None,
+        monitor: str = "val/score",
+        manual: bool = False,
+        rank_values: dict | None = None,
+    ) -> None:
         super().__init__()
         self.net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
         self.val_values = list(val_values)
@@ -82,13 +88,21 @@ def make_loaders(n: int = 32, seed: int = 0) -> tuple[DataLoader, DataLoader]:
     return DataLoader(ds, batch_size=8), DataLoader(ds, batch_size=16)
 
 
-def fit(module: pl.LightningModule, *callbacks: pl.Callback, max_epochs: int = 20, ckpt_path=None,
-        **trainer_kw) -> pl.Trainer:
+def fit(
+    module: pl.LightningModule, *callbacks: pl.Callback, max_epochs: int = 20, ckpt_path=None, **trainer_kw
+) -> pl.Trainer:
     trainer_kw.setdefault("logger", False)
     trainer_kw.setdefault("enable_checkpointing", any(isinstance(c, ModelCheckpoint) for c in callbacks))
-    trainer = pl.Trainer(max_epochs=max_epochs, callbacks=list(callbacks), accelerator="cpu", devices=1,
-                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                         **trainer_kw)
+    trainer = pl.Trainer(
+        max_epochs=max_epochs,
+        callbacks=list(callbacks),
+        accelerator="cpu",
+        devices=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        **trainer_kw,
+    )
     train, val = make_loaders()
     trainer.fit(module, train, val, ckpt_path=ckpt_path)
     return trainer
@@ -112,6 +126,7 @@ def assert_stopped_at(trainer: pl.Trainer, es: EarlyStopping, epoch: int, reason
 
 
 # ---------------------------------------------------------------------------- stop epochs per rule
+
 
 def test_patience_stops_where_lightning_does():
     values = [1.0, 0.8, 0.7, 0.75, 0.72, 0.71, 0.9, 0.9, 0.9, 0.9]
@@ -246,6 +261,7 @@ def test_nan_monitor_stops_cleanly_and_restores_best():
 
 # ---------------------------------------------------------------------------- restore best weights
 
+
 def test_restore_after_early_stop():
     values = [1.0, 0.8, 0.6, 0.7, 0.65, 0.62, 0.7]
     module = scripted(values)
@@ -325,8 +341,12 @@ def _resume_pair(tmp_path: Path, make_es, cut: int):
     fit(scripted(RESUME_VALUES), first_es, ModelCheckpoint(dirpath=tmp_path, save_last=True), max_epochs=cut)
     resumed_module = scripted(RESUME_VALUES)
     resumed_es = make_es()
-    resumed = fit(resumed_module, resumed_es, ModelCheckpoint(dirpath=tmp_path / "b", save_last=True),
-                  ckpt_path=tmp_path / "last.ckpt")
+    resumed = fit(
+        resumed_module,
+        resumed_es,
+        ModelCheckpoint(dirpath=tmp_path / "b", save_last=True),
+        ckpt_path=tmp_path / "last.ckpt",
+    )
     return (full, full_module, full_es), (resumed, resumed_module, resumed_es), first_es
 
 
@@ -357,8 +377,14 @@ def test_checkpoint_state_loads_with_weights_only(tmp_path: Path):
 
     es2 = EarlyStopping("val/score", patience=3, restore_best_weights=True)
     gl2 = EarlyStopping("val/score", criterion="GL", alpha=50, log_prefix="es_gl/")
-    fit(scripted(RESUME_VALUES), es2, gl2, ModelCheckpoint(dirpath=tmp_path, save_last=True), max_epochs=4,
-        ckpt_path=tmp_path / "last.ckpt")
+    fit(
+        scripted(RESUME_VALUES),
+        es2,
+        gl2,
+        ModelCheckpoint(dirpath=tmp_path, save_last=True),
+        max_epochs=4,
+        ckpt_path=tmp_path / "last.ckpt",
+    )
     assert es2.history == pytest.approx(RESUME_VALUES[:4]) and gl2.history == es2.history
 
 
@@ -384,6 +410,7 @@ def test_load_state_dict_accepts_lightning_style_state():
 
 # ---------------------------------------------------------------------------- precision, accumulation, manual
 
+
 @pytest.mark.parametrize("kw", [{"precision": "bf16-mixed"}, {"accumulate_grad_batches": 2}], ids=["bf16", "accum"])
 def test_runs_with_bf16_and_accumulation(kw):
     values = [1.0, 0.8, 0.6, 0.7, 0.65, 0.62, 0.7]
@@ -405,6 +432,7 @@ def test_runs_with_manual_optimization():
 
 # ---------------------------------------------------------------------------- logging
 
+
 @pytest.mark.parametrize("on_train_epoch_end", [True, False])
 def test_logs_wait_count_and_generalization_loss(on_train_epoch_end):
     values = [1.0, 0.8, 0.88, 1.0, 1.2, 1.2]
@@ -418,6 +446,7 @@ def test_logs_wait_count_and_generalization_loss(on_train_epoch_end):
 
 
 # ---------------------------------------------------------------------------- bad input
+
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
@@ -467,9 +496,20 @@ def test_non_strict_missing_monitor_is_skipped():
     assert trainer.current_epoch == 3 and es.history == []
 
 
-@pytest.mark.parametrize(("monitor", "mode"), [("val/acc", "max"), ("val_accuracy", "max"), ("val/auc", "max"),
-                                               ("val-f1", "max"), ("val/precision", "max"), ("val/recall", "max"),
-                                               ("val/loss", "min"), ("val/err", "min"), ("val/accent_loss", "min")])
+@pytest.mark.parametrize(
+    ("monitor", "mode"),
+    [
+        ("val/acc", "max"),
+        ("val_accuracy", "max"),
+        ("val/auc", "max"),
+        ("val-f1", "max"),
+        ("val/precision", "max"),
+        ("val/recall", "max"),
+        ("val/loss", "min"),
+        ("val/err", "min"),
+        ("val/accent_loss", "min"),
+    ],
+)
 def test_auto_mode_inference(monitor, mode):
     assert EarlyStopping(monitor, mode="auto").mode == mode
 
@@ -493,7 +533,12 @@ def test_run_summary_is_plain_and_json_ready():
     summary = es.run_summary()
     assert json.loads(json.dumps(summary)) == summary
     assert {k: summary[k] for k in ("stopped", "stopped_epoch", "reason", "best_epoch", "best_score", "checks")} == {
-        "stopped": True, "stopped_epoch": 3, "reason": "patience", "best_epoch": 1, "best_score": pytest.approx(0.8), "checks": 4,
+        "stopped": True,
+        "stopped_epoch": 3,
+        "reason": "patience",
+        "best_epoch": 1,
+        "best_score": pytest.approx(0.8),
+        "checks": 4,
     }
     assert summary["stopping_reason"] == "PATIENCE_EXHAUSTED"
     assert not math.isnan(summary["last_gl"])

@@ -21,9 +21,13 @@ def test_config_composes_and_instantiates(compose_cfg, name):
     cfg = compose_cfg(f"callbacks=[default,{name}]")
     es = instantiate(cfg.callbacks[name])
     assert isinstance(es, EarlyStopping)
-    expected = {"early_stopping": ("val/acc", "max", "patience"), "early_stopping_restore": ("val/acc", "max", "patience"),
-                "early_stopping_gl": ("val/loss", "min", "GL"), "early_stopping_pq": ("val/loss", "min", "PQ"),
-                "early_stopping_up": ("val/loss", "min", "UP")}[name]
+    expected = {
+        "early_stopping": ("val/acc", "max", "patience"),
+        "early_stopping_restore": ("val/acc", "max", "patience"),
+        "early_stopping_gl": ("val/loss", "min", "GL"),
+        "early_stopping_pq": ("val/loss", "min", "PQ"),
+        "early_stopping_up": ("val/loss", "min", "UP"),
+    }[name]
     assert (es.monitor, es.mode, es.criterion) == expected
     assert es.restore_best_weights == (name != "early_stopping")
 
@@ -32,8 +36,11 @@ def test_all_five_coexist_in_one_run_and_report(compose_cfg, tmp_path: Path):
     cfg = compose_cfg(f"callbacks=[default,{','.join(CONFIGS)}]", *FAST)
     train(cfg)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    reports = {r["criterion"] + ("+restore" if r["restore_best_weights"] else ""): r
-               for r in metrics["callbacks"].values() if "criterion" in r}
+    reports = {
+        r["criterion"] + ("+restore" if r["restore_best_weights"] else ""): r
+        for r in metrics["callbacks"].values()
+        if "criterion" in r
+    }
     assert set(reports) == {"patience", "patience+restore", "GL+restore", "PQ+restore", "UP+restore"}
     for r in reports.values():
         assert r["checks"] == 2 and r["stopped"] is False and r["ended_by"] == "limit"
@@ -42,8 +49,12 @@ def test_all_five_coexist_in_one_run_and_report(compose_cfg, tmp_path: Path):
 
 
 def test_a_stop_reaches_metrics_json(compose_cfg, tmp_path: Path):
-    cfg = compose_cfg("callbacks=[default,early_stopping_restore]", *FAST, "trainer.max_epochs=5",
-                      "+callbacks.early_stopping_restore.stopping_threshold=0.01")
+    cfg = compose_cfg(
+        "callbacks=[default,early_stopping_restore]",
+        *FAST,
+        "trainer.max_epochs=5",
+        "+callbacks.early_stopping_restore.stopping_threshold=0.01",
+    )
     train(cfg)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     (report,) = [r for r in metrics["callbacks"].values() if "criterion" in r]

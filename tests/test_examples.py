@@ -15,8 +15,9 @@ def test_timm_vit_on_mnist_schedules_drop_path_with_ema_and_early_stopping(mnist
     pytest.importorskip("timm")
     import timm_vit_mnist
 
-    out = timm_vit_mnist.main(["--data-dir", str(mnist_root), "--max-epochs", "2", "--train-subset", "512",
-                               "--limit-batches", "4"])
+    out = timm_vit_mnist.main(
+        ["--data-dir", str(mnist_root), "--max-epochs", "2", "--train-subset", "512", "--limit-batches", "4"]
+    )
     # depth 4: timm gives block 0 no DropPath; blocks 1-3 have two each, at 0.1 * b / 3 (the schedule's end).
     assert out["rates"] == pytest.approx([0.0333, 0.0333, 0.0667, 0.0667, 0.1, 0.1], abs=1e-4)
     assert 0.0 <= out["test/acc"] <= 1.0 and out["epochs"] == 2

@@ -41,8 +41,16 @@ class InLoss(TinyModule):
 
 
 def _fit_cuda(model: pl.LightningModule, callbacks: list[pl.Callback]) -> dict[str, torch.Tensor]:
-    trainer = pl.Trainer(accelerator="gpu", devices=1, max_epochs=2, callbacks=callbacks, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        accelerator="gpu",
+        devices=1,
+        max_epochs=2,
+        callbacks=callbacks,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(model, DataLoader(make_blobs(256), batch_size=32))
     return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
@@ -67,8 +75,11 @@ class ImageData(pl.LightningDataModule):
 
 
 def test_device_path_augmentation_runs_on_cuda_per_sample() -> None:
-    dm = with_augmentation(ImageData(), {"rotation_range": 20, "width_shift_range": 0.1, "horizontal_flip": True,
-                                         "erasing_prob": 0.5}, seed=0)
+    dm = with_augmentation(
+        ImageData(),
+        {"rotation_range": 20, "width_shift_range": 0.1, "horizontal_flip": True, "erasing_prob": 0.5},
+        seed=0,
+    )
     x, y = next(iter(dm.train_dataloader()))
     x = x.cuda()
     out_a, y_a = dm.augment_training_batch(x, y.cuda(), generator=torch.Generator("cuda").manual_seed(1))
@@ -99,8 +110,15 @@ def test_model_moves_to_cuda_with_injected_dropout() -> None:
     from lightning_reg import ScheduledDropout
 
     model = TinyModule()
-    trainer = pl.Trainer(accelerator="gpu", devices=1, max_steps=3, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False,
-                         callbacks=[ScheduledDropout(0.2, inject=["ReLU"], verbose=False)])
+    trainer = pl.Trainer(
+        accelerator="gpu",
+        devices=1,
+        max_steps=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[ScheduledDropout(0.2, inject=["ReLU"], verbose=False)],
+    )
     trainer.fit(model, DataLoader(make_blobs(128), batch_size=32))
     assert any(isinstance(m, nn.Dropout) for m in model.modules())

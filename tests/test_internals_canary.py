@@ -27,8 +27,10 @@ VERSIONS = f"Lightning {lightning.__version__}, torch {torch.__version__}"
 
 
 def _moved(what: str, where: str) -> str:
-    return (f"private internal {what} is gone from {where} in {VERSIONS}; update its wrapper in "
-            "lightning_reg/_lightning_internals.py or _torch_internals.py")
+    return (
+        f"private internal {what} is gone from {where} in {VERSIONS}; update its wrapper in "
+        "lightning_reg/_lightning_internals.py or _torch_internals.py"
+    )
 
 
 def _attr(module_name: str, name: str) -> Any:
@@ -41,8 +43,10 @@ def _method(cls: type, name: str, params: list[str]) -> None:
     fn = getattr(cls, name, None)
     assert callable(fn), _moved(f"`{cls.__name__}.{name}`", cls.__module__)
     got = [p for p in inspect.signature(fn).parameters if p != "self"]
-    assert got == params, (f"private internal `{cls.__name__}.{name}` takes {got} in {VERSIONS}, not {params}; "
-                           "update its wrapper in lightning_reg/_lightning_internals.py")
+    assert got == params, (
+        f"private internal `{cls.__name__}.{name}` takes {got} in {VERSIONS}, not {params}; "
+        "update its wrapper in lightning_reg/_lightning_internals.py"
+    )
 
 
 # --- DDP launcher -------------------------------------------------------------------------------------------
@@ -80,16 +84,20 @@ def test_model_checkpoint_private_save_hook_and_bookkeeping() -> None:
 
 def test_is_local_file_protocol() -> None:
     fn = _attr("lightning.fabric.utilities.cloud_io", "_is_local_file_protocol")
-    assert fn("/tmp/x.ckpt") and not fn("s3://bucket/x.ckpt"), _moved("`_is_local_file_protocol` semantics",
-                                                                       "lightning.fabric.utilities.cloud_io")
+    assert fn("/tmp/x.ckpt") and not fn("s3://bucket/x.ckpt"), _moved(
+        "`_is_local_file_protocol` semantics", "lightning.fabric.utilities.cloud_io"
+    )
 
 
-@pytest.mark.parametrize(("name", "params"), [
-    ("_run_early_stopping_check", ["trainer"]),
-    ("_validate_condition_metric", ["logs"]),
-    ("_should_skip_check", ["trainer"]),
-    ("_log_info", ["trainer", "message", "log_rank_zero_only"]),
-])
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("_run_early_stopping_check", ["trainer"]),
+        ("_validate_condition_metric", ["logs"]),
+        ("_should_skip_check", ["trainer"]),
+        ("_log_info", ["trainer", "message", "log_rank_zero_only"]),
+    ],
+)
 def test_early_stopping_private_hooks(name: str, params: list[str]) -> None:
     from lightning.pytorch.callbacks import EarlyStopping
 
@@ -101,12 +109,14 @@ def test_early_stopping_check_on_train_epoch_end_attribute() -> None:
 
     es = EarlyStopping("val/loss", check_on_train_epoch_end=True)
     assert getattr(es, "_check_on_train_epoch_end", None) is True, _moved(
-        "`EarlyStopping._check_on_train_epoch_end`", "lightning.pytorch.callbacks.early_stopping")
+        "`EarlyStopping._check_on_train_epoch_end`", "lightning.pytorch.callbacks.early_stopping"
+    )
 
 
 def test_callback_legacy_state_key() -> None:
-    assert internals.legacy_state_key(pl.Callback()) is pl.Callback, _moved("`Callback._legacy_state_key`",
-                                                                          "lightning.pytorch.callbacks.callback")
+    assert internals.legacy_state_key(pl.Callback()) is pl.Callback, _moved(
+        "`Callback._legacy_state_key`", "lightning.pytorch.callbacks.callback"
+    )
 
 
 def test_lightning_module_private_trainer_attribute() -> None:
@@ -124,7 +134,8 @@ def test_precision_plugin_passes_the_module_in_the_closure_partial() -> None:
     source = inspect.getsource(Precision.optimizer_step)
     assert "partial(self._wrap_closure, model, optimizer, closure)" in source, _moved(
         "the closure layout `partial(self._wrap_closure, model, optimizer, closure)`",
-        "lightning.pytorch.plugins.precision.Precision.optimizer_step")
+        "lightning.pytorch.plugins.precision.Precision.optimizer_step",
+    )
 
 
 def test_trainer_of_closure_finds_the_trainer_in_a_real_fit() -> None:
@@ -147,8 +158,14 @@ def test_trainer_of_closure_finds_the_trainer_in_a_real_fit() -> None:
             return Recorder(self.parameters(), lr=0.1)
 
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(4, 2)), batch_size=2)
-    trainer = pl.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, accelerator="cpu")
+    trainer = pl.Trainer(
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
     trainer.fit(Tiny(), data)
     assert seen == [trainer], _moved("the Trainer behind the optimizer-step closure", "Lightning's precision plugin")
 
@@ -158,10 +175,12 @@ def test_trainer_of_closure_finds_the_trainer_in_a_real_fit() -> None:
 
 def test_loop_restart_flags() -> None:
     trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
-    assert hasattr(trainer.fit_loop, "restarted_on_epoch_end"), _moved("`_FitLoop.restarted_on_epoch_end`",
-                                                                       "lightning.pytorch.loops.fit_loop")
+    assert hasattr(trainer.fit_loop, "restarted_on_epoch_end"), _moved(
+        "`_FitLoop.restarted_on_epoch_end`", "lightning.pytorch.loops.fit_loop"
+    )
     assert hasattr(trainer.fit_loop.epoch_loop, "restarted_on_last"), _moved(
-        "`_TrainingEpochLoop.restarted_on_last`", "lightning.pytorch.loops.training_epoch_loop")
+        "`_TrainingEpochLoop.restarted_on_last`", "lightning.pytorch.loops.training_epoch_loop"
+    )
     assert internals.replaying_epoch_end(trainer) is False
 
 
@@ -184,8 +203,9 @@ def test_weight_averaging_keeps_its_average_in_average_model() -> None:
     from lightning.pytorch.callbacks import EMAWeightAveraging
 
     ema = EMAWeightAveraging(decay=0.9)
-    assert hasattr(ema, "_average_model"), _moved("`WeightAveraging._average_model`",
-                                                  "lightning.pytorch.callbacks.weight_averaging")
+    assert hasattr(ema, "_average_model"), _moved(
+        "`WeightAveraging._average_model`", "lightning.pytorch.callbacks.weight_averaging"
+    )
     assert internals.averaged_module(ema) is None  # not built before setup
 
 
@@ -206,12 +226,15 @@ def test_ema_config_is_a_config_error_without_weight_averaging() -> None:
 def test_torch_norm_and_conv_base_classes() -> None:
     norms = (nn.BatchNorm1d(2), nn.BatchNorm2d(2), nn.InstanceNorm2d(2), nn.SyncBatchNorm(2))
     assert all(isinstance(m, torch_internals.NORM_BASE_TYPES) for m in norms), _moved(
-        "`_NormBase` as the base of BatchNorm/InstanceNorm", "torch.nn.modules.batchnorm")
+        "`_NormBase` as the base of BatchNorm/InstanceNorm", "torch.nn.modules.batchnorm"
+    )
     convs = (nn.Conv1d(1, 1, 1), nn.Conv2d(1, 1, 1), nn.Conv3d(1, 1, 1), nn.ConvTranspose2d(1, 1, 1))
     assert all(isinstance(m, torch_internals.CONV_TYPES) for m in convs), _moved(
-        "`_ConvNd` as the base of the convolutions", "torch.nn.modules.conv")
+        "`_ConvNd` as the base of the convolutions", "torch.nn.modules.conv"
+    )
     assert isinstance(nn.ConvTranspose1d(1, 1, 1), torch_internals.CONV_TRANSPOSE_TYPES), _moved(
-        "`_ConvTransposeNd`", "torch.nn.modules.conv")
+        "`_ConvTransposeNd`", "torch.nn.modules.conv"
+    )
     assert not isinstance(nn.Conv2d(1, 1, 1), torch_internals.CONV_TRANSPOSE_TYPES)
 
 
@@ -227,7 +250,8 @@ def test_callback_metrics_store_is_the_dict_behind_the_property() -> None:
     trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
     connector = getattr(trainer, "_logger_connector", None)
     assert connector is not None and isinstance(getattr(connector, "_callback_metrics", None), dict), _moved(
-        "`Trainer._logger_connector._callback_metrics`", "lightning.pytorch.trainer.connectors.logger_connector")
+        "`Trainer._logger_connector._callback_metrics`", "lightning.pytorch.trainer.connectors.logger_connector"
+    )
     store = internals.callback_metrics_store(trainer)
     store["reg/probe"] = torch.tensor(0.25)
     assert float(trainer.callback_metrics["reg/probe"]) == 0.25  # a value written there is what readers see

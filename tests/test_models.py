@@ -16,8 +16,14 @@ OPTIMIZERS = ["sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw"]
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 @pytest.mark.parametrize("model", MODELS)
 def test_fast_dev_run_every_model_and_optimizer(compose_cfg, model: str, optimizer: str) -> None:
-    cfg = compose_cfg(f"model={model}", f"optimizer={optimizer}", "trainer=debug", "+trainer.fast_dev_run=true",
-                      "logger=none", "callbacks=none")
+    cfg = compose_cfg(
+        f"model={model}",
+        f"optimizer={optimizer}",
+        "trainer=debug",
+        "+trainer.fast_dev_run=true",
+        "logger=none",
+        "callbacks=none",
+    )
     summary = train(cfg)
     assert summary["status"] == "completed"
     assert summary["global_step"] == 1
@@ -41,8 +47,19 @@ def test_source_material_networks_are_expressible() -> None:
 def test_batch_norm_and_activation_options() -> None:
     m = MLPClassifier(hidden_sizes=[16, 8], activation="gelu", batch_norm=True, dropout=0.1, input_dropout=0.2)
     kinds = [type(x).__name__ for x in m.net]
-    assert kinds == ["Flatten", "Dropout", "Linear", "BatchNorm1d", "GELU", "Dropout", "Linear", "BatchNorm1d",
-                     "GELU", "Dropout", "Linear"]
+    assert kinds == [
+        "Flatten",
+        "Dropout",
+        "Linear",
+        "BatchNorm1d",
+        "GELU",
+        "Dropout",
+        "Linear",
+        "BatchNorm1d",
+        "GELU",
+        "Dropout",
+        "Linear",
+    ]
 
 
 def test_soft_targets_equal_hard_targets_for_one_hot() -> None:
@@ -106,23 +123,36 @@ class EpochMetricsProbe:
             def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
                 with torch.no_grad():
                     logits = pl_module(batch[0])
-                probe.batches.append((torch.nn.functional.cross_entropy(logits, batch[1], reduction="sum").item(),
-                                      (logits.argmax(-1) == batch[1]).sum().item(), batch[1].numel()))
+                probe.batches.append(
+                    (
+                        torch.nn.functional.cross_entropy(logits, batch[1], reduction="sum").item(),
+                        (logits.argmax(-1) == batch[1]).sum().item(),
+                        batch[1].numel(),
+                    )
+                )
 
             def on_train_epoch_end(self, trainer, pl_module):
                 n = sum(b[2] for b in probe.batches)
-                probe.train.append(((sum(b[0] for b in probe.batches) / n, sum(b[1] for b in probe.batches) / n),
-                                    (trainer.callback_metrics["train/loss"].item(),
-                                     trainer.callback_metrics["train/acc"].item())))
+                probe.train.append(
+                    (
+                        (sum(b[0] for b in probe.batches) / n, sum(b[1] for b in probe.batches) / n),
+                        (trainer.callback_metrics["train/loss"].item(), trainer.callback_metrics["train/acc"].item()),
+                    )
+                )
 
             def on_validation_end(self, trainer, pl_module):
                 x, y = trainer.val_dataloaders.dataset.tensors
                 with torch.no_grad():
                     logits = pl_module(x)
-                probe.val.append(((torch.nn.functional.cross_entropy(logits, y).item(),
-                                   (logits.argmax(-1) == y).float().mean().item()),
-                                  (trainer.callback_metrics["val/loss"].item(),
-                                   trainer.callback_metrics["val/acc"].item())))
+                probe.val.append(
+                    (
+                        (
+                            torch.nn.functional.cross_entropy(logits, y).item(),
+                            (logits.argmax(-1) == y).float().mean().item(),
+                        ),
+                        (trainer.callback_metrics["val/loss"].item(), trainer.callback_metrics["val/acc"].item()),
+                    )
+                )
 
         self.callback = _Callback()
         self.batches: list[tuple[float, int, int]] = []
@@ -140,15 +170,22 @@ def test_epoch_metrics_are_exact_per_epoch_means_over_uneven_batches() -> None:
     torch.manual_seed(0)
     x, y = torch.randn(70, 6), torch.randint(0, 3, (70,))
     xv, yv = torch.randn(45, 6), torch.randint(0, 3, (45,))
-    model = MLPClassifier(input_shape=(6,), hidden_sizes=[16], num_classes=3,
-                          optimizer=functools.partial(torch.optim.SGD, lr=0.5))
+    model = MLPClassifier(
+        input_shape=(6,), hidden_sizes=[16], num_classes=3, optimizer=functools.partial(torch.optim.SGD, lr=0.5)
+    )
     probe = EpochMetricsProbe()
-    trainer = pl.Trainer(accelerator="cpu", max_epochs=3, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                         callbacks=[probe.callback])
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=[probe.callback],
+    )
     # batches of 32, 32 and 6 (train) and 20, 20 and 5 (validation): an unweighted mean of batch means differs
-    trainer.fit(model, DataLoader(TensorDataset(x, y), batch_size=32),
-                DataLoader(TensorDataset(xv, yv), batch_size=20))
+    trainer.fit(model, DataLoader(TensorDataset(x, y), batch_size=32), DataLoader(TensorDataset(xv, yv), batch_size=20))
     assert len(probe.train) == 3 and len(probe.val) == 3
     for expected, logged in probe.train + probe.val:
         assert logged == pytest.approx(expected, abs=1e-5)
@@ -156,7 +193,6 @@ def test_epoch_metrics_are_exact_per_epoch_means_over_uneven_batches() -> None:
     assert len({round(t[0][0], 6) for t in probe.train}) == 3
     test = trainer.test(model, DataLoader(TensorDataset(xv, yv), batch_size=20), verbose=False)[0]
     assert (test["test/loss"], test["test/acc"]) == pytest.approx(probe.val[-1][0], abs=1e-5)
-
 
 
 def test_a_run_resumed_mid_epoch_still_logs_that_epochs_train_metrics(tmp_path) -> None:
@@ -169,13 +205,20 @@ def test_a_run_resumed_mid_epoch_still_logs_that_epochs_train_metrics(tmp_path) 
 
     def model() -> MLPClassifier:
         torch.manual_seed(0)
-        return MLPClassifier(input_shape=(6,), hidden_sizes=[8], num_classes=3,
-                             optimizer=functools.partial(torch.optim.SGD, lr=0.1))
+        return MLPClassifier(
+            input_shape=(6,), hidden_sizes=[8], num_classes=3, optimizer=functools.partial(torch.optim.SGD, lr=0.1)
+        )
 
     g = torch.Generator().manual_seed(0)
     data = TensorDataset(torch.randn(96, 6, generator=g), torch.randint(0, 3, (96,), generator=g))
-    kw = dict(accelerator="cpu", max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
-              num_sanity_val_steps=0)
+    kw = dict(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
     ckpt = ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=3, save_top_k=-1, filename="{step}")
     pl.Trainer(max_steps=3, callbacks=[ckpt], **kw).fit(model(), DataLoader(data, batch_size=16))
     probe = EpochMetricsProbe()
@@ -184,6 +227,7 @@ def test_a_run_resumed_mid_epoch_still_logs_that_epochs_train_metrics(tmp_path) 
     assert len(probe.batches) == 3  # steps 4-6 of 6
     ((expected, logged),) = probe.train
     assert logged == pytest.approx(expected, abs=1e-5)
+
 
 DDP_METRICS_SCRIPT = """
 import functools, torch, lightning.pytorch as pl
@@ -208,8 +252,9 @@ def ddp_metrics_case():
     train = TensorDataset(torch.randn(96, 6, generator=g), torch.randint(0, 3, (96,), generator=g))
     val = TensorDataset(torch.randn(64, 6, generator=g), torch.randint(0, 3, (64,), generator=g))
     torch.manual_seed(0)
-    model = MLPClassifier(input_shape=(6,), hidden_sizes=[16], num_classes=3,
-                          optimizer=functools.partial(torch.optim.SGD, lr=0.0))
+    model = MLPClassifier(
+        input_shape=(6,), hidden_sizes=[16], num_classes=3, optimizer=functools.partial(torch.optim.SGD, lr=0.0)
+    )
     return model, train, val
 
 

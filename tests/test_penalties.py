@@ -48,8 +48,14 @@ def names(selection):
 
 def test_default_selects_kernels_and_leaves_out_biases_norms_and_1d():
     assert names(select_parameters(Zoo())) == [
-        "emb.weight", "conv.weight", "deconv.weight", "attn.in_proj_weight", "attn.out_proj.weight",
-        "rnn.weight_ih_l0", "rnn.weight_hh_l0", "head.weight",
+        "emb.weight",
+        "conv.weight",
+        "deconv.weight",
+        "attn.in_proj_weight",
+        "attn.out_proj.weight",
+        "rnn.weight_ih_l0",
+        "rnn.weight_hh_l0",
+        "head.weight",
     ]
 
 
@@ -70,7 +76,9 @@ def test_exclude_types_remove_all_their_params_globs_remove_matches():
     # The attention's out_proj is a Linear owned by a child module, so excluding the parent type keeps it.
     assert got == ["conv.weight", "deconv.weight", "attn.out_proj.weight", "head.weight"]
     assert names(select_parameters(m, include=["*weight*"], exclude=["LayerNorm", "BatchNorm2d"]))[:3] == [
-        "emb.weight", "conv.weight", "deconv.weight"
+        "emb.weight",
+        "conv.weight",
+        "deconv.weight",
     ]
 
 

@@ -19,15 +19,22 @@ from lightning_reg.schedules import Linear
 
 from helpers import MemoryLogger, TinyModule, loaders
 
-QUIET = dict(accelerator="cpu", devices=1, enable_checkpointing=False, enable_progress_bar=False,
-             enable_model_summary=False, num_sanity_val_steps=0)
+QUIET = dict(
+    accelerator="cpu",
+    devices=1,
+    enable_checkpointing=False,
+    enable_progress_bar=False,
+    enable_model_summary=False,
+    num_sanity_val_steps=0,
+)
 
 
 class Tiny(TinyModule):
     """TinyModule with a choice of optimizer and an optional hand-written penalty in the loss."""
 
-    def __init__(self, opt: str = "sgd", l1: float = 0.0, l2: float = 0.0, head_l2: float | None = None,
-                 lr: float = 0.1) -> None:
+    def __init__(
+        self, opt: str = "sgd", l1: float = 0.0, l2: float = 0.0, head_l2: float | None = None, lr: float = 0.1
+    ) -> None:
         super().__init__(lr=lr)
         self.opt, self.l1, self.l2 = opt, l1, l2
         self.head_l2 = l2 if head_l2 is None else head_l2
@@ -56,8 +63,15 @@ def make(cls=Tiny, **kw):
 
 def fit(model, callbacks=(), batches=8, max_epochs=1, ckpt_path=None, logger=False, **kw):
     train, _ = loaders(n=512, batch_size=32)
-    trainer = pl.Trainer(max_epochs=max_epochs, limit_train_batches=batches, limit_val_batches=0,
-                         callbacks=list(callbacks), logger=logger, **QUIET, **kw)
+    trainer = pl.Trainer(
+        max_epochs=max_epochs,
+        limit_train_batches=batches,
+        limit_val_batches=0,
+        callbacks=list(callbacks),
+        logger=logger,
+        **QUIET,
+        **kw,
+    )
     trainer.fit(model, train, ckpt_path=ckpt_path)
     return trainer
 
@@ -114,8 +128,7 @@ class MixinTiny(PenaltyLossMixin, TinyModule):
 
 
 def test_mixin_matches_callback_with_groups_and_schedule():
-    penalty = dict(l1=1e-3, l2=1e-2, groups={"net.2.*": {"l2": 0.1}},
-                   schedule=Linear(0.0, 1.0, begin=2, end_at=6))
+    penalty = dict(l1=1e-3, l2=1e-2, groups={"net.2.*": {"l2": 0.1}}, schedule=Linear(0.0, 1.0, begin=2, end_at=6))
     with_cb = make(TinyModule)
     fit(with_cb, [WeightPenalty(**penalty)], batches=8, accumulate_grad_batches=2)
     mixin = make(MixinTiny, **penalty)
@@ -279,8 +292,9 @@ def test_empty_selection_fails_before_training_and_lists_the_model(callback):
 def test_proximal_l1_gives_exact_zeros_on_digits_and_logged_sparsity_matches_the_count():
     def run(mode, epochs):
         torch.manual_seed(0)
-        model = MLPClassifier(input_shape=(1, 8, 8), num_classes=10, hidden_sizes=[64],
-                              optimizer=partial(torch.optim.SGD, lr=0.3))
+        model = MLPClassifier(
+            input_shape=(1, 8, 8), num_classes=10, hidden_sizes=[64], optimizer=partial(torch.optim.SGD, lr=0.3)
+        )
         logger = MemoryLogger()
         callback = WeightPenalty(l1=3e-3, mode=mode, log_every_n_steps=1)
         trainer = pl.Trainer(max_epochs=epochs, logger=logger, callbacks=[callback], **QUIET)
@@ -305,14 +319,16 @@ def test_proximal_l1_gives_exact_zeros_on_digits_and_logged_sparsity_matches_the
 
 def test_logging_follows_its_own_period_and_values_are_the_penalty():
     logger, model = MemoryLogger(), make(TinyModule)
-    fit(model, [WeightPenalty(l1=1e-3, l2=1e-2, log_every_n_steps=3)], batches=8, logger=logger,
-        log_every_n_steps=1)
+    fit(model, [WeightPenalty(l1=1e-3, l2=1e-2, log_every_n_steps=3)], batches=8, logger=logger, log_every_n_steps=1)
     assert [s for s, _ in logger.series("reg/l2")] == [3, 6]  # its own period, no stale repeats in between
     logger, model = MemoryLogger(), make(TinyModule)
     fit(model, [WeightPenalty(l2=1e-2, log_every_n_steps=4)], batches=8, logger=logger)
     w0, w1 = model.net[0].weight, model.net[-1].weight
     # At the last logged step (8 = the end), the value is l2·Σw² of the final weights.
-    assert logger.series("reg/l2")[-1] == (8, pytest.approx(1e-2 * float((w0.pow(2).sum() + w1.pow(2).sum()).detach()), rel=1e-6))
+    assert logger.series("reg/l2")[-1] == (
+        8,
+        pytest.approx(1e-2 * float((w0.pow(2).sum() + w1.pow(2).sum()).detach()), rel=1e-6),
+    )
     logger = MemoryLogger()
     fit(make(TinyModule), [WeightPenalty(l2=1e-2, log_every_n_steps=0)], batches=4, logger=logger, log_every_n_steps=1)
     assert logger.series("reg/l2") == []

@@ -56,9 +56,15 @@ def test_groups_and_schedule_from_the_command_line(compose_cfg):
 
 
 def test_fast_run_through_the_entry_point_writes_summaries(compose_cfg, tmp_path):
-    cfg = compose_cfg("trainer=debug", "optimizer=sgd", "optimizer.lr=0.1",
-                      "callbacks=[default,l2,proximal_l1,max_norm]",
-                      "callbacks.l2.l2=1e-3", "callbacks.proximal_l1.l1=0.05", "callbacks.max_norm.max_norm=1.0")
+    cfg = compose_cfg(
+        "trainer=debug",
+        "optimizer=sgd",
+        "optimizer.lr=0.1",
+        "callbacks=[default,l2,proximal_l1,max_norm]",
+        "callbacks.l2.l2=1e-3",
+        "callbacks.proximal_l1.l1=0.05",
+        "callbacks.max_norm.max_norm=1.0",
+    )
     summary = train(cfg)
     metrics = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
     reports = metrics["callbacks"]
@@ -83,16 +89,33 @@ def test_bad_config_value_is_a_config_error_naming_the_key(compose_cfg):
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-            "OMP_NUM_THREADS": "1"}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+    }
 
 
 @pytest.mark.slow
 def test_multirun_over_the_coefficient(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "lightning_reg.train", "-m", "trainer=debug", "logger=none", "test=false",
-         "callbacks=[default,l2]", "callbacks.l2.l2=0.0,1e-2", f"hydra.sweep.dir={tmp_path}"],
-        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "lightning_reg.train",
+            "-m",
+            "trainer=debug",
+            "logger=none",
+            "test=false",
+            "callbacks=[default,l2]",
+            "callbacks.l2.l2=0.0,1e-2",
+            f"hydra.sweep.dir={tmp_path}",
+        ],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = sorted(tmp_path.glob("*/metrics.json"))
@@ -112,8 +135,13 @@ def test_benchmark_quick_mode_runs_and_reports_ratios():
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "penalty_overhead.py"), "--quick"],
-                          capture_output=True, text=True, timeout=300, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "penalty_overhead.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     tail = proc.stdout.strip().splitlines()[-4:]
     assert [line.split()[0] for line in tail] == ["bare", "WeightPenalty(l2)", "penalty-in-loss", "weight_decay"]

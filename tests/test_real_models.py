@@ -36,8 +36,9 @@ def _need(module: str | None) -> None:
         pytest.importorskip(module)
 
 
-def _fit(family_name: str, callbacks: list[pl.Callback], epochs: int = 1, model: pl.LightningModule | None = None,
-         **kw):
+def _fit(
+    family_name: str, callbacks: list[pl.Callback], epochs: int = 1, model: pl.LightningModule | None = None, **kw
+):
     fam = FAMILY[family_name]
     _need(fam.requires)
     pl.seed_everything(0)
@@ -55,11 +56,13 @@ def _names(cb: WeightPenalty | MaxNorm) -> set[str]:
 def test_weight_penalty_default_selection_is_timms_own_decay_group(name: str) -> None:
     pytest.importorskip("timm")
     from timm.optim import param_groups_weight_decay
+
     cb = WeightPenalty(l2=1e-4, log_every_n_steps=0)
     run = _fit(name, [cb], limit_train_batches=2, limit_val_batches=1)
     net = run.model.net
-    groups = param_groups_weight_decay(net, 0.05, no_weight_decay_list=net.no_weight_decay()
-                                                  if hasattr(net, "no_weight_decay") else ())
+    groups = param_groups_weight_decay(
+        net, 0.05, no_weight_decay_list=net.no_weight_decay() if hasattr(net, "no_weight_decay") else ()
+    )
     decayed = {id(p) for g in groups if g["weight_decay"] > 0 for p in g["params"]}
     assert {id(p.param) for p in cb._selected} == decayed
     selected = _names(cb)
@@ -128,8 +131,15 @@ def test_tied_lm_head_is_penalized_once() -> None:
     tied = model.net.bert.embeddings.word_embeddings.weight
     before = tied.detach().clone()
     cb = WeightPenalty(l2=0.1, log_every_n_steps=0)
-    trainer = pl.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, callbacks=[cb])
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[cb],
+    )
     ids = torch.randint(1, 64, (4, 8))
     trainer.fit(model, torch.utils.data.DataLoader(torch.utils.data.TensorDataset(ids), batch_size=4))
     assert "net.cls.predictions.decoder.weight" not in _names(cb)
@@ -162,10 +172,19 @@ def test_every_bert_dropout_follows_the_schedule_including_attention() -> None:
 
 def _hf_vit(p: float = 0.1):
     transformers = pytest.importorskip("transformers")
-    cfg = transformers.ViTConfig(image_size=16, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                 intermediate_size=64, num_labels=10, attention_probs_dropout_prob=p,
-                                 hidden_dropout_prob=p)
+    cfg = transformers.ViTConfig(
+        image_size=16,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=10,
+        attention_probs_dropout_prob=p,
+        hidden_dropout_prob=p,
+    )
     from lightning_reg.models.zoo import ImageClassifier
+
     return ImageClassifier(transformers.ViTForImageClassification(cfg), 10, (3, 16, 16))
 
 
@@ -183,6 +202,7 @@ def test_hf_vit_float_attention_dropout_is_scheduled() -> None:
     model.net = _Logits(model.net)
     cb = ScheduledDropout(0.25, verbose=False)
     from reliability_registry import synthetic_images
+
     data = torch.utils.data.DataLoader(synthetic_images(8, (3, 16, 16)), batch_size=4)
     fit(None, 1, model=model, callbacks=[cb], train=data, val=data, limit_train_batches=1)
     floats = [f"net.inner.vit.layers.{i}.attention.attention_dropout" for i in range(2)]
@@ -195,10 +215,20 @@ def test_unscheduled_attention_dropout_is_named_in_a_warning() -> None:
     model = _hf_vit()
     model.net = _Logits(model.net)
     from reliability_registry import synthetic_images
+
     data = torch.utils.data.DataLoader(synthetic_images(8, (3, 16, 16)), batch_size=4)
-    with pytest.warns(UserWarning, match=r"not scheduled: net\.inner\.vit\.layers\.0\.attention\.attention_dropout=0\.1"):
-        fit(None, 1, model=model, callbacks=[ScheduledDropout(0.25, modules=["Dropout"], verbose=False)], train=data,
-            val=data, limit_train_batches=1)
+    with pytest.warns(
+        UserWarning, match=r"not scheduled: net\.inner\.vit\.layers\.0\.attention\.attention_dropout=0\.1"
+    ):
+        fit(
+            None,
+            1,
+            model=model,
+            callbacks=[ScheduledDropout(0.25, modules=["Dropout"], verbose=False)],
+            train=data,
+            val=data,
+            limit_train_batches=1,
+        )
 
 
 def test_config_dropout_read_at_forward_time_is_named_in_a_warning() -> None:
@@ -215,6 +245,7 @@ def test_config_dropout_read_at_forward_time_is_named_in_a_warning() -> None:
             return self.drop(nn.functional.dropout(self.proj(x), self.config.to_dict()["attention_dropout"]))
 
     from lightning_reg.dropout import find_dropout_modules, unscheduled_rates
+
     net = nn.Sequential(ReadsConfig())
     assert unscheduled_rates(net, find_dropout_modules(net)) == ["0.config.attention_dropout=0.2"]
 
@@ -274,6 +305,7 @@ def test_residual_drop_drops_whole_samples_of_the_branch_in_training_and_is_iden
     from torchvision.models.resnet import BasicBlock
 
     from lightning_reg.stochastic_depth import inject_stochastic_depth
+
     torch.manual_seed(0)
     block = BasicBlock(4, 4)
     plain = BasicBlock(4, 4)
@@ -311,7 +343,9 @@ def test_stochastic_depth_user_block_protocol_and_clear_errors() -> None:
 
     net = nn.Sequential(Block(), Block())
     assert inject_stochastic_depth(net, 0.1, blocks={"Block": "branch.2"}) == [
-        "0.branch.2.stochastic_depth", "1.branch.2.stochastic_depth"]
+        "0.branch.2.stochastic_depth",
+        "1.branch.2.stochastic_depth",
+    ]
     with pytest.raises(ConfigError, match="'nope'.*its children are: branch"):
         inject_stochastic_depth(nn.Sequential(Block()), 0.1, blocks={"Block": "nope"})
     with pytest.raises(ConfigError, match="no residual block.*Module types in the model: Linear"):
@@ -334,14 +368,17 @@ def _seeded(fam):
 
 
 # resnet18 carries StochasticDepth: the oldest-Lightning smoke subset resumes it.
-@pytest.mark.parametrize("name", [pytest.param(f.name, marks=[pytest.mark.oldest_lightning] if f.name == "resnet18" else [])
-                                  for f in FAMILIES])
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(f.name, marks=[pytest.mark.oldest_lightning] if f.name == "resnet18" else []) for f in FAMILIES],
+)
 def test_family_resume_is_bit_identical(name: str, tmp_path) -> None:
     fam, train, val = _family(name)
     full = fit(None, 3, model=_seeded(fam), callbacks=fam.make(), train=train, val=val)
     fit(None, 1, model=_seeded(fam), callbacks=fam.make(), train=train, val=val, ckpt_dir=tmp_path)
-    resumed = fit(None, 3, model=_seeded(fam), callbacks=fam.make(), train=train, val=val,
-                  ckpt_path=tmp_path / "last.ckpt")
+    resumed = fit(
+        None, 3, model=_seeded(fam), callbacks=fam.make(), train=train, val=val, ckpt_path=tmp_path / "last.ckpt"
+    )
     assert full.trainer.global_step == resumed.trainer.global_step == 12
     assert_same(full.weights(), resumed.weights(), "weights")
     assert_same(full.states(), resumed.states(), "callback states")
@@ -362,8 +399,14 @@ def test_bert_runs_through_the_entry_point_with_penalty_and_scheduled_dropout(co
     pytest.importorskip("transformers")
     from lightning_reg.train import train
 
-    cfg = compose_cfg("data=synthetic_tokens", "model=hf_bert_tiny", "optimizer=adamw", "trainer=debug",
-                      "callbacks=[default,l2,dropout_linear]", "test=true")
+    cfg = compose_cfg(
+        "data=synthetic_tokens",
+        "model=hf_bert_tiny",
+        "optimizer=adamw",
+        "trainer=debug",
+        "callbacks=[default,l2,dropout_linear]",
+        "test=true",
+    )
     summary = train(cfg)
     assert summary["status"] == "completed" and "test/acc" in summary["test"]
     by = {key.split("{")[0]: value for key, value in summary["callbacks"].items()}

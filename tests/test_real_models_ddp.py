@@ -14,7 +14,7 @@ from helpers import run_ddp_script
 
 pytestmark = pytest.mark.slow
 
-SCRIPT = '''
+SCRIPT = """
 import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import lightning.pytorch as pl
@@ -42,7 +42,7 @@ rates = sorted({{round(float(getattr(m, "p", getattr(m, "drop_prob", 0.0)) or 0.
 torch.save({{"weights": weights, "states": states, "world": trainer.world_size, "steps": trainer.global_step,
             "bound": bound, "max_norm": norm.max_norm, "penalty_steps": penalty.run_summary()["optimizer_steps"],
             "rates": rates}}, OUT / f"rank{{rank}}.pt")
-'''
+"""
 
 
 @pytest.mark.parametrize("name,module", [("hf_bert", "transformers"), ("resnet18", None)])

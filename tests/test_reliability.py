@@ -37,8 +37,12 @@ NAMES = [e.name for e in REGISTRY]
 
 
 def _script_env() -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")]), "OMP_NUM_THREADS": "1",
-           "PYTHONWARNINGS": "ignore"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")]),
+        "OMP_NUM_THREADS": "1",
+        "PYTHONWARNINGS": "ignore",
+    }
     env.pop("LOCAL_RANK", None)
     return env
 
@@ -51,8 +55,9 @@ def _run_script(body: str, tmp: Path, name: str, timeout: float = 300) -> None:
         "logging.getLogger('lightning.pytorch').setLevel(logging.ERROR)\n"
         f"OUT = pathlib.Path({str(tmp)!r})\n" + textwrap.dedent(body)
     )
-    proc = subprocess.run([sys.executable, str(script)], cwd=tmp, env=_script_env(), capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp, env=_script_env(), capture_output=True, text=True, timeout=timeout
+    )
     if proc.returncode != 0:
         raise AssertionError(f"{name} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
 
@@ -90,8 +95,11 @@ def resumed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("resume")
     _run_script(FIRST, tmp, "first")
     _run_script(RESUME, tmp, "resume")
-    return {"dir": tmp, "first": torch.load(tmp / "first.pt", weights_only=True),
-            "resumed": torch.load(tmp / "resumed.pt", weights_only=True)}
+    return {
+        "dir": tmp,
+        "first": torch.load(tmp / "first.pt", weights_only=True),
+        "resumed": torch.load(tmp / "resumed.pt", weights_only=True),
+    }
 
 
 # ------------------------------------------------------------------------------------------ resume
@@ -131,7 +139,8 @@ def test_checkpoint_with_our_state_loads_with_weights_only(resumed: dict[str, An
 # ---------------------------------------------------------------------------- checkpoint compatibility
 @pytest.mark.parametrize("name", NAMES)
 def test_checkpoint_written_before_the_callback_was_added_loads_with_a_warning(
-        resumed: dict[str, Any], name: str) -> None:
+    resumed: dict[str, Any], name: str
+) -> None:
     with pytest.warns(UserWarning, match="holds no state for this callback") as record:
         run = fit(BY_NAME[name], K_EPOCHS + 1, ckpt_path=resumed["dir"] / "bare" / "last.ckpt")
     assert run.trainer.global_step == (K_EPOCHS + 1) * STEPS_PER_EPOCH
@@ -185,8 +194,7 @@ def test_two_optimizers_in_manual_optimization(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_nan_loss_stops_cleanly_with_reason_and_restores_best(name: str) -> None:
     guard = EarlyStopping("val/loss", patience=50, restore_best_weights=True, log_prefix="guard/")
-    run = fit(BY_NAME[name], 6, model=NaNAfter(nan_epoch=2, lr=0.1),
-              callbacks=BY_NAME[name].make() + [guard])
+    run = fit(BY_NAME[name], 6, model=NaNAfter(nan_epoch=2, lr=0.1), callbacks=BY_NAME[name].make() + [guard])
     summary = guard.run_summary()
     assert summary["stopped"] and summary["reason"] == "non_finite", summary
     assert summary["stopped_epoch"] == 2 and run.trainer.current_epoch == 3, summary
@@ -230,8 +238,9 @@ def test_a_run_killed_while_saving_leaves_the_last_checkpoint_loadable(tmp_path:
     env = _script_env()
     if Path("/dev/shm").is_dir() and os.access("/dev/shm", os.W_OK):
         env["TMPDIR"] = "/dev/shm"
-    proc = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     last, tmp = tmp_path / "ckpt" / "last.ckpt", tmp_path / "ckpt" / "last.ckpt.tmp"
     killed_mid_write = False
     deadline = time.monotonic() + 120
@@ -284,13 +293,13 @@ def test_ddp_two_processes_agree_with_each_other_and_with_one_process(tmp_path: 
         assert r0["epochs"] == single.trainer.current_epoch, entry.name
         assert r0["stops"] == [(s["stopped"], s["stopped_epoch"], s["best_epoch"]) for s in es], entry.name
         rates = [r for r in r0["logs"] if "reg/dropout_p" in r[1]]
-        single_rates = [(s, {"reg/dropout_p": m["reg/dropout_p"]}) for s, m in single.logger.records
-                        if "reg/dropout_p" in m]
+        single_rates = [
+            (s, {"reg/dropout_p": m["reg/dropout_p"]}) for s, m in single.logger.records if "reg/dropout_p" in m
+        ]
         assert [(s, m["reg/dropout_p"]) for s, m in rates] == [(s, m["reg/dropout_p"]) for s, m in single_rates]
         if not entry.random:  # dropout masks differ between layouts; everything else must agree
             for key, value in single.weights().items():
                 torch.testing.assert_close(r0["weights"][key], value, rtol=0, atol=2e-5, msg=f"{entry.name}: {key}")
-
 
 
 # ------------------------------------------------------------------ the train entry point under weights_only
@@ -298,8 +307,9 @@ def test_ddp_two_processes_agree_with_each_other_and_with_one_process(tmp_path: 
 def test_train_entry_point_tests_the_best_checkpoint_with_weights_only(compose_cfg, tmp_path: Path, model: str) -> None:
     from lightning_reg.train import train
 
-    cfg = compose_cfg("trainer=debug", f"model={model}",
-                      "callbacks=[default,l2,max_norm,dropout_constant,early_stopping]")
+    cfg = compose_cfg(
+        "trainer=debug", f"model={model}", "callbacks=[default,l2,max_norm,dropout_constant,early_stopping]"
+    )
     summary = train(cfg)
     best = summary["best"]["checkpoint"]
     assert summary["best"]["tested"] == best and best.endswith(".ckpt")  # the file was tested, not final weights

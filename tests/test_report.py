@@ -16,10 +16,22 @@ from lightning_reg import report as rep
 from lightning_reg.report_plots import MissingMatplotlib, curve_band
 
 
-def write_run(root: Path, num: int, overrides: list[str], *, status: str = "completed", test_acc: float = 0.9,
-              test_loss: float = 0.3, history: list[dict] | None = None, task: str = "exp", seed: int = 1,
-              fit_seconds: float = 2.0, stopped_epoch: int | None = None, error: str | None = None,
-              objective: float | None = None) -> Path:
+def write_run(
+    root: Path,
+    num: int,
+    overrides: list[str],
+    *,
+    status: str = "completed",
+    test_acc: float = 0.9,
+    test_loss: float = 0.3,
+    history: list[dict] | None = None,
+    task: str = "exp",
+    seed: int = 1,
+    fit_seconds: float = 2.0,
+    stopped_epoch: int | None = None,
+    error: str | None = None,
+    objective: float | None = None,
+) -> Path:
     """A job directory laid out as Hydra's multirun + lightning_reg.train write it."""
     run = root / str(num)
     (run / ".hydra").mkdir(parents=True)
@@ -27,15 +39,23 @@ def write_run(root: Path, num: int, overrides: list[str], *, status: str = "comp
     (run / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"job": {"num": num}}}))
     if status == "missing":
         return run
-    history = history if history is not None else [
-        {"epoch": 0.0, "train/acc": 0.6, "val/acc": 0.5, "train/loss": 1.0, "val/loss": 1.1},
-        {"epoch": 1.0, "train/acc": 0.9, "val/acc": 0.7, "train/loss": 0.5, "val/loss": 0.8},
-    ]
+    history = (
+        history
+        if history is not None
+        else [
+            {"epoch": 0.0, "train/acc": 0.6, "val/acc": 0.5, "train/loss": 1.0, "val/loss": 1.1},
+            {"epoch": 1.0, "train/acc": 0.9, "val/acc": 0.7, "train/loss": 0.5, "val/loss": 0.8},
+        ]
+    )
     metrics: dict = {"status": status, "seed": seed, "config": {"task_name": task, "seed": seed}}
     if status == "completed":
-        metrics.update(test={"test/acc": test_acc, "test/loss": test_loss}, history=history, fit_seconds=fit_seconds,
-                       stopped_epoch=len(history) - 1 if stopped_epoch is None else stopped_epoch,
-                       optimized_value=objective)
+        metrics.update(
+            test={"test/acc": test_acc, "test/loss": test_loss},
+            history=history,
+            fit_seconds=fit_seconds,
+            stopped_epoch=len(history) - 1 if stopped_epoch is None else stopped_epoch,
+            optimized_value=objective,
+        )
     else:
         metrics.update(error=error or "RuntimeError: boom", traceback="Traceback ...")
     (run / "metrics.json").write_text(json.dumps(metrics))
@@ -48,8 +68,14 @@ def grid(root: Path) -> dict[str, list[float]]:
     num = 0
     for variant, values in accs.items():
         for seed, acc in enumerate(values, 1):
-            write_run(root, num, [f"variant/exp={variant}", f"seed={seed}", "experiment=exp"], test_acc=acc,
-                      seed=seed, fit_seconds=float(num))
+            write_run(
+                root,
+                num,
+                [f"variant/exp={variant}", f"seed={seed}", "experiment=exp"],
+                test_acc=acc,
+                seed=seed,
+                fit_seconds=float(num),
+            )
             num += 1
     return accs
 
@@ -71,10 +97,15 @@ def test_groups_by_configuration_ignoring_seed_and_compares_with_the_baseline(tm
 
 
 def test_summarize_metrics_finds_best_val_epoch_stop_epoch_and_final_gap() -> None:
-    hist = [{"epoch": 0, "train/acc": 0.5, "val/acc": 0.6}, {"epoch": 1, "train/acc": 0.8, "val/acc": 0.75},
-            {"epoch": 2, "train/acc": 1.0, "val/acc": 0.75}, {"epoch": 3, "train/acc": 1.0, "val/acc": 0.7}]
-    out = rep.summarize_metrics({"test": {"test/acc": 0.71, "test/loss": 0.9}, "history": hist,
-                                 "stopped_epoch": 3, "fit_seconds": 4.5})
+    hist = [
+        {"epoch": 0, "train/acc": 0.5, "val/acc": 0.6},
+        {"epoch": 1, "train/acc": 0.8, "val/acc": 0.75},
+        {"epoch": 2, "train/acc": 1.0, "val/acc": 0.75},
+        {"epoch": 3, "train/acc": 1.0, "val/acc": 0.7},
+    ]
+    out = rep.summarize_metrics(
+        {"test": {"test/acc": 0.71, "test/loss": 0.9}, "history": hist, "stopped_epoch": 3, "fit_seconds": 4.5}
+    )
     assert out["best_val_acc"] == 0.75 and out["best_epoch"] == 1  # first epoch reaching the best
     assert out["stopped_epoch"] == 3
     assert out["gap"] == pytest.approx(0.3)
@@ -105,8 +136,13 @@ def test_writes_markdown_csv_and_runs_csv_with_the_same_numbers(tmp_path: Path) 
 
 def test_failed_and_unfinished_runs_appear_with_their_error(tmp_path: Path) -> None:
     write_run(tmp_path, 0, ["model.dropout=0.1", "seed=1"], test_acc=0.9)
-    write_run(tmp_path, 1, ["model.dropout=0.1", "seed=2"], status="failed",
-              error="ConfigError: model: `dropout` must be in [0, 1); got 1.5.")
+    write_run(
+        tmp_path,
+        1,
+        ["model.dropout=0.1", "seed=2"],
+        status="failed",
+        error="ConfigError: model: `dropout` must be in [0, 1); got 1.5.",
+    )
     write_run(tmp_path, 2, ["model.dropout=0.2", "seed=1"], status="missing")
     report = rep.make_report(tmp_path, plots=False, echo=False)
     assert len(report.failed) == 2
@@ -134,8 +170,11 @@ def test_no_runs_gives_a_clear_message(tmp_path: Path, capsys: pytest.CaptureFix
 def test_mixed_experiments_give_a_clear_message(tmp_path: Path) -> None:
     write_run(tmp_path / "a", 0, ["experiment=regularizers_digits", "seed=1"], task="regularizers_digits")
     write_run(tmp_path / "b", 0, ["experiment=l2_vs_dropout", "seed=1"], task="l2_vs_dropout")
-    with pytest.raises(rep.ReportError, match=r"mixes runs of different experiments: 'l2_vs_dropout' \(1 runs\), "
-                                             r"'regularizers_digits' \(1 runs\)"):
+    with pytest.raises(
+        rep.ReportError,
+        match=r"mixes runs of different experiments: 'l2_vs_dropout' \(1 runs\), "
+        r"'regularizers_digits' \(1 runs\)",
+    ):
         rep.build(tmp_path)
 
 
@@ -143,14 +182,18 @@ def test_baseline_can_be_named_and_a_wrong_name_lists_the_choices(tmp_path: Path
     grid(tmp_path)
     report = rep.build(tmp_path, baseline="dropout")
     assert report.baseline.label == "dropout" and report.baseline.delta == 0.0
-    with pytest.raises(rep.ReportError, match=r"`baseline` must name one of the configurations 'l2', 'dropout', "
-                                             r"'baseline'; got 'l3'"):
+    with pytest.raises(
+        rep.ReportError,
+        match=r"`baseline` must name one of the configurations 'l2', 'dropout', "
+        r"'baseline'; got 'l3'",
+    ):
         rep.build(tmp_path, baseline="l3")
 
 
 def test_csv_log_fills_in_epochs_missing_from_metrics_json(tmp_path: Path) -> None:
-    run = write_run(tmp_path, 0, ["seed=1"], history=[{"epoch": 0.0, "train/acc": 0.5, "val/acc": 0.4}],
-                    stopped_epoch=2)
+    run = write_run(
+        tmp_path, 0, ["seed=1"], history=[{"epoch": 0.0, "train/acc": 0.5, "val/acc": 0.4}], stopped_epoch=2
+    )
     (run / "csv").mkdir()
     (run / "csv" / "metrics.csv").write_text(
         "epoch,step,test/acc,train/acc,val/acc\n"
@@ -176,16 +219,27 @@ def test_optuna_sweep_gets_an_optimization_history(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     for i, v in enumerate([0.5, 0.7, 0.6]):
         write_run(tmp_path, i, [f"optimizer.lr={0.001 * (i + 1)}"], objective=v)
-    (tmp_path / "multirun.yaml").write_text(yaml.safe_dump(
-        {"optimized_metric": "val/acc", "hydra": {"sweeper": {"_target_": "hydra_plugins.hydra_optuna_sweeper."
-                                                              "optuna_sweeper.OptunaSweeper", "direction": "maximize"}}}))
+    (tmp_path / "multirun.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "optimized_metric": "val/acc",
+                "hydra": {
+                    "sweeper": {
+                        "_target_": "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper",
+                        "direction": "maximize",
+                    }
+                },
+            }
+        )
+    )
     report = rep.make_report(tmp_path, echo=False)
     assert report.sweeper == "optuna" and report.optimized_metric == "val/acc"
     assert (tmp_path / "optimization_history.png").is_file()
 
 
 def test_without_matplotlib_the_report_is_written_and_says_why_no_plots(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     grid(tmp_path)
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` raise ImportError
     from lightning_reg import report_plots
@@ -206,7 +260,9 @@ def test_curve_band_is_mean_min_max_over_runs_per_epoch() -> None:
 
 
 def test_config_key_drops_seed_paths_and_hydra_settings() -> None:
-    key = rep.config_key(["+variant/x=l2", "seed=3", "paths.log_dir=/tmp", "hydra.launcher.n_jobs=2", "model.dropout=0.1"])
+    key = rep.config_key(
+        ["+variant/x=l2", "seed=3", "paths.log_dir=/tmp", "hydra.launcher.n_jobs=2", "model.dropout=0.1"]
+    )
     assert key == ("model.dropout=0.1", "variant/x=l2")
     assert rep.pretty_override("variant/x=l2") == "l2"
 

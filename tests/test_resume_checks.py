@@ -31,25 +31,33 @@ def adam_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out / "run" / "checkpoints" / "last.ckpt"
 
 
-@pytest.mark.parametrize("overrides,match", [
-    (["optimizer=sgd"], "optimizer 0 state is not SGD's: it lacks dampening, momentum, nesterov"),
-    (["model=cnn"], "holds a different architecture: missing in the checkpoint: net"),
-    (["model.hidden_sizes=[32]"], "holds a different architecture: shapes differ"),
-])
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        (["optimizer=sgd"], "optimizer 0 state is not SGD's: it lacks dampening, momentum, nesterov"),
+        (["model=cnn"], "holds a different architecture: missing in the checkpoint: net"),
+        (["model.hidden_sizes=[32]"], "holds a different architecture: shapes differ"),
+    ],
+)
 def test_a_checkpoint_this_run_cannot_resume_is_refused_before_fitting(
-        compose_cfg, adam_checkpoint: Path, tmp_path: Path, overrides: list[str], match: str) -> None:
+    compose_cfg, adam_checkpoint: Path, tmp_path: Path, overrides: list[str], match: str
+) -> None:
     cfg = compose_cfg("trainer=debug", f"ckpt_path={adam_checkpoint}", *overrides, output_dir=tmp_path / "new")
     with pytest.raises(ConfigError, match=match):
         train(cfg)
     assert not (tmp_path / "new" / "checkpoints").exists()  # nothing trained
 
 
-@pytest.mark.parametrize("content,match", [
-    (b"not a checkpoint at all", "is not a readable checkpoint"),
-    (None, "is not a readable checkpoint"),  # the real checkpoint, truncated to half its size
-])
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        (b"not a checkpoint at all", "is not a readable checkpoint"),
+        (None, "is not a readable checkpoint"),  # the real checkpoint, truncated to half its size
+    ],
+)
 def test_a_corrupt_or_truncated_checkpoint_is_a_clear_error(
-        compose_cfg, adam_checkpoint: Path, tmp_path: Path, content: bytes | None, match: str) -> None:
+    compose_cfg, adam_checkpoint: Path, tmp_path: Path, content: bytes | None, match: str
+) -> None:
     bad = tmp_path / "bad.ckpt"
     data = adam_checkpoint.read_bytes()
     bad.write_bytes(content if content is not None else data[: len(data) // 2])
@@ -69,6 +77,11 @@ def test_a_tensor_file_that_is_not_a_lightning_checkpoint(compose_cfg, tmp_path:
 
 
 def test_the_matching_checkpoint_still_resumes(compose_cfg, adam_checkpoint: Path, tmp_path: Path) -> None:
-    cfg = compose_cfg("trainer=debug", "trainer.max_epochs=3", "test=false", f"ckpt_path={adam_checkpoint}",
-                      output_dir=tmp_path / "new")
+    cfg = compose_cfg(
+        "trainer=debug",
+        "trainer.max_epochs=3",
+        "test=false",
+        f"ckpt_path={adam_checkpoint}",
+        output_dir=tmp_path / "new",
+    )
     assert train(cfg)["epochs_completed"] == 3

@@ -24,22 +24,34 @@ TINY = ["trainer=debug", "trainer.max_epochs=4", "seed=3"]
 
 
 def _env() -> dict[str, str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join(p for p in [str(REPO), str(TESTS), os.environ.get("PYTHONPATH", "")] if p)}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join(p for p in [str(REPO), str(TESTS), os.environ.get("PYTHONPATH", "")] if p),
+    }
     env.pop("LOCAL_RANK", None)
     env.pop("HYDRA_FULL_ERROR", None)
     return env
 
 
 def cli(*args: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lightning_reg.train", *args, f"paths.log_dir={cwd / 'outputs'}"],
-                          cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "lightning_reg.train", *args, f"paths.log_dir={cwd / 'outputs'}"],
+        cwd=cwd,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def digest(folder: Path) -> dict[str, str]:
     """md5 of every file under ``folder`` (relative path -> hash)."""
-    return {str(p.relative_to(folder)): hashlib.md5(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.md5(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def csv_epochs(run: Path) -> list[int]:
@@ -54,8 +66,13 @@ def lifecycle(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("lifecycle")
     run = tmp / "A"
     out: dict = {"tmp": tmp, "run": run}
-    killed = cli(*TINY, f"hydra.run.dir={run}", "+callbacks.killer._target_=helpers.KillAtEpoch",
-                 "+callbacks.killer.epoch=2", cwd=tmp)
+    killed = cli(
+        *TINY,
+        f"hydra.run.dir={run}",
+        "+callbacks.killer._target_=helpers.KillAtEpoch",
+        "+callbacks.killer.epoch=2",
+        cwd=tmp,
+    )
     out["killed"] = killed
     out["after_kill"] = digest(run)
     out["epochs_after_kill"] = csv_epochs(run)
@@ -122,8 +139,16 @@ def test_a_finished_run_is_refused_before_hydra_writes_anything(lifecycle) -> No
 
 
 def _sweep(tmp: Path, sweep: Path, *overrides: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return cli("-m", "trainer=debug", "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}",
-            "hydra.callbacks.report.plots=false", *overrides, cwd=tmp, timeout=timeout)
+    return cli(
+        "-m",
+        "trainer=debug",
+        "trainer.max_epochs=1",
+        f"hydra.sweep.dir={sweep}",
+        "hydra.callbacks.report.plots=false",
+        *overrides,
+        cwd=tmp,
+        timeout=timeout,
+    )
 
 
 def test_a_second_sweep_into_a_sweep_directory_is_refused_and_the_same_sweep_resumes(tmp_path: Path) -> None:
@@ -150,8 +175,17 @@ def test_a_second_sweep_into_a_sweep_directory_is_refused_and_the_same_sweep_res
 
 def test_sigint_during_a_multirun_still_writes_the_report_saying_so(tmp_path: Path) -> None:
     sweep = tmp_path / "S"
-    cmd = [sys.executable, "-m", "lightning_reg.train", "-m", "trainer=debug", "trainer.max_epochs=1,500",
-           f"hydra.sweep.dir={sweep}", "hydra.callbacks.report.plots=false", f"paths.log_dir={tmp_path / 'o'}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lightning_reg.train",
+        "-m",
+        "trainer=debug",
+        "trainer.max_epochs=1,500",
+        f"hydra.sweep.dir={sweep}",
+        "hydra.callbacks.report.plots=false",
+        f"paths.log_dir={tmp_path / 'o'}",
+    ]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 180
     while not (sweep / "1" / "checkpoints" / "last.ckpt").exists():  # job 0 done, job 1 training
@@ -168,6 +202,7 @@ def test_sigint_during_a_multirun_still_writes_the_report_saying_so(tmp_path: Pa
 
 
 # The pure checks, directly.
+
 
 def test_check_run_dir_states(tmp_path: Path) -> None:
     run = tmp_path / "r"

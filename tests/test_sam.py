@@ -71,8 +71,14 @@ def test_sam_in_a_trainer_equals_the_hand_written_two_pass_step(adaptive: bool) 
     model = SAMModule(adaptive=adaptive, rho=rho)
     expected = _reference(model, list(_batches()), adaptive, rho)
     sgd = _reference(model, list(_batches()), adaptive, 0.0)  # rho = 0: plain SGD
-    trainer = pl.Trainer(accelerator="cpu", max_steps=STEPS, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=STEPS,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(model, _batches())
     assert trainer.global_step == STEPS
     for (name, p), q in zip(model.named_parameters(), expected.parameters()):
@@ -85,9 +91,15 @@ def test_sam_with_weight_penalty_is_sam_of_the_penalized_loss() -> None:
     pl.seed_everything(0)
     model = SAMModule()
     expected = _reference(model, list(_batches()), False, RHO, l2=1e-2)
-    trainer = pl.Trainer(accelerator="cpu", max_steps=STEPS, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False,
-                         callbacks=[WeightPenalty(l2=1e-2, log_every_n_steps=0)])
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=STEPS,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[WeightPenalty(l2=1e-2, log_every_n_steps=0)],
+    )
     trainer.fit(model, _batches())
     for (name, p), q in zip(model.named_parameters(), expected.parameters()):
         torch.testing.assert_close(p.detach(), q.detach(), atol=1e-6, rtol=0, msg=name)
@@ -96,8 +108,15 @@ def test_sam_with_weight_penalty_is_sam_of_the_penalized_loss() -> None:
 def test_sam_refuses_gradient_accumulation_before_stepping() -> None:
     model = SAMModule()
     before = copy.deepcopy(model.state_dict())
-    trainer = pl.Trainer(accelerator="cpu", max_steps=2, accumulate_grad_batches=2, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=2,
+        accumulate_grad_batches=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     with pytest.raises(ConfigError, match="accumulate_grad_batches=2"):
         trainer.fit(model, _batches())
     assert_same(before, model.state_dict(), "weights")
@@ -113,8 +132,15 @@ def test_sam_refuses_a_step_without_closure() -> None:
 def test_sam_bf16_mixed_trains_and_keeps_fp32_weights() -> None:
     pl.seed_everything(0)
     model = SAMModule()
-    trainer = pl.Trainer(accelerator="cpu", max_steps=STEPS, precision="bf16-mixed", logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=STEPS,
+        precision="bf16-mixed",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     start = model.net[0].weight.detach().clone()
     trainer.fit(model, _batches())
     assert model.net[0].weight.dtype == torch.float32
@@ -148,4 +174,4 @@ def test_sam_bad_arguments_are_config_errors(bad) -> None:
 def test_sam_perturbation_has_norm_rho() -> None:
     g = [torch.randn(3, 4, generator=torch.Generator().manual_seed(0)), torch.randn(4)]
     e = sam_perturbation([torch.ones(3, 4), torch.ones(4)], g, rho=0.3)
-    assert abs(float(torch.sqrt(sum((x ** 2).sum() for x in e))) - 0.3) < 1e-6
+    assert abs(float(torch.sqrt(sum((x**2).sum() for x in e))) - 0.3) < 1e-6

@@ -72,7 +72,6 @@ def test_gradient_accumulation_step_means_optimizer_step():
     assert [r["step"] for r in probe.records] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7]
 
 
-
 class RateSeen(pl.Callback):
     """What ``trainer.callback_metrics`` holds for the rate at the end of every training batch."""
 
@@ -83,25 +82,34 @@ class RateSeen(pl.Callback):
         self.seen.append((trainer.global_step, trainer.callback_metrics["reg/dropout_p"].item()))
 
 
-@pytest.mark.parametrize(("every", "trainer_every", "accumulate", "logged_steps"), [
-    (3, 50, 1, [0, 3, 6, 9, 12, 15]),       # our own cadence, from step 0
-    (None, 5, 1, [0, 5, 10, 15]),           # the trainer's log_every_n_steps
-    (None, 2, 2, [0, 2, 4, 6]),             # optimizer steps: once per step, not per micro-batch
-    (0, 1, 1, []),                          # 0: nothing to the loggers, as in WeightPenalty and MaxNorm
-])
-def test_rate_reaches_loggers_at_the_cadence_and_callback_metrics_every_batch(every, trainer_every, accumulate,
-                                                                               logged_steps):
+@pytest.mark.parametrize(
+    ("every", "trainer_every", "accumulate", "logged_steps"),
+    [
+        (3, 50, 1, [0, 3, 6, 9, 12, 15]),  # our own cadence, from step 0
+        (None, 5, 1, [0, 5, 10, 15]),  # the trainer's log_every_n_steps
+        (None, 2, 2, [0, 2, 4, 6]),  # optimizer steps: once per step, not per micro-batch
+        (0, 1, 1, []),  # 0: nothing to the loggers, as in WeightPenalty and MaxNorm
+    ],
+)
+def test_rate_reaches_loggers_at_the_cadence_and_callback_metrics_every_batch(
+    every, trainer_every, accumulate, logged_steps
+):
     sched = Linear(start=0.0, end=0.5, end_at=15)
     logger, seen = MemoryLogger(), RateSeen()
-    trainer, probe = fit(TinyModule(dropout=0.1), ScheduledDropout(sched, log_every_n_steps=every), seen,
-                         logger=logger, log_every_n_steps=trainer_every, accumulate_grad_batches=accumulate)
+    trainer, probe = fit(
+        TinyModule(dropout=0.1),
+        ScheduledDropout(sched, log_every_n_steps=every),
+        seen,
+        logger=logger,
+        log_every_n_steps=trainer_every,
+        accumulate_grad_batches=accumulate,
+    )
     series = logger.series("reg/dropout_p")
     assert [s for s, _ in series] == logged_steps
     assert [v for _, v in series] == pytest.approx([sched(s) for s in logged_steps], abs=1e-7)
     # callback_metrics is current at every batch: the rate the batch just trained with.
     assert len(seen.seen) == 16
     assert [v for _, v in seen.seen] == pytest.approx([r["p"] for r in probe.by_module()["net.2"]], abs=1e-7)
-
 
 
 def test_resume_mid_accumulation_window_does_not_log_the_step_twice(tmp_path):
@@ -115,8 +123,10 @@ def test_resume_mid_accumulation_window_does_not_log_the_step_twice(tmp_path):
 
     def run(*callbacks, ckpt=None):
         logger = MemoryLogger()
-        trainer = pl.Trainer(callbacks=[ScheduledDropout(sched, log_every_n_steps=1), *callbacks],
-                             **trainer_kwargs(logger=logger, accumulate_grad_batches=2, log_every_n_steps=1))
+        trainer = pl.Trainer(
+            callbacks=[ScheduledDropout(sched, log_every_n_steps=1), *callbacks],
+            **trainer_kwargs(logger=logger, accumulate_grad_batches=2, log_every_n_steps=1),
+        )
         train, val = loaders()
         trainer.fit(TinyModule(dropout=0.1), train, val, ckpt_path=ckpt)
         return logger.series("reg/dropout_p")
@@ -126,9 +136,11 @@ def test_resume_mid_accumulation_window_does_not_log_the_step_twice(tmp_path):
     resumed = run(ckpt=str(tmp_path / "mid.ckpt"))
     assert resumed == [(s, v) for s, v in full if s > 1]
 
+
 def test_log_every_n_steps_must_not_be_negative():
     with pytest.raises(ConfigError, match=r"`log_every_n_steps` must be an integer in \[0, inf\]; got -1"):
         ScheduledDropout(0.1, log_every_n_steps=-1)
+
 
 def test_timm_style_drop_prob_module_with_depth_scaling():
     sched = Linear(start=0.0, end=0.4, end_at=15)
@@ -147,8 +159,9 @@ def test_types_and_name_globs_narrow_the_targets():
     class Mixed(TinyModule):
         def __init__(self):
             super().__init__()
-            self.net = nn.Sequential(nn.Linear(16, 32), nn.Dropout(0.1), nn.ReLU(), DropPath(0.0),
-                                     nn.AlphaDropout(0.1), nn.Linear(32, 4))
+            self.net = nn.Sequential(
+                nn.Linear(16, 32), nn.Dropout(0.1), nn.ReLU(), DropPath(0.0), nn.AlphaDropout(0.1), nn.Linear(32, 4)
+            )
 
     assert [t.name for t in find_dropout_modules(Mixed())] == ["net.1", "net.3", "net.4"]
     assert [t.name for t in find_dropout_modules(Mixed(), modules=["DropPath"])] == ["net.3"]
@@ -281,8 +294,9 @@ def test_resume_continues_the_sequence_and_ends_bit_identical(tmp_path):
         pl.seed_everything(0, verbose=False)
         probe = RateProbe()
         cb = ScheduledDropout(sched, inject=["ReLU"])
-        trainer = pl.Trainer(callbacks=[cb, ReseedEachBatch(), probe],
-                             **trainer_kwargs(max_epochs=max_epochs, accumulate_grad_batches=2))
+        trainer = pl.Trainer(
+            callbacks=[cb, ReseedEachBatch(), probe], **trainer_kwargs(max_epochs=max_epochs, accumulate_grad_batches=2)
+        )
         train, val = loaders()
         trainer.fit(model, train, val, ckpt_path=ckpt)
         return trainer, probe, cb
@@ -300,8 +314,14 @@ def test_resume_continues_the_sequence_and_ends_bit_identical(tmp_path):
     ckpt = tmp_path / "mid.ckpt"
     t1.save_checkpoint(ckpt)
     state = torch.load(ckpt, weights_only=True)["callbacks"][cb_a.state_key]
-    assert state == {"rate": pytest.approx(sched(7)), "step": 7, "epoch": 1, "modules": ["net.1.injected_dropout"],
-                     "injected": ["net.1.injected_dropout"], "last_logged_step": -1}  # logger=False: nothing logged
+    assert state == {
+        "rate": pytest.approx(sched(7)),
+        "step": 7,
+        "epoch": 1,
+        "modules": ["net.1.injected_dropout"],
+        "injected": ["net.1.injected_dropout"],
+        "last_logged_step": -1,
+    }  # logger=False: nothing logged
 
     resumed = TinyModule()  # fresh model: injection happens again at setup, before the checkpoint loads
     _, probe_b, _ = run(resumed, 4, ckpt=str(ckpt))
@@ -366,8 +386,11 @@ def test_callable_leaving_range_mid_run_stops_with_step_and_value():
                 limit["p"] = 1.0
 
     cb = ScheduledDropout(FromCallable(lambda t: limit["p"]))
-    with pytest.raises(ConfigError, match=r"`schedule` must give drop rates in \[0, 1\); FromCallable\(fn=.*<lambda>, "
-                                          r"unit='step'\) gave 1.0 at step 3, epoch 0"):
+    with pytest.raises(
+        ConfigError,
+        match=r"`schedule` must give drop rates in \[0, 1\); FromCallable\(fn=.*<lambda>, "
+        r"unit='step'\) gave 1.0 at step 3, epoch 0",
+    ):
         fit(TinyModule(dropout=0.1), cb, Flip(), max_epochs=1)
 
 
@@ -389,8 +412,11 @@ def test_narrowing_to_nothing_is_an_error_naming_the_globs():
 
 
 def test_inject_type_not_in_model_lists_the_models_types():
-    with pytest.raises(ConfigError, match=r"`inject` names 'GELU', but the model has no module of that type\. "
-                                          r"Module types in the model: Linear, ReLU, Sequential"):
+    with pytest.raises(
+        ConfigError,
+        match=r"`inject` names 'GELU', but the model has no module of that type\. "
+        r"Module types in the model: Linear, ReLU, Sequential",
+    ):
         fit(TinyModule(), ScheduledDropout(0.1, inject=["GELU"]), max_epochs=1)
     with pytest.raises(ConfigError, match=r"cannot add dropout after the container 'Sequential'"):
         fit(TinyModule(), ScheduledDropout(0.1, inject=["Sequential"]), max_epochs=1)
@@ -399,8 +425,11 @@ def test_inject_type_not_in_model_lists_the_models_types():
 @pytest.mark.parametrize(
     ("schedule", "match"),
     [
-        (Early(p=0.1, cutoff=5, unit="epoch"), r"`cutoff`=5 \(epochs\) lies beyond the end of training: this run has "
-                                               r"2 epochs \(max_epochs=2; indices 0..1\)"),
+        (
+            Early(p=0.1, cutoff=5, unit="epoch"),
+            r"`cutoff`=5 \(epochs\) lies beyond the end of training: this run has "
+            r"2 epochs \(max_epochs=2; indices 0..1\)",
+        ),
         (Late(p=0.1, cutoff=40), r"`cutoff`=40 \(steps\) lies beyond .* 16 steps \(trainer.estimated_stepping_batches"),
         (Linear(0.0, 0.2, end_at=30), r"`end_at`=30 \(steps\) lies beyond"),
     ],

@@ -29,12 +29,17 @@ INJECTED = ["net.2.injected_dropout", "net.4.injected_dropout"]
         ("dropout_early", ["callbacks.dropout_early.schedule.cutoff=1"], Early, [0.2, 0.0]),
         ("dropout_late", ["callbacks.dropout_late.schedule.cutoff=1"], Late, [0.0, 0.2]),
         # per step: 3 steps per epoch in trainer=debug; the last step of each epoch is logged
-        ("dropout_curriculum", [], Curriculum, [0.3 * (1 - 2.718281828459045 ** (-0.01 * 2)),
-                                                0.3 * (1 - 2.718281828459045 ** (-0.01 * 5))]),
+        (
+            "dropout_curriculum",
+            [],
+            Curriculum,
+            [0.3 * (1 - 2.718281828459045 ** (-0.01 * 2)), 0.3 * (1 - 2.718281828459045 ** (-0.01 * 5))],
+        ),
     ],
 )
-def test_dropout_config_trains_the_default_mlp_through_hydra(compose_cfg, tmp_path, name, overrides, schedule_type,
-                                                             expected_by_epoch):
+def test_dropout_config_trains_the_default_mlp_through_hydra(
+    compose_cfg, tmp_path, name, overrides, schedule_type, expected_by_epoch
+):
     cfg = compose_cfg(f"callbacks=[default,{name}]", "trainer=debug", "logger=none", *overrides)
     cb = instantiate(cfg.callbacks[name], _convert_="all")
     assert isinstance(cb, ScheduledDropout) and isinstance(cb.schedule, schedule_type)
@@ -50,8 +55,13 @@ def test_dropout_config_trains_the_default_mlp_through_hydra(compose_cfg, tmp_pa
 
 
 def test_config_schedules_the_models_own_dropout_instead_of_injecting(compose_cfg):
-    cfg = compose_cfg("callbacks=[default,dropout_early]", "trainer=debug", "logger=none", "model.dropout=0.5",
-                      "callbacks.dropout_early.schedule.cutoff=1")
+    cfg = compose_cfg(
+        "callbacks=[default,dropout_early]",
+        "trainer=debug",
+        "logger=none",
+        "model.dropout=0.5",
+        "callbacks.dropout_early.schedule.cutoff=1",
+    )
     summary = train(cfg)
     (report,) = [v for k, v in summary["callbacks"].items() if k.startswith("ScheduledDropout")]
     assert report["injected"] == [] and report["modules"] == ["net.3", "net.6"]
@@ -60,23 +70,36 @@ def test_config_schedules_the_models_own_dropout_instead_of_injecting(compose_cf
 
 def test_default_cutoff_beyond_a_short_run_warns(compose_cfg):
     cfg = compose_cfg("callbacks=[default,dropout_late]", "trainer=debug", "logger=none")
-    with pytest.warns(UserWarning, match=r"`cutoff`=10 \(epochs\) lies beyond the end of training: this run has 2 "
-                                         r"epochs \(max_epochs=2"):
+    with pytest.warns(
+        UserWarning,
+        match=r"`cutoff`=10 \(epochs\) lies beyond the end of training: this run has 2 "
+        r"epochs \(max_epochs=2",
+    ):
         summary = train(cfg)
     assert [row["reg/dropout_p"] for row in summary["history"]] == [0.0, 0.0]
 
 
 def test_unknown_schedule_name_from_the_command_line(compose_cfg):
-    cfg = compose_cfg("callbacks=[default,dropout_early]", "trainer=debug", "callbacks.dropout_early.schedule.name=erly")
-    with pytest.raises(ConfigError, match=r"callbacks.dropout_early: `schedule.name` must be one of 'constant', .*"
-                                          r"'early'.*; got 'erly'"):
+    cfg = compose_cfg(
+        "callbacks=[default,dropout_early]", "trainer=debug", "callbacks.dropout_early.schedule.name=erly"
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"callbacks.dropout_early: `schedule.name` must be one of 'constant', .*"
+        r"'early'.*; got 'erly'",
+    ):
         train(cfg)
 
 
 def test_bad_rate_from_the_command_line(compose_cfg):
-    cfg = compose_cfg("callbacks=[default,dropout_constant]", "trainer=debug", "callbacks.dropout_constant.schedule.value=1.0")
-    with pytest.raises(ConfigError, match=r"callbacks.dropout_constant: `schedule` must give drop rates in \[0, 1\); "
-                                          r"Constant\(.*value=1.0\) gives 1.0 at epoch 0"):
+    cfg = compose_cfg(
+        "callbacks=[default,dropout_constant]", "trainer=debug", "callbacks.dropout_constant.schedule.value=1.0"
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"callbacks.dropout_constant: `schedule` must give drop rates in \[0, 1\); "
+        r"Constant\(.*value=1.0\) gives 1.0 at epoch 0",
+    ):
         train(cfg)
 
 
@@ -100,6 +123,9 @@ def test_droppath_config_schedules_drop_prob_modules_with_depth(compose_cfg):
 
 def test_droppath_config_on_a_model_without_drop_path_says_what_to_do(compose_cfg):
     cfg = compose_cfg("callbacks=[default,droppath_scheduled]", "trainer=debug", "logger=none")
-    with pytest.raises(ConfigError, match=r"found no module to schedule in MLPClassifier: `modules` selects drop_prob, "
-                                          r"StochasticDepth.*Pass `inject`"):
+    with pytest.raises(
+        ConfigError,
+        match=r"found no module to schedule in MLPClassifier: `modules` selects drop_prob, "
+        r"StochasticDepth.*Pass `inject`",
+    ):
         train(cfg)

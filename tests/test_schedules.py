@@ -127,10 +127,15 @@ def test_min_and_max_value():
 
 def test_make_schedule_by_every_registered_name():
     kwargs = {
-        "constant": {"value": 0.1}, "linear": {"start": 0.0, "end": 0.1, "end_at": 5},
-        "cosine": {"start": 0.1, "end": 0.0, "end_at": 5}, "milestones": {"values": {0: 0.1}},
-        "step": {"milestones": [2], "initial": 0.1}, "exponential": {"start": 0.1, "gamma": 0.9},
-        "early": {"p": 0.1, "cutoff": 3}, "late": {"p": 0.1, "cutoff": 3}, "curriculum": {"p": 0.1},
+        "constant": {"value": 0.1},
+        "linear": {"start": 0.0, "end": 0.1, "end_at": 5},
+        "cosine": {"start": 0.1, "end": 0.0, "end_at": 5},
+        "milestones": {"values": {0: 0.1}},
+        "step": {"milestones": [2], "initial": 0.1},
+        "exponential": {"start": 0.1, "gamma": 0.9},
+        "early": {"p": 0.1, "cutoff": 3},
+        "late": {"p": 0.1, "cutoff": 3},
+        "curriculum": {"p": 0.1},
         "callable": {"fn": lambda t: 0.1},
     }
     assert set(kwargs) == set(SCHEDULES)

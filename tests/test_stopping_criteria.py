@@ -69,7 +69,9 @@ def test_progress_quotient_and_pq_stop_by_hand():
     val = [1.0, 0.8, 0.7, 0.72, 0.71, 0.73, 0.75, 0.77, 0.8]
     train = [1.0, 0.9, 0.8, 0.75, 0.7, 0.65, 0.64, 0.635, 0.63]
     # t=6 (strip end): GL = 100*(0.73/0.7-1) = 4.2857, P_3 = 76.923 -> PQ = 0.05571
-    assert progress_quotient(val[:6], train[:6], 3) == pytest.approx((100 * (0.73 / 0.7 - 1)) / (1000 * (2.1 / 1.95 - 1)))
+    assert progress_quotient(val[:6], train[:6], 3) == pytest.approx(
+        (100 * (0.73 / 0.7 - 1)) / (1000 * (2.1 / 1.95 - 1))
+    )
     # t=9: GL = 14.2857, P_3 = 1000*(1.905/1.89-1) = 7.9365 -> PQ = 1.8
     assert progress_quotient(val, train, 3) == pytest.approx((100 * (0.8 / 0.7 - 1)) / (1000 * (1.905 / 1.89 - 1)))
     assert first_stop(lambda t: pq_stop(val[:t], train[:t], alpha=0.5, strip=3), len(val)) == 9

@@ -12,12 +12,26 @@ import lightning_reg
 from lightning_reg.errors import ConfigError
 
 # Required arguments each class needs to get as far as checking the others.
-REQUIRED = {"EarlyStopping": {"monitor": "val/loss"}, "ScheduledDropout": {"schedule": 0.1},
-            "MaxNorm": {"max_norm": 3.0}, "MNISTDataModule": {"data_dir": "data"},
-            "FashionMNISTDataModule": {"data_dir": "data"}, "CIFAR10DataModule": {"data_dir": "data"},
-            "ImageFolderDataModule": {"data_dir": "data"}}
-CLASSES = ["EarlyStopping", "ScheduledDropout", "MaxNorm", "WeightPenalty", "DigitsDataModule", "MNISTDataModule",
-           "FashionMNISTDataModule", "CIFAR10DataModule", "AugmentConfig"]
+REQUIRED = {
+    "EarlyStopping": {"monitor": "val/loss"},
+    "ScheduledDropout": {"schedule": 0.1},
+    "MaxNorm": {"max_norm": 3.0},
+    "MNISTDataModule": {"data_dir": "data"},
+    "FashionMNISTDataModule": {"data_dir": "data"},
+    "CIFAR10DataModule": {"data_dir": "data"},
+    "ImageFolderDataModule": {"data_dir": "data"},
+}
+CLASSES = [
+    "EarlyStopping",
+    "ScheduledDropout",
+    "MaxNorm",
+    "WeightPenalty",
+    "DigitsDataModule",
+    "MNISTDataModule",
+    "FashionMNISTDataModule",
+    "CIFAR10DataModule",
+    "AugmentConfig",
+]
 
 
 class Wrong:

@@ -45,10 +45,19 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 
 # --------------------------------------------------------------------------- search space
 
+
 def test_the_hydra_grammar_maps_onto_optuna_distributions() -> None:
     space = parse_search_space(
-        {"a": "choice(1, 2, 3)", "b": "range(2, 10, 4)", "c": "interval(0.0, 1.0)", "d": "tag(log, interval(1e-4, 1e-1))",
-         "e": "int(interval(1, 8))", "f": "tag(log, range(1, 9))", "g": "x,y", "h": "range(0.0, 1.0, 0.25)"},
+        {
+            "a": "choice(1, 2, 3)",
+            "b": "range(2, 10, 4)",
+            "c": "interval(0.0, 1.0)",
+            "d": "tag(log, interval(1e-4, 1e-1))",
+            "e": "int(interval(1, 8))",
+            "f": "tag(log, range(1, 9))",
+            "g": "x,y",
+            "h": "range(0.0, 1.0, 0.25)",
+        },
         ["trainer.max_epochs=3", "a=choice(4,5)"],
     )
     d = space.distributions
@@ -70,14 +79,17 @@ def test_a_sampled_value_survives_the_override_grammar(value: object) -> None:
     assert override.value() == value
 
 
-@pytest.mark.parametrize("params,match", [
-    ({"a": "tag(log, choice(1, 2))"}, "applies to interval"),
-    ({"a": "range(5, 1)"}, "is empty"),
-    ({"a": "interval(2.0, 1.0)"}, "needs low < high"),
-    ({"a": "tag(log, interval(0.0, 1.0))"}, "needs low > 0"),
-    ({"a": "tag(log, range(1, 10, 2))"}, "needs step 1"),
-    ({"a": "choice([1, 2], [3])"}, "must be null, bool, int, float or str"),
-])
+@pytest.mark.parametrize(
+    "params,match",
+    [
+        ({"a": "tag(log, choice(1, 2))"}, "applies to interval"),
+        ({"a": "range(5, 1)"}, "is empty"),
+        ({"a": "interval(2.0, 1.0)"}, "needs low < high"),
+        ({"a": "tag(log, interval(0.0, 1.0))"}, "needs low > 0"),
+        ({"a": "tag(log, range(1, 10, 2))"}, "needs step 1"),
+        ({"a": "choice([1, 2], [3])"}, "must be null, bool, int, float or str"),
+    ],
+)
 def test_a_bad_search_space_names_the_key(params: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match) as err:
         parse_search_space(params, [])
@@ -92,26 +104,30 @@ def test_the_grid_needs_finite_values() -> None:
 
 # --------------------------------------------------------------------------- options
 
-@pytest.mark.parametrize("options,match", [
-    ({"n_trials": 0}, r"n_trials` must be an integer in \[1, inf\]; got 0"),
-    ({"n_trials": -3}, "n_trials"),
-    ({"n_trials": 2.0}, r"n_trials` must be an integer; got 2.0 \(float\)"),
-    ({"n_trials": "5"}, "n_trials` must be an integer; got '5'"),
-    ({"n_trials": True}, "n_trials` must be an integer; got True"),
-    ({"n_jobs": 0}, "n_jobs"),
-    ({"direction": "max"}, "direction` must be 'minimize' or 'maximize'.*got 'max'"),
-    ({"direction": ["maximize", "up"]}, "got \\['maximize', 'up'\\]"),
-    ({"folds": 1}, r"folds` must be an integer in \[2, inf\]; got 1"),
-    ({"heartbeat_interval": 0}, "heartbeat_interval"),
-    ({"poll_interval": 0}, "poll_interval"),
-    ({"confirm": {"top_k": 2, "seeds": []}}, "seeds` is empty"),
-    ({"confirm": {"top_k": 1, "seeds": [1, 1]}}, "must not repeat a seed"),
-    ({"confirm": {"top_k": 1.5, "seeds": [1]}}, "top_k` must be an integer"),
-    ({"confirm": {"top_k": 1, "seeds": "1,2"}}, "list of integer seeds"),
-    ({"storage": 5}, "storage` must be null or a database URL"),
-    ({"storage": "postgresql://u:pw@h/db"}, "study_name` must be set.*u:\\*\\*\\*@h"),
-    ({"study_name": " "}, "study_name` must be a non-empty string"),
-])
+
+@pytest.mark.parametrize(
+    "options,match",
+    [
+        ({"n_trials": 0}, r"n_trials` must be an integer in \[1, inf\]; got 0"),
+        ({"n_trials": -3}, "n_trials"),
+        ({"n_trials": 2.0}, r"n_trials` must be an integer; got 2.0 \(float\)"),
+        ({"n_trials": "5"}, "n_trials` must be an integer; got '5'"),
+        ({"n_trials": True}, "n_trials` must be an integer; got True"),
+        ({"n_jobs": 0}, "n_jobs"),
+        ({"direction": "max"}, "direction` must be 'minimize' or 'maximize'.*got 'max'"),
+        ({"direction": ["maximize", "up"]}, "got \\['maximize', 'up'\\]"),
+        ({"folds": 1}, r"folds` must be an integer in \[2, inf\]; got 1"),
+        ({"heartbeat_interval": 0}, "heartbeat_interval"),
+        ({"poll_interval": 0}, "poll_interval"),
+        ({"confirm": {"top_k": 2, "seeds": []}}, "seeds` is empty"),
+        ({"confirm": {"top_k": 1, "seeds": [1, 1]}}, "must not repeat a seed"),
+        ({"confirm": {"top_k": 1.5, "seeds": [1]}}, "top_k` must be an integer"),
+        ({"confirm": {"top_k": 1, "seeds": "1,2"}}, "list of integer seeds"),
+        ({"storage": 5}, "storage` must be null or a database URL"),
+        ({"storage": "postgresql://u:pw@h/db"}, "study_name` must be set.*u:\\*\\*\\*@h"),
+        ({"study_name": " "}, "study_name` must be a non-empty string"),
+    ],
+)
 def test_bad_sweeper_options_are_named(options: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         check_options(options)
@@ -128,13 +144,17 @@ def test_passwords_are_masked() -> None:
 
 # --------------------------------------------------------------------------- bad input before any trial
 
+
 @pytest.fixture
 def sweep_cfg(tmp_path: Path):
     def _compose(*overrides: str):
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            cfg = compose("train", overrides=["hparams_search=digits_random", f"hydra.sweep.dir={tmp_path / 'sweep'}",
-                                              *overrides], return_hydra_config=True)
+            cfg = compose(
+                "train",
+                overrides=["hparams_search=digits_random", f"hydra.sweep.dir={tmp_path / 'sweep'}", *overrides],
+                return_hydra_config=True,
+            )
         with open_dict(cfg):
             cfg.hydra.runtime.output_dir = str(tmp_path / "sweep")
         return cfg
@@ -147,22 +167,43 @@ def _open(cfg, arguments=()):  # noqa: ANN001, ANN202
     return open_study(cfg.hydra.sweeper, list(arguments), cfg)
 
 
-@pytest.mark.parametrize("overrides,match", [
-    (["hydra.sweeper.sampler._target_=optuna.samplers.NoSuchSampler"], "sampler._target_` must name an Optuna sampler"),
-    (["hydra.sweeper.sampler._target_=torch.nn.Linear"], "must build an optuna sampler|sampler"),
-    (["hydra.sweeper.pruner._target_=optuna.pruners.NoSuchPruner"], "hydra.sweeper.pruner"),
-    (["hydra.sweeper.pruner._target_=torch.nn.Identity"], "must build an optuna.pruners.BasePruner.*Identity"),
-    (["hydra/sweeper/pruner=median", "optimized_metric=test/acc"], "needs a validation metric.*'test/acc'"),
-    (["hydra/sweeper/pruner=median", "optimized_metric=null"], "optimized_metric` must name 1 metric"),
-    (["hydra/sweeper/pruner=median", "hydra.sweeper.direction=[maximize,minimize]",
-      "optimized_metric=[val/acc,fit_seconds]"], "cannot prune a multi-objective study"),
-    (["hydra.sweeper.direction=[maximize,minimize]"], "must name 2 metric"),
-    (["hydra/sweeper/sampler=grid", "|optimizer.lr=choice(0.1,0.01)", "|model.dropout=choice(0.0,0.5)",
-      "|data.batch_size=64"], "n_trials` is 20 but the grid has 4 points"),
-    (["hydra/sweeper/sampler=grid"], "interval"),
-    (["hydra.sweeper.params=null"], "nothing to search"),
-])
-def test_the_sweeper_refuses_bad_input_before_any_trial(sweep_cfg, overrides: list[str], match: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        (
+            ["hydra.sweeper.sampler._target_=optuna.samplers.NoSuchSampler"],
+            "sampler._target_` must name an Optuna sampler",
+        ),
+        (["hydra.sweeper.sampler._target_=torch.nn.Linear"], "must build an optuna sampler|sampler"),
+        (["hydra.sweeper.pruner._target_=optuna.pruners.NoSuchPruner"], "hydra.sweeper.pruner"),
+        (["hydra.sweeper.pruner._target_=torch.nn.Identity"], "must build an optuna.pruners.BasePruner.*Identity"),
+        (["hydra/sweeper/pruner=median", "optimized_metric=test/acc"], "needs a validation metric.*'test/acc'"),
+        (["hydra/sweeper/pruner=median", "optimized_metric=null"], "optimized_metric` must name 1 metric"),
+        (
+            [
+                "hydra/sweeper/pruner=median",
+                "hydra.sweeper.direction=[maximize,minimize]",
+                "optimized_metric=[val/acc,fit_seconds]",
+            ],
+            "cannot prune a multi-objective study",
+        ),
+        (["hydra.sweeper.direction=[maximize,minimize]"], "must name 2 metric"),
+        (
+            [
+                "hydra/sweeper/sampler=grid",
+                "|optimizer.lr=choice(0.1,0.01)",
+                "|model.dropout=choice(0.0,0.5)",
+                "|data.batch_size=64",
+            ],
+            "n_trials` is 20 but the grid has 4 points",
+        ),
+        (["hydra/sweeper/sampler=grid"], "interval"),
+        (["hydra.sweeper.params=null"], "nothing to search"),
+    ],
+)
+def test_the_sweeper_refuses_bad_input_before_any_trial(
+    sweep_cfg, overrides: list[str], match: str, tmp_path: Path
+) -> None:
     # "|..." entries are sweep overrides of the command line (the sweeper's `arguments`), not composed.
     cfg = sweep_cfg(*(o for o in overrides if not o.startswith("|")))
     with pytest.raises(ConfigError, match=match):
@@ -189,8 +230,12 @@ def test_every_sampler_and_pruner_config_composes_and_builds(sweep_cfg) -> None:
 
     for name in SAMPLER_NAMES:
         grid = ["optimizer.lr=choice(0.1,0.01)", "model.dropout=0.0", "data.batch_size=64"] if name == "grid" else []
-        cfg = sweep_cfg(f"hydra/sweeper/sampler={name}", "hydra.sweeper.sampler.seed=3",
-                        f"hydra.sweeper.study_name=s_{name}", *(["hydra.sweeper.n_trials=2"] if grid else []))
+        cfg = sweep_cfg(
+            f"hydra/sweeper/sampler={name}",
+            "hydra.sweeper.sampler.seed=3",
+            f"hydra.sweeper.study_name=s_{name}",
+            *(["hydra.sweeper.n_trials=2"] if grid else []),
+        )
         plan = _open(cfg, grid)
         assert type(plan.study.sampler).__name__.lower().startswith(name.replace("nsgaii", "nsgaii")[:3]), name
     for name in PRUNER_NAMES:
@@ -208,6 +253,7 @@ def test_a_resumed_worker_does_not_replay_the_seeded_draws(sweep_cfg) -> None:
 
 
 # --------------------------------------------------------------------------- the worker loop
+
 
 def _study(tmp_path: Path, name: str = "w", **kw) -> optuna.Study:
     storage = open_storage(default_storage_url(tmp_path), heartbeat_interval=kw.pop("heartbeat_interval", None))
@@ -259,15 +305,23 @@ def test_fold_means_and_value_summaries() -> None:
 
 # --------------------------------------------------------------------------- pruning inside a real Trainer
 
+
 def _trainer_with(cb, max_epochs: int = 4):  # noqa: ANN001, ANN202
     import lightning.pytorch as pl
 
     from lightning_reg.models import MLPClassifier
 
     model = MLPClassifier(input_shape=(1, 8, 8), num_classes=10, hidden_sizes=(16,))
-    trainer = pl.Trainer(max_epochs=max_epochs, limit_train_batches=2, limit_val_batches=1, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         callbacks=[cb])
+    trainer = pl.Trainer(
+        max_epochs=max_epochs,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[cb],
+    )
     return model, trainer
 
 
@@ -313,6 +367,7 @@ def test_optuna_internals_we_read_are_still_there(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- k-fold
 
+
 def test_kfold_parts_are_disjoint_stratified_and_cover_everything() -> None:
     y = torch.tensor([0] * 50 + [1] * 30 + [2] * 7)
     vals = [kfold_split(y, 5, i, seed=3) for i in range(5)]
@@ -342,6 +397,7 @@ def test_digits_folds_validate_on_disjoint_parts_and_keep_the_test_set() -> None
 
 
 # --------------------------------------------------------------------------- the study report
+
 
 def test_the_study_report_ranks_by_validation_and_counts_pruning_savings(tmp_path: Path) -> None:
     url = default_storage_url(tmp_path)

@@ -26,8 +26,9 @@ def test_experiments_run_two_joblib_jobs_from_the_preset(experiment: str) -> Non
     assert type(instantiate(launcher)).__name__ == "JoblibLauncher"
 
 
-@pytest.mark.parametrize("launcher, target", [("basic", "BasicLauncher"), ("joblib", "JoblibLauncher"),
-                                              ("slurm", "SlurmLauncher")])
+@pytest.mark.parametrize(
+    "launcher, target", [("basic", "BasicLauncher"), ("joblib", "JoblibLauncher"), ("slurm", "SlurmLauncher")]
+)
 def test_the_main_job_takes_another_launcher_from_the_command_line(launcher: str, target: str) -> None:
     # Before the preset, the experiment's own `hydra.launcher.n_jobs` made basic and slurm fail to compose.
     node = hydra_node("experiment=regularizers_digits", f"hydra/launcher={launcher}")

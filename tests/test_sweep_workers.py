@@ -20,10 +20,19 @@ from sweep_workers import ALWAYS_PRUNE, FAST, command, env, load, start, wait_al
 
 pytestmark = pytest.mark.slow
 
-GRID = ["hparams_search=digits_random", "hydra/sweeper/sampler=grid", "hydra/sweeper/pruner=median",
-        "hydra.sweeper.pruner.n_startup_trials=2", "hydra.sweeper.pruner.n_warmup_steps=0",
-        "optimizer.lr=choice(0.0001,0.001,0.01)", "model.dropout=choice(0.0,0.3,0.6)", "data.batch_size=64",
-        "hydra.sweeper.n_trials=9", "trainer.max_epochs=4", "hydra.sweeper.poll_interval=0.5"]
+GRID = [
+    "hparams_search=digits_random",
+    "hydra/sweeper/sampler=grid",
+    "hydra/sweeper/pruner=median",
+    "hydra.sweeper.pruner.n_startup_trials=2",
+    "hydra.sweeper.pruner.n_warmup_steps=0",
+    "optimizer.lr=choice(0.0001,0.001,0.01)",
+    "model.dropout=choice(0.0,0.3,0.6)",
+    "data.batch_size=64",
+    "hydra.sweeper.n_trials=9",
+    "trainer.max_epochs=4",
+    "hydra.sweeper.poll_interval=0.5",
+]
 
 
 def sqlite_url(sweep: Path) -> str:
@@ -79,16 +88,26 @@ def test_three_workers_share_one_study_and_prune(backend: str, tmp_path: Path, r
 def test_a_killed_worker_trial_fails_and_is_retried(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     url = sqlite_url(sweep)
-    args = ["hparams_search=digits_random", "hydra.sweeper.n_trials=3", "hydra.sweeper.heartbeat_interval=1",
-            "hydra.sweeper.grace_period=6", "hydra.sweeper.poll_interval=0.5", "trainer.max_epochs=30", *FAST]
+    args = [
+        "hparams_search=digits_random",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.heartbeat_interval=1",
+        "hydra.sweeper.grace_period=6",
+        "hydra.sweeper.poll_interval=0.5",
+        "trainer.max_epochs=30",
+        *FAST,
+    ]
     victim = start(sweep, *args, log=tmp_path / "victim.log")
 
     def running() -> list:
         if not (sweep / "optuna.db").exists():
             return []
         try:
-            return [t for t in load(url, "digits_random").get_trials(deepcopy=False)
-                    if t.state == TrialState.RUNNING and (sweep / str(t.number) / "csv").exists()]
+            return [
+                t
+                for t in load(url, "digits_random").get_trials(deepcopy=False)
+                if t.state == TrialState.RUNNING and (sweep / str(t.number) / "csv").exists()
+            ]
         except Exception:  # noqa: BLE001 - the study may not exist yet
             return []
 
@@ -130,9 +149,14 @@ def test_an_interrupted_sweep_resumes_without_repeating_a_finished_trial(tmp_pat
     done_before = wait_for(two_done, 180, "two finished trials and a third running")
     first.send_signal(signal.SIGINT)
     assert first.wait(timeout=60) != 0
-    sums = {t.number: hashlib.md5((sweep / str(t.number) / "metrics.json").read_bytes()).hexdigest() for t in done_before}
-    interrupted = [t for t in load(url, "digits_random").get_trials(deepcopy=False)
-                   if t.user_attrs.get("lightning_reg:status") == "interrupted"]
+    sums = {
+        t.number: hashlib.md5((sweep / str(t.number) / "metrics.json").read_bytes()).hexdigest() for t in done_before
+    }
+    interrupted = [
+        t
+        for t in load(url, "digits_random").get_trials(deepcopy=False)
+        if t.user_attrs.get("lightning_reg:status") == "interrupted"
+    ]
     assert len(interrupted) == 1 and interrupted[0].state == TrialState.FAIL
 
     log = tmp_path / "second.log"
@@ -144,16 +168,26 @@ def test_an_interrupted_sweep_resumes_without_repeating_a_finished_trial(tmp_pat
     for number, digest in sums.items():  # the finished trials were not run again
         assert hashlib.md5((sweep / str(number) / "metrics.json").read_bytes()).hexdigest() == digest
     # The interrupted trial's parameters were queued and run by the resumed sweep.
-    assert any(t.params == interrupted[0].params and t.user_attrs.get("lightning_reg:retry_of") == interrupted[0].number
-               for t in finished)
+    assert any(
+        t.params == interrupted[0].params and t.user_attrs.get("lightning_reg:retry_of") == interrupted[0].number
+        for t in finished
+    )
     assert len({tuple(sorted(t.params.items())) for t in finished}) == 4
 
 
 def test_submitit_local_jobs_join_the_study_report_and_prune(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     log = tmp_path / "submitit.log"
-    args = ["hparams_search=digits_random", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
-            "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "trainer.max_epochs=5", *ALWAYS_PRUNE, *FAST]
+    args = [
+        "hparams_search=digits_random",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.timeout_min=10",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.n_jobs=2",
+        "trainer.max_epochs=5",
+        *ALWAYS_PRUNE,
+        *FAST,
+    ]
     wait_all([start(sweep, *args, log=log)], [log], timeout=400)
     trials = load(sqlite_url(sweep), "digits_random").get_trials(deepcopy=False)
     assert [t.state for t in trials] == [TrialState.PRUNED, TrialState.PRUNED]
@@ -166,7 +200,7 @@ def test_submitit_local_jobs_join_the_study_report_and_prune(tmp_path: Path) -> 
     assert list((sweep / ".submitit").iterdir())
 
 
-PROBE = '''
+PROBE = """
 import json, pathlib
 import lightning.pytorch as pl
 
@@ -179,7 +213,7 @@ class RankProbe(pl.Callback):
                 "should_stop": trainer.should_stop}
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / f"rank{trainer.global_rank}.json").write_text(json.dumps(seen))
-'''
+"""
 
 PROBE_ARGS = ["+callbacks.probe._target_=rank_probe.RankProbe", "+callbacks.probe.out_dir=${paths.output_dir}"]
 
@@ -193,9 +227,17 @@ def _probe(tmp_path: Path) -> Path:
 def test_ddp_ranks_stop_at_the_same_epoch_and_the_trial_is_pruned_once(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     log = tmp_path / "ddp.log"
-    args = ["hparams_search=digits_random", "hydra.sweeper.n_trials=1", "trainer=ddp_cpu", "trainer.max_epochs=4",
-            "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1", "trainer.enable_progress_bar=false",
-            *ALWAYS_PRUNE, *PROBE_ARGS]
+    args = [
+        "hparams_search=digits_random",
+        "hydra.sweeper.n_trials=1",
+        "trainer=ddp_cpu",
+        "trainer.max_epochs=4",
+        "+trainer.limit_train_batches=2",
+        "+trainer.limit_val_batches=1",
+        "trainer.enable_progress_bar=false",
+        *ALWAYS_PRUNE,
+        *PROBE_ARGS,
+    ]
     wait_all([start(sweep, *args, log=log, extra_path=_probe(tmp_path))], [log], timeout=300)
     (trial,) = load(sqlite_url(sweep), "digits_random").get_trials(deepcopy=False)
     assert trial.state == TrialState.PRUNED and trial.user_attrs["lightning_reg:pruned_epoch"] == 1
@@ -210,14 +252,27 @@ def test_two_nodes_train_node_zeros_trials_and_stop_together(tmp_path: Path) -> 
 
     sweep = tmp_path / "sweep"
     probe = _probe(tmp_path)
-    args = ["hparams_search=digits_random", "hydra.sweeper.n_trials=2", "trainer=ddp_cpu", "trainer.devices=1",
-            "+trainer.num_nodes=2", "trainer.max_epochs=4", "+trainer.limit_train_batches=2",
-            "+trainer.limit_val_batches=1", "trainer.enable_progress_bar=false", "hydra.sweeper.poll_interval=0.3",
-            "hydra.sweeper.sampler.seed=null", *ALWAYS_PRUNE, *PROBE_ARGS]
+    args = [
+        "hparams_search=digits_random",
+        "hydra.sweeper.n_trials=2",
+        "trainer=ddp_cpu",
+        "trainer.devices=1",
+        "+trainer.num_nodes=2",
+        "trainer.max_epochs=4",
+        "+trainer.limit_train_batches=2",
+        "+trainer.limit_val_batches=1",
+        "trainer.enable_progress_bar=false",
+        "hydra.sweeper.poll_interval=0.3",
+        "hydra.sweeper.sampler.seed=null",
+        *ALWAYS_PRUNE,
+        *PROBE_ARGS,
+    ]
     port = str(free_port())
     logs = [tmp_path / f"node{n}.log" for n in (0, 1)]
-    procs = [start(sweep, *args, log=logs[n], extra_path=probe, NODE_RANK=str(n), MASTER_ADDR="127.0.0.1",
-                   MASTER_PORT=port) for n in (0, 1)]
+    procs = [
+        start(sweep, *args, log=logs[n], extra_path=probe, NODE_RANK=str(n), MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
+        for n in (0, 1)
+    ]
     wait_all(procs, logs, timeout=400)
     trials = load(sqlite_url(sweep), "digits_random").get_trials(deepcopy=False)
     assert [t.state for t in trials] == [TrialState.PRUNED, TrialState.PRUNED]  # node 1 drew no trial of its own
@@ -233,9 +288,19 @@ def test_two_nodes_train_node_zeros_trials_and_stop_together(tmp_path: Path) -> 
 def test_folds_and_confirmed_winners_share_one_mechanism(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     log = tmp_path / "cv.log"
-    args = ["hparams_search=digits_random", "hydra/sweeper/sampler=grid", "optimizer.lr=choice(0.001,0.01)",
-            "model.dropout=0.0", "data.batch_size=64", "hydra.sweeper.n_trials=2", "hydra.sweeper.folds=2",
-            "hydra.sweeper.confirm.top_k=1", "hydra.sweeper.confirm.seeds=[1,2]", "trainer.max_epochs=3", *FAST]
+    args = [
+        "hparams_search=digits_random",
+        "hydra/sweeper/sampler=grid",
+        "optimizer.lr=choice(0.001,0.01)",
+        "model.dropout=0.0",
+        "data.batch_size=64",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.folds=2",
+        "hydra.sweeper.confirm.top_k=1",
+        "hydra.sweeper.confirm.seeds=[1,2]",
+        "trainer.max_epochs=3",
+        *FAST,
+    ]
     wait_all([start(sweep, *args, log=log)], [log])
     study = load(sqlite_url(sweep), "digits_random")
     for t in study.get_trials(deepcopy=False):
@@ -261,8 +326,14 @@ def test_a_storage_that_cannot_be_reached_stops_before_any_trial(tmp_path: Path)
 
     sweep = tmp_path / "sweep"
     url = f"postgresql://sweeper:hunter2@127.0.0.1:{free_port()}/optuna"
-    proc = subprocess.run(command(sweep, "hparams_search=digits_random", f"hydra.sweeper.storage={url}", *FAST),
-                          cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        command(sweep, "hparams_search=digits_random", f"hydra.sweeper.storage={url}", *FAST),
+        cwd=tmp_path,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "cannot open the study storage" in out and "sweeper:***@127.0.0.1" in out
@@ -273,8 +344,14 @@ def test_a_storage_that_cannot_be_reached_stops_before_any_trial(tmp_path: Path)
 def test_a_pruned_fold_stops_the_trials_other_folds(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     log = tmp_path / "cvprune.log"
-    args = ["hparams_search=digits_random", "hydra.sweeper.n_trials=1", "hydra.sweeper.folds=2",
-            "trainer.max_epochs=5", *ALWAYS_PRUNE, *FAST]
+    args = [
+        "hparams_search=digits_random",
+        "hydra.sweeper.n_trials=1",
+        "hydra.sweeper.folds=2",
+        "trainer.max_epochs=5",
+        *ALWAYS_PRUNE,
+        *FAST,
+    ]
     wait_all([start(sweep, *args, log=log)], [log])
     (trial,) = load(sqlite_url(sweep), "digits_random").get_trials(deepcopy=False)
     assert trial.state == TrialState.PRUNED

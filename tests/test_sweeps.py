@@ -28,11 +28,24 @@ CONF = Path(CONF_DIR)
 def multirun(tmp_path: Path, *overrides: str, timeout: float = 240, extra_path: Path | None = None) -> tuple[Path, str]:
     """Run a multirun into ``tmp_path/sweep``; return the sweep dir and the combined output."""
     sweep = tmp_path / "sweep"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "1",
-           "PYTHONPATH": os.pathsep.join(p for p in [str(REPO), str(extra_path or ""), os.environ.get("PYTHONPATH", "")] if p)}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "HYDRA_FULL_ERROR": "1",
+        "PYTHONPATH": os.pathsep.join(
+            p for p in [str(REPO), str(extra_path or ""), os.environ.get("PYTHONPATH", "")] if p
+        ),
+    }
     env.pop("LOCAL_RANK", None)
-    cmd = [sys.executable, "-m", "lightning_reg.train", "-m", *overrides, f"hydra.sweep.dir={sweep}",
-           f"paths.log_dir={tmp_path / 'outputs'}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lightning_reg.train",
+        "-m",
+        *overrides,
+        f"hydra.sweep.dir={sweep}",
+        f"paths.log_dir={tmp_path / 'outputs'}",
+    ]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"multirun failed ({proc.returncode}):\n{out[-6000:]}"
@@ -46,8 +59,13 @@ def metrics_of(run_dir: Path) -> dict:
 @pytest.mark.slow
 def test_grid_with_joblib_writes_a_report_whose_numbers_match_the_runs(tmp_path: Path) -> None:
     sweep, out = multirun(
-        tmp_path, "experiment=regularizers_digits", "variant/regularizers_digits=baseline,dropout", "seed=1,2",
-        "trainer=debug", "trainer.max_epochs=3", "hydra.launcher.n_jobs=2",
+        tmp_path,
+        "experiment=regularizers_digits",
+        "variant/regularizers_digits=baseline,dropout",
+        "seed=1,2",
+        "trainer=debug",
+        "trainer.max_epochs=3",
+        "hydra.launcher.n_jobs=2",
     )
     for name in ("report.md", "report.csv", "runs.csv", "loss_curves.png", "test_acc.png"):
         assert (sweep / name).is_file(), name
@@ -58,8 +76,11 @@ def test_grid_with_joblib_writes_a_report_whose_numbers_match_the_runs(tmp_path:
     # Recompute every number of the table from the individual metrics.json files.
     by_variant: dict[str, list[dict]] = {}
     for run in runs:
-        variant = next(o.split("=")[1] for o in yaml.safe_load((run / ".hydra/overrides.yaml").read_text())
-                       if o.startswith("variant/"))
+        variant = next(
+            o.split("=")[1]
+            for o in yaml.safe_load((run / ".hydra/overrides.yaml").read_text())
+            if o.startswith("variant/")
+        )
         by_variant.setdefault(variant, []).append(metrics_of(run))
     assert {v: sorted(m["seed"] for m in ms) for v, ms in by_variant.items()} == {"baseline": [1, 2], "dropout": [1, 2]}
     assert all(m["config"]["model"]["dropout"] == 0.25 for m in by_variant["dropout"])
@@ -106,8 +127,14 @@ def test_grid_with_joblib_writes_a_report_whose_numbers_match_the_runs(tmp_path:
 
 @pytest.mark.slow
 def test_a_failing_run_is_recorded_and_the_sweep_goes_on_to_the_report(tmp_path: Path) -> None:
-    sweep, out = multirun(tmp_path, "trainer=debug", "trainer.max_epochs=1", "model.dropout=1.5,0.1", "seed=1",
-                          "~callbacks.model_checkpoint")
+    sweep, out = multirun(
+        tmp_path,
+        "trainer=debug",
+        "trainer.max_epochs=1",
+        "model.dropout=1.5,0.1",
+        "seed=1",
+        "~callbacks.model_checkpoint",
+    )
     failed = metrics_of(sweep / "0")
     assert failed["status"] == "failed" and "dropout" in failed["error"] and "1.5" in failed["error"]
     assert metrics_of(sweep / "1")["status"] == "completed"  # the next job still ran
@@ -160,11 +187,20 @@ def test_every_ddp_rank_trains_the_same_optuna_trial(tmp_path: Path) -> None:
     (tmp_path / "probe" / "rank_probe.py").write_text(PROBE)
     # An unseeded sampler: a rank that re-ran the sweep itself would draw different parameters.
     sweep, out = multirun(
-        tmp_path, "hparams_search=digits_random", "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.seed=null",
-        "trainer=ddp_cpu", "trainer.max_epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
-        "+trainer.limit_test_batches=1", "trainer.enable_progress_bar=false",
-        "+callbacks.probe._target_=rank_probe.RankProbe", "+callbacks.probe.out_dir=${paths.output_dir}",
-        timeout=300, extra_path=tmp_path / "probe",
+        tmp_path,
+        "hparams_search=digits_random",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.sampler.seed=null",
+        "trainer=ddp_cpu",
+        "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=2",
+        "+trainer.limit_val_batches=1",
+        "+trainer.limit_test_batches=1",
+        "trainer.enable_progress_bar=false",
+        "+callbacks.probe._target_=rank_probe.RankProbe",
+        "+callbacks.probe.out_dir=${paths.output_dir}",
+        timeout=300,
+        extra_path=tmp_path / "probe",
     )
     runs = sorted((p for p in sweep.iterdir() if (p / "metrics.json").is_file()), key=lambda p: int(p.name))
     assert len(runs) == 2
@@ -236,13 +272,21 @@ def test_digits_experiments_compose_and_their_available_variants_instantiate(exp
         instantiate_job(vcfg)
 
 
-REFERENCED = ["callbacks/l1.yaml", "callbacks/l2.yaml", "callbacks/early_stopping.yaml", "augment/mnist_affine.yaml",
-              "augment/zca.yaml", "data/mnist.yaml", "data/cifar10.yaml"]
+REFERENCED = [
+    "callbacks/l1.yaml",
+    "callbacks/l2.yaml",
+    "callbacks/early_stopping.yaml",
+    "augment/mnist_affine.yaml",
+    "augment/zca.yaml",
+    "data/mnist.yaml",
+    "data/cifar10.yaml",
+]
 
 
 @pytest.mark.skipif(_missing(*REFERENCED), reason="needs the callback, augment and data configs of issues 3-6")
-@pytest.mark.parametrize("experiment", ["regularizers_digits", "l2_vs_dropout", "seed003_mnist_mlp",
-                                        "seed002_random_search"])
+@pytest.mark.parametrize(
+    "experiment", ["regularizers_digits", "l2_vs_dropout", "seed003_mnist_mlp", "seed002_random_search"]
+)
 def test_every_variant_of_every_experiment_composes_and_instantiates(experiment: str, tmp_path: Path) -> None:
     for variant_file in sorted((CONF / "variant" / experiment).glob("*.yaml")):
         cfg = compose_full(f"experiment={experiment}", f"variant/{experiment}={variant_file.stem}", tmp_path=tmp_path)
@@ -258,8 +302,9 @@ def test_cifar10_case_study_runs_a_fast_dev_run_on_generated_cifar_files(tmp_pat
 
     make_cifar10(tmp_path / "data", per_batch=20, n_test=20)
     # Generated batches cannot match CIFAR's published MD5 sums.
-    cfg = compose_full("experiment=seed001_cifar10_cnn", "+trainer.fast_dev_run=true", "data.check_integrity=false",
-                       tmp_path=tmp_path)
+    cfg = compose_full(
+        "experiment=seed001_cifar10_cnn", "+trainer.fast_dev_run=true", "data.check_integrity=false", tmp_path=tmp_path
+    )
     assert cfg.callbacks.l2.l2 == 1e-3 and cfg.model.dropout == 0.5 and cfg.data.batch_size == 64
     from lightning_reg.train import train
 
@@ -291,7 +336,9 @@ def test_grid_search_config_sweeps_every_combination(tmp_path: Path) -> None:
     assert cfg.hydra.sweeper._target_.endswith("BasicSweeper")
     assert sweep_points(cfg, "optimizer.lr") == ["1e-3", "3e-3", "1e-2"]
     assert sweep_points(cfg, "model.dropout") == ["0.0", "0.25", "0.5"]
-    instantiate_job(compose_full("hparams_search=digits_grid", "optimizer.lr=1e-2", "model.dropout=0.5", tmp_path=tmp_path))
+    instantiate_job(
+        compose_full("hparams_search=digits_grid", "optimizer.lr=1e-2", "model.dropout=0.5", tmp_path=tmp_path)
+    )
 
 
 def test_slurm_and_joblib_launcher_configs_compose_and_instantiate(tmp_path: Path) -> None:

@@ -17,8 +17,12 @@ from lightning_reg.errors import ConfigError
 from lightning_reg.train import train
 
 REPO = Path(__file__).resolve().parents[1]
-FAST = ["trainer.max_epochs=3", "+trainer.limit_train_batches=5", "+trainer.limit_val_batches=3",
-        "trainer.enable_progress_bar=false"]
+FAST = [
+    "trainer.max_epochs=3",
+    "+trainer.limit_train_batches=5",
+    "+trainer.limit_val_batches=3",
+    "trainer.enable_progress_bar=false",
+]
 
 
 def _weights(ckpt: Path) -> dict[str, torch.Tensor]:
@@ -27,8 +31,14 @@ def _weights(ckpt: Path) -> dict[str, torch.Tensor]:
 
 def _cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "lightning_reg.train", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "lightning_reg.train", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_main_job_trains_digits_to_95_percent(compose_cfg, tmp_path: Path) -> None:
@@ -46,8 +56,9 @@ def test_main_job_trains_digits_to_95_percent(compose_cfg, tmp_path: Path) -> No
 
 
 def test_same_seed_gives_identical_metrics(compose_cfg, tmp_path: Path) -> None:
-    runs = [train(compose_cfg(*FAST, f"seed={seed}", output_dir=tmp_path / f"r{i}"))
-            for i, seed in enumerate((7, 7, 8))]
+    runs = [
+        train(compose_cfg(*FAST, f"seed={seed}", output_dir=tmp_path / f"r{i}")) for i, seed in enumerate((7, 7, 8))
+    ]
     for key in ("final", "test", "history"):
         assert runs[0][key] == runs[1][key]
     assert runs[0]["final"] != runs[2]["final"]  # the seed really matters
@@ -55,13 +66,25 @@ def test_same_seed_gives_identical_metrics(compose_cfg, tmp_path: Path) -> None:
 
 @pytest.mark.oldest_lightning  # the entry point, trained and resumed
 def test_resume_ends_where_uninterrupted_run_ends(compose_cfg, tmp_path: Path) -> None:
-    common = ["+trainer.limit_train_batches=4", "+trainer.limit_val_batches=2", "trainer.enable_progress_bar=false",
-              "optimizer=momentum", "scheduler=step", "scheduler.scheduler.step_size=2"]
+    common = [
+        "+trainer.limit_train_batches=4",
+        "+trainer.limit_val_batches=2",
+        "trainer.enable_progress_bar=false",
+        "optimizer=momentum",
+        "scheduler=step",
+        "scheduler.scheduler.step_size=2",
+    ]
     full = train(compose_cfg(*common, "trainer.max_epochs=4", output_dir=tmp_path / "full"))
     train(compose_cfg(*common, "trainer.max_epochs=2", output_dir=tmp_path / "part"))
     # "part" is finished (it has metrics.json), so its training continues in a new directory.
-    resumed = train(compose_cfg(*common, "trainer.max_epochs=4", f"ckpt_path={tmp_path / 'part/checkpoints/last.ckpt'}",
-                                output_dir=tmp_path / "cont"))
+    resumed = train(
+        compose_cfg(
+            *common,
+            "trainer.max_epochs=4",
+            f"ckpt_path={tmp_path / 'part/checkpoints/last.ckpt'}",
+            output_dir=tmp_path / "cont",
+        )
+    )
     a, b = _weights(tmp_path / "full/checkpoints/last.ckpt"), _weights(tmp_path / "cont/checkpoints/last.ckpt")
     assert a.keys() == b.keys()
     for k in a:
@@ -82,7 +105,6 @@ def test_bf16_mixed_on_cpu(compose_cfg) -> None:
     assert summary["status"] == "completed"
     assert torch.isfinite(torch.tensor(summary["final"]["train/loss"]))
     assert summary["test"]["test/acc"] > 0.3
-
 
 
 def test_torch_threads_sets_the_jobs_cpu_threads(compose_cfg) -> None:
@@ -135,9 +157,15 @@ def _assert_nothing_trained(out: Path) -> None:
         (["data.val_fraction=0"], "`val_fraction` must be a number in the open interval (0, 1); got 0"),
         (["data.batch_size=???"], "required config value(s) missing: data.batch_size"),
         (["model._target_=torch.nn.Linear"], "must name a LightningModule subclass; got 'torch.nn.Linear'"),
-        (["model._target_=no_such_pkg.Model"], "must name an importable LightningModule class; got 'no_such_pkg.Model'"),
+        (
+            ["model._target_=no_such_pkg.Model"],
+            "must name an importable LightningModule class; got 'no_such_pkg.Model'",
+        ),
         (["model.activation=swish"], "model: `activation` must be one of"),
-        (["ckpt_path=/nonexistent.ckpt"], "`ckpt_path` must be an existing checkpoint file or 'last'; got '/nonexistent.ckpt'"),
+        (
+            ["ckpt_path=/nonexistent.ckpt"],
+            "`ckpt_path` must be an existing checkpoint file or 'last'; got '/nonexistent.ckpt'",
+        ),
         (["trainer.precision=float8"], "trainer:"),
     ],
 )
@@ -180,8 +208,9 @@ def test_console_script_is_the_same_entry_point(tmp_path: Path) -> None:
     script = Path(sys.executable).parent / "lightning-reg-train"
     if not script.exists():
         pytest.skip("console script not installed in this environment")
-    proc = subprocess.run([str(script), "--cfg", "job", "model=cnn"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [str(script), "--cfg", "job", "model=cnn"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert "lightning_reg.models.CNNClassifier" in proc.stdout
 
@@ -189,9 +218,15 @@ def test_console_script_is_the_same_entry_point(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_ddp_cpu_two_processes_from_the_hydra_entry_point(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    proc = _cli("trainer=ddp_cpu", "trainer.max_epochs=2", "+trainer.limit_train_batches=4",
-                "+trainer.limit_val_batches=2", "trainer.enable_progress_bar=false", f"hydra.run.dir={run}",
-                cwd=tmp_path)
+    proc = _cli(
+        "trainer=ddp_cpu",
+        "trainer.max_epochs=2",
+        "+trainer.limit_train_batches=4",
+        "+trainer.limit_val_batches=2",
+        "trainer.enable_progress_bar=false",
+        f"hydra.run.dir={run}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["status"] == "completed"
@@ -210,9 +245,22 @@ def test_users_config_dir_adds_their_own_model(tmp_path: Path) -> None:
     (pkg / "models.py").write_text((REPO / "tests" / "helpers.py").read_text())
     (pkg / "conf" / "model" / "mine.yaml").write_text("_target_: my_project.models.UserDigitsModule\nhidden: 16\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)]), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "lightning_reg.train", "hydra.searchpath=[file://my_project/conf]",
-                           "model=mine", "trainer=debug", "hydra.run.dir=run"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lightning_reg.train",
+            "hydra.searchpath=[file://my_project/conf]",
+            "model=mine",
+            "trainer=debug",
+            "hydra.run.dir=run",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["config"]["model"] == {"_target_": "my_project.models.UserDigitsModule", "hidden": 16}

@@ -72,8 +72,9 @@ def test_a_gpu_accelerator_without_a_gpu_suggests_the_cpu(compose_cfg, tmp_path:
         train(cfg)
 
 
-def test_a_module_forwarding_kwargs_is_told_why_it_got_optimizer(compose_cfg, tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_module_forwarding_kwargs_is_told_why_it_got_optimizer(
+    compose_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "user_mod.py").write_text(USER_MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))
     sys.modules.pop("user_mod", None)
@@ -82,14 +83,23 @@ def test_a_module_forwarding_kwargs_is_told_why_it_got_optimizer(compose_cfg, tm
     cfg = compose_cfg("trainer=debug")
     with open_dict(cfg):
         cfg.model = OmegaConf.create({"_target_": "user_mod.Forwarding"})
-    with pytest.raises(ConfigError, match=r"Forwarding.__init__ takes \*\*kwargs, so the entry point passed "
-                                          r"`optimizer`.*optimizer=null"):
+    with pytest.raises(
+        ConfigError,
+        match=r"Forwarding.__init__ takes \*\*kwargs, so the entry point passed "
+        r"`optimizer`.*optimizer=null",
+    ):
         train(cfg)
 
 
 def test_a_nan_loss_is_the_stop_reason_when_the_monitor_stays_finite(compose_cfg, tmp_path: Path) -> None:
-    cfg = compose_cfg("trainer=debug", "trainer.max_epochs=6", "optimizer.lr=1e12", "test=false",
-                      "callbacks=[default,early_stopping_restore]", "callbacks.early_stopping_restore.patience=3")
+    cfg = compose_cfg(
+        "trainer=debug",
+        "trainer.max_epochs=6",
+        "optimizer.lr=1e12",
+        "test=false",
+        "callbacks=[default,early_stopping_restore]",
+        "callbacks.early_stopping_restore.patience=3",
+    )
     summary = train(cfg)
     es = next(v for k, v in summary["callbacks"].items() if k.startswith("EarlyStopping"))
     assert es["reason"] == "loss_non_finite" and es["stopped_epoch"] == 0
@@ -110,9 +120,14 @@ def test_a_run_dir_under_a_regular_file_is_one_line_exit_2(tmp_path: Path) -> No
 
     (tmp_path / "afile").write_text("not a folder")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.run([sys.executable, "-m", "lightning_reg.train", "trainer=debug",
-                           f"hydra.run.dir={tmp_path / 'afile' / 'run'}"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lightning_reg.train", "trainer=debug", f"hydra.run.dir={tmp_path / 'afile' / 'run'}"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert f"'{tmp_path / 'afile'}' is a file, not a directory" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -28,8 +28,9 @@ def test_early_stopping_with_ema_restores_the_average_that_was_evaluated() -> No
     assert es.best_epoch is not None
     # Validate the restored weights in a fresh trainer: the score is the best one seen, so these are the
     # averaged weights validation evaluated, not the trained ones of that epoch.
-    result = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
-                        enable_model_summary=False).validate(run.model, val_loader(), verbose=False)
+    result = pl.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
+    ).validate(run.model, val_loader(), verbose=False)
     assert result[0]["val/loss"] == pytest.approx(es.best_value, abs=1e-6)
     assert_same(run.weights(), {k: v for k, v in es.best_weights.items()}, "restored weights")
 
@@ -55,8 +56,11 @@ def test_penalty_and_max_norm_act_on_the_trained_weights_not_the_average() -> No
 @pytest.mark.parametrize("kind", ["ema", "swa"])
 def test_resume_with_weight_averaging_is_bit_identical(kind: str, tmp_path) -> None:
     def callbacks():
-        avg = pl_callbacks.EMAWeightAveraging(decay=0.9) if kind == "ema" else pl_callbacks.StochasticWeightAveraging(swa_lrs=0.05,
-                                                                                             swa_epoch_start=2)
+        avg = (
+            pl_callbacks.EMAWeightAveraging(decay=0.9)
+            if kind == "ema"
+            else pl_callbacks.StochasticWeightAveraging(swa_lrs=0.05, swa_epoch_start=2)
+        )
         return [WeightPenalty(l2=1e-3), EarlyStopping("val/loss", patience=10, restore_best_weights=True), avg]
 
     full = fit(None, 4, model=_model(), callbacks=callbacks())

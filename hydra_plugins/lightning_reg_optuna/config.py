@@ -6,7 +6,6 @@ The keys and the search-space grammar are those of Hydra's Optuna sweeper (``dir
 heartbeat settings. Nothing here imports Optuna: Hydra imports every plugin module at start-up.
 """
 
-
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,14 +76,33 @@ def _samplers() -> dict[str, dict[str, Any]]:
 def _pruners() -> dict[str, dict[str, Any]]:
     return {
         "none": {"_target_": "optuna.pruners.NopPruner"},
-        "median": {"_target_": "optuna.pruners.MedianPruner", "n_startup_trials": 5, "n_warmup_steps": 0,
-                   "interval_steps": 1, "n_min_trials": 1},
-        "percentile": {"_target_": "optuna.pruners.PercentilePruner", "percentile": 25.0, "n_startup_trials": 5,
-                       "n_warmup_steps": 0, "interval_steps": 1, "n_min_trials": 1},
-        "successive_halving": {"_target_": "optuna.pruners.SuccessiveHalvingPruner", "min_resource": "auto",
-                               "reduction_factor": 4, "min_early_stopping_rate": 0},
-        "hyperband": {"_target_": "optuna.pruners.HyperbandPruner", "min_resource": 1, "max_resource": "auto",
-                      "reduction_factor": 3},
+        "median": {
+            "_target_": "optuna.pruners.MedianPruner",
+            "n_startup_trials": 5,
+            "n_warmup_steps": 0,
+            "interval_steps": 1,
+            "n_min_trials": 1,
+        },
+        "percentile": {
+            "_target_": "optuna.pruners.PercentilePruner",
+            "percentile": 25.0,
+            "n_startup_trials": 5,
+            "n_warmup_steps": 0,
+            "interval_steps": 1,
+            "n_min_trials": 1,
+        },
+        "successive_halving": {
+            "_target_": "optuna.pruners.SuccessiveHalvingPruner",
+            "min_resource": "auto",
+            "reduction_factor": 4,
+            "min_early_stopping_rate": 0,
+        },
+        "hyperband": {
+            "_target_": "optuna.pruners.HyperbandPruner",
+            "min_resource": 1,
+            "max_resource": "auto",
+            "reduction_factor": 3,
+        },
     }
 
 

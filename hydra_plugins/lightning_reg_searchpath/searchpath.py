@@ -37,7 +37,7 @@ def lightning_reg_conf_dir() -> Path | None:
 
 def _as_dir(path: str) -> Path | None:
     if path.startswith("file://"):
-        path = path[len("file://"):]
+        path = path[len("file://") :]
     elif "://" in path:
         return None
     try:

@@ -107,8 +107,15 @@ class AugmentConfig:
             if f.type in (bool, "bool"):
                 check_bool(f"augment.{f.name}", getattr(self, f.name))
         check_choice("augment.augment_on", self.augment_on, AUGMENT_ON)
-        for name in ("rotation_range", "width_shift_range", "height_shift_range", "shear_range",
-                     "channel_shift_range", "mixup_alpha", "cutmix_alpha"):
+        for name in (
+            "rotation_range",
+            "width_shift_range",
+            "height_shift_range",
+            "shear_range",
+            "channel_shift_range",
+            "mixup_alpha",
+            "cutmix_alpha",
+        ):
             setattr(self, name, check_non_negative(f"augment.{name}", getattr(self, name)))
         check_range("augment.rotation_range", self.rotation_range, 0.0, 180.0)
         check_range("augment.shear_range", self.shear_range, 0.0, 89.0)
@@ -148,8 +155,9 @@ class AugmentConfig:
         self.mix_prob = check_range("augment.mix_prob", self.mix_prob, 0.0, 1.0)
         self.switch_prob = check_range("augment.switch_prob", self.switch_prob, 0.0, 1.0)
         check_choice("augment.mix_mode", self.mix_mode, MIX_MODES)
-        self.label_smoothing = check_range("augment.label_smoothing", self.label_smoothing, 0.0, 1.0,
-                                           high_inclusive=False)
+        self.label_smoothing = check_range(
+            "augment.label_smoothing", self.label_smoothing, 0.0, 1.0, high_inclusive=False
+        )
 
     @classmethod
     def from_any(cls, value: AugmentConfig | Mapping[str, Any] | None) -> AugmentConfig:
@@ -169,8 +177,13 @@ class AugmentConfig:
     @property
     def has_affine(self) -> bool:
         """Rotation, shift, shear or zoom is on (one resampling)."""
-        return bool(self.rotation_range or self.width_shift_range or self.height_shift_range
-                    or self.shear_range or self.zoom_range != (1.0, 1.0))
+        return bool(
+            self.rotation_range
+            or self.width_shift_range
+            or self.height_shift_range
+            or self.shear_range
+            or self.zoom_range != (1.0, 1.0)
+        )
 
     @property
     def has_geometry(self) -> bool:
@@ -191,5 +204,6 @@ class AugmentConfig:
     @property
     def is_identity(self) -> bool:
         """Nothing to do on training batches (standardization aside)."""
-        return not (self.has_geometry or self.has_color or self.erasing_prob > 0 or self.has_mixing
-                    or self.policy is not None)
+        return not (
+            self.has_geometry or self.has_color or self.erasing_prob > 0 or self.has_mixing or self.policy is not None
+        )

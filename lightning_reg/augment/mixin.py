@@ -87,8 +87,9 @@ class AugmentationMixin:
         self._augment_generator_state: torch.Tensor | None = None
         self._soft_targets_checked = False
 
-    def fit_standardization(self, x_train: torch.Tensor, mean: Any = None, std: Any = None,
-                            normalize: bool = False) -> Standardizer:
+    def fit_standardization(
+        self, x_train: torch.Tensor, mean: Any = None, std: Any = None, normalize: bool = False
+    ) -> Standardizer:
         """Fit featurewise centre/std, ZCA (from the config) and ``normalize`` on training images, once."""
         cfg = self._aug_cfg()
         self.standardizer = fit_standardizer(
@@ -130,8 +131,9 @@ class AugmentationMixin:
             check_soft_targets(module, self._aug_cfg())
             self._soft_targets_checked = True
 
-    def augment_training_batch(self, x: torch.Tensor, y: torch.Tensor,
-                               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def augment_training_batch(
+        self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Everything a training batch gets after transfer: device-path augmentation, standardization, mixers."""
         cfg = self._aug_cfg()
         x = as_float_images(x)

@@ -14,8 +14,9 @@ from lightning_reg.augment.erasing import box_masks
 from lightning_reg.errors import ConfigError
 
 
-def sample_gamma(shape: tuple[int, ...], alpha: float, generator: torch.Generator | None = None,
-                 device: torch.device | str = "cpu") -> torch.Tensor:
+def sample_gamma(
+    shape: tuple[int, ...], alpha: float, generator: torch.Generator | None = None, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """Gamma(alpha, 1) draws from a seeded generator (Marsaglia-Tsang; ``torch.distributions`` takes none).
 
     Example:
@@ -43,8 +44,9 @@ def sample_gamma(shape: tuple[int, ...], alpha: float, generator: torch.Generato
     return out
 
 
-def sample_beta(n: int, alpha: float, generator: torch.Generator | None = None,
-                device: torch.device | str = "cpu") -> torch.Tensor:
+def sample_beta(
+    n: int, alpha: float, generator: torch.Generator | None = None, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """``n`` draws of Beta(alpha, alpha) from a seeded generator.
 
     Example:
@@ -68,8 +70,9 @@ def one_hot_smooth(y: torch.Tensor, num_classes: int, smoothing: float = 0.0) ->
     return out.scatter_(1, y.view(-1, 1), 1.0 - smoothing + off)
 
 
-def cutmix_boxes(lam: torch.Tensor, height: int, width: int, generator: torch.Generator | None = None
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+def cutmix_boxes(
+    lam: torch.Tensor, height: int, width: int, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample CutMix boxes ``(n, 4)`` covering about ``1 - lam`` of the image, and the exact kept fraction.
 
     Example:
@@ -90,7 +93,10 @@ def cutmix_boxes(lam: torch.Tensor, height: int, width: int, generator: torch.Ge
 
 
 def mix_batch(
-    x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: AugmentConfig,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    cfg: AugmentConfig,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """Apply MixUp/CutMix to a batch; return mixed images, soft targets ``(N, C)`` and per-sample params.

@@ -46,8 +46,16 @@ def augment_batch(
         x, p = apply_color(x, cfg, generator)
         params.update(p)
     if cfg.erasing_prob > 0:
-        boxes = sample_erasing_boxes(x.shape[0], x.shape[-2], x.shape[-1], cfg.erasing_prob, cfg.erasing_scale,
-                                     cfg.erasing_ratio, generator, x.device)
+        boxes = sample_erasing_boxes(
+            x.shape[0],
+            x.shape[-2],
+            x.shape[-1],
+            cfg.erasing_prob,
+            cfg.erasing_scale,
+            cfg.erasing_ratio,
+            generator,
+            x.device,
+        )
         x = erase(x, boxes, cfg.erasing_value, generator)
         params["erase_box"] = boxes
     return x, params
@@ -68,8 +76,16 @@ class RandomKerasAffine(v2.Transform):
 
     def __init__(self, cfg: AugmentConfig, record: list[dict[str, float]] | None = None) -> None:
         super().__init__()
-        self.cfg = AugmentConfig.from_any({**cfg.__dict__, "horizontal_flip": False, "vertical_flip": False,
-                                           "crop_padding": 0, "policy": None, "augment_on": "cpu"})
+        self.cfg = AugmentConfig.from_any(
+            {
+                **cfg.__dict__,
+                "horizontal_flip": False,
+                "vertical_flip": False,
+                "crop_padding": 0,
+                "policy": None,
+                "augment_on": "cpu",
+            }
+        )
         self.record = record
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
@@ -129,8 +145,12 @@ def make_policy(name: str, kwargs: dict[str, Any]) -> v2.Transform:
         >>> type(make_policy("randaugment", {"num_ops": 2, "magnitude": 9})).__name__
         'RandAugment'
     """
-    classes = {"randaugment": v2.RandAugment, "trivialaugment": v2.TrivialAugmentWide,
-               "autoaugment": v2.AutoAugment, "augmix": v2.AugMix}
+    classes = {
+        "randaugment": v2.RandAugment,
+        "trivialaugment": v2.TrivialAugmentWide,
+        "autoaugment": v2.AutoAugment,
+        "augmix": v2.AugMix,
+    }
     if name not in classes:
         raise ConfigError(f"`augment.policy` must be one of {', '.join(map(repr, classes))}; got {name!r}.")
     kwargs = dict(kwargs)
@@ -138,7 +158,9 @@ def make_policy(name: str, kwargs: dict[str, Any]) -> v2.Transform:
         choices = {p.value.lower(): p for p in v2.AutoAugmentPolicy}
         key = kwargs["policy"].lower()
         if key not in choices:
-            raise ConfigError(f"`augment.policy_kwargs.policy` must be one of {sorted(choices)}; got {kwargs['policy']!r}.")
+            raise ConfigError(
+                f"`augment.policy_kwargs.policy` must be one of {sorted(choices)}; got {kwargs['policy']!r}."
+            )
         kwargs["policy"] = choices[key]
     try:
         return classes[name](**kwargs)
@@ -159,9 +181,14 @@ def build_cpu_transform(cfg: AugmentConfig, height: int, width: int) -> v2.Compo
         steps += [ToUint8Image(), make_policy(cfg.policy, cfg.policy_kwargs)]
     steps.append(ToFloatImage())
     if cfg.crop_padding:
-        steps.append(v2.RandomCrop((height, width), padding=cfg.crop_padding,
-                                   fill=cfg.cval if cfg.has_affine else 0.0,
-                                   padding_mode=_FILL_TO_PAD[cfg.fill_mode] if cfg.has_affine else "constant"))
+        steps.append(
+            v2.RandomCrop(
+                (height, width),
+                padding=cfg.crop_padding,
+                fill=cfg.cval if cfg.has_affine else 0.0,
+                padding_mode=_FILL_TO_PAD[cfg.fill_mode] if cfg.has_affine else "constant",
+            )
+        )
     if cfg.has_affine:
         steps.append(RandomKerasAffine(cfg))
     if cfg.horizontal_flip:
@@ -171,6 +198,12 @@ def build_cpu_transform(cfg: AugmentConfig, height: int, width: int) -> v2.Compo
     if cfg.has_color:
         steps.append(RandomKerasColor(cfg))
     if cfg.erasing_prob > 0:
-        steps.append(v2.RandomErasing(cfg.erasing_prob, scale=cfg.erasing_scale, ratio=cfg.erasing_ratio,
-                                      value="random" if cfg.erasing_value == "random" else 0.0))
+        steps.append(
+            v2.RandomErasing(
+                cfg.erasing_prob,
+                scale=cfg.erasing_scale,
+                ratio=cfg.erasing_ratio,
+                value="random" if cfg.erasing_value == "random" else 0.0,
+            )
+        )
     return v2.Compose(steps)

@@ -144,7 +144,11 @@ def fit_standardizer(
     fitted_mean = fitted_std = None
     if (need_mean and mean is None) or (need_std and std is None):
         fitted_mean, fitted_std = channel_stats(x)
-    m = (torch.tensor([float(v) for v in mean]).expand(c).clone() if mean is not None else fitted_mean) if need_mean else None
+    m = (
+        (torch.tensor([float(v) for v in mean]).expand(c).clone() if mean is not None else fitted_mean)
+        if need_mean
+        else None
+    )
     s = None
     if need_std:
         s = torch.tensor([float(v) for v in std]).expand(c).clone() if std is not None else fitted_std.clamp_min(1e-7)

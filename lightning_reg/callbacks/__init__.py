@@ -8,5 +8,13 @@ from lightning_reg.callbacks.scheduled_dropout import ScheduledDropout
 from lightning_reg.callbacks.stochastic_depth import StochasticDepth
 from lightning_reg.callbacks.weight_penalty import MaxNorm, WeightPenalty
 
-__all__ = ["AtomicModelCheckpoint", "EarlyStopping", "MaxNorm", "MetricsHistory", "RNGState", "ScheduledDropout", "StochasticDepth",
-           "WeightPenalty"]
+__all__ = [
+    "AtomicModelCheckpoint",
+    "EarlyStopping",
+    "MaxNorm",
+    "MetricsHistory",
+    "RNGState",
+    "ScheduledDropout",
+    "StochasticDepth",
+    "WeightPenalty",
+]

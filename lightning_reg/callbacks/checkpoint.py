@@ -54,8 +54,9 @@ class AtomicModelCheckpoint(CheckpointSaveHooks):
 
         dirpath = kwargs.get("dirpath", args[0] if args else None)
         if dirpath is not None and not isinstance(dirpath, (str, os.PathLike)):
-            raise ConfigError(f"`dirpath` must be a directory path (str or Path) or None; got {dirpath!r} "
-                              f"({type(dirpath).__name__}).")
+            raise ConfigError(
+                f"`dirpath` must be a directory path (str or Path) or None; got {dirpath!r} ({type(dirpath).__name__})."
+            )
         if dirpath is not None and "://" not in str(dirpath) and os.path.isfile(dirpath):
             raise ConfigError(f"`dirpath` must be a directory for checkpoints; {str(dirpath)!r} is a file.")
         monitor, mode = kwargs.get("monitor"), kwargs.get("mode", "min")
@@ -69,7 +70,7 @@ class AtomicModelCheckpoint(CheckpointSaveHooks):
     def state_key(self) -> str:
         # Keep Lightning's key, so checkpoints written with either class resume into the other.
         key = super().state_key
-        return "ModelCheckpoint" + key[len(type(self).__qualname__):]
+        return "ModelCheckpoint" + key[len(type(self).__qualname__) :]
 
     @override
     def write_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:

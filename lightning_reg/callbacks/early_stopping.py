@@ -70,8 +70,12 @@ class MissingMetricError(ConfigError, RuntimeError):
 def _same_layout(kept: Any, value: Any) -> bool:
     """Whether ``value`` can be copied into ``kept`` in place (same kind; for tensors, same shape and dtype)."""
     if isinstance(kept, torch.Tensor) or isinstance(value, torch.Tensor):
-        return (isinstance(kept, torch.Tensor) and isinstance(value, torch.Tensor) and kept.shape == value.shape
-                and kept.dtype == value.dtype)
+        return (
+            isinstance(kept, torch.Tensor)
+            and isinstance(value, torch.Tensor)
+            and kept.shape == value.shape
+            and kept.dtype == value.dtype
+        )
     return True
 
 
@@ -184,7 +188,9 @@ class EarlyStopping(EarlyStoppingHooks):
         check_int("strip", strip, low=1)
         if criterion == "UP":
             if s is None:
-                raise ConfigError("`s` (successive worsening strips) must be an integer >= 1 for criterion 'UP'; got None.")
+                raise ConfigError(
+                    "`s` (successive worsening strips) must be an integer >= 1 for criterion 'UP'; got None."
+                )
             check_int("s", s, low=1)
         elif s is not None:
             check_int("s", s, low=1)
@@ -201,11 +207,17 @@ class EarlyStopping(EarlyStoppingHooks):
             if value is not None:
                 check_range(name, value)
         if log_prefix is not None and not isinstance(log_prefix, str):
-            raise ConfigError(f"`log_prefix` must be a string such as 'es/' (or None: log nothing); got {log_prefix!r}.")
+            raise ConfigError(
+                f"`log_prefix` must be a string such as 'es/' (or None: log nothing); got {log_prefix!r}."
+            )
 
         check_mode_matches(monitor, mode)
-        for flag, value in (("verbose", verbose), ("strict", strict), ("check_finite", check_finite),
-                            ("log_rank_zero_only", log_rank_zero_only)):
+        for flag, value in (
+            ("verbose", verbose),
+            ("strict", strict),
+            ("check_finite", check_finite),
+            ("log_rank_zero_only", log_rank_zero_only),
+        ):
             check_bool(flag, value)
         if check_on_train_epoch_end is not None:
             check_bool("check_on_train_epoch_end", check_on_train_epoch_end)
@@ -278,9 +290,20 @@ class EarlyStopping(EarlyStoppingHooks):
     @override
     def state_key(self) -> str:
         # Memoized: Lightning reads it at every hook call (see lightning_reg.callbacks._state_key).
-        return memo_state_key(self, (self.monitor, self.mode, self.criterion, self.patience, self.alpha,
-                                     self.strip, self.s, self.restore_best_weights),
-                              self._build_state_key)
+        return memo_state_key(
+            self,
+            (
+                self.monitor,
+                self.mode,
+                self.criterion,
+                self.patience,
+                self.alpha,
+                self.strip,
+                self.s,
+                self.restore_best_weights,
+            ),
+            self._build_state_key,
+        )
 
     def _build_state_key(self) -> str:
         if self.criterion == "patience":
@@ -315,8 +338,12 @@ class EarlyStopping(EarlyStoppingHooks):
         return state
 
     @override
-    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
-        warn_if_state_missing(self, trainer, checkpoint, 'patience, the best value and the best weights start over at the resumed epoch.')
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        warn_if_state_missing(
+            self, trainer, checkpoint, "patience, the best value and the best weights start over at the resumed epoch."
+        )
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -330,7 +357,9 @@ class EarlyStopping(EarlyStoppingHooks):
         self.stopping_reason = EarlyStoppingReason(reason_value)
         self.stopping_reason_message = state_dict.get("stopping_reason_message")
         best_score = state_dict.get("best_score")
-        self.best_value = float(state_dict.get("best_value", _to_float(best_score) if best_score is not None else self.best_value))
+        self.best_value = float(
+            state_dict.get("best_value", _to_float(best_score) if best_score is not None else self.best_value)
+        )
         self.best_score = torch.tensor(self.best_value, dtype=torch.float64)
         self.history = [float(v) for v in state_dict.get("history", [])]
         self.train_history = [float(v) for v in state_dict.get("train_history", [])]
@@ -379,8 +408,11 @@ class EarlyStopping(EarlyStoppingHooks):
     @override
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self.should_skip_check(trainer) and self.monitor in trainer.callback_metrics:
-            self._val_snapshot = {"epoch": int(trainer.current_epoch), "step": int(trainer.global_step),
-                                  "value": _to_float(trainer.callback_metrics[self.monitor])}
+            self._val_snapshot = {
+                "epoch": int(trainer.current_epoch),
+                "step": int(trainer.global_step),
+                "value": _to_float(trainer.callback_metrics[self.monitor]),
+            }
         super().on_validation_end(trainer, pl_module)
 
     def _replayed_logs(self, trainer: pl.Trainer) -> dict[str, Any] | None:
@@ -526,8 +558,14 @@ class EarlyStopping(EarlyStoppingHooks):
         reason = self._decide(current, counted, gl)
         if self.check_finite and reason != "non_finite":
             # The monitor may stay finite (val/acc of NaN logits) while the loss is NaN: say so, not "patience".
-            self._bad_loss = next(((k, float(v)) for k, v in sorted(logs.items())
-                                   if "loss" in k and k != self.monitor and not math.isfinite(float(v))), None)
+            self._bad_loss = next(
+                (
+                    (k, float(v))
+                    for k, v in sorted(logs.items())
+                    if "loss" in k and k != self.monitor and not math.isfinite(float(v))
+                ),
+                None,
+            )
             if self._bad_loss is not None:
                 reason = "loss_non_finite"
         if reason is not None and not self._can_stop_now(trainer):
@@ -560,8 +598,11 @@ class EarlyStopping(EarlyStoppingHooks):
         """
         source = evaluated_module(trainer).state_dict()
         kept = self._best_weights
-        if kept is not None and not self._best_shared and kept.keys() == source.keys() and all(
-            _same_layout(kept[k], v) for k, v in source.items()
+        if (
+            kept is not None
+            and not self._best_shared
+            and kept.keys() == source.keys()
+            and all(_same_layout(kept[k], v) for k, v in source.items())
         ):
             with torch.no_grad():
                 for k, v in source.items():
@@ -570,8 +611,9 @@ class EarlyStopping(EarlyStoppingHooks):
                     else:
                         kept[k] = v
             return
-        self._best_weights = {k: v.detach().to("cpu", copy=True) if isinstance(v, torch.Tensor) else v
-                              for k, v in source.items()}
+        self._best_weights = {
+            k: v.detach().to("cpu", copy=True) if isinstance(v, torch.Tensor) else v for k, v in source.items()
+        }
         self._best_shared = False
 
     def _gl(self, current: float) -> float | None:
@@ -618,8 +660,10 @@ class EarlyStopping(EarlyStoppingHooks):
             return f"Monitored metric {self.monitor} = {current} is not finite. {best} Signaling Trainer to stop."
         if reason == "loss_non_finite":
             name, value = getattr(self, "_bad_loss", None) or ("loss", float("nan"))
-            return (f"The loss became non-finite: {name} = {value} (the monitored {self.monitor} = {current:.5g} is "
-                    f"still finite). {best} Signaling Trainer to stop.")
+            return (
+                f"The loss became non-finite: {name} = {value} (the monitored {self.monitor} = {current:.5g} is "
+                f"still finite). {best} Signaling Trainer to stop."
+            )
         if reason == "stopping_threshold":
             return f"Stopping threshold reached: {self.monitor} = {current:.5g} beats {self.stopping_threshold}. {best}"
         if reason == "divergence_threshold":

@@ -93,8 +93,10 @@ class MetricsHistory(pl.Callback):
         return {"history": [dict(r) for r in self.history], "pending": dict(self._pending) if self._pending else None}
 
     @override
-    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
-        warn_if_state_missing(self, trainer, checkpoint, 'the per-epoch history starts at the resumed epoch.')
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        warn_if_state_missing(self, trainer, checkpoint, "the per-epoch history starts at the resumed epoch.")
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

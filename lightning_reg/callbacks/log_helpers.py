@@ -14,8 +14,9 @@ from lightning_reg._lightning_internals import legacy_state_key
 __all__ = ["log_due", "log_to_loggers", "warn_if_state_missing"]
 
 
-def warn_if_state_missing(callback: pl.Callback, trainer: pl.Trainer, checkpoint: dict[str, Any],
-                          consequence: str) -> bool:
+def warn_if_state_missing(
+    callback: pl.Callback, trainer: pl.Trainer, checkpoint: dict[str, Any], consequence: str
+) -> bool:
     """Warn (once per load, rank 0) when ``checkpoint`` has no entry for ``callback`` while resuming a fit.
 
     That happens when the checkpoint was written before the callback was added, or by an instance with
@@ -54,8 +55,13 @@ def log_due(trainer: pl.Trainer, every: int | None, last_logged_step: int, *, at
     """
     every = trainer.log_every_n_steps if every is None else every
     step = trainer.global_step
-    return (every > 0 and bool(trainer.loggers) and step != last_logged_step and (at_zero or step != 0)
-            and step % every == 0)
+    return (
+        every > 0
+        and bool(trainer.loggers)
+        and step != last_logged_step
+        and (at_zero or step != 0)
+        and step % every == 0
+    )
 
 
 def log_to_loggers(trainer: pl.Trainer, metrics: dict[str, float]) -> None:

@@ -40,8 +40,9 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         random.setstate((version, tuple(internal), gauss))
     if "numpy" in state:
         n = state["numpy"]
-        np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                             n["cached_gaussian"]))
+        np.random.set_state(
+            (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+        )
     if "torch" in state:
         torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
@@ -71,8 +72,15 @@ class RNGState(pl.Callback):
         return capture_rng_state()
 
     @override
-    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
-        warn_if_state_missing(self, trainer, checkpoint, 'the random generators are not restored, so shuffling, dropout masks and augmentation differ from an uninterrupted run.')
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        warn_if_state_missing(
+            self,
+            trainer,
+            checkpoint,
+            "the random generators are not restored, so shuffling, dropout masks and augmentation differ from an uninterrupted run.",
+        )
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -47,6 +47,7 @@ def check_rates(schedule: Schedule, horizon: int = 10_000) -> None:
         ...
         lightning_reg.errors.ConfigError: `schedule` must give drop rates in [0, 1); Constant(unit='step', value=1.0) gives 1.0 at step 0.
     """
+
     def bad(t: int) -> bool:
         value = float(schedule(t))
         return math.isnan(value) or not 0.0 <= value < 1.0
@@ -148,8 +149,10 @@ class ScheduledDropout(pl.Callback):
     ) -> None:
         if interval is not None:
             check_choice("interval", interval, UNITS)
-        int_keyed = isinstance(schedule, Mapping) and bool(schedule) and all(
-            isinstance(k, int) and not isinstance(k, bool) for k in schedule
+        int_keyed = (
+            isinstance(schedule, Mapping)
+            and bool(schedule)
+            and all(isinstance(k, int) and not isinstance(k, bool) for k in schedule)
         )
         default_unit = interval or ("epoch" if int_keyed else "step")
         self.schedule = as_schedule(schedule, "schedule", unit=default_unit)
@@ -161,12 +164,18 @@ class ScheduledDropout(pl.Callback):
         self.inject = as_list(inject, "inject")
         for option, entries in (("modules", self.modules), ("inject", self.inject)):
             for entry in entries:
-                if not (isinstance(entry, str) and entry) and not (isinstance(entry, type) and issubclass(entry, nn.Module)):
+                if not (isinstance(entry, str) and entry) and not (
+                    isinstance(entry, type) and issubclass(entry, nn.Module)
+                ):
                     raise ConfigError(
                         f"`{option}` entries must be module types or class names (e.g. 'ReLU', 'DropPath'); got {entry!r}."
                     )
-        for option, value in (("depth_scale", depth_scale), ("inject_skip_last", inject_skip_last),
-                              ("inject_if_absent", inject_if_absent), ("verbose", verbose)):
+        for option, value in (
+            ("depth_scale", depth_scale),
+            ("inject_skip_last", inject_skip_last),
+            ("inject_if_absent", inject_if_absent),
+            ("verbose", verbose),
+        ):
             if not isinstance(value, bool):
                 raise ConfigError(f"`{option}` must be True or False; got {value!r}.")
         if (inject_skip_last or inject_if_absent) and not self.inject:
@@ -199,17 +208,29 @@ class ScheduledDropout(pl.Callback):
     @override
     def state_key(self) -> str:
         # Memoized: Lightning reads it at every hook call (see lightning_reg.callbacks._state_key).
-        fingerprint = (self.schedule, tuple(vars(self.schedule).values()), self.interval, tuple(self.modules),
-                       tuple(self.names), tuple(self.exclude), self.depth_scale, tuple(self.inject))
-        return memo_state_key(self, fingerprint, lambda: self._generate_state_key(
-            schedule=repr(self.schedule),
-            interval=self.interval,
-            modules=[m.__name__ if isinstance(m, type) else m for m in self.modules],
-            names=self.names,
-            exclude=self.exclude,
-            depth_scale=self.depth_scale,
-            inject=[m.__name__ if isinstance(m, type) else m for m in self.inject],
-        ))
+        fingerprint = (
+            self.schedule,
+            tuple(vars(self.schedule).values()),
+            self.interval,
+            tuple(self.modules),
+            tuple(self.names),
+            tuple(self.exclude),
+            self.depth_scale,
+            tuple(self.inject),
+        )
+        return memo_state_key(
+            self,
+            fingerprint,
+            lambda: self._generate_state_key(
+                schedule=repr(self.schedule),
+                interval=self.interval,
+                modules=[m.__name__ if isinstance(m, type) else m for m in self.modules],
+                names=self.names,
+                exclude=self.exclude,
+                depth_scale=self.depth_scale,
+                inject=[m.__name__ if isinstance(m, type) else m for m in self.inject],
+            ),
+        )
 
     @property
     def target_names(self) -> list[str]:
@@ -370,7 +391,9 @@ class ScheduledDropout(pl.Callback):
             self._apply(trainer)
 
     @override
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         if self.interval == "step" or self._rate is None:
             self._apply(trainer)
         if self.log_name:
@@ -403,8 +426,15 @@ class ScheduledDropout(pl.Callback):
         }
 
     @override
-    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
-        warn_if_state_missing(self, trainer, checkpoint, "the rate is a pure function of the trainer's step and epoch, so the schedule continues from the resumed position.")
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        warn_if_state_missing(
+            self,
+            trainer,
+            checkpoint,
+            "the rate is a pure function of the trainer's step and epoch, so the schedule continues from the resumed position.",
+        )
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

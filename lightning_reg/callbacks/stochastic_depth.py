@@ -57,8 +57,15 @@ class StochasticDepth(ScheduledDropout):
         log_every_n_steps: int | None = None,
         verbose: bool = True,
     ) -> None:
-        super().__init__(schedule, interval=interval, modules=[ResidualDrop], depth_scale=depth_scale,
-                         log_name=log_name, log_every_n_steps=log_every_n_steps, verbose=verbose)
+        super().__init__(
+            schedule,
+            interval=interval,
+            modules=[ResidualDrop],
+            depth_scale=depth_scale,
+            log_name=log_name,
+            log_every_n_steps=log_every_n_steps,
+            verbose=verbose,
+        )
         if blocks is not None and (not isinstance(blocks, Mapping) or not blocks):
             raise ConfigError(
                 "`blocks` must map block types to their residual branch end, e.g. {'BasicBlock': 'bn2'}; "
@@ -72,7 +79,9 @@ class StochasticDepth(ScheduledDropout):
     @override
     def state_key(self) -> str:
         return self._generate_state_key(
-            schedule=repr(self.schedule), interval=self.interval, depth_scale=self.depth_scale,
+            schedule=repr(self.schedule),
+            interval=self.interval,
+            depth_scale=self.depth_scale,
             blocks=None if self.blocks is None else sorted(str(k) for k in self.blocks),
             names=self.block_names,
         )

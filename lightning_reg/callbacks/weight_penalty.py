@@ -53,7 +53,6 @@ _CLOSURE_HINT = (
 
 
 @dataclass
-
 class _Bucket:
     """Parameters of one optimizer param group that share coefficients (one fused foreach call each)."""
 
@@ -251,8 +250,9 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
         embeddings: bool = True,
     ) -> None:
         self.mode = check_mode(mode)
-        self.spec = PenaltySpec(l1=l1, l2=l2, include=include, exclude=exclude, groups=groups, schedule=schedule,
-                                embeddings=embeddings)
+        self.spec = PenaltySpec(
+            l1=l1, l2=l2, include=include, exclude=exclude, groups=groups, schedule=schedule, embeddings=embeddings
+        )
         if self.mode == "proximal" and not self.spec.any_l1:
             raise ConfigError(
                 "`mode='proximal'` soft-thresholds the L1 term, so it needs `l1` > 0; got l1=0.0 "
@@ -273,13 +273,27 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
     @override
     def state_key(self) -> str:
         # Memoized: Lightning reads it at every hook call (see lightning_reg.callbacks._state_key).
-        return memo_state_key(self, (self.spec.l1, self.spec.l2, self.mode, self._include, self._exclude, self.spec.groups, self.spec.embeddings), lambda: self._generate_state_key(
-            l1=self.spec.l1, l2=self.spec.l2, mode=self.mode,
-            **self._selector_key(),
-            groups=self.spec.groups or None,
-            # Only when set, so the state keys of existing checkpoints stay valid.
-            **({} if self.spec.embeddings else {"embeddings": False}),
-        ))
+        return memo_state_key(
+            self,
+            (
+                self.spec.l1,
+                self.spec.l2,
+                self.mode,
+                self._include,
+                self._exclude,
+                self.spec.groups,
+                self.spec.embeddings,
+            ),
+            lambda: self._generate_state_key(
+                l1=self.spec.l1,
+                l2=self.spec.l2,
+                mode=self.mode,
+                **self._selector_key(),
+                groups=self.spec.groups or None,
+                # Only when set, so the state keys of existing checkpoints stay valid.
+                **({} if self.spec.embeddings else {"embeddings": False}),
+            ),
+        )
 
     # ---------------------------------------------------------------------------------------- fit start
     @override
@@ -441,8 +455,15 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
         }
 
     @override
-    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
-        warn_if_state_missing(self, trainer, checkpoint, "the penalty applies from the resumed step on; its step count and logged values start at zero.")
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        warn_if_state_missing(
+            self,
+            trainer,
+            checkpoint,
+            "the penalty applies from the resumed step on; its step count and logged values start at zero.",
+        )
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -503,11 +524,15 @@ class MaxNorm(_StepHooksMixin, pl.Callback):
     @property
     @override
     def state_key(self) -> str:
-        return memo_state_key(self, (self.max_norm, self._include, self._exclude, self.spec.embeddings), lambda: self._generate_state_key(
-            max_norm=self.max_norm,
-            **self._selector_key(),
-            **({} if self.spec.embeddings else {"embeddings": False}),
-        ))
+        return memo_state_key(
+            self,
+            (self.max_norm, self._include, self._exclude, self.spec.embeddings),
+            lambda: self._generate_state_key(
+                max_norm=self.max_norm,
+                **self._selector_key(),
+                **({} if self.spec.embeddings else {"embeddings": False}),
+            ),
+        )
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -569,12 +594,22 @@ class MaxNorm(_StepHooksMixin, pl.Callback):
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        return {"steps": int(self._steps), "last_logged_step": int(self._last_logged_step),
-                "last": {k: float(v) for k, v in self._last.items()}}
+        return {
+            "steps": int(self._steps),
+            "last_logged_step": int(self._last_logged_step),
+            "last": {k: float(v) for k, v in self._last.items()},
+        }
 
     @override
-    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
-        warn_if_state_missing(self, trainer, checkpoint, "the constraint applies from the next optimizer step; its step count starts at zero.")
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        warn_if_state_missing(
+            self,
+            trainer,
+            checkpoint,
+            "the constraint applies from the next optimizer step; its step count starts at zero.",
+        )
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -27,9 +27,7 @@ def check_fractions(train: float, val: float, test: float) -> None:
         )
 
 
-def stratified_split(
-    labels: torch.Tensor, fractions: Sequence[float], seed: int
-) -> list[torch.Tensor]:
+def stratified_split(labels: torch.Tensor, fractions: Sequence[float], seed: int) -> list[torch.Tensor]:
     """Split indices into len(fractions) parts, class by class, with a seeded permutation.
 
     Each class is shuffled with ``torch.Generator().manual_seed(seed)`` and cut by the fractions, so
@@ -69,8 +67,10 @@ def val_count(val_split: float | int, n: int) -> int:
     if isinstance(val_split, float):
         # A float is a fraction, never a count: 1.0 would otherwise mean "one validation image".
         if not 0.0 < val_split < 1.0:
-            raise ConfigError(f"`val_split` must be a fraction in (0, 1) (a float) or a count of images (an int); "
-                              f"got {val_split!r}. For a count write an integer, e.g. val_split=100.")
+            raise ConfigError(
+                f"`val_split` must be a fraction in (0, 1) (a float) or a count of images (an int); "
+                f"got {val_split!r}. For a count write an integer, e.g. val_split=100."
+            )
         k = int(round(val_split * n))
     else:
         k = int(val_split)

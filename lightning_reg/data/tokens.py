@@ -39,9 +39,18 @@ class SyntheticTokensDataModule(pl.LightningDataModule):
         (torch.Size([32, 16]), True, True)
     """
 
-    def __init__(self, vocab_size: int = 96, length: int = 16, num_classes: int = 3, n_train: int = 2048,
-                 n_val: int = 512, n_test: int = 512, batch_size: int = 32, seed: int = 0,
-                 augment: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        vocab_size: int = 96,
+        length: int = 16,
+        num_classes: int = 3,
+        n_train: int = 2048,
+        n_val: int = 512,
+        n_test: int = 512,
+        batch_size: int = 32,
+        seed: int = 0,
+        augment: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         if augment is not None:
             from lightning_reg.augment import AugmentConfig
@@ -49,8 +58,10 @@ class SyntheticTokensDataModule(pl.LightningDataModule):
             if not AugmentConfig.from_any(augment).is_identity:
                 off = AugmentConfig()
                 on = {k: v for k, v in dict(augment).items() if getattr(off, k, v) != v}
-                raise ConfigError("`augment` transforms images; SyntheticTokensDataModule has token ids. Use "
-                                  f"augment=none; got an augmentation that is on: {on!r}.")
+                raise ConfigError(
+                    "`augment` transforms images; SyntheticTokensDataModule has token ids. Use "
+                    f"augment=none; got an augmentation that is on: {on!r}."
+                )
         check_int("vocab_size", vocab_size, low=3)
         check_int("length", length, low=1)
         check_int("num_classes", num_classes, low=2)

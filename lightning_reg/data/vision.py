@@ -53,8 +53,10 @@ def check_idx_file(path: Path, header: int, per_item: int | None) -> None:
     data = path.read_bytes()[:header] if path.is_file() else b""
     size = path.stat().st_size if path.is_file() else 0
     if len(data) < 4 or data[:2] != b"\x00\x00" or data[2] != 0x08:
-        raise ConfigError(f"{path} is not an IDX file of unsigned bytes (MNIST's format): its first bytes are "
-                          f"{data[:4]!r}, expected b'\\x00\\x00\\x08' and a dimension count.")
+        raise ConfigError(
+            f"{path} is not an IDX file of unsigned bytes (MNIST's format): its first bytes are "
+            f"{data[:4]!r}, expected b'\\x00\\x00\\x08' and a dimension count."
+        )
     ndim = data[3]
     if size < 4 + 4 * ndim:
         raise ConfigError(f"{path} is truncated: {size} bytes, shorter than its own header.")
@@ -63,9 +65,11 @@ def check_idx_file(path: Path, header: int, per_item: int | None) -> None:
         dims = struct.unpack(f">{ndim}I", fh.read(4 * ndim))
     expected = 4 + 4 * ndim + _math.prod(dims)
     if size != expected:
-        raise ConfigError(f"{path} is {'truncated' if size < expected else 'longer than its header says'}: "
-                          f"{size} bytes, expected {expected} for dimensions {list(dims)}. Replace the file "
-                          "(or pass download=true to fetch MNIST again).")
+        raise ConfigError(
+            f"{path} is {'truncated' if size < expected else 'longer than its header says'}: "
+            f"{size} bytes, expected {expected} for dimensions {list(dims)}. Replace the file "
+            "(or pass download=true to fetch MNIST again)."
+        )
 
 
 class ImageDataModule(AugmentationMixin, pl.LightningDataModule):
@@ -113,16 +117,24 @@ class ImageDataModule(AugmentationMixin, pl.LightningDataModule):
         super().__init__()
         self.folds = check_folds(fold, num_folds)
         if data_dir is None or str(data_dir).strip() == "":
-            raise ConfigError(f"`data_dir` must name the folder holding {type(self).__name__}'s files; got {data_dir!r}.")
+            raise ConfigError(
+                f"`data_dir` must name the folder holding {type(self).__name__}'s files; got {data_dir!r}."
+            )
         check_int("batch_size", batch_size, low=1)
         check_int("num_workers", num_workers, low=0)
         check_int("seed", seed)
         if train_subset is not None:
             check_int("train_subset", train_subset, low=2)
-        if isinstance(val_split, bool) or not isinstance(val_split, (int, float)) or val_split <= 0 or (
-                isinstance(val_split, float) and val_split >= 1.0):
-            raise ConfigError(f"`val_split` must be a fraction in (0, 1) (a float) or a positive count of images (an "
-                              f"int); got {val_split!r}.")
+        if (
+            isinstance(val_split, bool)
+            or not isinstance(val_split, (int, float))
+            or val_split <= 0
+            or (isinstance(val_split, float) and val_split >= 1.0)
+        ):
+            raise ConfigError(
+                f"`val_split` must be a fraction in (0, 1) (a float) or a positive count of images (an "
+                f"int); got {val_split!r}."
+            )
         self.data_dir = Path(data_dir).expanduser()
         self.download = check_bool("download", download)
         self.val_split = val_split
@@ -137,8 +149,10 @@ class ImageDataModule(AugmentationMixin, pl.LightningDataModule):
         self.configure_augmentation(augment, num_classes=self.num_classes, seed=seed)
         cfg = self.augment_config
         if self.device_resident and cfg.augment_on != "device":
-            raise ConfigError("`device_resident=true` draws batches on the device; it needs "
-                              f"`augment.augment_on='device'`, got {cfg.augment_on!r}.")
+            raise ConfigError(
+                "`device_resident=true` draws batches on the device; it needs "
+                f"`augment.augment_on='device'`, got {cfg.augment_on!r}."
+            )
         if cfg.mix_mode == "pair" and cfg.has_mixing and batch_size % 2:
             raise ConfigError(f"`augment.mix_mode='pair'` needs an even `batch_size`; got {batch_size}.")
         if not self.download:
@@ -189,8 +203,9 @@ class ImageDataModule(AugmentationMixin, pl.LightningDataModule):
                 tr, va = split_train_val(y, self.val_split, self.seed)
             if self.train_subset is not None:
                 if self.train_subset >= len(tr):
-                    raise ConfigError(f"`train_subset` must be below the training split size {len(tr)}; "
-                                      f"got {self.train_subset}.")
+                    raise ConfigError(
+                        f"`train_subset` must be below the training split size {len(tr)}; got {self.train_subset}."
+                    )
                 tr = tr[stratified_split(y[tr], [self.train_subset, len(tr) - self.train_subset], self.seed)[0]]
             self.data_train = (x[tr], y[tr])
             self.data_val = (x[va], y[va])
@@ -203,8 +218,10 @@ class ImageDataModule(AugmentationMixin, pl.LightningDataModule):
         if cfg.mix_mode == "pair" and cfg.has_mixing and not self.drop_last:
             rest = self.data_train[0].shape[0] % self.batch_size
             if rest % 2:
-                raise ConfigError(f"`augment.mix_mode='pair'` needs even batches, but the last training batch has "
-                                  f"{rest} images; set `drop_last=true`.")
+                raise ConfigError(
+                    f"`augment.mix_mode='pair'` needs even batches, but the last training batch has "
+                    f"{rest} images; set `drop_last=true`."
+                )
 
     def _world(self) -> tuple[int, int, torch.device]:
         trainer = self.trainer
@@ -219,9 +236,17 @@ class ImageDataModule(AugmentationMixin, pl.LightningDataModule):
         if self.device_resident:
             rank, world, device = self._world()
             epoch_fn = (lambda: self.trainer.current_epoch) if self.trainer is not None else None
-            return DeviceResidentLoader(x.to(device), y.to(device), self.batch_size, shuffle=train,
-                                        drop_last=self.drop_last and train, seed=self.seed, rank=rank,
-                                        world_size=world, epoch_fn=epoch_fn)
+            return DeviceResidentLoader(
+                x.to(device),
+                y.to(device),
+                self.batch_size,
+                shuffle=train,
+                drop_last=self.drop_last and train,
+                seed=self.seed,
+                rank=rank,
+                world_size=world,
+                epoch_fn=epoch_fn,
+            )
         transform = None
         if train and self.augment_config.augment_on == "cpu" and not self.augment_config.is_identity:
             transform = build_cpu_transform(self.augment_config, x.shape[-2], x.shape[-1])
@@ -321,8 +346,15 @@ class CIFAR10DataModule(ImageDataModule):
 
     num_classes = 10
     input_shape = (3, 32, 32)
-    files = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch",
-             "batches.meta")
+    files = (
+        "data_batch_1",
+        "data_batch_2",
+        "data_batch_3",
+        "data_batch_4",
+        "data_batch_5",
+        "test_batch",
+        "batches.meta",
+    )
 
     def __init__(self, *args: Any, check_integrity: bool = True, **kwargs: Any) -> None:
         self.check_integrity = check_bool("check_integrity", check_integrity)
@@ -333,10 +365,12 @@ class CIFAR10DataModule(ImageDataModule):
 
         cls = CIFAR10
         if not self.check_integrity:
+
             class _Unchecked(CIFAR10):
                 def _check_integrity(self) -> bool:
-                    return all((Path(self.root) / self.base_folder / f).is_file()
-                               for f, _ in self.train_list + self.test_list)
+                    return all(
+                        (Path(self.root) / self.base_folder / f).is_file() for f, _ in self.train_list + self.test_list
+                    )
 
                 def _load_meta(self) -> None:
                     import pickle
@@ -349,8 +383,10 @@ class CIFAR10DataModule(ImageDataModule):
         try:
             return cls(str(self.data_dir), train=train, download=download)
         except RuntimeError as err:
-            raise ConfigError(f"CIFAR10DataModule: {err} (data_dir={str(self.data_dir)!r}; files that do not match "
-                              "torchvision's MD5 sums can be read with `check_integrity=false`).") from None
+            raise ConfigError(
+                f"CIFAR10DataModule: {err} (data_dir={str(self.data_dir)!r}; files that do not match "
+                "torchvision's MD5 sums can be read with `check_integrity=false`)."
+            ) from None
 
     @override
     def expected_files(self) -> list[Path]:
@@ -453,14 +489,18 @@ class ImageFolderDataModule(ImageDataModule):
         tf.append(v2.Resize(list(self.image_size), antialias=True))
         ds = ImageFolder(str(folder), transform=v2.Compose(tf))
         if ds.classes != self.classes:
-            raise ConfigError(f"class folders under {folder} ({ds.classes}) differ from those under train ({self.classes}).")
+            raise ConfigError(
+                f"class folders under {folder} ({ds.classes}) differ from those under train ({self.classes})."
+            )
         items = []
         for i in range(len(ds)):
             try:
                 items.append(ds[i])
             except (OSError, ValueError, SyntaxError) as err:  # PIL: truncated or not an image
-                raise ConfigError(f"ImageFolderDataModule: {ds.samples[i][0]} is not a readable image "
-                                  f"({type(err).__name__}: {err}). Remove or replace the file.") from None
+                raise ConfigError(
+                    f"ImageFolderDataModule: {ds.samples[i][0]} is not a readable image "
+                    f"({type(err).__name__}: {err}). Remove or replace the file."
+                ) from None
         xs, ys = zip(*items)
         return torch.stack(xs), torch.tensor(ys, dtype=torch.long)
 

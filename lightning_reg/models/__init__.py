@@ -5,5 +5,11 @@ from lightning_reg.models.cnn import CNNClassifier
 from lightning_reg.models.mlp import MLPClassifier
 from lightning_reg.models.zoo import ImageClassifier, SequenceClassifier
 
-__all__ = ["CNNClassifier", "ClassifierModule", "ImageClassifier", "MLPClassifier", "SequenceClassifier",
-           "soft_cross_entropy"]
+__all__ = [
+    "CNNClassifier",
+    "ClassifierModule",
+    "ImageClassifier",
+    "MLPClassifier",
+    "SequenceClassifier",
+    "soft_cross_entropy",
+]

@@ -80,7 +80,9 @@ class ClassifierModule(pl.LightningModule):
         check_int("num_classes", num_classes, low=2)
         check_range("label_smoothing", label_smoothing, 0.0, 1.0, high_inclusive=False)
         if optimizer is not None and not callable(optimizer):
-            raise ConfigError(f"`optimizer` must be a callable taking parameters (a partial optimizer); got {optimizer!r}.")
+            raise ConfigError(
+                f"`optimizer` must be a callable taking parameters (a partial optimizer); got {optimizer!r}."
+            )
         if scheduler is not None and not isinstance(scheduler, SchedulerSpec):
             raise ConfigError(f"`scheduler` must be a SchedulerSpec or None; got {type(scheduler).__name__}.")
         self.num_classes = num_classes

@@ -56,8 +56,9 @@ class CNNClassifier(ClassifierModule):
         scheduler: SchedulerSpec | None = None,
         label_smoothing: float = 0.0,
     ) -> None:
-        super().__init__(num_classes=num_classes, optimizer=optimizer, scheduler=scheduler,
-                         label_smoothing=label_smoothing)
+        super().__init__(
+            num_classes=num_classes, optimizer=optimizer, scheduler=scheduler, label_smoothing=label_smoothing
+        )
         input_shape = tuple(int(s) for s in _seq("input_shape", input_shape))
         if len(input_shape) != 3:
             raise ConfigError(f"`input_shape` must be (channels, height, width); got {input_shape!r}.")

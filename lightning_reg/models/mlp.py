@@ -49,8 +49,9 @@ class MLPClassifier(ClassifierModule):
         scheduler: SchedulerSpec | None = None,
         label_smoothing: float = 0.0,
     ) -> None:
-        super().__init__(num_classes=num_classes, optimizer=optimizer, scheduler=scheduler,
-                         label_smoothing=label_smoothing)
+        super().__init__(
+            num_classes=num_classes, optimizer=optimizer, scheduler=scheduler, label_smoothing=label_smoothing
+        )
         input_shape = tuple(int(s) for s in _seq("input_shape", input_shape))
         hidden_sizes = [int(h) for h in _seq("hidden_sizes", hidden_sizes, allow_empty=True)]
         for i, h in enumerate(hidden_sizes):

@@ -62,8 +62,9 @@ def timm_model(name: str, num_classes: int, input_shape: Sequence[int] | None = 
     return timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
 
 
-def torchvision_model(name: str, num_classes: int, input_shape: Sequence[int] | None = None,
-                      small_input: bool = False, **kwargs: Any) -> nn.Module:
+def torchvision_model(
+    name: str, num_classes: int, input_shape: Sequence[int] | None = None, small_input: bool = False, **kwargs: Any
+) -> nn.Module:
     """``torchvision.models.get_model(name, weights=None, num_classes=...)``.
 
     For a ResNet, ``small_input=True`` (or an input that is not 3-channel) replaces the stem with a 3×3
@@ -82,15 +83,18 @@ def torchvision_model(name: str, num_classes: int, input_shape: Sequence[int] | 
     channels = shape[0] if shape is not None else 3
     if small_input or channels != 3:
         if not isinstance(getattr(net, "conv1", None), nn.Conv2d):
-            raise ConfigError(f"`small_input`/a {channels}-channel input needs a ResNet-style `conv1`; {name!r} has none.")
+            raise ConfigError(
+                f"`small_input`/a {channels}-channel input needs a ResNet-style `conv1`; {name!r} has none."
+            )
         net.conv1 = nn.Conv2d(channels, net.conv1.out_channels, 3, 1, 1, bias=False)
         if small_input:
             net.maxpool = nn.Identity()
     return net
 
 
-def hf_sequence_classifier(config_class: str = "BertConfig", model_class: str = "BertForSequenceClassification",
-                           **config: Any) -> nn.Module:
+def hf_sequence_classifier(
+    config_class: str = "BertConfig", model_class: str = "BertForSequenceClassification", **config: Any
+) -> nn.Module:
     """A Hugging Face model built from ``transformers.<config_class>(**config)`` with random weights.
 
     Example:
@@ -136,8 +140,9 @@ class ImageClassifier(ClassifierModule):
         scheduler: SchedulerSpec | None = None,
         label_smoothing: float = 0.0,
     ) -> None:
-        super().__init__(num_classes=num_classes, optimizer=optimizer, scheduler=scheduler,
-                         label_smoothing=label_smoothing)
+        super().__init__(
+            num_classes=num_classes, optimizer=optimizer, scheduler=scheduler, label_smoothing=label_smoothing
+        )
         if isinstance(net, nn.Module):
             built = net
         elif callable(net):
@@ -147,8 +152,14 @@ class ImageClassifier(ClassifierModule):
         if not isinstance(built, nn.Module):
             raise ConfigError(f"`net` must build an nn.Module; it returned {type(built).__name__}.")
         self.input_shape = _shape(input_shape)
-        self.save_hyperparameters({"num_classes": num_classes, "input_shape": self.input_shape,
-                                   "net": type(built).__name__, "label_smoothing": float(label_smoothing)})
+        self.save_hyperparameters(
+            {
+                "num_classes": num_classes,
+                "input_shape": self.input_shape,
+                "net": type(built).__name__,
+                "label_smoothing": float(label_smoothing),
+            }
+        )
         self.net = built
 
 
@@ -182,8 +193,9 @@ class SequenceClassifier(ClassifierModule):
         scheduler: SchedulerSpec | None = None,
         label_smoothing: float = 0.0,
     ) -> None:
-        super().__init__(num_classes=num_classes, optimizer=optimizer, scheduler=scheduler,
-                         label_smoothing=label_smoothing)
+        super().__init__(
+            num_classes=num_classes, optimizer=optimizer, scheduler=scheduler, label_smoothing=label_smoothing
+        )
         check_int("num_classes", num_classes, low=2)
         built = net if isinstance(net, nn.Module) else net() if callable(net) else None
         if not isinstance(built, nn.Module):
@@ -191,8 +203,9 @@ class SequenceClassifier(ClassifierModule):
         labels = getattr(getattr(built, "config", None), "num_labels", num_classes)
         if labels != num_classes:
             raise ConfigError(f"`num_classes` ({num_classes}) must equal the model's config.num_labels ({labels}).")
-        self.save_hyperparameters({"num_classes": num_classes, "net": type(built).__name__,
-                                   "label_smoothing": float(label_smoothing)})
+        self.save_hyperparameters(
+            {"num_classes": num_classes, "net": type(built).__name__, "label_smoothing": float(label_smoothing)}
+        )
         self.net = built
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:

@@ -98,7 +98,9 @@ class GridSamplerAskTell(GridSampler):
         [1, 2]
     """
 
-    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
+    def after_trial(
+        self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
+    ) -> None:
         return None
 
 
@@ -112,8 +114,10 @@ def trial_id_of(trial: optuna.trial.BaseTrial | FrozenTrial) -> int:
     """
     trial_id = getattr(trial, "_trial_id", None)
     if not isinstance(trial_id, int):
-        raise RuntimeError(f"Optuna's {type(trial).__name__} has no integer `_trial_id` any more; "
-                           "lightning_reg.study.engine.trial_id_of needs updating for this Optuna version.")
+        raise RuntimeError(
+            f"Optuna's {type(trial).__name__} has no integer `_trial_id` any more; "
+            "lightning_reg.study.engine.trial_id_of needs updating for this Optuna version."
+        )
     return trial_id
 
 
@@ -121,8 +125,10 @@ def storage_of(study: optuna.Study) -> optuna.storages.BaseStorage:
     """The storage object behind a study (Optuna's private ``Study._storage``; read only here)."""
     storage = getattr(study, "_storage", None)
     if not isinstance(storage, optuna.storages.BaseStorage):
-        raise RuntimeError("optuna.Study has no `_storage` any more; lightning_reg.study.engine.storage_of "
-                           "needs updating for this Optuna version.")
+        raise RuntimeError(
+            "optuna.Study has no `_storage` any more; lightning_reg.study.engine.storage_of "
+            "needs updating for this Optuna version."
+        )
     return storage
 
 
@@ -213,7 +219,7 @@ def open_storage(
     except ModuleNotFoundError as err:
         raise ConfigError(
             f"`hydra.sweeper.storage` {mask_url(url)!r} needs the database driver {err.name!r}, which is not "
-            "installed. For PostgreSQL: pip install \"lightning-reg[optuna]\" (psycopg 3)."
+            'installed. For PostgreSQL: pip install "lightning-reg[optuna]" (psycopg 3).'
         ) from None
     except Exception as err:  # noqa: BLE001 - sqlalchemy's OperationalError, ArgumentError, ...
         reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]

@@ -70,7 +70,9 @@ class TrialLink:
             data = json.loads(text)
             return cls(**data)
         except (TypeError, ValueError) as err:
-            raise ConfigError(f"`{ENV}` must be the JSON the lightning_reg sweeper writes; got {text[:200]!r} ({err}).") from None
+            raise ConfigError(
+                f"`{ENV}` must be the JSON the lightning_reg sweeper writes; got {text[:200]!r} ({err})."
+            ) from None
 
 
 def trial_link_from_env(environ: Mapping[str, str] | None = None) -> TrialLink | None:
@@ -141,7 +143,9 @@ class TrialPruning(Callback):
         True
     """
 
-    def __init__(self, link: TrialLink, pruner: optuna.pruners.BasePruner | None = None, storage_url: str | None = None) -> None:
+    def __init__(
+        self, link: TrialLink, pruner: optuna.pruners.BasePruner | None = None, storage_url: str | None = None
+    ) -> None:
         if not link.monitor:
             raise ConfigError(
                 "`optimized_metric` must name the validation metric the trial reports (e.g. val/acc) when the "
@@ -191,7 +195,7 @@ class TrialPruning(Callback):
             return True
         if not self.link.prune:
             return False
-        curves = {int(k[len(ATTR["fold_values"]):]): v for k, v in attrs.items() if k.startswith(ATTR["fold_values"])}
+        curves = {int(k[len(ATTR["fold_values"]) :]): v for k, v in attrs.items() if k.startswith(ATTR["fold_values"])}
         frozen = copy.copy(storage_of(self._study).get_trial(self.link.trial_id))
         frozen.intermediate_values = fold_means(curves, upto=epoch)
         if self._study.pruner.prune(self._study, frozen):
@@ -222,9 +226,14 @@ class TrialPruning(Callback):
             self.pruned_epoch = trainer.current_epoch
             trainer.should_stop = True
             if trainer.is_global_zero:
-                log.info("trial %d%s pruned after epoch %d (%s=%s)", self.link.number,
-                         "" if self.link.fold is None else f" fold {self.link.fold}", self.pruned_epoch, monitor,
-                         self.reported.get(self.pruned_epoch))
+                log.info(
+                    "trial %d%s pruned after epoch %d (%s=%s)",
+                    self.link.number,
+                    "" if self.link.fold is None else f" fold {self.link.fold}",
+                    self.pruned_epoch,
+                    monitor,
+                    self.reported.get(self.pruned_epoch),
+                )
 
     def record(self, status: str, epochs: int, job_dir: str) -> None:
         """Write the job's outcome on its trial (rank 0 of the leader): the sweeper tells the state from it."""

@@ -49,10 +49,18 @@ def plot_history(rep: StudyReport, path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(8, 3.8))
     done = [r for r in rows if r.state == "complete"]
     pruned = [r for r in rows if r.state == "pruned"]
-    ax.plot([r.number for r in done], [r.values[0] for r in done], "o", color="tab:blue", label=f"complete ({len(done)})")
+    ax.plot(
+        [r.number for r in done], [r.values[0] for r in done], "o", color="tab:blue", label=f"complete ({len(done)})"
+    )
     if pruned:
-        ax.plot([r.number for r in pruned], [r.values[0] for r in pruned], "o", mfc="none", color="tab:gray",
-                label=f"pruned ({len(pruned)}), last reported value")
+        ax.plot(
+            [r.number for r in pruned],
+            [r.values[0] for r in pruned],
+            "o",
+            mfc="none",
+            color="tab:gray",
+            label=f"pruned ({len(pruned)}), last reported value",
+        )
     best, xs, running = [], [], None
     for r in done:
         v = r.values[0]
@@ -98,7 +106,7 @@ def plot_params(rep: StudyReport, path: Path) -> Path | None:
         ax.set_xlabel(key, fontsize=9)
         ax.set_ylabel(str(metric), fontsize=9)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(keys):]:
+    for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=8)
     fig.suptitle(f"{rep.study_name}: parameters against {metric} ({len(rows)} trials)", fontsize=10)
@@ -142,8 +150,14 @@ def plot_pareto(rep: StudyReport, path: Path) -> Path | None:
     mask = pareto_mask(pts, rep.directions)
     names = rep.metric if isinstance(rep.metric, list) else ["objective 0", "objective 1"]
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([p[0] for p, m in zip(pts, mask) if not m], [p[1] for p, m in zip(pts, mask) if not m], "o",
-            color="tab:gray", alpha=0.6, label="dominated")
+    ax.plot(
+        [p[0] for p, m in zip(pts, mask) if not m],
+        [p[1] for p, m in zip(pts, mask) if not m],
+        "o",
+        color="tab:gray",
+        alpha=0.6,
+        label="dominated",
+    )
     front = sorted(p for p, m in zip(pts, mask) if m)
     ax.plot([p[0] for p in front], [p[1] for p in front], "o-", color="tab:red", label=f"Pareto front ({len(front)})")
     ax.set_xlabel(f"{names[0]} ({rep.directions[0]})")
@@ -158,8 +172,11 @@ def plot_study(rep: StudyReport, out_dir: Path, study: Any = None) -> list[Path]
     """Every plot that applies to the study; raises :class:`~lightning_reg.report_plots.MissingMatplotlib`."""
     _pyplot()
     out = Path(out_dir)
-    made = [plot_history(rep, out / "optimization_history.png"), plot_params(rep, out / "params.png"),
-            plot_pareto(rep, out / "pareto_front.png")]
+    made = [
+        plot_history(rep, out / "optimization_history.png"),
+        plot_params(rep, out / "params.png"),
+        plot_pareto(rep, out / "pareto_front.png"),
+    ]
     if study is not None:
         made.append(plot_importances(rep, study, out / "param_importances.png"))
     return [p for p in made if p is not None]

@@ -122,10 +122,16 @@ def load_study_report(storage_url: str, study_name: str) -> StudyReport:
         study = optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-        raise ValueError(f"no study {study_name!r} in {mask_url(storage_url)}; it holds: {', '.join(names) or 'none'}.") from None
+        raise ValueError(
+            f"no study {study_name!r} in {mask_url(storage_url)}; it holds: {', '.join(names) or 'none'}."
+        ) from None
     trials = study.get_trials(deepcopy=False)
-    rep = StudyReport(study_name, mask_url(storage_url), [d.name.lower() for d in study.directions],
-                      study.user_attrs.get("lightning_reg:optimized_metric"))
+    rep = StudyReport(
+        study_name,
+        mask_url(storage_url),
+        [d.name.lower() for d in study.directions],
+        study.user_attrs.get("lightning_reg:optimized_metric"),
+    )
     for t in trials:
         status = t.user_attrs.get(ATTR["status"])
         if status == "surplus":
@@ -140,8 +146,18 @@ def load_study_report(storage_url: str, study_name: str) -> StudyReport:
             fold_epochs = [v for k, v in t.user_attrs.items() if k.endswith(ATTR["epochs"])]
             epochs = max(fold_epochs) if fold_epochs else None
         max_epochs = t.user_attrs.get(ATTR["max_epochs"])
-        rep.rows.append(TrialRow(t.number, state, values, dict(t.params), epochs, max_epochs,
-                                 t.user_attrs.get(ATTR["pruned_epoch"]), t.user_attrs.get(ATTR["job_dir"])))
+        rep.rows.append(
+            TrialRow(
+                t.number,
+                state,
+                values,
+                dict(t.params),
+                epochs,
+                max_epochs,
+                t.user_attrs.get(ATTR["pruned_epoch"]),
+                t.user_attrs.get(ATTR["job_dir"]),
+            )
+        )
     for r in rep.rows:
         if r.epochs is not None and r.state in ("complete", "pruned"):
             rep.epochs_spent += r.epochs
@@ -170,32 +186,45 @@ def format_study_markdown(rep: StudyReport, plots: Sequence[Path] = (), limit: i
     ]
     if rep.epochs_unpruned:
         saved = 1 - rep.epochs_spent / rep.epochs_unpruned
-        lines.append(f"Epochs trained: {rep.epochs_spent}, against {rep.epochs_unpruned} had every pruned trial run "
-                     f"to its max_epochs ({saved:.0%} saved by pruning).")
+        lines.append(
+            f"Epochs trained: {rep.epochs_spent}, against {rep.epochs_unpruned} had every pruned trial run "
+            f"to its max_epochs ({saved:.0%} saved by pruning)."
+        )
     ranked = rep.ranked
     lines += ["", f"## Trials, best first by `{metric}` (validation)", ""]
     head = ["rank", "trial", "state", metric or "value", "epochs", "pruned at", "params"]
     lines += ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for i, r in enumerate(ranked[:limit], 1):
         value = " / ".join(f"{v:.4f}" for v in r.values or [])
-        lines.append(f"| {i} | {r.number} | {r.state} | {value} | {r.epochs if r.epochs is not None else '—'} | "
-                     f"{r.pruned_epoch if r.pruned_epoch is not None else '—'} | {_params(r.params)} |")
+        lines.append(
+            f"| {i} | {r.number} | {r.state} | {value} | {r.epochs if r.epochs is not None else '—'} | "
+            f"{r.pruned_epoch if r.pruned_epoch is not None else '—'} | {_params(r.params)} |"
+        )
     if len(ranked) > limit:
         lines.append(f"\n({len(ranked) - limit} more trials in trials.csv.)")
     failed = [r for r in rep.rows if r.state == "fail"]
     if failed:
-        lines += ["", f"Failed trials: {', '.join(str(r.number) for r in failed)} (a failed job, or a lost worker "
-                  "whose trial was retried)."]
+        lines += [
+            "",
+            f"Failed trials: {', '.join(str(r.number) for r in failed)} (a failed job, or a lost worker "
+            "whose trial was retried).",
+        ]
     if rep.confirm:
-        lines += ["", "## Confirmed winners (fresh seeds; test metrics only here)", "",
-                  f"| trial | params | trial {metric} | {metric} over seeds | test/acc over seeds | seeds |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Confirmed winners (fresh seeds; test metrics only here)",
+            "",
+            f"| trial | params | trial {metric} | {metric} over seeds | test/acc over seeds | seeds |",
+            "|---|---|---|---|---|---|",
+        ]
         for row in rep.confirm:
             s, t = row.get("summary") or {}, row.get("test") or {}
             pm = f"{s['mean']:.4f} ± {s['std']:.4f} (n={s['n']})" if s.get("mean") is not None else "—"
             tpm = f"{t['mean']:.4f} ± {t['std']:.4f} (n={t['n']})" if t.get("mean") is not None else "—"
-            lines.append(f"| {row['trial']} | {_params(row['params'])} | {row['trial_value']:.4f} | {pm} | {tpm} | "
-                         f"{', '.join(map(str, row['seeds']))} |")
+            lines.append(
+                f"| {row['trial']} | {_params(row['params'])} | {row['trial_value']:.4f} | {pm} | {tpm} | "
+                f"{', '.join(map(str, row['seeds']))} |"
+            )
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
     return "\n".join(lines) + "\n"
@@ -209,8 +238,18 @@ def write_trials_csv(rep: StudyReport, path: Path) -> None:
         w = csv.writer(fh)
         w.writerow(["trial", "state", "value", "epochs", "max_epochs", "pruned_epoch", *keys, "job_dir"])
         for r in sorted(rep.rows, key=lambda r: r.number):
-            w.writerow([r.number, r.state, " ".join(repr(v) for v in r.values or []), r.epochs, r.max_epochs,
-                        r.pruned_epoch, *(r.params.get(k, "") for k in keys), r.job_dir or ""])
+            w.writerow(
+                [
+                    r.number,
+                    r.state,
+                    " ".join(repr(v) for v in r.values or []),
+                    r.epochs,
+                    r.max_epochs,
+                    r.pruned_epoch,
+                    *(r.params.get(k, "") for k in keys),
+                    r.job_dir or "",
+                ]
+            )
 
 
 def write_study_report(rep: StudyReport, out_dir: Path, plots: bool = True) -> dict[str, Path]:

@@ -101,7 +101,9 @@ def _distribution(key: str, override: Override) -> tuple[BaseDistribution, list[
                 f"stores them); got {bad[0]!r}. Name the alternatives instead, e.g. config-group options."
             )
         if log:
-            raise ConfigError(f"`hydra.sweeper.params.{key}`: tag(log, ...) applies to interval() and range(), not choice().")
+            raise ConfigError(
+                f"`hydra.sweeper.params.{key}`: tag(log, ...) applies to interval() and range(), not choice()."
+            )
         return CategoricalDistribution(choices), choices
     if isinstance(value, RangeSweep):
         start, stop, step = (_number(key, x) for x in (value.start, value.stop, value.step))
@@ -113,7 +115,9 @@ def _distribution(key: str, override: Override) -> tuple[BaseDistribution, list[
                 raise ConfigError(f"`hydra.sweeper.params.{key}`: a log-scale range needs step 1; got step {step}.")
             return IntDistribution(int(values[0]), int(values[-1]), log=log, step=1 if log else int(step)), values
         if log:
-            raise ConfigError(f"`hydra.sweeper.params.{key}`: a log-scale range must be over integers; got {start}, {stop}, {step}.")
+            raise ConfigError(
+                f"`hydra.sweeper.params.{key}`: a log-scale range must be over integers; got {start}, {stop}, {step}."
+            )
         return FloatDistribution(float(values[0]), float(values[-1]), step=float(step)), [float(v) for v in values]
     if isinstance(value, IntervalSweep):
         low, high = _number(key, value.start), _number(key, value.end)

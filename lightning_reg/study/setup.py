@@ -60,7 +60,9 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
     directions = list(direction) if isinstance(direction, (list, tuple)) else [direction]
     for d in directions:
         if d not in _DIRECTIONS:
-            raise ConfigError(f"`hydra.sweeper.direction` must be 'minimize' or 'maximize' (or a list of them); got {direction!r}.")
+            raise ConfigError(
+                f"`hydra.sweeper.direction` must be 'minimize' or 'maximize' (or a list of them); got {direction!r}."
+            )
     out: dict[str, Any] = {"directions": directions}
     n_trials = o.get("n_trials", 20)
     out["n_trials"] = None if n_trials is None else check_int("hydra.sweeper.n_trials", n_trials, low=1)
@@ -73,8 +75,9 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
     out["grace_period"] = None if grace is None else check_int("hydra.sweeper.grace_period", grace, low=1)
     retry = o.get("max_retry", 3)
     out["max_retry"] = None if retry is None else check_int("hydra.sweeper.max_retry", retry, low=0)
-    out["poll_interval"] = check_range("hydra.sweeper.poll_interval", o.get("poll_interval", 1.0), 0.0, None,
-                                       low_inclusive=False)
+    out["poll_interval"] = check_range(
+        "hydra.sweeper.poll_interval", o.get("poll_interval", 1.0), 0.0, None, low_inclusive=False
+    )
     confirm = o.get("confirm") or {}
     if not isinstance(confirm, Mapping):
         raise ConfigError(f"`hydra.sweeper.confirm` must be a mapping with top_k and seeds; got {confirm!r}.")
@@ -84,8 +87,10 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"`hydra.sweeper.confirm.seeds` must be a list of integer seeds; got {seeds!r}.")
     seeds = [check_int("hydra.sweeper.confirm.seeds[]", s) for s in seeds]
     if top_k and not seeds:
-        raise ConfigError(f"`hydra.sweeper.confirm.top_k` is {top_k} but `hydra.sweeper.confirm.seeds` is empty; "
-                          "give the fresh seeds, e.g. hydra.sweeper.confirm.seeds=[1,2,3].")
+        raise ConfigError(
+            f"`hydra.sweeper.confirm.top_k` is {top_k} but `hydra.sweeper.confirm.seeds` is empty; "
+            "give the fresh seeds, e.g. hydra.sweeper.confirm.seeds=[1,2,3]."
+        )
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"`hydra.sweeper.confirm.seeds` must not repeat a seed; got {seeds!r}.")
     out["confirm"] = {"top_k": top_k, "seeds": seeds}
@@ -118,7 +123,9 @@ def _build_sampler(node: Any, space: SearchSpace) -> optuna.samplers.BaseSampler
     try:
         cls = get_class(str(target))
     except Exception as err:  # noqa: BLE001 - hydra's import error text
-        raise ConfigError(f"`hydra.sweeper.sampler._target_` must name an Optuna sampler class; got {target!r} ({err}).") from None
+        raise ConfigError(
+            f"`hydra.sweeper.sampler._target_` must name an Optuna sampler class; got {target!r} ({err})."
+        ) from None
     if issubclass(cls, optuna.samplers.GridSampler) and node.get("search_space") is None:
         node["search_space"] = space.grid()
     try:
@@ -127,7 +134,9 @@ def _build_sampler(node: Any, space: SearchSpace) -> optuna.samplers.BaseSampler
         cause = err.__cause__ or err
         raise ConfigError(f"`hydra.sweeper.sampler` ({target}): {type(cause).__name__}: {cause}") from None
     if not isinstance(sampler, optuna.samplers.BaseSampler):
-        raise ConfigError(f"`hydra.sweeper.sampler._target_` must build an optuna sampler; {target!r} built {type(sampler).__name__}.")
+        raise ConfigError(
+            f"`hydra.sweeper.sampler._target_` must build an optuna sampler; {target!r} built {type(sampler).__name__}."
+        )
     return sampler
 
 
@@ -148,8 +157,16 @@ class StudyPlan:
     def worker(self, launch: Callable[[Sequence[Any]], Sequence[Any]]) -> StudyWorker:
         o = self.options
         return StudyWorker(
-            self.study, self.space, launch, n_trials=o["n_trials"], n_jobs=o["n_jobs"], monitor=self.monitor,
-            prune=self.prune, num_folds=o["folds"], poll_interval=o["poll_interval"], study_name=self.study_name,
+            self.study,
+            self.space,
+            launch,
+            n_trials=o["n_trials"],
+            n_jobs=o["n_jobs"],
+            monitor=self.monitor,
+            prune=self.prune,
+            num_folds=o["folds"],
+            poll_interval=o["poll_interval"],
+            study_name=self.study_name,
         )
 
     def after_run(self, worker: StudyWorker, told: Sequence[optuna.trial.FrozenTrial]) -> None:
@@ -185,10 +202,17 @@ class StudyPlan:
                 best = self.study.best_trial
                 results.update(best_params=dict(best.params), best_value=float(best.value))
             else:
-                results["solutions"] = [{"params": dict(t.params), "values": list(t.values)} for t in self.study.best_trials]
+                results["solutions"] = [
+                    {"params": dict(t.params), "values": list(t.values)} for t in self.study.best_trials
+                ]
             OmegaConf.save(OmegaConf.create(results), self.sweep_dir / "optimization_results.yaml")
-        log.info("study %r: %d finished trial(s) (%s); this worker ran %d", self.study_name, len(done),
-                 ", ".join(f"{v} {k}" for k, v in sorted(states.items())), len(told))
+        log.info(
+            "study %r: %d finished trial(s) (%s); this worker ran %d",
+            self.study_name,
+            len(done),
+            ", ".join(f"{v} {k}" for k, v in sorted(states.items())),
+            len(told),
+        )
 
 
 def open_study(options: Mapping[str, Any], arguments: Sequence[str], config: DictConfig) -> StudyPlan:
@@ -196,8 +220,10 @@ def open_study(options: Mapping[str, Any], arguments: Sequence[str], config: Dic
     o = check_options(options)
     space = parse_search_space(o["params"], arguments)
     if not space.distributions:
-        raise ConfigError("the sweep has nothing to search: give `hydra.sweeper.params` or a sweep override "
-                          "such as model.dropout=interval(0,0.5).")
+        raise ConfigError(
+            "the sweep has nothing to search: give `hydra.sweeper.params` or a sweep override "
+            "such as model.dropout=interval(0,0.5)."
+        )
     monitor = _plain(config.get("optimized_metric"))
     n_obj = len(o["directions"])
     monitors = monitor if isinstance(monitor, list) else [monitor]
@@ -209,8 +235,10 @@ def open_study(options: Mapping[str, Any], arguments: Sequence[str], config: Dic
     pruner = build_pruner(o["pruner"])
     prune = not isinstance(pruner, optuna.pruners.NopPruner)
     if prune and n_obj > 1:
-        raise ConfigError("`hydra.sweeper.pruner` cannot prune a multi-objective study (Optuna reports one "
-                          f"value per step); use hydra/sweeper/pruner=none with direction {o['directions']!r}.")
+        raise ConfigError(
+            "`hydra.sweeper.pruner` cannot prune a multi-objective study (Optuna reports one "
+            f"value per step); use hydra/sweeper/pruner=none with direction {o['directions']!r}."
+        )
     if prune and not str(monitors[0]).startswith("val/"):
         raise ConfigError(
             f"`hydra.sweeper.pruner` needs a validation metric to judge after each epoch, but `optimized_metric` "
@@ -232,8 +260,9 @@ def open_study(options: Mapping[str, Any], arguments: Sequence[str], config: Dic
     url = o["storage"] or default_storage_url(sweep_dir)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        storage = open_storage(url, heartbeat_interval=o["heartbeat_interval"], grace_period=o["grace_period"],
-                               max_retry=o["max_retry"])
+        storage = open_storage(
+            url, heartbeat_interval=o["heartbeat_interval"], grace_period=o["grace_period"], max_retry=o["max_retry"]
+        )
     directions = o["directions"]
     try:
         existing = optuna.load_study(study_name=o["study_name"], storage=storage)
@@ -254,16 +283,21 @@ def open_study(options: Mapping[str, Any], arguments: Sequence[str], config: Dic
         sampler_node["seed"] = sampler_node["seed"] + n_existing
     sampler = _build_sampler(sampler_node, space)
     study = optuna.create_study(
-        study_name=o["study_name"], storage=storage, sampler=sampler, pruner=pruner,
-        directions=directions, load_if_exists=True,
+        study_name=o["study_name"],
+        storage=storage,
+        sampler=sampler,
+        pruner=pruner,
+        directions=directions,
+        load_if_exists=True,
     )
     if existing is None:
         study.set_user_attr("lightning_reg:optimized_metric", monitor)
         study.set_user_attr("lightning_reg:params", {k: str(v) for k, v in o["params"].items()})
     else:
         done = len(finished_trials(study.get_trials(deepcopy=False)))
-        log.info("resuming study %r in %s: %d of %d trial(s) finished", o["study_name"], mask_url(url), done,
-                 o["n_trials"])
+        log.info(
+            "resuming study %r in %s: %d of %d trial(s) finished", o["study_name"], mask_url(url), done, o["n_trials"]
+        )
     sweep_dir.mkdir(parents=True, exist_ok=True)
     multirun = sweep_dir / "multirun.yaml"
     if not multirun.exists():

@@ -94,7 +94,9 @@ def fold_variants(num_folds: int | None) -> list[Variant]:
     """The k jobs of a cross-validated configuration (one plain job without folds)."""
     if not num_folds:
         return [Variant("")]
-    return [Variant(f"fold{i}", [f"data.fold={i}", f"data.num_folds={num_folds}"], i, num_folds) for i in range(num_folds)]
+    return [
+        Variant(f"fold{i}", [f"data.fold={i}", f"data.num_folds={num_folds}"], i, num_folds) for i in range(num_folds)
+    ]
 
 
 def seed_variants(seeds: Sequence[int]) -> list[Variant]:
@@ -236,7 +238,9 @@ class StudyWorker:
         others = [t for t in counted if t.number != trial.number]
         if trial.system_attrs.get("grid_id") is not None:
             return "duplicate" if any(t.params == trial.params for t in others) else None
-        continuous = any(isinstance(d, optuna.distributions.FloatDistribution) for d in self.space.distributions.values())
+        continuous = any(
+            isinstance(d, optuna.distributions.FloatDistribution) for d in self.space.distributions.values()
+        )
         if continuous and trial.params and any(t.params == trial.params for t in others):
             return "duplicate"
         return None
@@ -273,18 +277,31 @@ class StudyWorker:
         return trial
 
     # -- one configuration, several jobs ----------------------------------------------------------
-    def specs_for(self, trial: optuna.trial.Trial | None, params: dict[str, Any], variants: Sequence[Variant],
-                  subdir: str, extra: Sequence[str] = (), role: str = "leader") -> list[JobSpec]:
+    def specs_for(
+        self,
+        trial: optuna.trial.Trial | None,
+        params: dict[str, Any],
+        variants: Sequence[Variant],
+        subdir: str,
+        extra: Sequence[str] = (),
+        role: str = "leader",
+    ) -> list[JobSpec]:
         base = [*self.space.fixed, *self.space.overrides(params), *extra]
         specs = []
         for v in variants:
             link = None
             if trial is not None:
                 link = TrialLink(
-                    study=self.study_name, trial_id=trial_id_of(trial), number=trial.number,
+                    study=self.study_name,
+                    trial_id=trial_id_of(trial),
+                    number=trial.number,
                     monitor=self.monitor if isinstance(self.monitor, str) or self.monitor is None else self.monitor[0],
-                    direction=self.study.directions[0].name.lower(), prune=self.prune, storage=self.storage_in_link,
-                    role=role, fold=v.fold, num_folds=v.num_folds,
+                    direction=self.study.directions[0].name.lower(),
+                    prune=self.prune,
+                    storage=self.storage_in_link,
+                    role=role,
+                    fold=v.fold,
+                    num_folds=v.num_folds,
                 )
             specs.append(JobSpec([*base, *v.overrides], f"{subdir}/{v.name}" if v.name else subdir, link))
         return specs
@@ -296,8 +313,14 @@ class StudyWorker:
         statuses = [attrs.get(p + ATTR["status"]) for p in prefixes]
         values = [_as_values(o.value, self.n_objectives) for o in outcomes]
         # A job that knows nothing of trials (a user's own task function) sets no status: its value decides.
-        statuses = [s if s is not None else ("completed" if v is not None and not o.failed else "failed")
-                    for s, v, o in zip(statuses, values, outcomes)] if len(statuses) == len(outcomes) else statuses
+        statuses = (
+            [
+                s if s is not None else ("completed" if v is not None and not o.failed else "failed")
+                for s, v, o in zip(statuses, values, outcomes)
+            ]
+            if len(statuses) == len(outcomes)
+            else statuses
+        )
         if any(o.failed for o in outcomes) or any(s in (None, "failed", "diverged") for s in statuses):
             why = next((o.error for o in outcomes if o.error), None) or ", ".join(str(s) for s in statuses)
             trial.set_user_attr(ATTR["status"], "failed")
@@ -308,8 +331,10 @@ class StudyWorker:
                 curves = {i: attrs.get(f"{ATTR['fold_values']}{i}") or [] for i in range(self.num_folds)}
                 for epoch, mean in fold_means(curves).items():
                     trial.report(mean, epoch)
-                trial.set_user_attr(ATTR["pruned_epoch"], min(
-                    attrs.get(f"fold{i}:{ATTR['pruned_epoch']}", math.inf) for i in range(self.num_folds)))
+                trial.set_user_attr(
+                    ATTR["pruned_epoch"],
+                    min(attrs.get(f"fold{i}:{ATTR['pruned_epoch']}", math.inf) for i in range(self.num_folds)),
+                )
             else:
                 trial.set_user_attr(ATTR["pruned_epoch"], attrs.get(ATTR["pruned_epoch"]))
             trial.set_user_attr(ATTR["status"], "pruned")
@@ -348,8 +373,12 @@ class StudyWorker:
             specs: list[JobSpec] = []
             for trial in batch:
                 specs += self.specs_for(trial, trial.params, variants, str(trial.number))
-            log.info("worker %s: trial%s %s", self.worker_id, "s" if len(batch) > 1 else "",
-                     ", ".join(f"{t.number} {t.params}" for t in batch))
+            log.info(
+                "worker %s: trial%s %s",
+                self.worker_id,
+                "s" if len(batch) > 1 else "",
+                ", ".join(f"{t.number} {t.params}" for t in batch),
+            )
             try:
                 with HeartbeatThread(self.storage, [trial_id_of(t) for t in batch]):
                     outcomes = list(self.launch(specs))
@@ -358,12 +387,15 @@ class StudyWorker:
                 raise
             for i, trial in enumerate(batch):
                 try:
-                    self.told.append(self._tell(trial, outcomes[i * len(variants):(i + 1) * len(variants)]))
+                    self.told.append(self._tell(trial, outcomes[i * len(variants) : (i + 1) * len(variants)]))
                 except optuna.exceptions.UpdateFinishedTrialError:
                     # Its heartbeat was missed (a stalled machine) and another worker failed it; its retry runs
                     # the same parameters, so this result is dropped rather than counted twice.
-                    log.warning("trial %d was failed by another worker (missed heartbeat) while it ran; its result "
-                                "is dropped and its retry counts", trial.number)
+                    log.warning(
+                        "trial %d was failed by another worker (missed heartbeat) while it ran; its result "
+                        "is dropped and its retry counts",
+                        trial.number,
+                    )
         if self.group is not None:
             self.study.set_user_attr(f"{ATTR['group']}:{self.group}:done", self._group_seq)
         return self.told
@@ -390,8 +422,11 @@ class StudyWorker:
         variants = fold_variants(self.num_folds)
         while True:
             trials = self.study.get_trials(deepcopy=False)
-            mine = [t for t in trials if t.user_attrs.get(ATTR["group"]) == self.group
-                    and t.user_attrs.get(ATTR["group_seq"]) == seq]
+            mine = [
+                t
+                for t in trials
+                if t.user_attrs.get(ATTR["group"]) == self.group and t.user_attrs.get(ATTR["group_seq"]) == seq
+            ]
             if mine:
                 trial = mine[0]
                 proxy = optuna.trial.Trial(self.study, trial_id_of(trial))
@@ -421,10 +456,10 @@ class StudyWorker:
             specs += self.specs_for(None, t.params, variants, f"confirm/{t.number}", extra=["test=true", *extra])
         outcomes: list[JobOutcome] = []
         for i in range(0, len(specs), max(1, self.n_jobs)):
-            outcomes += self.launch(specs[i:i + max(1, self.n_jobs)])
+            outcomes += self.launch(specs[i : i + max(1, self.n_jobs)])
         table = []
         for k, t in enumerate(best):
-            outs = outcomes[k * len(variants):(k + 1) * len(variants)]
+            outs = outcomes[k * len(variants) : (k + 1) * len(variants)]
             row = {
                 "trial": t.number,
                 "params": t.params,
