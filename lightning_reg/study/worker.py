@@ -213,6 +213,7 @@ class StudyWorker:
         self.told: list[FrozenTrial] = []
         self.group = group_key()
         self._group_seq = 0
+        self._interrupted = False
 
     # -- study bookkeeping ------------------------------------------------------------------------
     def _trials(self) -> list[FrozenTrial]:
@@ -354,7 +355,34 @@ class StudyWorker:
 
     # -- the loop -------------------------------------------------------------------------------------
     def run(self) -> list[FrozenTrial]:
-        """Work on the study until it holds ``n_trials`` finished trials; return the trials this worker told."""
+        """Work on the study until it holds ``n_trials`` finished trials; return the trials this worker told.
+
+        Ctrl-C stops the worker: a trial interrupted mid-job is failed and queued again. A Ctrl-C that Python
+        swallows (it can land in a finalizer, where exceptions are ignored) is still seen through a flag, and
+        the worker stops after telling the trial that was running.
+        """
+        import signal
+        import threading
+
+        prev: Any = None
+        if threading.current_thread() is threading.main_thread():
+            prev = signal.getsignal(signal.SIGINT)
+
+            def _flag(signum: int, frame: Any) -> None:
+                self._interrupted = True
+                if callable(prev):
+                    prev(signum, frame)
+                else:
+                    raise KeyboardInterrupt
+
+            signal.signal(signal.SIGINT, _flag)
+        try:
+            return self._run()
+        finally:
+            if prev is not None:
+                signal.signal(signal.SIGINT, prev)
+
+    def _run(self) -> list[FrozenTrial]:
         variants = fold_variants(self.num_folds)
         per_batch = max(1, self.n_jobs // len(variants))
         while True:
@@ -396,6 +424,9 @@ class StudyWorker:
                         "is dropped and its retry counts",
                         trial.number,
                     )
+            if self._interrupted:
+                log.warning("interrupted: stopping after telling the trial(s) that were running")
+                raise KeyboardInterrupt
         if self.group is not None:
             self.study.set_user_attr(f"{ATTR['group']}:{self.group}:done", self._group_seq)
         return self.told
