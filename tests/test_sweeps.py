@@ -16,7 +16,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lightning_reg import report as rep
 from lightning_reg.train import CONF_DIR, _instantiate_dict, build_model
@@ -329,6 +329,13 @@ def test_optuna_search_configs_compose_with_a_seeded_sampler(name: str, sampler:
     assert (type(lr).__name__, lr.log, lr.low, lr.high) == ("FloatDistribution", True, 1e-4, 1e-2)
     assert (type(dropout).__name__, dropout.log, dropout.low, dropout.high) == ("FloatDistribution", False, 0.0, 0.5)
     assert type(batch).__name__ == "CategoricalDistribution" and batch.choices == (32, 64, 128)
+    from lightning_reg.study.engine import build_pruner
+
+    pruner = build_pruner(OmegaConf.to_container(sweeper.pruner))  # conf/hydra/sweeper/pruner/top_quarter.yaml
+    expected = "PercentilePruner" if name == "digits_optuna" else "NopPruner"
+    assert type(pruner).__name__ == expected
+    if name == "digits_optuna":
+        assert (sweeper.pruner.percentile, sweeper.pruner.n_startup_trials) == (25.0, 2)
 
 
 def test_grid_search_config_sweeps_every_combination(tmp_path: Path) -> None:
