@@ -171,6 +171,9 @@ def test_a_second_sweep_into_a_sweep_directory_is_refused_and_the_same_sweep_res
     for job in ("0", "1"):
         assert after[f"{job}/metrics.json"] == before[f"{job}/metrics.json"]
         assert after[f"{job}/checkpoints/last.ckpt"] == before[f"{job}/checkpoints/last.ckpt"]
+        for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):  # Hydra rewrote them; they are put back
+            assert after[f"{job}/.hydra/{name}"] == before[f"{job}/.hydra/{name}"], name
+    assert after["multirun.yaml"] == before["multirun.yaml"]
 
 
 def test_sigint_during_a_multirun_still_writes_the_report_saying_so(tmp_path: Path) -> None:
