@@ -115,18 +115,30 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _build_sampler(node: Any, space: SearchSpace) -> optuna.samplers.BaseSampler:
-    from hydra.utils import get_class, instantiate
+def _sampler_class(node: Any) -> type:
+    """The class the sampler config names (one look-up, shared by the grid checks and the build)."""
+    from hydra.utils import get_class
 
-    node = dict(node or {"_target_": "optuna.samplers.TPESampler"})
-    target = node.get("_target_")
+    target = dict(node or {}).get("_target_", "optuna.samplers.TPESampler")
     try:
-        cls = get_class(str(target))
+        return get_class(str(target))
     except Exception as err:  # noqa: BLE001 - hydra's import error text
         raise ConfigError(
             f"`hydra.sweeper.sampler._target_` must name an Optuna sampler class; got {target!r} ({err})."
         ) from None
-    if issubclass(cls, optuna.samplers.GridSampler) and node.get("search_space") is None:
+
+
+def _is_grid(node: Any) -> bool:
+    cls = _sampler_class(node)
+    return isinstance(cls, type) and issubclass(cls, optuna.samplers.GridSampler)
+
+
+def _build_sampler(node: Any, space: SearchSpace) -> optuna.samplers.BaseSampler:
+    from hydra.utils import instantiate
+
+    node = dict(node or {"_target_": "optuna.samplers.TPESampler"})
+    target = node.get("_target_")
+    if _is_grid(node) and node.get("search_space") is None:
         node["search_space"] = space.grid()
     try:
         sampler = instantiate(node, _convert_="all")
@@ -245,7 +257,7 @@ def open_study(options: Mapping[str, Any], arguments: Sequence[str], config: Dic
             f"is {monitors[0]!r}. Set optimized_metric=val/<name> (e.g. val/acc) or hydra/sweeper/pruner=none."
         )
     sweep_dir = Path(str(config.hydra.sweep.dir))
-    grid_sampler = o["sampler"] and "Grid" in str(dict(o["sampler"]).get("_target_", ""))
+    grid_sampler = _is_grid(o["sampler"])
     if grid_sampler:
         size = space.grid_size()
         if o["n_trials"] is None:
