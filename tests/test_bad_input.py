@@ -34,7 +34,7 @@ from lightning_reg import (
     make_schedule,
 )
 from lightning_reg.callbacks.monitor_check import MonitorCheck
-from lightning_reg.data import with_augmentation
+from lightning_reg.data import SyntheticTokensDataModule, with_augmentation
 from lightning_reg.errors import ConfigError
 from lightning_reg.models import CNNClassifier, MLPClassifier
 from lightning_reg.optim import SchedulerSpec
@@ -167,6 +167,17 @@ CASES: list[Bad] = [
     Bad("digits-batch-size", lambda: DigitsDataModule(batch_size=0), "batch_size", "0"),
     Bad("digits-fractions", lambda: DigitsDataModule(test_fraction=0.5), "test_fraction", "0.5"),
     Bad("digits-train-subset", lambda: DigitsDataModule(train_subset=5), "train_subset", "5"),
+    Bad("digits-fold-out-of-range", lambda: DigitsDataModule(fold=3, num_folds=3), "fold", "3"),
+    Bad("digits-fold-float", lambda: DigitsDataModule(fold=1.0, num_folds=3), "fold", "1.0"),
+    Bad("digits-fold-without-num-folds", lambda: DigitsDataModule(fold=1), "num_folds", "None"),
+    Bad(
+        "tokens-classes-not-below-vocab",
+        lambda: SyntheticTokensDataModule(vocab_size=3, num_classes=3),
+        "num_classes",
+        "3",
+    ),
+    Bad("tokens-length-float", lambda: SyntheticTokensDataModule(length=16.0), "length", "16.0"),
+    Bad("tokens-augment-on", lambda: SyntheticTokensDataModule(augment={"mixup_alpha": 0.2}), "augment", "mixup_alpha"),
     Bad("digits-num-workers", lambda: DigitsDataModule(num_workers=-1), "num_workers", "-1"),
     Bad("digits-augment-unknown", lambda: DigitsDataModule(augment={"rotate": 10}), "augment", "rotate"),
     Bad("augment-rotation", lambda: AugmentConfig(rotation_range=-1), "augment.rotation_range", "-1"),
