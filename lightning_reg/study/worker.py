@@ -307,21 +307,23 @@ class StudyWorker:
             specs.append(JobSpec([*base, *v.overrides], f"{subdir}/{v.name}" if v.name else subdir, link))
         return specs
 
+    def _report_fold_means(self, trial: optuna.trial.Trial, attrs: dict[str, Any]) -> None:
+        """The trial's intermediate values: the per-epoch means of its folds' curves (what pruning judged)."""
+        curves = {i: attrs.get(f"{ATTR['fold_values']}{i}") or [] for i in range(self.num_folds or 0)}
+        for epoch, mean in fold_means(curves).items():
+            trial.report(mean, epoch)
+
     def _tell(self, trial: optuna.trial.Trial, outcomes: Sequence[JobOutcome]) -> FrozenTrial:
         self.study.get_trials(deepcopy=False)  # refresh the cache: the jobs wrote attributes and reports
         attrs = self.storage.get_trial(trial_id_of(trial)).user_attrs
         prefixes = [""] if not self.num_folds else [f"fold{i}:" for i in range(self.num_folds)]
-        statuses = [attrs.get(p + ATTR["status"]) for p in prefixes]
         values = [_as_values(o.value, self.n_objectives) for o in outcomes]
-        # A job that knows nothing of trials (a user's own task function) sets no status: its value decides.
-        statuses = (
-            [
-                s if s is not None else ("completed" if v is not None and not o.failed else "failed")
-                for s, v, o in zip(statuses, values, outcomes)
-            ]
-            if len(statuses) == len(outcomes)
-            else statuses
-        )
+        # One job per prefix. A job that knows nothing of trials (a user's own task function) sets no status:
+        # its value decides.
+        statuses = [
+            attrs.get(p + ATTR["status"]) or ("completed" if v is not None and not o.failed else "failed")
+            for p, v, o in zip(prefixes, values, outcomes)
+        ]
         if any(o.failed for o in outcomes) or any(s in (None, "failed", "diverged") for s in statuses):
             why = next((o.error for o in outcomes if o.error), None) or ", ".join(str(s) for s in statuses)
             trial.set_user_attr(ATTR["status"], "failed")
@@ -329,9 +331,7 @@ class StudyWorker:
             return self.study.tell(trial, state=TrialState.FAIL)
         if "pruned" in statuses:
             if self.num_folds:
-                curves = {i: attrs.get(f"{ATTR['fold_values']}{i}") or [] for i in range(self.num_folds)}
-                for epoch, mean in fold_means(curves).items():
-                    trial.report(mean, epoch)
+                self._report_fold_means(trial, attrs)
                 trial.set_user_attr(
                     ATTR["pruned_epoch"],
                     min(attrs.get(f"fold{i}:{ATTR['pruned_epoch']}", math.inf) for i in range(self.num_folds)),
@@ -345,9 +345,7 @@ class StudyWorker:
             log.warning("trial %d failed: a job returned no finite value for %s", trial.number, self.monitor)
             return self.study.tell(trial, state=TrialState.FAIL)
         if self.num_folds:
-            curves = {i: attrs.get(f"{ATTR['fold_values']}{i}") or [] for i in range(self.num_folds)}
-            for epoch, mean in fold_means(curves).items():
-                trial.report(mean, epoch)
+            self._report_fold_means(trial, attrs)
             trial.set_user_attr("lightning_reg:fold_results", [v[0] if len(v) == 1 else v for v in values if v])
         told = [statistics.fmean(v[k] for v in values if v) for k in range(self.n_objectives)]
         trial.set_user_attr(ATTR["status"], "completed")
