@@ -56,6 +56,16 @@ def summary_line(name: str, data: dict) -> str:
             f"pruned / unpruned epochs {data['epochs_ratio']:.3f}, wall {data['wall_ratio']:.3f}, best value gap "
             f"{data['best_gap']:+.4f}; 2 / 1 workers trials per minute {data['workers_speedup']:.2f}x"
         )
+    if name == "real_models":
+        return "; ".join(
+            f"{model} x bare (median): "
+            + ", ".join(
+                f"{case} {v['ratio_median']:.3f}"
+                for case, v in m.items()
+                if isinstance(v, dict) and case != "bare" and "ratio_median" in v
+            )
+            for model, m in data["models"].items()
+        )
     return ""
 
 

@@ -57,6 +57,28 @@ def test_callback_overhead_quick_on_generated_data(tmp_path: Path) -> None:
         assert data["memory"][case]["peak_added_mb"] > 8, data["memory"]
 
 
+def test_real_models_quick(tmp_path: Path) -> None:
+    pytest.importorskip("timm")
+    lines, data = run_bench("real_models", tmp_path)
+    models = data["models"]
+    assert set(models) == {"vit", "resnet18"}
+    assert [row.split("|")[2].strip() for row in lines if row.startswith("| resnet18")] == [
+        "bare",
+        "callbacks",
+        "callbacks_sd",
+        "sam",
+    ]
+    for name, m in models.items():
+        assert m["bare"]["ratio_median"] == 1.0 and positive(m["callbacks"]["ratio_median"])
+        # SAM runs two forward/backward passes per step: well above one bare step whatever the noise.
+        assert m["sam"]["ratio_median"] > 1.4, (name, m["sam"])
+        assert m["hooks_ms"]["WeightPenalty step"] > 0 and m["hooks_ms"]["MaxNorm step"] > 0
+    # The raw-math rows use the callbacks' own selections: the ResNet's kernels are nearly all of its 11.2M weights.
+    assert 11.0 < models["resnet18"]["raw_math_ms"]["penalized (millions)"] < 11.2
+    assert "ScheduledDropout step" in models["vit"]["hooks_ms"]
+    assert "StochasticDepth step" in models["resnet18"]["hooks_ms"]
+
+
 def test_floor_quick(tmp_path: Path) -> None:
     lines, data = run_bench("floor", tmp_path)
     assert data["steps"] == 4 and data["n_train"] == 6300  # 90% of 7000 images, real or generated
