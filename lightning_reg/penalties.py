@@ -45,16 +45,15 @@ from __future__ import annotations
 import fnmatch
 import importlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from lightning_reg._torch_internals import CONV_TRANSPOSE_TYPES, CONV_TYPES, NORM_BASE_TYPES
 from lightning_reg.errors import ConfigError, check_choice, check_non_negative
-from lightning_reg.schedules import Schedule, as_schedule
+from lightning_reg.schedules import Schedule, ScheduleLike, as_schedule
 
 #: Module types whose ``ndim >= 2`` parameters are penalized by default ("kernels").
 KERNEL_TYPES: tuple[type[nn.Module], ...] = (
@@ -77,7 +76,6 @@ NORM_TYPES: tuple[type[nn.Module], ...] = (
 MODES = ("gradient", "proximal", "decoupled")
 
 Selector = type | str
-ScheduleLike = Schedule | float | int | Mapping[str, Any] | Callable[[float], float] | None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -348,7 +346,7 @@ class PenaltySpec:
         include: Sequence[Selector] | None = None,
         exclude: Sequence[Selector] | None = None,
         groups: Mapping[str, Mapping[str, float]] | None = None,
-        schedule: ScheduleLike = None,
+        schedule: ScheduleLike | None = None,
         embeddings: bool = True,
     ) -> None:
         if not isinstance(embeddings, bool):

@@ -9,7 +9,8 @@ from torch import Tensor, nn
 
 from lightning_reg._lightning_internals import attached_trainer
 from lightning_reg.errors import ConfigError
-from lightning_reg.penalties import PenaltySpec, ScheduleLike, Selector, penalty_value
+from lightning_reg.penalties import PenaltySpec, Selector, penalty_value
+from lightning_reg.schedules import ScheduleLike
 
 
 class PenaltyLossMixin:
@@ -55,7 +56,7 @@ class PenaltyLossMixin:
         include: Sequence[Selector] | None = None,
         exclude: Sequence[Selector] | None = None,
         groups: Mapping[str, Mapping[str, float]] | None = None,
-        schedule: ScheduleLike = None,
+        schedule: ScheduleLike | None = None,
         embeddings: bool = True,
     ) -> None:
         """Set the coefficients, selection and schedule (arguments as in :class:`~lightning_reg.WeightPenalty`)."""

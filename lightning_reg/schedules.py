@@ -22,6 +22,25 @@ from typing import Any
 
 from lightning_reg.errors import ConfigError, check_choice, check_int, check_range
 
+__all__ = [
+    "SCHEDULES",
+    "UNITS",
+    "Constant",
+    "Cosine",
+    "Curriculum",
+    "Early",
+    "Exponential",
+    "FromCallable",
+    "Late",
+    "Linear",
+    "Milestones",
+    "Schedule",
+    "ScheduleLike",
+    "as_schedule",
+    "make_schedule",
+    "probe_points",
+]
+
 UNITS = ("step", "epoch")
 
 
@@ -42,11 +61,11 @@ class Schedule:
 
     def max_value(self, horizon: int = 10_000) -> float:
         """Largest value over ``t`` in ``[0, horizon]`` (used to validate rates)."""
-        return max(self(t) for t in _probe_points(horizon))
+        return max(self(t) for t in probe_points(horizon))
 
     def min_value(self, horizon: int = 10_000) -> float:
         """Smallest value over ``t`` in ``[0, horizon]`` (used to validate rates)."""
-        return min(self(t) for t in _probe_points(horizon))
+        return min(self(t) for t in probe_points(horizon))
 
     def key_points(self) -> list[tuple[str, int, int]]:
         """``(option, value, t)``: the index ``t`` that training must reach for ``option`` to take effect.
@@ -66,9 +85,23 @@ class Schedule:
         return f"{type(self).__name__}({args})"
 
 
-def _probe_points(horizon: int) -> list[int]:
+def probe_points(horizon: int) -> list[int]:
+    """The indices a validation of a schedule over ``[0, horizon]`` evaluates: at most about 1,000, both ends included.
+
+    Example:
+        >>> probe_points(5)
+        [0, 1, 2, 3, 4, 5]
+        >>> pts = probe_points(10_000)
+        >>> len(pts), pts[:3], pts[-1]
+        (1001, [0, 10, 20], 10000)
+    """
     horizon = max(0, int(horizon))
     return sorted(set(range(0, horizon + 1, max(1, horizon // 1000))) | {horizon})
+
+
+#: What a schedule argument accepts (:func:`as_schedule` turns it into a :class:`Schedule`): a Schedule, a
+#: number, a ``{"name": ..., **kwargs}`` or ``{t: value}`` mapping, or a callable of ``t``.
+ScheduleLike = Schedule | float | Mapping[Any, Any] | Callable[[float], float]
 
 
 def _interp(start: float, end: float, frac: float) -> float:
@@ -348,7 +381,7 @@ def make_schedule(name: str, **kwargs: Any) -> Schedule:
 
 
 def as_schedule(
-    value: Schedule | float | int | Callable[[float], float] | Mapping[Any, Any],
+    value: ScheduleLike,
     name: str,
     unit: str = "step",
 ) -> Schedule:

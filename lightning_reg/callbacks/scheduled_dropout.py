@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
@@ -32,9 +32,7 @@ from lightning_reg.dropout import (
     unscheduled_rates,
 )
 from lightning_reg.errors import ConfigError, check_choice, check_int
-from lightning_reg.schedules import UNITS, Schedule, _probe_points, as_schedule
-
-ScheduleLike = Schedule | float | Mapping[Any, Any] | Callable[[float], float]
+from lightning_reg.schedules import UNITS, Schedule, ScheduleLike, as_schedule, probe_points
 
 
 def check_rates(schedule: Schedule, horizon: int = 10_000) -> None:
@@ -53,7 +51,7 @@ def check_rates(schedule: Schedule, horizon: int = 10_000) -> None:
         return math.isnan(value) or not 0.0 <= value < 1.0
 
     previous = -1
-    for t in _probe_points(horizon):
+    for t in probe_points(horizon):
         if bad(t):
             first = next(u for u in range(previous + 1, t + 1) if bad(u))  # report the first offending index
             raise ConfigError(

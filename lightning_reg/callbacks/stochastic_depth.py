@@ -9,8 +9,9 @@ import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
-from lightning_reg.callbacks.scheduled_dropout import ScheduledDropout, ScheduleLike
+from lightning_reg.callbacks.scheduled_dropout import ScheduledDropout
 from lightning_reg.errors import ConfigError
+from lightning_reg.schedules import ScheduleLike
 from lightning_reg.stochastic_depth import TORCHVISION_BLOCKS, BranchEnd, ResidualDrop, inject_stochastic_depth
 
 

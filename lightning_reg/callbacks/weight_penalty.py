@@ -30,7 +30,6 @@ from lightning_reg.errors import ConfigError, check_int, check_range
 from lightning_reg.penalties import (
     PenalizedParam,
     PenaltySpec,
-    ScheduleLike,
     Selector,
     check_mode,
     count_zeros,
@@ -42,6 +41,7 @@ from lightning_reg.penalties import (
     soft_threshold_,
     sq_l2_norm,
 )
+from lightning_reg.schedules import ScheduleLike
 
 _CLOSURE_HINT = (
     "Closure-based optimizers (LBFGS and the like) evaluate the loss and gradients several times per step, so a "
@@ -245,7 +245,7 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
         include: Sequence[Selector] | None = None,
         exclude: Sequence[Selector] | None = None,
         groups: Mapping[str, Mapping[str, float]] | None = None,
-        schedule: ScheduleLike = None,
+        schedule: ScheduleLike | None = None,
         log_every_n_steps: int | None = None,
         embeddings: bool = True,
     ) -> None:

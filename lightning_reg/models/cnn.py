@@ -7,10 +7,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from lightning_reg.errors import ConfigError, check_int, check_range
+from lightning_reg.errors import ConfigError, check_int, check_int_list, check_range
 from lightning_reg.models.classifier import ClassifierModule, OptimizerFactory, make_activation
-from lightning_reg.models.mlp import _seq
 from lightning_reg.optim import SchedulerSpec
+
+__all__ = ["CNNClassifier"]
 
 
 class CNNClassifier(ClassifierModule):
@@ -59,12 +60,12 @@ class CNNClassifier(ClassifierModule):
         super().__init__(
             num_classes=num_classes, optimizer=optimizer, scheduler=scheduler, label_smoothing=label_smoothing
         )
-        input_shape = tuple(int(s) for s in _seq("input_shape", input_shape))
+        input_shape = tuple(check_int_list("input_shape", input_shape))
         if len(input_shape) != 3:
             raise ConfigError(f"`input_shape` must be (channels, height, width); got {input_shape!r}.")
-        conv_channels = [int(c) for c in _seq("conv_channels", conv_channels)]
-        pool_after = [int(i) for i in _seq("pool_after", pool_after, allow_empty=True)]
-        dense_sizes = [int(d) for d in _seq("dense_sizes", dense_sizes, allow_empty=True)]
+        conv_channels = check_int_list("conv_channels", conv_channels)
+        pool_after = check_int_list("pool_after", pool_after, allow_empty=True)
+        dense_sizes = check_int_list("dense_sizes", dense_sizes, allow_empty=True)
         check_int("kernel_size", kernel_size, low=1)
         check_int("padding", padding, low=0)
         for i in pool_after:

@@ -7,9 +7,11 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from lightning_reg.errors import ConfigError, check_int, check_range
+from lightning_reg.errors import check_int, check_int_list, check_range
 from lightning_reg.models.classifier import ClassifierModule, OptimizerFactory, make_activation
 from lightning_reg.optim import SchedulerSpec
+
+__all__ = ["MLPClassifier"]
 
 
 class MLPClassifier(ClassifierModule):
@@ -52,8 +54,8 @@ class MLPClassifier(ClassifierModule):
         super().__init__(
             num_classes=num_classes, optimizer=optimizer, scheduler=scheduler, label_smoothing=label_smoothing
         )
-        input_shape = tuple(int(s) for s in _seq("input_shape", input_shape))
-        hidden_sizes = [int(h) for h in _seq("hidden_sizes", hidden_sizes, allow_empty=True)]
+        input_shape = tuple(check_int_list("input_shape", input_shape))
+        hidden_sizes = check_int_list("hidden_sizes", hidden_sizes, allow_empty=True)
         for i, h in enumerate(hidden_sizes):
             check_int(f"hidden_sizes[{i}]", h, low=1)
         check_range("dropout", dropout, 0.0, 1.0, high_inclusive=False)
@@ -73,12 +75,3 @@ class MLPClassifier(ClassifierModule):
             width = h
         layers.append(nn.Linear(width, num_classes))
         self.net = nn.Sequential(*layers)
-
-
-def _seq(name: str, value: object, allow_empty: bool = False) -> list:
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-        raise ConfigError(f"`{name}` must be a list of integers; got {value!r}.")
-    out = list(value)
-    if not out and not allow_empty:
-        raise ConfigError(f"`{name}` must be a non-empty list of integers; got {value!r}.")
-    return out
