@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     dm = MNISTDataModule(data_dir=str(root), val_split=0.1, seed=0)
     dm.setup("fit")
-    mx, my = dm.data_train
+    mx, my = dm.data_train.x, dm.data_train.y
     reps = -(-n // mx.shape[0])
     g = torch.Generator().manual_seed(0)
     shapes = {

@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # The exact training split the DataModule uses, for the hand-written loop.
     probe = datamodule(root, resident=False)
     probe.setup("fit")
-    x_train, y_train = probe.data_train
+    x_train, y_train = probe.data_train.x, probe.data_train.y
     n = int(x_train.shape[0])
     n_batches = -(-n // BATCH) if args.steps is None else args.steps
     info = machine_info(args.device)

@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # The exact training split the DataModule uses (for the hand loop and the TensorDataset reference).
     probe = MNISTDataModule(data_dir=str(root), val_split=0.1, batch_size=BATCH, seed=0)
     probe.setup("fit")
-    data = probe.data_train
+    data = (probe.data_train.x, probe.data_train.y)
     n_batches = -(-data[0].shape[0] // BATCH) if args.steps is None else args.steps
     info = machine_info(args.device)
     print(f"{NAME}: {describe(info)}")

@@ -95,4 +95,4 @@ def test_labels_stay_with_their_images_on_both_paths(tmp_path: Path, augment_on:
         level = torch.round((x.mean((1, 2, 3)) * 255 - 20) / 20).long()
         assert torch.equal(level, y)
         seen += len(y)
-    assert seen == len(dm.data_train[1])
+    assert seen == len(dm.data_train.y)

@@ -56,27 +56,27 @@ def test_every_format_loads_through_torchvision(data_root: Path) -> None:
         dm.setup("fit")
         x, y = next(iter(dm.train_dataloader()))
         assert tuple(x.shape[1:]) == shape and x.dtype == torch.uint8
-        assert len(dm.data_test[1]) == n_test
+        assert len(dm.data_test.y) == n_test
         assert int(y.max()) < classes
     # CIFAR's pickled rows are R, G, B planes: the factory's bright square is 220 in every channel.
     cifar = cases[2][0]
-    assert (cifar.data_train[0] == 220).any(dim=(2, 3)).all()
+    assert (cifar.data_train.x == 220).any(dim=(2, 3)).all()
 
 
 def test_val_split_fraction_or_count_seeded_and_stratified(data_root: Path) -> None:
     dm = MNISTDataModule(data_dir=str(data_root), val_split=0.1, seed=3)
     dm.setup("fit")
-    assert len(dm.data_val[1]) == 20 and len(dm.data_train[1]) == 180
-    assert torch.bincount(dm.data_val[1], minlength=10).tolist() == [2] * 10  # 20 per class in the factory
+    assert len(dm.data_val.y) == 20 and len(dm.data_train.y) == 180
+    assert torch.bincount(dm.data_val.y, minlength=10).tolist() == [2] * 10  # 20 per class in the factory
     again = MNISTDataModule(data_dir=str(data_root), val_split=0.1, seed=3)
     again.setup("fit")
-    assert torch.equal(dm.data_val[0], again.data_val[0])
+    assert torch.equal(dm.data_val.x, again.data_val.x)
     other = MNISTDataModule(data_dir=str(data_root), val_split=0.1, seed=4)
     other.setup("fit")
-    assert not torch.equal(dm.data_val[0], other.data_val[0])
+    assert not torch.equal(dm.data_val.x, other.data_val.x)
     counted = MNISTDataModule(data_dir=str(data_root), val_split=37)
     counted.setup("fit")
-    assert len(counted.data_val[1]) == 37
+    assert len(counted.data_val.y) == 37
     with pytest.raises(ConfigError, match=r"val_split.*got 200"):
         MNISTDataModule(data_dir=str(data_root), val_split=200).setup("fit")
     with pytest.raises(ConfigError, match=r"val_split.*got -0.1"):
@@ -86,15 +86,15 @@ def test_val_split_fraction_or_count_seeded_and_stratified(data_root: Path) -> N
 def test_normalization_uses_training_split_stats_on_every_split(data_root: Path) -> None:
     dm = CIFAR10DataModule(data_dir=str(data_root), check_integrity=False, normalize=True)
     dm.setup("fit")
-    train = dm.data_train[0].float() / 255
+    train = dm.data_train.x.float() / 255
     assert torch.allclose(dm.standardizer.mean, train.mean((0, 2, 3)), atol=1e-5)
-    out = dm.on_after_batch_transfer((dm.data_train[0], dm.data_train[1]), 0)[0]
+    out = dm.on_after_batch_transfer((dm.data_train.x, dm.data_train.y), 0)[0]
     assert torch.allclose(out.mean((0, 2, 3)), torch.zeros(3), atol=1e-4)
     assert torch.allclose(out.std((0, 2, 3), unbiased=False), torch.ones(3), atol=1e-3)
-    test = dm.on_after_batch_transfer((dm.data_test[0], dm.data_test[1]), 0)[0]
+    test = dm.on_after_batch_transfer((dm.data_test.x, dm.data_test.y), 0)[0]
     assert torch.allclose(
         test,
-        (dm.data_test[0].float() / 255 - dm.standardizer.mean.view(1, 3, 1, 1)) / dm.standardizer.std.view(1, 3, 1, 1),
+        (dm.data_test.x.float() / 255 - dm.standardizer.mean.view(1, 3, 1, 1)) / dm.standardizer.std.view(1, 3, 1, 1),
         atol=1e-5,
     )
     given = MNISTDataModule(data_dir=str(data_root), mean=[0.5], std=[0.25])
@@ -197,7 +197,7 @@ def test_datamodule_state_survives_a_weights_only_checkpoint(data_root: Path) ->
     aug = {"rotation_range": 10, "featurewise_center": True, "featurewise_std_normalization": True}
     dm = MNISTDataModule(data_dir=str(data_root), augment=aug, seed=7)
     dm.setup("fit")
-    x, y = dm.data_train[0][:8], dm.data_train[1][:8]
+    x, y = dm.data_train.x[:8], dm.data_train.y[:8]
     dm.augment_training_batch(x, y)  # advance the stream
     buf = io.BytesIO()
     torch.save(dm.state_dict(), buf)
@@ -309,7 +309,7 @@ def test_real_mnist_subset(mnist_root: Path) -> None:
         data_dir=str(mnist_root), normalize=True, augment={"rotation_range": 20, "width_shift_range": 0.2}
     )
     dm.setup("fit")
-    assert (len(dm.data_train[1]), len(dm.data_val[1]), len(dm.data_test[1])) == (6300, 700, 3000)
+    assert (len(dm.data_train.y), len(dm.data_val.y), len(dm.data_test.y)) == (6300, 700, 3000)
     assert 0.12 < float(dm.standardizer.mean) < 0.15  # MNIST's mean intensity is 0.13
     x, y = next(iter(dm.train_dataloader()))
     xa, _ = dm.augment_training_batch(x, y)

@@ -473,8 +473,8 @@ def test_image_datamodules_take_folds(tmp_path: Path) -> None:
     for i in range(3):
         dm = MNISTDataModule(data_dir=str(tmp_path), fold=i, num_folds=3)
         dm.setup("fit")
-        vals.append(dm.data_val[1])
-        trains.append(len(dm.data_train[1]))
+        vals.append(dm.data_val.y)
+        trains.append(len(dm.data_train.y))
     assert [len(v) for v in vals] == [30, 30, 30] and trains == [60, 60, 60]
     assert torch.equal(torch.sort(torch.cat(vals)).values, torch.sort(dm.load_split(train=True)[1]).values)
     with pytest.raises(ConfigError, match="fold"):

@@ -7,7 +7,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 from typing_extensions import override
 
 from lightning_reg.augment.config import AugmentConfig
@@ -16,6 +16,8 @@ from lightning_reg.augment.pipeline import build_cpu_transform
 from lightning_reg.data.splits import check_folds, check_fractions, kfold_split, stratified_split
 from lightning_reg.data.vision import ImageTensorDataset
 from lightning_reg.errors import ConfigError, check_bool, check_int
+
+__all__ = ["DigitsDataModule"]
 
 
 class DigitsDataModule(AugmentationMixin, pl.LightningDataModule):
@@ -88,9 +90,9 @@ class DigitsDataModule(AugmentationMixin, pl.LightningDataModule):
         self.seed = seed
         self.train_subset = train_subset
         self.normalize = normalize
-        self.data_train: TensorDataset | None = None
-        self.data_val: TensorDataset | None = None
-        self.data_test: TensorDataset | None = None
+        self.data_train: ImageTensorDataset | None = None
+        self.data_val: ImageTensorDataset | None = None
+        self.data_test: ImageTensorDataset | None = None
 
     @staticmethod
     def load_arrays() -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,11 +131,11 @@ class DigitsDataModule(AugmentationMixin, pl.LightningDataModule):
         transform = None
         if self.augment_config.augment_on == "cpu" and not self.augment_config.is_identity:
             transform = build_cpu_transform(self.augment_config, 8, 8)
-        self.data_train = ImageTensorDataset(x[tr], y[tr], transform) if transform else TensorDataset(x[tr], y[tr])
-        self.data_val = TensorDataset(x[va], y[va])
-        self.data_test = TensorDataset(x[te], y[te])
+        self.data_train = ImageTensorDataset(x[tr], y[tr], transform)
+        self.data_val = ImageTensorDataset(x[va], y[va])
+        self.data_test = ImageTensorDataset(x[te], y[te])
 
-    def _loader(self, ds: Any, shuffle: bool) -> DataLoader:
+    def _loader(self, ds: ImageTensorDataset | None, shuffle: bool) -> DataLoader:
         if ds is None:
             raise RuntimeError("DigitsDataModule.setup() must run before asking for a dataloader.")
         return DataLoader(

@@ -13,7 +13,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, TensorDataset
 from typing_extensions import override
 
 from lightning_reg.augment.config import AugmentConfig
@@ -23,15 +23,41 @@ from lightning_reg.data.resident import DeviceResidentLoader
 from lightning_reg.data.splits import check_folds, kfold_split, split_train_val, stratified_split
 from lightning_reg.errors import ConfigError, check_bool, check_int
 
+__all__ = [
+    "CIFAR10DataModule",
+    "FashionMNISTDataModule",
+    "ImageDataModule",
+    "ImageFolderDataModule",
+    "ImageTensorDataset",
+    "MNISTDataModule",
+    "check_idx_file",
+]
 
-class ImageTensorDataset(Dataset):
-    """``(image, label)`` pairs from in-memory tensors with an optional per-sample transform (cpu path)."""
+
+class ImageTensorDataset(TensorDataset):
+    """``(image, label)`` pairs from in-memory tensors with an optional per-sample transform (cpu path).
+
+    The type of every split (``data_train``, ``data_val``, ``data_test``) of the in-memory DataModules, the
+    image sets here and :class:`~lightning_reg.data.DigitsDataModule`: ``x`` holds the split's images as
+    stored, ``y`` its labels (``tensors`` holds both, as in ``TensorDataset``); indexing applies the transform.
+
+    Example:
+        >>> ds = ImageTensorDataset(torch.zeros(4, 1, 8, 8), torch.arange(4), transform=lambda img: img + 1)
+        >>> len(ds), tuple(ds.x.shape), float(ds[2][0].max()), int(ds[2][1])
+        (4, (4, 1, 8, 8), 1.0, 2)
+    """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, transform: Any = None) -> None:
-        self.x, self.y, self.transform = x, y, transform
+        super().__init__(x, y)
+        self.transform = transform
 
-    def __len__(self) -> int:
-        return self.x.shape[0]
+    @property
+    def x(self) -> torch.Tensor:
+        return self.tensors[0]
+
+    @property
+    def y(self) -> torch.Tensor:
+        return self.tensors[1]
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         img = self.x[i]
@@ -157,9 +183,9 @@ class ImageDataModule(AugmentationMixin, pl.LightningDataModule):
             raise ConfigError(f"`augment.mix_mode='pair'` needs an even `batch_size`; got {batch_size}.")
         if not self.download:
             self.check_files()
-        self.data_train: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.data_val: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.data_test: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.data_train: ImageTensorDataset | None = None
+        self.data_val: ImageTensorDataset | None = None
+        self.data_test: ImageTensorDataset | None = None
         self._standardizer_loaded = False
 
     # --- what subclasses provide -------------------------------------------------------------------
@@ -207,16 +233,16 @@ class ImageDataModule(AugmentationMixin, pl.LightningDataModule):
                         f"`train_subset` must be below the training split size {len(tr)}; got {self.train_subset}."
                     )
                 tr = tr[stratified_split(y[tr], [self.train_subset, len(tr) - self.train_subset], self.seed)[0]]
-            self.data_train = (x[tr], y[tr])
-            self.data_val = (x[va], y[va])
-            self.data_test = self.load_split(train=False)
+            self.data_train = ImageTensorDataset(x[tr], y[tr])
+            self.data_val = ImageTensorDataset(x[va], y[va])
+            self.data_test = ImageTensorDataset(*self.load_split(train=False))
             cfg = self.augment_config
             if not self._standardizer_loaded and (cfg.has_standardization or self.normalize or self.mean or self.std):
-                self.fit_standardization(self.data_train[0], self.mean, self.std, normalize=self.normalize)
+                self.fit_standardization(self.data_train.x, self.mean, self.std, normalize=self.normalize)
         self.check_soft_targets()
         cfg = self.augment_config
         if cfg.mix_mode == "pair" and cfg.has_mixing and not self.drop_last:
-            rest = self.data_train[0].shape[0] % self.batch_size
+            rest = len(self.data_train) % self.batch_size
             if rest % 2:
                 raise ConfigError(
                     f"`augment.mix_mode='pair'` needs even batches, but the last training batch has "
@@ -229,13 +255,14 @@ class ImageDataModule(AugmentationMixin, pl.LightningDataModule):
             return 0, 1, torch.device("cpu")
         return trainer.global_rank, trainer.world_size, trainer.strategy.root_device
 
-    def _loader(self, data: tuple[torch.Tensor, torch.Tensor] | None, train: bool) -> Any:
+    def _loader(self, data: ImageTensorDataset | None, train: bool) -> Any:
         if data is None:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before asking for a dataloader.")
-        x, y = data
+        x, y = data.x, data.y
         if self.device_resident:
             rank, world, device = self._world()
-            epoch_fn = (lambda: self.trainer.current_epoch) if self.trainer is not None else None
+            trainer = self.trainer
+            epoch_fn = (lambda: trainer.current_epoch) if trainer is not None else None
             return DeviceResidentLoader(
                 x.to(device),
                 y.to(device),
@@ -258,12 +285,6 @@ class ImageDataModule(AugmentationMixin, pl.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
-
-    def raw_train_images(self) -> torch.Tensor:
-        """Training images as stored (uint8), after setup; used by previews and benchmarks."""
-        if self.data_train is None:
-            self.setup("fit")
-        return self.data_train[0]
 
     @override
     def train_dataloader(self) -> Any:
@@ -433,7 +454,9 @@ class ImageFolderDataModule(ImageDataModule):
             raise ConfigError("ImageFolderDataModule reads your own images; `download` must be false.")
         if image_size is not None and (len(image_size) != 2 or any(int(s) < 1 for s in image_size)):
             raise ConfigError(f"`image_size` must be [height, width] with positive sizes; got {list(image_size)}.")
-        self.image_size = tuple(int(s) for s in image_size) if image_size is not None else None
+        self.image_size: tuple[int, int] | None = (
+            (int(image_size[0]), int(image_size[1])) if image_size is not None else None
+        )
         self.grayscale = check_bool("grayscale", grayscale)
         self.train_dir, self.test_dir = train_dir, test_dir
         data_dir = kwargs.get("data_dir", args[0] if args else None)
@@ -445,9 +468,10 @@ class ImageFolderDataModule(ImageDataModule):
         # Instance attributes, known before setup: train.py sizes the model from them.
         self.num_classes = max(len(classes), 2)
         channels = 1 if self.grayscale else 3
-        if self.image_size is None and classes:
+        if self.image_size is None and classes and root is not None:
             self.image_size = self._first_size(root)
-        self.input_shape = (channels, *(self.image_size or (0, 0)))
+        height, width = self.image_size or (0, 0)
+        self.input_shape = (channels, height, width)
         super().__init__(*args, **kwargs)
 
     @staticmethod
@@ -486,6 +510,8 @@ class ImageFolderDataModule(ImageDataModule):
             tf.insert(0, v2.Grayscale(1))
         else:
             tf.insert(0, v2.RGB())
+        if self.image_size is None:  # no class folders when constructed: size from the first image now
+            self.image_size = self._first_size(folder)
         tf.append(v2.Resize(list(self.image_size), antialias=True))
         ds = ImageFolder(str(folder), transform=v2.Compose(tf))
         if ds.classes != self.classes:
@@ -511,7 +537,9 @@ class ImageFolderDataModule(ImageDataModule):
         test = self.data_dir / self.test_dir
         if test.is_dir():
             return self._read(test)
-        return self.data_val if self.data_val is not None else self._read(self.data_dir / self.train_dir)
+        if self.data_val is not None:
+            return self.data_val.x, self.data_val.y
+        return self._read(self.data_dir / self.train_dir)
 
     @override
     def torchvision_download(self) -> None:
