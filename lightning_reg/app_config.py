@@ -1,0 +1,118 @@
+"""Glue shared by the Hydra entry points (``lightning_reg.train``, ``lightning_reg.preview``).
+
+Where the packaged ``conf/`` folder is, composing ``train.yaml`` without a run directory, and instantiating
+a config node so that an error of its target comes out as one :class:`~lightning_reg.errors.ConfigError`
+prefixed by the node's key. Nothing here imports Lightning or torch, so a command's ``--help`` stays fast.
+
+Example:
+    >>> node = {"_target_": "datetime.timedelta", "days": "x"}
+    >>> instantiate_node(node, "data")
+    Traceback (most recent call last):
+    ...
+    lightning_reg.errors.ConfigError: data: TypeError: unsupported type for timedelta days component: str
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lightning_reg.errors import ConfigError
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+__all__ = ["compose_train_config", "conf_dir", "conf_dir_candidates", "find_conf_dir", "instantiate_node"]
+
+
+def conf_dir_candidates(here: Path | None = None) -> list[Path]:
+    """Where ``train.yaml`` may live: inside the installed package (wheel) or at the repository top (editable).
+
+    Example:
+        >>> [p.name for p in conf_dir_candidates(Path("/site/lightning_reg"))]
+        ['conf', 'conf']
+    """
+    here = Path(__file__).resolve().parent if here is None else Path(here)
+    return [here / "conf", here.parent / "conf"]
+
+
+def find_conf_dir(here: Path | None = None) -> Path | None:
+    """The first of :func:`conf_dir_candidates` that holds ``train.yaml``; ``None`` when none does.
+
+    Example:
+        >>> find_conf_dir(Path("/nonexistent/lightning_reg")) is None
+        True
+    """
+    return next((c for c in conf_dir_candidates(here) if (c / "train.yaml").is_file()), None)
+
+
+def conf_dir(here: Path | None = None) -> Path:
+    """The folder holding ``train.yaml``; raises :class:`FileNotFoundError` naming the places looked at.
+
+    Called where the configs are needed (composing, the entry point's start), never at import.
+
+    Example:
+        >>> conf_dir(Path("/nonexistent/lightning_reg"))
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: lightning_reg's configs were not found: no train.yaml in /nonexistent/lightning_reg/conf or /nonexistent/conf. Reinstall the package (pip install lightning-reg, or pip install -e . in a checkout).
+    """
+    found = find_conf_dir(here)
+    if found is None:
+        looked = " or ".join(str(c) for c in conf_dir_candidates(here))
+        raise FileNotFoundError(
+            f"lightning_reg's configs were not found: no train.yaml in {looked}. Reinstall the package "
+            "(pip install lightning-reg, or pip install -e . in a checkout)."
+        )
+    return found
+
+
+def compose_train_config(overrides: Sequence[str], config_dir: Path | str | None = None) -> DictConfig:
+    """Compose ``train.yaml`` with Hydra overrides (no run directory is created; Hydra's state is reset first).
+
+    Example:
+        >>> compose_train_config(["data.batch_size=7"]).data.batch_size
+        7
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir or conf_dir()), version_base="1.3"):
+        return compose("train", overrides=list(overrides))
+
+
+def _as_config_error(key: str, err: BaseException) -> ConfigError:
+    if isinstance(err, ConfigError):
+        return ConfigError(f"{key}: {err}")
+    return ConfigError(f"{key}: {type(err).__name__}: {err}")
+
+
+def instantiate_node(node: Any, key: str, **kwargs: Any) -> Any:
+    """Instantiate a config node; errors from the target come out as one ConfigError prefixed by ``key``.
+
+    Objects in ``kwargs`` (callbacks, optimizer factories, scheduler specs) are passed to the target
+    as they are, not merged into the config (Hydra would turn a dataclass into a dict).
+
+    Example:
+        >>> instantiate_node({"_target_": "fractions.Fraction", "numerator": 3}, "x", denominator=4)
+        Fraction(3, 4)
+    """
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        target = instantiate(node, _convert_="all", **({"_partial_": True} if kwargs else {}))
+    except InstantiationException as err:
+        raise _as_config_error(key, err.__cause__ or err) from None
+    if not kwargs:
+        return target
+    try:
+        return target(**kwargs)
+    except (ConfigError, TypeError, ValueError) as err:
+        raise _as_config_error(key, err) from None
+    except Exception as err:  # noqa: BLE001 - e.g. Lightning's MisconfigurationException
+        if type(err).__name__ == "MisconfigurationException":
+            raise _as_config_error(key, err) from None
+        raise
