@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import statistics
 import sys
@@ -25,6 +24,45 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from lightning_reg.metrics_file import (
+    FILE_NAME,
+    MetricsFileError,
+    RunMetrics,
+    SchemaVersionError,
+    read_metrics,
+    upgrade,
+)
+
+__all__ = [
+    "IGNORED_KEYS",
+    "IGNORED_PREFIXES",
+    "METRICS",
+    "ConfigSummary",
+    "Report",
+    "ReportError",
+    "RunRecord",
+    "aggregate",
+    "build",
+    "config_key",
+    "find_run_dirs",
+    "format_failures",
+    "format_markdown",
+    "format_table",
+    "load_run",
+    "load_runs",
+    "main",
+    "make_report",
+    "make_study_report",
+    "mean_std",
+    "pretty_override",
+    "read_csv_history",
+    "summarize_metrics",
+    "table_rows",
+    "write_csv",
+    "write_report",
+    "write_runs_csv",
+]
 
 #: Override keys that never define a configuration: the seed and the cross-validation fold repeat a
 #: configuration (rows show mean ± std over them), paths and Hydra settings only move files around.
@@ -58,7 +96,8 @@ class RunRecord:
     test_loss: float | None = None
     best_val_acc: float | None = None
     best_epoch: int | None = None
-    stopped_epoch: int | None = None
+    last_epoch: int | None = None
+    early_stop_epoch: int | None = None
     gap: float | None = None
     wall_s: float | None = None
     objective: float | None = None
@@ -120,7 +159,7 @@ class Report:
         return [r for r in self.runs if not r.ok]
 
 
-METRICS = ("test_acc", "test_loss", "best_val_acc", "best_epoch", "stopped_epoch", "gap", "wall_s", "objective")
+METRICS = ("test_acc", "test_loss", "best_val_acc", "best_epoch", "last_epoch", "gap", "wall_s", "objective")
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -173,13 +212,14 @@ def _num(v: Any) -> float | None:
     return None
 
 
-def summarize_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
-    """The report's per-run numbers from one ``metrics.json`` dict.
+def summarize_metrics(metrics: RunMetrics | dict[str, Any]) -> dict[str, Any]:
+    """The report's per-run numbers from one ``metrics.json`` dict (any schema version this package reads).
 
     * test accuracy and loss: ``test/acc``, ``test/loss``;
     * best validation accuracy: the highest ``val/acc`` in the per-epoch history, and the first epoch
       (counted from 0, as Lightning does) where it occurred;
-    * stop epoch: the last epoch trained (``stopped_epoch``);
+    * last epoch: the last epoch trained (``last_epoch``; ``stopped_epoch`` in files before schema 1.0), and
+      the epoch early stopping fired in (``early_stop_epoch``; ``None`` when it did not);
     * gap: ``train/acc - val/acc`` of the last epoch that logged both;
     * wall time: ``fit_seconds``.
 
@@ -188,20 +228,24 @@ def summarize_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
         ...     {"epoch": 0, "train/acc": 0.8, "val/acc": 0.7}, {"epoch": 1, "train/acc": 1.0, "val/acc": 0.75}]})["gap"]
         0.25
     """
+    metrics = upgrade(metrics)
     test = metrics.get("test") or {}
     history = metrics.get("history") or []
     out: dict[str, Any] = {
         "test_acc": _num(test.get("test/acc")),
         "test_loss": _num(test.get("test/loss")),
-        "stopped_epoch": None,
+        "last_epoch": None,
+        "early_stop_epoch": None,
         "wall_s": _num(metrics.get("fit_seconds")),
         "objective": _num(metrics.get("optimized_value")),
         "best_val_acc": None,
         "best_epoch": None,
         "gap": None,
     }
-    stopped = _num(metrics.get("stopped_epoch"))
-    out["stopped_epoch"] = int(stopped) if stopped is not None else None
+    last = _num(metrics.get("last_epoch"))
+    out["last_epoch"] = int(last) if last is not None else None
+    early = _num(metrics.get("early_stop_epoch"))
+    out["early_stop_epoch"] = int(early) if early is not None else None
     best = None
     for row in history:
         v = _num(row.get("val/acc"))
@@ -209,14 +253,15 @@ def summarize_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
             best = (v, row.get("epoch"))
     if best is not None:
         out["best_val_acc"] = best[0]
-        out["best_epoch"] = int(best[1]) if _num(best[1]) is not None else None
+        epoch = _num(best[1])
+        out["best_epoch"] = int(epoch) if epoch is not None else None
     for row in reversed(history):
         tr, va = _num(row.get("train/acc")), _num(row.get("val/acc"))
         if tr is not None and va is not None:
             out["gap"] = tr - va
             break
-    if out["stopped_epoch"] is None and history:
-        out["stopped_epoch"] = int(history[-1].get("epoch", len(history) - 1))
+    if out["last_epoch"] is None and history:
+        out["last_epoch"] = int(history[-1].get("epoch", len(history) - 1))
     return out
 
 
@@ -228,8 +273,8 @@ def read_csv_history(path: Path) -> list[dict[str, float]]:
             epoch = _num(rec.get("epoch"))
             if epoch is None:
                 continue
-            values = {k: _num(v) for k, v in rec.items() if k not in ("epoch", "step") and v not in ("", None)}
-            values = {k: v for k, v in values.items() if v is not None and not k.startswith("test/")}
+            parsed = {str(k): _num(v) for k, v in rec.items() if k not in ("epoch", "step") and v not in ("", None)}
+            values = {k: v for k, v in parsed.items() if v is not None and not k.startswith("test/")}
             if not values:
                 continue  # the test stage's row, or a row with nothing per-epoch
             row = rows.setdefault(int(epoch), {"epoch": float(int(epoch))})
@@ -272,17 +317,20 @@ def load_run(run_dir: Path) -> RunRecord:
     """Read one run directory: ``metrics.json``, ``.hydra/overrides.yaml`` and, when needed, ``csv/metrics.csv``.
 
     A job directory without ``metrics.json`` (the job was killed, or is still running) becomes a run with
-    status ``"missing"``; a ``metrics.json`` with status ``"failed"`` keeps its error message.
+    status ``"missing"``; a ``metrics.json`` with status ``"failed"`` keeps its error message, and an unreadable
+    one becomes a failed run. A ``metrics.json`` of a newer schema major version raises :class:`ReportError`.
     """
     run_dir = Path(run_dir)
     overrides = _read_yaml(run_dir / ".hydra" / "overrides.yaml") or []
-    metrics_path = run_dir / "metrics.json"
+    metrics_path = run_dir / FILE_NAME
     metrics: dict[str, Any] = {}
     if metrics_path.is_file():
         try:
-            metrics = json.loads(metrics_path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            metrics = {"status": "failed", "error": f"unreadable metrics.json: {err}"}
+            metrics = dict(read_metrics(metrics_path))
+        except SchemaVersionError as err:
+            raise ReportError(str(err)) from None
+        except MetricsFileError as err:
+            metrics = {"status": "failed", "error": str(err)}
     else:
         metrics = {"status": "missing", "error": "no metrics.json: the job did not finish (killed, or still running)"}
     config = metrics.get("config") if isinstance(metrics.get("config"), dict) else None
@@ -491,7 +539,7 @@ TABLE_HEADER = (
     "test loss",
     "best val acc",
     "best epoch",
-    "stop epoch",
+    "last epoch",
     "train−val gap",
     "wall s",
 )
@@ -513,7 +561,7 @@ def table_rows(report: Report) -> list[list[str]]:
                 _pm(c, "test_loss"),
                 _pm(c, "best_val_acc"),
                 _epoch(c, "best_epoch"),
-                _epoch(c, "stopped_epoch"),
+                _epoch(c, "last_epoch"),
                 _pm(c, "gap", 3),
                 _fmt(c.mean["wall_s"], 1),
             ]
@@ -553,8 +601,8 @@ def format_markdown(report: Report, plots: Sequence[Path] = ()) -> str:
     parts += [
         "",
         "Mean ± sample std (n − 1) over the completed runs of each configuration (runs differing only in `seed`). "
-        "Best val acc is the highest `val/acc` of an epoch and best epoch where it occurred; stop epoch is the "
-        "last epoch trained (epochs count from 0); the gap is `train/acc − val/acc` at the last epoch; wall s is "
+        "Best val acc is the highest `val/acc` of an epoch and best epoch where it occurred; last epoch is the "
+        "last epoch trained, whatever ended the fit (epochs count from 0); the gap is `train/acc − val/acc` at the last epoch; wall s is "
         "the mean fit time. "
         + (
             f"Δ is the difference in mean test accuracy from the baseline `{report.baseline.label}`, and Δ / σ_base "

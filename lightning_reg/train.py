@@ -1,23 +1,25 @@
 """Hydra entry point: ``python -m lightning_reg.train`` (or ``lightning-reg-train``).
 
-It composes ``conf/train.yaml``, instantiates data, model, optimizer, scheduler, callbacks, loggers and
-trainer, fits, tests the best checkpoint, writes ``metrics.json`` into the run directory and returns
-the optimized metric so that sweepers (Optuna) can use it.
+Hydra composes ``conf/train.yaml`` with the command line's overrides; :func:`train` then runs one job in
+named steps: :func:`prepare_run` (check the config and the run directory, set threads and the seed),
+:func:`build` (data, model with optimizer/scheduler, callbacks, loggers, trainer), :func:`fit`,
+:func:`evaluate` (test the best weights), :func:`summarize` (the :class:`~lightning_reg.metrics_file.RunMetrics`)
+and :func:`write_summary` (``metrics.json`` in the run directory). :func:`main` returns the optimized metric so
+that sweepers (Optuna) can use it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
-import json
 import logging
 import math
 import os
 import sys
 import time
 import traceback
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +27,12 @@ import hydra
 import lightning.pytorch as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
-from hydra.utils import get_object, instantiate
+from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
 from lightning_reg._lightning_internals import missing_target_reason, weights_only_kwargs
-from lightning_reg.callbacks.history import MetricsHistory, _to_float
+from lightning_reg.app_config import conf_dir, find_conf_dir, instantiate_node
+from lightning_reg.callbacks.history import MetricsHistory, to_float
 from lightning_reg.callbacks.monitor_check import MonitorCheck
 from lightning_reg.callbacks.rng_state import RNGState
 from lightning_reg.checks import (
@@ -42,50 +44,52 @@ from lightning_reg.checks import (
 )
 from lightning_reg.distributed import hydra_ddp_children, is_child_rank, write_job_config
 from lightning_reg.errors import ConfigError, check_bool, check_int, mask_secrets
+from lightning_reg.metrics_file import (
+    FILE_NAME,
+    SCHEMA_VERSION,
+    BestRecord,
+    MetricsFileError,
+    RunMetrics,
+    SchemaVersionError,
+    early_stop_epoch_of,
+    json_safe,
+    read_metrics,
+    write_metrics,
+)
 from lightning_reg.run_dir import FINISHED, RunDirError, archive_failed_record, check_run_dir, run_state
 from lightning_reg.study import trial_callbacks
 
+__all__ = [
+    "CONF_DIR",
+    "FitResult",
+    "Parts",
+    "RunSetup",
+    "Evaluation",
+    "build",
+    "build_model",
+    "conf_dir",
+    "evaluate",
+    "finished_job_value",
+    "fit",
+    "lookup_metric",
+    "main",
+    "run_job",
+    "prepare_run",
+    "summarize",
+    "threads_per_job",
+    "train",
+    "write_summary",
+]
+
 log = logging.getLogger("lightning_reg.train")
 
-
-def conf_dir() -> Path:
-    """Where ``train.yaml`` lives: inside the installed package (wheel) or at the repository top (editable)."""
-    here = Path(__file__).resolve().parent
-    for cand in (here / "conf", here.parent / "conf"):
-        if (cand / "train.yaml").is_file():
-            return cand
-    raise FileNotFoundError(f"lightning_reg's conf/ directory was not found next to {here}; reinstall the package.")
+#: The packaged ``conf/`` folder. Found without raising: when it is missing this is where it should be, and
+#: :func:`~lightning_reg.app_config.conf_dir` (called by :func:`main`) says so when the configs are needed.
+CONF_DIR = str(find_conf_dir() or Path(__file__).resolve().parent / "conf")
 
 
-CONF_DIR = str(conf_dir())
-
-
-def _as_config_error(key: str, err: BaseException) -> ConfigError:
-    if isinstance(err, ConfigError):
-        return ConfigError(f"{key}: {err}")
-    return ConfigError(f"{key}: {type(err).__name__}: {err}")
-
-
-def _instantiate(node: Any, key: str, **kwargs: Any) -> Any:
-    """Instantiate a config node; errors from the target come out as one ConfigError prefixed by ``key``.
-
-    Objects in ``kwargs`` (callbacks, optimizer factories, scheduler specs) are passed to the target
-    as they are, not merged into the config (Hydra would turn a dataclass into a dict).
-    """
-    try:
-        target = instantiate(node, _convert_="all", **({"_partial_": True} if kwargs else {}))
-    except InstantiationException as err:
-        raise _as_config_error(key, err.__cause__ or err) from None
-    if not kwargs:
-        return target
-    try:
-        return target(**kwargs)
-    except (ConfigError, TypeError, ValueError) as err:
-        raise _as_config_error(key, err) from None
-    except Exception as err:  # noqa: BLE001 - e.g. Lightning's MisconfigurationException
-        if type(err).__name__ == "MisconfigurationException":
-            raise _as_config_error(key, err) from None
-        raise
+def _callbacks(trainer: pl.Trainer) -> list[pl.Callback]:
+    return list(trainer.callbacks)  # type: ignore[attr-defined]  # set by Lightning's callback connector
 
 
 def _check_missing(cfg: DictConfig) -> None:
@@ -117,7 +121,7 @@ def build_model(cfg: DictConfig, datamodule: Any) -> pl.LightningModule:
     """Instantiate ``cfg.model``, passing optimizer/scheduler and data shape only where the model takes them."""
     target = _resolve_model_target(cfg)
     try:
-        params = inspect.signature(target).parameters
+        params: dict[str, inspect.Parameter] = dict(inspect.signature(target).parameters)
     except (TypeError, ValueError):
         params = {}
     takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
@@ -130,7 +134,7 @@ def build_model(cfg: DictConfig, datamodule: Any) -> pl.LightningModule:
         if not node:
             continue
         if key in params or takes_kwargs:
-            kwargs[key] = _instantiate(node, key)
+            kwargs[key] = instantiate_node(node, key)
         else:
             log.warning(
                 "%s does not take `%s`; it configures its own optimizers, so the `%s` config group is not used.",
@@ -139,7 +143,7 @@ def build_model(cfg: DictConfig, datamodule: Any) -> pl.LightningModule:
                 key,
             )
     try:
-        model = _instantiate(cfg.model, "model", **kwargs)
+        model = instantiate_node(cfg.model, "model", **kwargs)
     except ConfigError as err:
         passed = [k for k in ("optimizer", "scheduler") if k in kwargs and k not in params and f"'{k}'" in str(err)]
         if takes_kwargs and passed:
@@ -158,7 +162,7 @@ def build_model(cfg: DictConfig, datamodule: Any) -> pl.LightningModule:
 
 
 def _instantiate_dict(node: Any, group: str, base: type) -> list[Any]:
-    out = []
+    out: list[Any] = []
     if not node:
         return out
     for name, sub in node.items():
@@ -170,7 +174,7 @@ def _instantiate_dict(node: Any, group: str, base: type) -> list[Any]:
                 f"`{group}.{name}._target_` = {sub['_target_']!r}: {why}. Upgrade Lightning "
                 f"(pip install 'lightning>=2.6') or remove `{group}.{name}`."
             )
-        obj = _instantiate(sub, f"{group}.{name}")
+        obj = instantiate_node(sub, f"{group}.{name}")
         if not isinstance(obj, base):
             raise ConfigError(f"`{group}.{name}._target_` must build a {base.__name__}; got {type(obj).__name__}.")
         out.append(obj)
@@ -180,28 +184,21 @@ def _instantiate_dict(node: Any, group: str, base: type) -> list[Any]:
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
     out = {}
     for k, v in metrics.items():
-        f = _to_float(v)
+        f = to_float(v)
         if f is not None:
             out[k] = f
     return dict(sorted(out.items()))
 
 
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return str(obj)
-    if isinstance(obj, str) and "://" in obj:
-        return mask_secrets(obj)
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
+def _str_keys(container: Any) -> dict[str, Any]:
+    return {str(k): v for k, v in container.items()} if isinstance(container, dict) else {}
 
 
 def _plain(node: Any) -> dict[str, Any]:
-    if not isinstance(node, DictConfig):
+    plain = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else None
+    if not isinstance(plain, dict):
         return {}
-    return {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if not str(k).startswith("_")}
+    return {str(k): v for k, v in plain.items() if not str(k).startswith("_")}
 
 
 def _check_settings(cfg: DictConfig) -> None:
@@ -239,7 +236,7 @@ def build(cfg: DictConfig) -> Parts:
     """
     _check_missing(cfg)
     _check_settings(cfg)
-    datamodule = _instantiate(cfg.data, "data")
+    datamodule = instantiate_node(cfg.data, "data")
     model = build_model(cfg, datamodule)
     if check_bool("test", cfg.get("test", True)) and type(model).test_step is pl.LightningModule.test_step:
         raise ConfigError(
@@ -253,7 +250,7 @@ def build(cfg: DictConfig) -> Parts:
     callbacks.append(MonitorCheck(extra=[("optimized_metric", str(m)) for m in names if m and "/" in str(m)]))
     callbacks += trial_callbacks(cfg.get("optimized_metric"))
     loggers = _instantiate_dict(cfg.get("logger"), "logger", pl.loggers.Logger)
-    trainer: pl.Trainer = _instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+    trainer: pl.Trainer = instantiate_node(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
     return Parts(datamodule, model, trainer, history)
 
 
@@ -266,7 +263,7 @@ def threads_per_job() -> int | None:
     """
     if not HydraConfig.initialized():
         return None
-    launcher = HydraConfig.get().get("launcher") or {}
+    launcher = getattr(HydraConfig.get(), "launcher", None) or {}
     target = str(launcher.get("_target_", ""))
     n_jobs = launcher.get("n_jobs")
     if "joblib" not in target.lower() or not isinstance(n_jobs, int):
@@ -280,19 +277,55 @@ if not OmegaConf.has_resolver("lightning_reg_threads_per_job"):
     OmegaConf.register_new_resolver("lightning_reg_threads_per_job", threads_per_job)
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Run one training job from a composed config and return what goes into ``metrics.json``.
+@dataclass
+class RunSetup:
+    """What :func:`prepare_run` settles before anything is built: where the run writes, what it resumes."""
 
-    Example:
-        >>> from hydra import compose, initialize_config_dir
-        >>> with initialize_config_dir(CONF_DIR, version_base="1.3"):  # doctest: +SKIP
-        ...     cfg = compose("train", overrides=["trainer=debug", "paths.output_dir=/tmp/run"])
-        >>> metrics = train(cfg)  # doctest: +SKIP
+    output_dir: Path
+    ckpt_path: Path | None = None
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.output_dir / FILE_NAME
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` leaves for the later steps, collected before testing (testing a checkpoint restores
+    callback state from that checkpoint)."""
+
+    metrics: dict[str, float]
+    seconds: float
+    history: list[dict[str, float]]
+    callback_reports: dict[str, Any]
+    epochs_completed: int
+    global_step: int
+    should_stop: bool
+    monitor: str | None
+    mode: str
+    best_row: dict[str, float] | None
+    best_path: str
+    pruned_epoch: int | None
+    trial_callback: Any = None
+
+
+@dataclass
+class Evaluation:
+    """What :func:`evaluate` tested (``None`` when it did not) and the ``test/*`` metrics it got."""
+
+    tested: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def prepare_run(cfg: DictConfig) -> RunSetup:
+    """Check the composed config and the run directory, then set the thread count and the seed.
+
+    Raises :class:`~lightning_reg.errors.ConfigError` or :class:`~lightning_reg.run_dir.RunDirError` before
+    anything is built or written.
     """
     _check_missing(cfg)
     output_dir = Path(cfg.paths.output_dir)
-    metrics_path = output_dir / "metrics.json"
-    ckpt_path = _check_output_dir(cfg, output_dir)
+    setup = RunSetup(output_dir, _check_output_dir(cfg, output_dir))
     _check_settings(cfg)
     threads = cfg.get("torch_threads")
     if threads is not None:
@@ -302,61 +335,87 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             # variable, so they get the same share; a value in the environment wins.
             os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     pl.seed_everything(cfg.seed, workers=True)
-    parts = build(cfg)
-    datamodule, model, trainer, history = parts.datamodule, parts.model, parts.trainer, parts.history
-    if ckpt_path is not None:
-        check_resume_checkpoint(ckpt_path, model)
+    return setup
 
+
+def fit(cfg: DictConfig, parts: Parts, setup: RunSetup) -> FitResult:
+    """``trainer.fit`` (resuming ``setup.ckpt_path``; DDP children started under Hydra), then collect its results."""
+    trainer = parts.trainer
     started = time.perf_counter()
     if not is_child_rank():
-        output_dir.mkdir(parents=True, exist_ok=True)
-        if ckpt_path is not None:
-            archive_failed_record(output_dir)
+        setup.output_dir.mkdir(parents=True, exist_ok=True)
+        if setup.ckpt_path is not None:
+            archive_failed_record(setup.output_dir)
     if HydraConfig.initialized() and not is_child_rank():
-        ddp_ctx = hydra_ddp_children(write_job_config(cfg, output_dir), output_dir)
+        ddp_ctx: contextlib.AbstractContextManager[Any] = hydra_ddp_children(
+            write_job_config(cfg, setup.output_dir), setup.output_dir
+        )
     else:
         ddp_ctx = contextlib.nullcontext()
     with ddp_ctx:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
-    fit_metrics = _scalars(trainer.callback_metrics)
-    fit_seconds = time.perf_counter() - started
-    # Collect callback state (history, summaries, best epoch) now: testing a checkpoint restores callback
-    # state from that checkpoint.
-    rows = [dict(r) for r in history.history]
+        trainer.fit(
+            parts.model, datamodule=parts.datamodule, ckpt_path=str(setup.ckpt_path) if setup.ckpt_path else None
+        )
+    metrics = _scalars(trainer.callback_metrics)
+    seconds = time.perf_counter() - started
     callback_reports: dict[str, Any] = {}
-    for cb in trainer.callbacks:
+    for cb in _callbacks(trainer):
         report = getattr(cb, "run_summary", None)
         if callable(report):
             callback_reports[getattr(cb, "state_key", type(cb).__name__)] = report()
-    epochs_completed, global_step, should_stop = trainer.current_epoch, trainer.global_step, trainer.should_stop
     ckpt_cb = trainer.checkpoint_callback
     monitor = getattr(ckpt_cb, "monitor", None) or cfg.get("optimized_metric")
     mode = getattr(ckpt_cb, "mode", "max")
-    best_row = history.best(monitor, mode) if monitor else None
+    trial_cb = next((cb for cb in _callbacks(trainer) if type(cb).__name__ == "TrialPruning"), None)
+    return FitResult(
+        metrics=metrics,
+        seconds=seconds,
+        history=[dict(r) for r in parts.history.history],
+        callback_reports=callback_reports,
+        epochs_completed=trainer.current_epoch,
+        global_step=trainer.global_step,
+        should_stop=bool(trainer.should_stop),
+        monitor=monitor,
+        mode=mode,
+        best_row=parts.history.best(monitor, mode) if monitor else None,
+        best_path=getattr(ckpt_cb, "best_model_path", "") or "",
+        pruned_epoch=getattr(trial_cb, "pruned_epoch", None),
+        trial_callback=trial_cb,
+    )
 
-    best_path = getattr(ckpt_cb, "best_model_path", "") or ""
-    test_metrics: dict[str, float] = {}
-    tested = None
-    restored = [cb for cb in trainer.callbacks if getattr(cb, "restore_best_weights", False)]
-    if restored or not getattr(ckpt_cb, "monitor", None):
+
+def evaluate(cfg: DictConfig, parts: Parts, fitted: FitResult) -> Evaluation:
+    """Test the best weights (``test=true`` and not pruned): those a callback restored, else the best checkpoint
+    of a monitored ``ModelCheckpoint``, else the final weights."""
+    trainer = parts.trainer
+    if not check_bool("test", cfg.get("test", True)) or fitted.pruned_epoch is not None:
+        return Evaluation()
+    restored = [cb for cb in _callbacks(trainer) if getattr(cb, "restore_best_weights", False)]
+    if restored or not getattr(trainer.checkpoint_callback, "monitor", None):
         # Weights a callback restored (or, with no monitored checkpoint, the final ones) are what to test:
         # loading a checkpoint file here would overwrite them.
-        best_path_to_test = ""
+        path = ""
     else:
-        best_path_to_test = best_path
-    trial_cb = next((cb for cb in trainer.callbacks if type(cb).__name__ == "TrialPruning"), None)
-    pruned_epoch = getattr(trial_cb, "pruned_epoch", None)
-    if check_bool("test", cfg.get("test", True)) and pruned_epoch is None:
-        tested = best_path_to_test or ("restored-best-weights" if restored else "final-weights")
-        trainer.test(
-            model,
-            datamodule=datamodule,
-            ckpt_path=best_path_to_test or None,
-            **weights_only_kwargs(True if best_path_to_test else None),
-        )
-        test_metrics = {k: v for k, v in _scalars(trainer.callback_metrics).items() if k.startswith("test/")}
+        path = fitted.best_path
+    kwargs: dict[str, Any] = dict(weights_only_kwargs(True if path else None))
+    trainer.test(parts.model, datamodule=parts.datamodule, ckpt_path=path or None, **kwargs)
+    metrics = {k: v for k, v in _scalars(trainer.callback_metrics).items() if k.startswith("test/")}
+    return Evaluation(path or ("restored-best-weights" if restored else "final-weights"), metrics)
 
-    diverged = sorted(k for k, v in fit_metrics.items() if k.endswith("loss") and not math.isfinite(v))
+
+def diverged_losses(metrics: dict[str, float]) -> list[str]:
+    """The ``*loss`` metrics that are not finite (a diverged run).
+
+    Example:
+        >>> diverged_losses({"train/loss": float("nan"), "val/loss": 0.3, "val/acc": float("nan")})
+        ['train/loss']
+    """
+    return sorted(k for k, v in metrics.items() if k.endswith("loss") and not math.isfinite(v))
+
+
+def summarize(cfg: DictConfig, trainer: pl.Trainer, fitted: FitResult, tested: Evaluation) -> RunMetrics:
+    """The run's :class:`~lightning_reg.metrics_file.RunMetrics` (what ``metrics.json`` holds); warns when it diverged."""
+    diverged = diverged_losses(fitted.metrics)
     if diverged:
         log.error("the run diverged: %s not finite at the end of fit; status 'diverged'", ", ".join(diverged))
         print(
@@ -365,53 +424,90 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             file=sys.stderr,
             flush=True,
         )
-    summary: dict[str, Any] = {
-        "status": "diverged" if diverged else ("completed" if pruned_epoch is None else "pruned"),
-        "seed": cfg.seed,
-        "final": fit_metrics,
-        "test": test_metrics,
-        "best": {
-            "monitor": monitor,
-            "mode": mode,
-            "score": _to_float(getattr(ckpt_cb, "best_model_score", None)) if ckpt_cb else None,
-            "epoch": int(best_row["epoch"]) if best_row else None,
-            "metrics": best_row,
-            "checkpoint": best_path or None,
-            "tested": tested,
-        },
-        "stopped_epoch": max(epochs_completed - 1, 0),
-        "epochs_completed": epochs_completed,
-        "global_step": global_step,
-        "should_stop": bool(should_stop),
-        "fit_seconds": fit_seconds,
-        "world_size": trainer.world_size,
-        "callbacks": callback_reports,
-        "history": rows,
-        "config": OmegaConf.to_container(cfg, resolve=True),
+    ckpt_cb = trainer.checkpoint_callback
+    best: BestRecord = {
+        "monitor": fitted.monitor,
+        "mode": fitted.mode,
+        "score": to_float(getattr(ckpt_cb, "best_model_score", None)) if ckpt_cb else None,
+        "epoch": int(fitted.best_row["epoch"]) if fitted.best_row else None,
+        "metrics": fitted.best_row,
+        "checkpoint": fitted.best_path or None,
+        "tested": tested.tested,
     }
-    if pruned_epoch is not None:
-        summary["pruned_epoch"] = pruned_epoch
+    config = OmegaConf.to_container(cfg, resolve=True)
+    summary: RunMetrics = {
+        "schema_version": SCHEMA_VERSION,
+        "status": "diverged" if diverged else ("completed" if fitted.pruned_epoch is None else "pruned"),
+        "seed": cfg.seed,
+        "final": fitted.metrics,
+        "test": tested.metrics,
+        "best": best,
+        "last_epoch": max(fitted.epochs_completed - 1, 0),
+        "early_stop_epoch": early_stop_epoch_of(fitted.callback_reports),
+        "epochs_completed": fitted.epochs_completed,
+        "global_step": fitted.global_step,
+        "should_stop": fitted.should_stop,
+        "fit_seconds": fitted.seconds,
+        "world_size": trainer.world_size,
+        "callbacks": fitted.callback_reports,
+        "history": fitted.history,
+        "config": _str_keys(config),
+    }
+    if fitted.pruned_epoch is not None:
+        summary["pruned_epoch"] = fitted.pruned_epoch
     optimized = cfg.get("optimized_metric")
     if OmegaConf.is_list(optimized) or isinstance(optimized, (list, tuple)):
-        optimized = [str(m) for m in optimized]
-        summary["optimized_metric"] = optimized
-        summary["optimized_value"] = [lookup_metric(summary, m) for m in optimized]
+        names = [str(m) for m in optimized]
+        summary["optimized_metric"] = names
+        summary["optimized_value"] = [lookup_metric(summary, m) for m in names]
     else:
         summary["optimized_metric"] = optimized
         summary["optimized_value"] = lookup_metric(summary, optimized)
-    if trial_cb is not None:
-        trial_cb.record(summary["status"], epochs_completed, str(output_dir.absolute()))
-    if trainer.is_global_zero:
-        metrics_path.write_text(json.dumps(_json_safe(summary), indent=2))
-        log_dirs = sorted({str(lg.log_dir) for lg in trainer.loggers if getattr(lg, "log_dir", None)})
-        print(
-            f"\nlightning_reg: test/acc={test_metrics.get('test/acc', float('nan')):.4f} "
-            f"test/loss={test_metrics.get('test/loss', float('nan')):.4f} "
-            f"(stopped after epoch {summary['stopped_epoch']}, {fit_seconds:.1f}s of training)\n"
-            f"lightning_reg: logs in {', '.join(log_dirs) or '(no logger)'}\n"
-            f"lightning_reg: metrics.json written to {metrics_path}",
-            flush=True,
-        )
+    return summary
+
+
+def write_summary(summary: RunMetrics, trainer: pl.Trainer, fitted: FitResult, setup: RunSetup) -> None:
+    """Record the trial (Optuna sweeps), write ``metrics.json`` and print where the results went (rank 0)."""
+    if fitted.trial_callback is not None:
+        fitted.trial_callback.record(summary["status"], fitted.epochs_completed, str(setup.output_dir.absolute()))
+    if not trainer.is_global_zero:
+        return
+    write_metrics(setup.metrics_path, summary)
+    test = summary["test"]
+    log_dirs = sorted({str(lg.log_dir) for lg in trainer.loggers if getattr(lg, "log_dir", None)})
+    stop = summary["early_stop_epoch"]
+    print(
+        f"\nlightning_reg: test/acc={test.get('test/acc', float('nan')):.4f} "
+        f"test/loss={test.get('test/loss', float('nan')):.4f} "
+        f"(last epoch {summary['last_epoch']}{', early stop' if stop is not None else ''}, "
+        f"{fitted.seconds:.1f}s of training)\n"
+        f"lightning_reg: logs in {', '.join(log_dirs) or '(no logger)'}\n"
+        f"lightning_reg: metrics.json written to {setup.metrics_path}",
+        flush=True,
+    )
+
+
+def train(cfg: DictConfig) -> RunMetrics:
+    """Run one training job from a composed config and return what goes into ``metrics.json``.
+
+    The steps: check the config and the run directory (:func:`prepare_run`), build the parts (:func:`build`),
+    fit (:func:`fit`), test the best weights (:func:`evaluate`), summarize (:func:`summarize`) and write
+    ``metrics.json`` (:func:`write_summary`).
+
+    Example:
+        >>> from hydra import compose, initialize_config_dir
+        >>> with initialize_config_dir(CONF_DIR, version_base="1.3"):  # doctest: +SKIP
+        ...     cfg = compose("train", overrides=["trainer=debug", "paths.output_dir=/tmp/run"])
+        >>> metrics = train(cfg)  # doctest: +SKIP
+    """
+    setup = prepare_run(cfg)
+    parts = build(cfg)
+    if setup.ckpt_path is not None:
+        check_resume_checkpoint(setup.ckpt_path, parts.model)
+    fitted = fit(cfg, parts, setup)
+    tested = evaluate(cfg, parts, fitted)
+    summary = summarize(cfg, parts.trainer, fitted, tested)
+    write_summary(summary, parts.trainer, fitted, setup)
     return summary
 
 
@@ -440,11 +536,13 @@ def finished_job_value(cfg: DictConfig) -> tuple[bool, float | None]:
     if run_state(output_dir) != FINISHED:
         return False, None
     try:
-        stored = json.loads((output_dir / "metrics.json").read_text())
-    except (OSError, ValueError):
+        stored: dict[str, Any] = dict(read_metrics(output_dir / FILE_NAME))
+    except SchemaVersionError:
+        raise  # written by a newer lightning_reg: not this one's to judge
+    except MetricsFileError:
         stored = {}
-    now = _json_safe(OmegaConf.to_container(cfg, resolve=True))
-    before = stored.get("config") if isinstance(stored, dict) else None
+    now = json_safe(OmegaConf.to_container(cfg, resolve=True))
+    before = stored.get("config")
     if isinstance(before, dict):
         before = {k: v for k, v in before.items() if k != "ckpt_path"}
         now = {k: v for k, v in now.items() if k != "ckpt_path"}
@@ -457,7 +555,7 @@ def finished_job_value(cfg: DictConfig) -> tuple[bool, float | None]:
     return True, (float(value) if isinstance(value, (int, float)) and status == "completed" else None)
 
 
-def lookup_metric(summary: dict[str, Any], name: str | None) -> float | None:
+def lookup_metric(summary: Mapping[str, Any], name: str | None) -> float | None:
     """Find ``name`` among test, best and final metrics, in that order (``val/*`` prefers the best epoch)."""
     if not name:
         return None
@@ -475,21 +573,19 @@ def lookup_metric(summary: dict[str, Any], name: str | None) -> float | None:
 def _record_failure(cfg: DictConfig, err: BaseException) -> None:
     try:
         out = Path(cfg.paths.output_dir)
-        if (out / "metrics.json").exists():
+        if (out / FILE_NAME).exists():
             return
         out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(
-            json.dumps(
-                {
-                    "status": "failed",
-                    "error": mask_secrets(f"{type(err).__name__}: {err}"),
-                    "traceback": mask_secrets(traceback.format_exc()),
-                    "seed": cfg.get("seed"),
-                    "config": _json_safe(OmegaConf.to_container(cfg, resolve=False)),
-                },
-                indent=2,
-            )
-        )
+        config = OmegaConf.to_container(cfg, resolve=False)
+        record: RunMetrics = {
+            "schema_version": SCHEMA_VERSION,
+            "status": "failed",
+            "error": mask_secrets(f"{type(err).__name__}: {err}"),
+            "traceback": mask_secrets(traceback.format_exc()),
+            "seed": cfg.get("seed"),
+            "config": _str_keys(config),
+        }
+        write_metrics(out / FILE_NAME, record)
     except Exception:  # noqa: BLE001 - never mask the real error
         log.exception("could not record the failure in metrics.json")
 
@@ -514,12 +610,24 @@ def _clean_process_after_job() -> Iterator[None]:
         os.environ.update(saved)
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
-def main(cfg: DictConfig) -> float | list[float] | None:
-    """Train from the command line; return the optimized metric for sweepers."""
-    from hydra.types import RunMode
+def main() -> Any:
+    """Train from the command line (``python -m lightning_reg.train``, ``lightning-reg-train``).
 
-    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    Looks for the packaged configs first: a broken installation is one clear error (exit status 2), not a
+    failure at import. Hydra then composes ``train.yaml`` and runs :func:`run_job` once, or once per job of a
+    multirun.
+    """
+    try:
+        config_path = str(conf_dir())
+    except FileNotFoundError as err:
+        print(f"lightning_reg: error: {err}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    return hydra.main(version_base="1.3", config_path=config_path, config_name="train")(run_job)()
+
+
+def run_job(cfg: DictConfig) -> float | list[float] | None:
+    """One Hydra job: train, record a failure in ``metrics.json``; return the optimized metric for sweepers."""
+    multirun = _is_multirun()
     try:
         if multirun and not is_child_rank():
             done, value = finished_job_value(cfg)
@@ -545,7 +653,7 @@ def main(cfg: DictConfig) -> float | list[float] | None:
             # which the Optuna sweeper counts as a failed trial.
             log.error(
                 "run failed and is recorded in %s: %s: %s",
-                Path(cfg.paths.output_dir) / "metrics.json",
+                Path(cfg.paths.output_dir) / FILE_NAME,
                 type(err).__name__,
                 err,
                 exc_info=not isinstance(err, ConfigError),
@@ -556,10 +664,10 @@ def main(cfg: DictConfig) -> float | list[float] | None:
             print(mask_secrets(f"lightning_reg: error: {err}"), file=sys.stderr, flush=True)
             sys.exit(2)
         raise
-    value = summary.get("optimized_value")
-    if isinstance(value, list):
-        return None if any(v is None for v in value) else [float(v) for v in value]
-    return float(value) if value is not None else None
+    optimized = summary.get("optimized_value")
+    if isinstance(optimized, list):
+        return None if any(v is None for v in optimized) else [float(v) for v in optimized if v is not None]
+    return float(optimized) if optimized is not None else None
 
 
 if __name__ == "__main__":

@@ -96,7 +96,7 @@ def test_groups_by_configuration_ignoring_seed_and_compares_with_the_baseline(tm
     assert report.baseline is report.configs[2]
 
 
-def test_summarize_metrics_finds_best_val_epoch_stop_epoch_and_final_gap() -> None:
+def test_summarize_metrics_finds_best_val_epoch_last_epoch_and_final_gap() -> None:
     hist = [
         {"epoch": 0, "train/acc": 0.5, "val/acc": 0.6},
         {"epoch": 1, "train/acc": 0.8, "val/acc": 0.75},
@@ -104,10 +104,20 @@ def test_summarize_metrics_finds_best_val_epoch_stop_epoch_and_final_gap() -> No
         {"epoch": 3, "train/acc": 1.0, "val/acc": 0.7},
     ]
     out = rep.summarize_metrics(
-        {"test": {"test/acc": 0.71, "test/loss": 0.9}, "history": hist, "stopped_epoch": 3, "fit_seconds": 4.5}
+        {
+            "schema_version": "1.0",
+            "test": {"test/acc": 0.71, "test/loss": 0.9},
+            "history": hist,
+            "last_epoch": 3,
+            "early_stop_epoch": 3,
+            "fit_seconds": 4.5,
+        }
     )
     assert out["best_val_acc"] == 0.75 and out["best_epoch"] == 1  # first epoch reaching the best
-    assert out["stopped_epoch"] == 3
+    assert (out["last_epoch"], out["early_stop_epoch"]) == (3, 3)
+    # A file written before schema 1.0 called the last epoch trained `stopped_epoch`.
+    legacy = rep.summarize_metrics({"test": {"test/acc": 0.71}, "history": hist, "stopped_epoch": 2})
+    assert (legacy["last_epoch"], legacy["early_stop_epoch"]) == (2, None)
     assert out["gap"] == pytest.approx(0.3)
     assert (out["test_acc"], out["test_loss"], out["wall_s"]) == (0.71, 0.9, 4.5)
 

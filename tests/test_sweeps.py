@@ -105,7 +105,7 @@ def test_grid_with_joblib_writes_a_report_whose_numbers_match_the_runs(tmp_path:
         assert float(row["test_acc_mean"]) == pytest.approx(acc_mean, abs=1e-12)
         assert float(row["test_acc_std"]) == pytest.approx(acc_std, abs=1e-12)
         assert float(row["test_loss_mean"]) == pytest.approx(loss_mean, abs=1e-12)
-        assert float(row["stopped_epoch_mean"]) == statistics.fmean(m["stopped_epoch"] for m in ms) == 2
+        assert float(row["last_epoch_mean"]) == statistics.fmean(m["last_epoch"] for m in ms) == 2
         assert float(row["wall_s_mean"]) == pytest.approx(statistics.fmean(m["fit_seconds"] for m in ms))
         assert float(row["delta_test_acc"]) == pytest.approx(acc_mean - base_mean, abs=1e-12)
         if base_std > 0:

@@ -11,8 +11,16 @@ from typing_extensions import override
 
 from lightning_reg.callbacks.log_helpers import warn_if_state_missing
 
+__all__ = ["MetricsHistory", "to_float"]
 
-def _to_float(v: Any) -> float | None:
+
+def to_float(v: Any) -> float | None:
+    """A logged value as a Python float: a one-element tensor or a number; ``None`` for anything else.
+
+    Example:
+        >>> to_float(torch.tensor([0.5])), to_float(3), to_float(True), to_float(torch.zeros(2))
+        (0.5, 3.0, None, None)
+    """
     if isinstance(v, torch.Tensor):
         if v.numel() != 1:
             return None
@@ -48,7 +56,7 @@ class MetricsHistory(pl.Callback):
     def _row(self, trainer: pl.Trainer) -> dict[str, float]:
         row: dict[str, float] = {"epoch": float(trainer.current_epoch), "step": float(trainer.global_step)}
         for key, value in trainer.callback_metrics.items():
-            f = _to_float(value)
+            f = to_float(value)
             if f is not None:
                 row[key] = f
         return row

@@ -8,7 +8,6 @@ metrics appear only for confirmed winners, whose seeds were not part of the sear
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from lightning_reg.metrics_file import FILE_NAME, read_metrics
 from lightning_reg.study.engine import ATTR, mask_url, open_storage
 from lightning_reg.study.worker import summarize_values
 
@@ -168,9 +168,9 @@ def load_study_report(storage_url: str, study_name: str) -> StudyReport:
     for row in rep.confirm:
         tests = []
         for d in row.get("job_dirs") or []:
-            path = Path(d or "") / "metrics.json"
+            path = Path(d or "") / FILE_NAME
             if path.is_file():
-                tests.append(json.loads(path.read_text()).get("test", {}).get("test/acc"))
+                tests.append(read_metrics(path).get("test", {}).get("test/acc"))
         row["test"] = summarize_values(tests)
     return rep
 
