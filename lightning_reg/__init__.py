@@ -2,40 +2,106 @@
 
 Callbacks and mixins that work on any LightningModule, DataModules with augmentation, and pure schedule
 objects. See README.md for the Hydra entry point (``python -m lightning_reg.train``).
+
+The names below are imported on first use (PEP 562), so ``import lightning_reg`` (which every
+``python -m lightning_reg.<tool>`` does first) does not load Lightning; ``--help`` of the tools stays fast.
+
+Example:
+    >>> import lightning_reg
+    >>> lightning_reg.WeightPenalty.__module__
+    'lightning_reg.callbacks.weight_penalty'
 """
 
 __version__ = "0.1.0"
 
-from lightning_reg.callbacks.checkpoint import AtomicModelCheckpoint
-from lightning_reg.callbacks.early_stopping import EarlyStopping
-from lightning_reg.callbacks.rng_state import RNGState
-from lightning_reg.callbacks.scheduled_dropout import ScheduledDropout
-from lightning_reg.callbacks.stochastic_depth import StochasticDepth
-from lightning_reg.callbacks.weight_penalty import MaxNorm, WeightPenalty
-from lightning_reg.data import (
-    AugmentationMixin,
-    AugmentConfig,
-    CIFAR10DataModule,
-    DigitsDataModule,
-    FashionMNISTDataModule,
-    ImageFolderDataModule,
-    MNISTDataModule,
-)
-from lightning_reg.penalty_mixin import PenaltyLossMixin
-from lightning_reg.schedules import (
-    Constant,
-    Cosine,
-    Curriculum,
-    Early,
-    Exponential,
-    FromCallable,
-    Late,
-    Linear,
-    Milestones,
-    Schedule,
-    as_schedule,
-    make_schedule,
-)
+import importlib
+import importlib.util
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lightning_reg.callbacks.checkpoint import AtomicModelCheckpoint
+    from lightning_reg.callbacks.early_stopping import EarlyStopping
+    from lightning_reg.callbacks.rng_state import RNGState
+    from lightning_reg.callbacks.scheduled_dropout import ScheduledDropout
+    from lightning_reg.callbacks.stochastic_depth import StochasticDepth
+    from lightning_reg.callbacks.weight_penalty import MaxNorm, WeightPenalty
+    from lightning_reg.data import (
+        AugmentationMixin,
+        AugmentConfig,
+        CIFAR10DataModule,
+        DigitsDataModule,
+        FashionMNISTDataModule,
+        ImageFolderDataModule,
+        MNISTDataModule,
+    )
+    from lightning_reg.penalty_mixin import PenaltyLossMixin
+    from lightning_reg.schedules import (
+        Constant,
+        Cosine,
+        Curriculum,
+        Early,
+        Exponential,
+        FromCallable,
+        Late,
+        Linear,
+        Milestones,
+        Schedule,
+        as_schedule,
+        make_schedule,
+    )
+
+#: Where each public name lives; :func:`__getattr__` imports it from there on first use.
+_HOMES = {
+    "AtomicModelCheckpoint": "lightning_reg.callbacks.checkpoint",
+    "EarlyStopping": "lightning_reg.callbacks.early_stopping",
+    "RNGState": "lightning_reg.callbacks.rng_state",
+    "ScheduledDropout": "lightning_reg.callbacks.scheduled_dropout",
+    "StochasticDepth": "lightning_reg.callbacks.stochastic_depth",
+    "MaxNorm": "lightning_reg.callbacks.weight_penalty",
+    "WeightPenalty": "lightning_reg.callbacks.weight_penalty",
+    "AugmentationMixin": "lightning_reg.data",
+    "AugmentConfig": "lightning_reg.data",
+    "CIFAR10DataModule": "lightning_reg.data",
+    "DigitsDataModule": "lightning_reg.data",
+    "FashionMNISTDataModule": "lightning_reg.data",
+    "ImageFolderDataModule": "lightning_reg.data",
+    "MNISTDataModule": "lightning_reg.data",
+    "PenaltyLossMixin": "lightning_reg.penalty_mixin",
+    **dict.fromkeys(
+        (
+            "Constant",
+            "Cosine",
+            "Curriculum",
+            "Early",
+            "Exponential",
+            "FromCallable",
+            "Late",
+            "Linear",
+            "Milestones",
+            "Schedule",
+            "as_schedule",
+            "make_schedule",
+        ),
+        "lightning_reg.schedules",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is not None:
+        value = getattr(importlib.import_module(home), name)
+    elif not name.startswith("__") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        value = importlib.import_module(f"{__name__}.{name}")  # a submodule: lightning_reg.callbacks, ...
+    else:
+        raise AttributeError(f"module 'lightning_reg' has no attribute {name!r}")
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOMES})
+
 
 __all__ = [
     # callbacks and mixins

@@ -316,7 +316,8 @@ def test_real_mnist_subset(mnist_root: Path) -> None:
     assert xa.shape == (128, 1, 28, 28)
 
 
-def test_preview_writes_a_png_grid(tmp_path: Path) -> None:
+def test_preview_writes_a_labelled_png_grid_of_enlarged_digits(tmp_path: Path) -> None:
+    import numpy as np
     from PIL import Image
 
     from lightning_reg.preview import main
@@ -324,8 +325,42 @@ def test_preview_writes_a_png_grid(tmp_path: Path) -> None:
     out = tmp_path / "grid.png"
     assert main(["augment=keras_seed", "--out", str(out), "--images", "3", "--draws", "4"]) == 0
     with Image.open(out) as img:
-        assert img.size == (5 * 10 + 2, 3 * 10 + 2)  # 8x8 digits with 2-pixel padding
+        img.load()
+        text, (width, height), pixels = dict(img.text), img.size, np.asarray(img.convert("L"))
+    # Was 52x32 (5 x 3 cells of 8x8 with 2-pixel padding, no labels). Now 64x64 cells, 4-pixel gaps, a wider gap
+    # before the draws, 8-pixel margins, and a header for the title and the column labels above the cells.
+    assert width == 8 + 5 * 64 + 3 * 4 + 20 + 8
+    header = height - 8 - (3 * 64 + 2 * 4) - 8
+    assert header >= 30
+    assert text["Columns"] == "original | draw 1 | draw 2 | draw 3 | draw 4"
+    assert text["Title"].startswith("DigitsDataModule, augment: ")
+    for option in ("rotation_range=20", "width_shift_range=0.2", "height_shift_range=0.2", "horizontal_flip=True"):
+        assert option in text["Title"]
+    # The labels are drawn: dark pixels in the header band, none in the margin above it.
+    assert (pixels[8 : 8 + header] < 100).sum() > 100 and (pixels[:6] > 250).all()
+    # The originals' column is set apart: a grey line in the middle of the wider gap, along the cells.
+    line = pixels[8 + header :, 8 + 64 + 10]
+    assert ((line > 100) & (line < 160)).mean() > 0.9
     assert main(["augment=keras_seed", "data.augment.rotation_range=-1", "--out", str(out)]) == 2
+
+
+def test_preview_cells_are_nearest_neighbour_enlargements() -> None:
+    import numpy as np
+
+    from lightning_reg.preview import grid_layout, render_grid
+
+    tiles = torch.rand(2 * 3, 1, 8, 8)
+    img = render_grid(tiles, 2, 3, "augment: none", ["original", "draw 1", "draw 2"])
+    pixels = np.asarray(img.convert("L")).astype(int)
+    layout = grid_layout(2, 3, 64, 64, 0)
+    header = img.size[1] - layout.height
+    assert img.size[0] == layout.width
+    for i in range(6):
+        row, col = divmod(i, 3)
+        x, y = layout.cell_origin(row, col)
+        cell = pixels[header + y : header + y + 64, x : x + 64]
+        expected = (tiles[i, 0] * 255).round().numpy().astype(int).repeat(8, 0).repeat(8, 1)
+        assert np.abs(cell - expected).max() <= 1, (row, col)
 
 
 def test_benchmark_quick_smoke() -> None:
