@@ -12,8 +12,9 @@ Epoch fields (epochs count from 0, as Lightning does), two distinct meanings:
 * ``last_epoch``: the last epoch trained, whatever ended the fit (``max_epochs``, early stopping, pruning,
   a time limit). Files before schema 1.0 called it ``stopped_epoch``.
 * ``early_stop_epoch``: the epoch in which an early-stopping callback decided to stop, ``None`` when none did.
-  It is the ``stopped_epoch`` of :class:`~lightning_reg.EarlyStopping`'s own summary (under ``callbacks``),
-  which is the same epoch as ``last_epoch`` when early stopping ended the fit.
+  It is the ``stopped_epoch`` of :class:`~lightning_reg.EarlyStopping`'s own summary (under ``callbacks``), or
+  of Lightning's ``EarlyStopping``; the earliest when several stopped. It equals ``last_epoch`` when early
+  stopping ended the fit, and is earlier when the trainer went on (``min_epochs``).
 
 Example:
     >>> import tempfile

@@ -306,6 +306,7 @@ class FitResult:
     best_row: dict[str, float] | None
     best_path: str
     pruned_epoch: int | None
+    early_stop_epoch: int | None = None
     trial_callback: Any = None
 
 
@@ -380,8 +381,20 @@ def fit(cfg: DictConfig, parts: Parts, setup: RunSetup) -> FitResult:
         best_row=parts.history.best(monitor, mode) if monitor else None,
         best_path=getattr(ckpt_cb, "best_model_path", "") or "",
         pruned_epoch=getattr(trial_cb, "pruned_epoch", None),
+        early_stop_epoch=_early_stop_epoch(_callbacks(trainer), callback_reports),
         trial_callback=trial_cb,
     )
+
+
+def _early_stop_epoch(callbacks: list[pl.Callback], reports: dict[str, Any]) -> int | None:
+    """The epoch early stopping fired in: from our EarlyStopping's summary, or Lightning's own ``stopped_epoch``
+    (which is 0 until it stops, so a stop of Lightning's callback in epoch 0 is not told apart)."""
+    epochs = [e for e in (early_stop_epoch_of(reports),) if e is not None]
+    for cb in callbacks:
+        if isinstance(cb, pl.callbacks.EarlyStopping) and not callable(getattr(cb, "run_summary", None)):
+            if int(cb.stopped_epoch) > 0:
+                epochs.append(int(cb.stopped_epoch))
+    return min(epochs) if epochs else None
 
 
 def evaluate(cfg: DictConfig, parts: Parts, fitted: FitResult) -> Evaluation:
@@ -443,7 +456,7 @@ def summarize(cfg: DictConfig, trainer: pl.Trainer, fitted: FitResult, tested: E
         "test": tested.metrics,
         "best": best,
         "last_epoch": max(fitted.epochs_completed - 1, 0),
-        "early_stop_epoch": early_stop_epoch_of(fitted.callback_reports),
+        "early_stop_epoch": fitted.early_stop_epoch,
         "epochs_completed": fitted.epochs_completed,
         "global_step": fitted.global_step,
         "should_stop": fitted.should_stop,

@@ -123,6 +123,22 @@ def test_entry_point_writes_last_epoch_and_early_stop_epoch(compose_cfg, tmp_pat
     assert written["early_stop_epoch"] == es["stopped_epoch"]
     assert written["last_epoch"] == written["epochs_completed"] - 1 >= written["early_stop_epoch"]
 
+    # Lightning's own EarlyStopping (no run_summary): its stopped_epoch. min_delta=1 on an accuracy: no epoch
+    # after the first improves, so patience 1 runs out in epoch 1.
+    cfg = compose_cfg(
+        *FAST,
+        "trainer.max_epochs=6",
+        "+callbacks.plain_es._target_=lightning.pytorch.callbacks.EarlyStopping",
+        "+callbacks.plain_es.monitor=val/acc",
+        "+callbacks.plain_es.mode=max",
+        "+callbacks.plain_es.patience=1",
+        "+callbacks.plain_es.min_delta=1.0",
+        output_dir=tmp_path / "lightning_es",
+    )
+    train(cfg)
+    written = json.loads((tmp_path / "lightning_es" / "metrics.json").read_text())
+    assert (written["early_stop_epoch"], written["last_epoch"]) == (1, 1)
+
 
 def test_a_finished_job_of_a_newer_schema_is_not_judged(compose_cfg, tmp_path: Path) -> None:
     cfg = compose_cfg(*FAST, output_dir=tmp_path / "done")
