@@ -12,6 +12,10 @@ from lightning_reg.errors import ConfigError
 from lightning_reg.penalties import PenaltySpec, Selector, penalty_value
 from lightning_reg.schedules import ScheduleLike
 
+__all__ = [
+    "PenaltyLossMixin",
+]
+
 
 class PenaltyLossMixin:
     """Adds ``l1·Σ|w| + l2·Σw²`` to the loss from inside a LightningModule (penalty-in-loss).

@@ -34,6 +34,11 @@ from lightning_reg.dropout import (
 from lightning_reg.errors import ConfigError, check_choice, check_int
 from lightning_reg.schedules import UNITS, Schedule, ScheduleLike, as_schedule, probe_points
 
+__all__ = [
+    "ScheduledDropout",
+    "check_rates",
+]
+
 
 def check_rates(schedule: Schedule, horizon: int = 10_000) -> None:
     """Raise :class:`ConfigError` if ``schedule`` leaves ``[0, 1)`` anywhere in ``[0, horizon]``.
