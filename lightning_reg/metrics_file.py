@@ -13,8 +13,9 @@ Epoch fields (epochs count from 0, as Lightning does), two distinct meanings:
   a time limit). Files before schema 1.0 called it ``stopped_epoch``.
 * ``early_stop_epoch``: the epoch in which an early-stopping callback decided to stop, ``None`` when none did.
   It is the ``stopped_epoch`` of :class:`~lightning_reg.EarlyStopping`'s own summary (under ``callbacks``), or
-  of Lightning's ``EarlyStopping``; the earliest when several stopped. It equals ``last_epoch`` when early
-  stopping ended the fit, and is earlier when the trainer went on (``min_epochs``).
+  of Lightning's ``EarlyStopping``; the earliest when several stopped. When early stopping ended the fit it
+  is the same epoch as ``last_epoch`` (a stop that ``min_epochs`` defers counts in the epoch it takes effect);
+  ``last_epoch`` alone does not tell an early stop from a fit that ran to ``max_epochs``.
 
 Example:
     >>> import tempfile
