@@ -88,6 +88,12 @@ class TrialRow:
     pruned_epoch: int | None
     job_dir: str | None
 
+    def objective(self, k: int = 0) -> float:
+        """The ``k``-th objective's value, for a row that has values (the tables and plots select those)."""
+        if not self.values:
+            raise ValueError(f"trial {self.number} ({self.state}) has no objective value.")
+        return self.values[k]
+
 
 @dataclass
 class StudyReport:
@@ -110,7 +116,7 @@ class StudyReport:
         """Finished trials with a value, best first (by the first objective)."""
         sign = -1.0 if self.directions[0] == "maximize" else 1.0
         scored = [r for r in self.rows if r.values and r.state in ("complete", "pruned")]
-        return sorted(scored, key=lambda r: (r.state != "complete", sign * r.values[0], r.number))
+        return sorted(scored, key=lambda r: (r.state != "complete", sign * r.objective(), r.number))
 
 
 def load_study_report(storage_url: str, study_name: str) -> StudyReport:
