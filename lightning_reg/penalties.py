@@ -78,6 +78,8 @@ MODES = ("gradient", "proximal", "decoupled")
 
 Selector = type | str
 ScheduleLike = Schedule | float | int | Mapping[str, Any] | Callable[[float], float] | None
+#: What torch's fused ``_foreach_*`` ops accept: a list or a tuple of tensors (not any sequence).
+TensorList = list[Tensor] | tuple[Tensor, ...]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -443,7 +445,7 @@ def penalty_value(l1_params: Sequence[Tensor], l2_params: Sequence[Tensor], l1: 
 
 
 @torch.no_grad()
-def l1_norm(params: Sequence[Tensor]) -> Tensor:
+def l1_norm(params: TensorList) -> Tensor:
     """``Σ|w|`` over a tensor list, as a float32 scalar (no autograd)."""
     if not params:
         return torch.zeros(())
@@ -451,7 +453,7 @@ def l1_norm(params: Sequence[Tensor]) -> Tensor:
 
 
 @torch.no_grad()
-def sq_l2_norm(params: Sequence[Tensor]) -> Tensor:
+def sq_l2_norm(params: TensorList) -> Tensor:
     """``Σw²`` over a tensor list, as a float32 scalar (no autograd)."""
     if not params:
         return torch.zeros(())
@@ -465,7 +467,7 @@ def count_zeros(params: Sequence[Tensor]) -> int:
 
 
 @torch.no_grad()
-def add_penalty_grad_(params: Sequence[Tensor], grads: Sequence[Tensor], l1: float, l2: float) -> None:
+def add_penalty_grad_(params: TensorList, grads: TensorList, l1: float, l2: float) -> None:
     """In place: ``grad += l1·sign(w) + 2·l2·w`` for every (param, grad) pair, with fused foreach ops.
 
     Example:
@@ -476,7 +478,7 @@ def add_penalty_grad_(params: Sequence[Tensor], grads: Sequence[Tensor], l1: flo
     penalty_grad_inplace(params, grads, l1, l2)
 
 
-def penalty_grad_inplace(params: Sequence[Tensor], grads: Sequence[Tensor], l1: float, l2: float) -> None:
+def penalty_grad_inplace(params: TensorList, grads: TensorList, l1: float, l2: float) -> None:
     """:func:`add_penalty_grad_` without its ``no_grad`` wrapper, for a caller already under ``torch.no_grad()``
     (a callback hook doing several buckets in one context)."""
     if not params:
@@ -488,7 +490,7 @@ def penalty_grad_inplace(params: Sequence[Tensor], grads: Sequence[Tensor], l1: 
 
 
 @torch.no_grad()
-def soft_threshold_(params: Sequence[Tensor], threshold: float) -> None:
+def soft_threshold_(params: TensorList, threshold: float) -> None:
     """In place: ``w ← sign(w)·max(|w| − t, 0)``, the proximal map of ``t·|w|``; gives exact zeros.
 
     Computed as ``w − clamp(w, −t, t)``: entries with ``|w| <= t`` become exactly ``w − w = 0``.
@@ -506,7 +508,7 @@ def soft_threshold_(params: Sequence[Tensor], threshold: float) -> None:
 
 
 @torch.no_grad()
-def decoupled_step_(params: Sequence[Tensor], lr: float, l1: float, l2: float) -> None:
+def decoupled_step_(params: TensorList, lr: float, l1: float, l2: float) -> None:
     """In place: ``w ← w − lr·(l1·sign(w) + 2·l2·w)``, the penalty's gradient step outside the optimizer.
 
     With only ``l2`` this is AdamW's decay ``w ← w·(1 − lr·λ)`` with ``λ = 2·l2``.

@@ -352,13 +352,13 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
                 if l1 == 0.0 and l2 == 0.0:
                     continue
                 # `.grad` is read every step: zero_grad(set_to_none=True) gives new gradient tensors.
-                grads = [p.grad for p in bucket.params]
-                if any(g is None for g in grads):
-                    params = [p for p, g in zip(bucket.params, grads) if g is not None]
-                    grads = [g for g in grads if g is not None]
-                else:
+                maybe_grads = [p.grad for p in bucket.params]
+                grads = [g for g in maybe_grads if g is not None]
+                if len(grads) == len(maybe_grads):
                     params = bucket.params
-                penalty_grad_inplace(params, grads, l1, l2)  # type: ignore[arg-type]
+                else:
+                    params = [p for p, g in zip(bucket.params, maybe_grads) if g is not None]
+                penalty_grad_inplace(params, grads, l1, l2)
 
     @override
     def _after_optimizer_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
