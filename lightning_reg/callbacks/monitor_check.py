@@ -6,6 +6,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 
+from lightning_reg._lightning_internals import trainer_callbacks
 from lightning_reg.checks import check_monitored
 
 
@@ -29,7 +30,7 @@ class MonitorCheck(pl.Callback):
 
     def _names(self, trainer: pl.Trainer) -> list[tuple[str, str]]:
         names: list[tuple[str, str]] = []
-        for cb in trainer.callbacks:
+        for cb in trainer_callbacks(trainer):
             monitor = getattr(cb, "monitor", None)
             if isinstance(monitor, str) and monitor:
                 names.append((f"{type(cb).__name__}.monitor", monitor))
