@@ -28,6 +28,7 @@ def check_optimizer_args(target: Any, args: Mapping[str, Any], key: str = "optim
     """
     import torch
 
+    params: Mapping[str, inspect.Parameter]
     try:
         params = inspect.signature(target).parameters
     except (TypeError, ValueError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +47,7 @@ class SchedulerSpec:
         kwargs: dict[str, Any] = {}
         func = self.scheduler.func if isinstance(self.scheduler, functools.partial) else self.scheduler
         given = self.scheduler.keywords if isinstance(self.scheduler, functools.partial) else {}
+        params: Mapping[str, inspect.Parameter]
         try:
             params = inspect.signature(func).parameters
         except (TypeError, ValueError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -154,5 +155,8 @@ class ClassifierModule(pl.LightningModule):
         optimizer = factory(self.parameters())
         if self.scheduler_spec is None:
             return optimizer
-        total = self.trainer.estimated_stepping_batches if attached_trainer(self) is not None else None
+        total: int | None = None  # the run length, when known (an unbounded run estimates inf)
+        if attached_trainer(self) is not None:
+            steps = self.trainer.estimated_stepping_batches
+            total = int(steps) if math.isfinite(steps) else None
         return {"optimizer": optimizer, "lr_scheduler": self.scheduler_spec.build(optimizer, total_steps=total)}
