@@ -43,6 +43,27 @@ from torch import nn
 from lightning_reg._torch_internals import child_module
 from lightning_reg.errors import ConfigError
 
+__all__ = [
+    "DROPOUT_TYPES",
+    "DROP_PROB",
+    "FLOAT_RATE_ATTRS",
+    "INJECTED_NAME",
+    "RATE_ATTRS",
+    "DropoutTarget",
+    "InjectedDropout",
+    "as_list",
+    "depth_levels",
+    "depth_rates",
+    "find_dropout_modules",
+    "float_rate_attributes",
+    "inject_dropout",
+    "injected_names",
+    "is_injected",
+    "module_type_names",
+    "rate_attribute",
+    "unscheduled_rates",
+]
+
 #: The modules whose ``p`` is the drop rate, targeted by default.
 DROPOUT_TYPES: tuple[type[nn.Module], ...] = (
     nn.Dropout,

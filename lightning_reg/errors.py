@@ -11,6 +11,17 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+__all__ = [
+    "ConfigError",
+    "check_bool",
+    "check_choice",
+    "check_fraction",
+    "check_int",
+    "check_non_negative",
+    "check_range",
+    "mask_secrets",
+]
+
 
 class ConfigError(ValueError):
     """A bad argument or config value. Subclasses :class:`ValueError` so generic handlers still catch it."""

@@ -12,6 +12,8 @@ from torch.optim import Optimizer
 
 from lightning_reg.errors import ConfigError, check_choice, check_int
 
+__all__ = ["SchedulerSpec"]
+
 
 @dataclass
 class SchedulerSpec:

@@ -56,6 +56,36 @@ from lightning_reg._torch_internals import CONV_TRANSPOSE_TYPES, CONV_TYPES, NOR
 from lightning_reg.errors import ConfigError, check_choice, check_non_negative
 from lightning_reg.schedules import Schedule, as_schedule
 
+__all__ = [
+    "EMBEDDING_TYPES",
+    "KERNEL_TYPES",
+    "MODES",
+    "NORM_TYPES",
+    "PenalizedParam",
+    "PenaltySpec",
+    "ScheduleLike",
+    "Selector",
+    "Selectors",
+    "TensorList",
+    "add_penalty_grad_",
+    "check_mode",
+    "count_zeros",
+    "decoupled_step_",
+    "describe_parameters",
+    "l1_norm",
+    "max_norm_",
+    "max_norm_inplace",
+    "no_weight_decay_patterns",
+    "owned_parameters",
+    "penalty_grad_inplace",
+    "penalty_value",
+    "select_parameters",
+    "selection_summary",
+    "soft_threshold_",
+    "sq_l2_norm",
+    "unit_dim",
+]
+
 #: Module types whose ``ndim >= 2`` parameters are penalized by default ("kernels").
 KERNEL_TYPES: tuple[type[nn.Module], ...] = (
     nn.Linear,

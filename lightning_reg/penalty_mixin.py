@@ -12,6 +12,8 @@ from lightning_reg._lightning_internals import attached_trainer
 from lightning_reg.errors import ConfigError
 from lightning_reg.penalties import PenaltySpec, ScheduleLike, Selector, penalty_value
 
+__all__ = ["PenaltyLossMixin"]
+
 
 class PenaltyLossMixin:
     """Adds ``l1·Σ|w| + l2·Σw²`` to the loss from inside a LightningModule (penalty-in-loss).

@@ -35,6 +35,7 @@ from collections.abc import Callable, Mapping
 
 import torch
 from torch import Tensor, nn
+from typing_extensions import override
 
 from lightning_reg._torch_internals import child_module
 from lightning_reg.dropout import module_type_names
@@ -87,9 +88,11 @@ class ResidualDrop(nn.Module):
         super().__init__()
         self.drop_prob = float(check_range("drop_prob", drop_prob, 0.0, 1.0, high_inclusive=False))
 
+    @override
     def forward(self, x: Tensor) -> Tensor:
         return drop_residual(x, self.drop_prob, self.training)
 
+    @override
     def extra_repr(self) -> str:
         return f"drop_prob={self.drop_prob:.3f}"
 
@@ -237,4 +240,14 @@ def inject_stochastic_depth(
     return added
 
 
-__all__ = ["ResidualDrop", "drop_residual", "find_residual_blocks", "inject_stochastic_depth"]
+__all__ = [
+    "BlockPolicy",
+    "BranchEnd",
+    "INJECTED_NAME",
+    "TORCHVISION_BLOCKS",
+    "ResidualDrop",
+    "block_kinds",
+    "drop_residual",
+    "find_residual_blocks",
+    "inject_stochastic_depth",
+]

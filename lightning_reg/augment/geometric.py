@@ -15,6 +15,16 @@ import torch.nn.functional as F
 
 from lightning_reg.augment.config import AugmentConfig
 
+__all__ = [
+    "AFFINE_KEYS",
+    "affine_matrices",
+    "angle_of",
+    "apply_geometry",
+    "sample_affine_params",
+    "sampling_grid",
+    "warp_affine",
+]
+
 AFFINE_KEYS = ("angle", "shift_x", "shift_y", "shear", "zoom_x", "zoom_y", "hflip", "vflip", "crop_x", "crop_y")
 
 

@@ -25,6 +25,8 @@ if TYPE_CHECKING:  # the mixin always sits before a LightningDataModule in the b
 else:
     _DataModuleBase = object
 
+__all__ = ["AugmentationMixin", "check_soft_targets", "with_augmentation"]
+
 # Distinct, fixed stream per rank: rank r draws from seed + RANK_STRIDE * r.
 RANK_STRIDE = 1_000_003
 

@@ -14,6 +14,8 @@ import torch
 
 from lightning_reg.errors import ConfigError
 
+__all__ = ["Standardizer", "as_float_images", "channel_stats", "fit_standardizer", "zca_matrix"]
+
 CHUNK = 4096
 
 

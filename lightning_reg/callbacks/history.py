@@ -11,6 +11,8 @@ from typing_extensions import override
 
 from lightning_reg.callbacks.log_helpers import warn_if_state_missing
 
+__all__ = ["MetricsHistory"]
+
 
 def _to_float(v: Any) -> float | None:
     if isinstance(v, torch.Tensor):

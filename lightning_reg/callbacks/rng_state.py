@@ -13,6 +13,8 @@ from typing_extensions import override
 from lightning_reg._lightning_internals import replaying_epoch_end
 from lightning_reg.callbacks.log_helpers import warn_if_state_missing
 
+__all__ = ["RNGState", "capture_rng_state", "restore_rng_state"]
+
 
 def capture_rng_state() -> dict[str, Any]:
     """Python, NumPy, torch CPU (and CUDA) RNG states as plain types and tensors (``weights_only``-safe)."""

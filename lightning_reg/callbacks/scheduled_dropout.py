@@ -34,6 +34,8 @@ from lightning_reg.dropout import (
 from lightning_reg.errors import ConfigError, check_choice, check_int
 from lightning_reg.schedules import UNITS, Schedule, _probe_points, as_schedule
 
+__all__ = ["ScheduleLike", "ScheduledDropout", "check_rates"]
+
 ScheduleLike = Schedule | float | Mapping[Any, Any] | Callable[[float], float]
 
 

@@ -91,6 +91,7 @@ class StochasticDepth(ScheduledDropout):
         """Qualified names of the :class:`ResidualDrop` modules in the model (known after ``setup``)."""
         return list(self._wrapped)
 
+    @override
     def _discover(self, pl_module: pl.LightningModule) -> None:
         added = inject_stochastic_depth(pl_module, p=self.schedule.at(0, 0), blocks=self.blocks, names=self.block_names)
         self._wrapped = [n for n, m in pl_module.named_modules() if isinstance(m, ResidualDrop)]

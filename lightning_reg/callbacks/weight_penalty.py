@@ -386,6 +386,7 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
                 decoupled_step_(bucket.params, lr, bucket.l1 * scale, bucket.l2 * scale)
 
     # ---------------------------------------------------------------------------------------- logging
+    @override
     def measure(self) -> dict[str, float]:
         """Current penalty values (``reg/l1``, ``reg/l2``), L1 sparsity and scale, over the penalized weights."""
         scale = self._scale
@@ -564,6 +565,7 @@ class MaxNorm(_StepHooksMixin, pl.Callback):
                     backoff[id(param)] = 0
         self._steps += 1
 
+    @override
     def measure(self) -> dict[str, float]:
         """Largest unit norm over the constrained weights."""
         norms = [_unit_norms(p, d).max() for plan in self._plans.values() for p, d in plan]

@@ -12,6 +12,8 @@ from lightning_reg.models.classifier import ClassifierModule, OptimizerFactory, 
 from lightning_reg.models.mlp import _seq
 from lightning_reg.optim import SchedulerSpec
 
+__all__ = ["CNNClassifier"]
+
 
 class CNNClassifier(ClassifierModule):
     """(Conv → [BatchNorm] → act → [MaxPool 2×2]) × N → Flatten → [Dropout] → (Linear → act) × M → Linear.

@@ -11,6 +11,8 @@ from lightning_reg.errors import ConfigError, check_int, check_range
 from lightning_reg.models.classifier import ClassifierModule, OptimizerFactory, make_activation
 from lightning_reg.optim import SchedulerSpec
 
+__all__ = ["MLPClassifier"]
+
 
 class MLPClassifier(ClassifierModule):
     """Flatten → [Dropout(input)] → (Linear → [BatchNorm] → act → [Dropout]) × N → Linear.

@@ -19,7 +19,7 @@ from lightning_reg.report_plots import _pyplot, save_figure
 if TYPE_CHECKING:
     from lightning_reg.study.report import StudyReport
 
-__all__ = ["plot_study", "pareto_mask"]
+__all__ = ["pareto_mask", "plot_history", "plot_importances", "plot_params", "plot_pareto", "plot_study"]
 
 
 def pareto_mask(points: list[tuple[float, float]], directions: list[str]) -> list[bool]:

@@ -24,6 +24,7 @@ from lightning_reg.study.worker import summarize_values
 
 __all__ = [
     "StudyReport",
+    "TrialRow",
     "format_study_markdown",
     "load_study_report",
     "sig",
@@ -79,6 +80,18 @@ def study_of_sweep_dir(sweep_dir: Path) -> tuple[str, str] | None:
 
 @dataclass
 class TrialRow:
+    """One trial as the study report shows it: state, objective values, parameters, epochs and job directory.
+
+    Example:
+        >>> row = TrialRow(3, "complete", [0.91], {"optimizer.lr": 0.01}, 10, 10, None, "3")
+        >>> row.objective()
+        0.91
+        >>> TrialRow(4, "fail", None, {}, None, None, None, None).objective()
+        Traceback (most recent call last):
+        ...
+        ValueError: trial 4 (fail) has no objective value.
+    """
+
     number: int
     state: str
     values: list[float] | None

@@ -46,7 +46,17 @@ from lightning_reg.study.engine import (
 from lightning_reg.study.link import TrialLink, fold_means
 from lightning_reg.study.search_space import SearchSpace
 
-__all__ = ["JobOutcome", "JobSpec", "StudyWorker", "Variant", "fold_variants", "seed_variants", "summarize_values"]
+__all__ = [
+    "JobOutcome",
+    "JobSpec",
+    "StudyWorker",
+    "Variant",
+    "fold_variants",
+    "group_key",
+    "node_rank",
+    "seed_variants",
+    "summarize_values",
+]
 
 log = logging.getLogger("lightning_reg.study")
 
