@@ -144,6 +144,19 @@ def test_mixin_penalty_equals_hand_written_value():
         type("Bare", (PenaltyLossMixin, TinyModule), {})().penalty_loss()
 
 
+def test_mixin_on_a_plain_module_computes_the_penalty_but_cannot_log_it():
+    class PlainNet(PenaltyLossMixin, nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(3, 2)
+            self.configure_penalty(l2=0.5)
+
+    net = PlainNet()
+    torch.testing.assert_close(net.penalty_loss(), 0.5 * net.fc.weight.pow(2).sum())
+    with pytest.raises(ConfigError, match=r"penalty_loss\(log=True\)`.*PlainNet is not a LightningModule"):
+        net.penalty_loss(log=True)
+
+
 # --------------------------------------------------------------------------- several optimizers, manual
 class TwoOptimizers(pl.LightningModule):
     """Manual optimization, one backward, two optimizers (different LRs) stepping their own halves."""
