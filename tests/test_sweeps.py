@@ -355,6 +355,7 @@ def test_report_callback_writes_the_report_of_the_runs_in_the_sweep_dir(tmp_path
             f"variant/regularizers_digits={variant}",
             "seed=1",
             "trainer=debug",
+            "trainer.max_epochs=2",
         ]
         cfg = compose_full(*overrides, tmp_path=tmp_path)
         job_dir = sweep / str(job)
