@@ -44,6 +44,8 @@ __all__ = [
     "legacy_state_key",
     "missing_target_reason",
     "replaying_epoch_end",
+    "trainer_callbacks",
+    "trainer_log_every_n_steps",
     "trainer_of_closure",
     "weight_averaging_class",
     "weights_only_kwargs",
@@ -119,6 +121,35 @@ def missing_target_reason(target: str) -> str | None:
     return f"{target.rsplit('.', 1)[-1]} needs Lightning >= {needs}; the installed Lightning is {LIGHTNING_VERSION}"
 
 
+# --- Public Trainer attributes that Trainer's type does not declare ------------------------------------------
+# Lightning's connectors assign ``trainer.callbacks`` and ``trainer.log_every_n_steps`` in ``Trainer.__init__``
+# (``_CallbackConnector.on_trainer_init``, ``_LoggerConnector.on_trainer_init``); both are documented, but the
+# ``Trainer`` class never declares them, so a type checker cannot see them. Read them here, typed, once.
+
+
+def trainer_callbacks(trainer: pl.Trainer) -> list[pl.Callback]:
+    """``trainer.callbacks``, typed.
+
+    Example:
+        >>> mine = pl.Callback()
+        >>> mine in trainer_callbacks(pl.Trainer(logger=False, callbacks=[mine]))
+        True
+    """
+    callbacks: list[pl.Callback] = trainer.callbacks  # type: ignore[attr-defined]  # assigned by the connector, undeclared
+    return callbacks
+
+
+def trainer_log_every_n_steps(trainer: pl.Trainer) -> int:
+    """``trainer.log_every_n_steps``, typed.
+
+    Example:
+        >>> trainer_log_every_n_steps(pl.Trainer(logger=False, log_every_n_steps=7))
+        7
+    """
+    every: int = trainer.log_every_n_steps  # type: ignore[attr-defined]  # assigned by the connector, undeclared
+    return every
+
+
 # --- LightningModule / Callback ------------------------------------------------------------------------------
 
 
@@ -177,7 +208,7 @@ def averaging_callbacks(trainer: pl.Trainer) -> list[pl.Callback]:
         []
     """
     cls = weight_averaging_class()
-    return [] if cls is None else [cb for cb in trainer.callbacks if isinstance(cb, cls)]  # type: ignore[attr-defined]
+    return [] if cls is None else [cb for cb in trainer_callbacks(trainer) if isinstance(cb, cls)]
 
 
 def evaluated_module(trainer: pl.Trainer) -> nn.Module:

@@ -12,6 +12,15 @@ from typing import Any
 
 from lightning_reg.errors import ConfigError, check_int, check_range
 
+__all__ = [
+    "check_monitored",
+    "check_optimizer_args",
+    "check_resume_checkpoint",
+    "check_scheduler_args",
+    "check_seed",
+    "check_trainer_args",
+]
+
 # Scheduler arguments that count epochs or steps (torch accepts 0 and then divides by it mid-epoch).
 SCHEDULER_COUNTS = {"step_size": 1, "T_max": 1, "T_0": 1, "total_steps": 1, "step_size_up": 1, "total_iters": 0}
 
@@ -28,6 +37,7 @@ def check_optimizer_args(target: Any, args: Mapping[str, Any], key: str = "optim
     """
     import torch
 
+    params: Mapping[str, inspect.Parameter]
     try:
         params = inspect.signature(target).parameters
     except (TypeError, ValueError):

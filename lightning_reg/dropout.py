@@ -33,14 +33,36 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from lightning_reg._torch_internals import child_module
 from lightning_reg.errors import ConfigError
+
+__all__ = [
+    "DROPOUT_TYPES",
+    "DROP_PROB",
+    "FLOAT_RATE_ATTRS",
+    "INJECTED_NAME",
+    "RATE_ATTRS",
+    "DropoutTarget",
+    "InjectedDropout",
+    "as_list",
+    "depth_levels",
+    "depth_rates",
+    "find_dropout_modules",
+    "float_rate_attributes",
+    "inject_dropout",
+    "injected_names",
+    "is_injected",
+    "module_type_names",
+    "rate_attribute",
+    "unscheduled_rates",
+]
 
 #: The modules whose ``p`` is the drop rate, targeted by default.
 DROPOUT_TYPES: tuple[type[nn.Module], ...] = (
@@ -167,7 +189,7 @@ def unscheduled_rates(model: nn.Module, targets: Sequence[DropoutTarget]) -> lis
     ids = {(id(t.module), t.attr) for t in targets}
     out: list[str] = []
     initial: set[float] = set()
-    configs: dict[int, tuple[str, object]] = {}
+    configs: dict[int, tuple[str, Callable[[], Mapping[str, Any]]]] = {}  # by id(config): (module name, to_dict)
     for name, module in model.named_modules():
         for attr, value in vars(module).items():
             if attr.startswith("_") or "drop" not in attr.lower() or not _is_rate(value):
@@ -182,10 +204,11 @@ def unscheduled_rates(model: nn.Module, targets: Sequence[DropoutTarget]) -> lis
         if attr is not None:
             initial.add(round(float(getattr(module, attr)), 6))
         config = vars(module).get("config")
-        if config is not None and callable(getattr(config, "to_dict", None)):
-            configs.setdefault(id(config), (name, config))
-    for name, config in configs.values():
-        for key, value in sorted(config.to_dict().items()):  # type: ignore[attr-defined]
+        to_dict = getattr(config, "to_dict", None)
+        if config is not None and callable(to_dict):
+            configs.setdefault(id(config), (name, to_dict))
+    for name, to_dict in configs.values():
+        for key, value in sorted(to_dict().items()):
             if (
                 ("dropout" in key or "pdrop" in key)
                 and _is_rate(value)

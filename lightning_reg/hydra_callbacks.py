@@ -12,6 +12,9 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
+from typing_extensions import override
+
+__all__ = ["ReportCallback", "RunDirCallback"]
 
 log = logging.getLogger("lightning_reg.report")
 
@@ -29,6 +32,7 @@ class RunDirCallback(Callback):
     with status 2.
     """
 
+    @override
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         from lightning_reg.errors import ConfigError
         from lightning_reg.run_dir import check_run_dir
@@ -41,6 +45,7 @@ class RunDirCallback(Callback):
         except ConfigError as err:
             _refuse(err)
 
+    @override
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from lightning_reg.errors import ConfigError
         from lightning_reg.run_dir import check_sweep_dir
@@ -91,6 +96,7 @@ class ReportCallback(Callback):
         self._interrupted = False
         self._prev_sigint: Any = None
 
+    @override
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._sweep_dir = Path(config.hydra.sweep.dir)
         self._ended = False
@@ -117,6 +123,7 @@ class ReportCallback(Callback):
         why = "interrupted (SIGINT)" if self._interrupted else "ended early (aborted before its last job)"
         self._write(self._sweep_dir, interrupted=why)
 
+    @override
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         self._ended = True
         if not self.enabled:

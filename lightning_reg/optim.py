@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from torch.optim import Optimizer
 
 from lightning_reg.errors import ConfigError, check_choice, check_int
+
+__all__ = ["SchedulerSpec"]
 
 
 @dataclass
@@ -47,6 +49,7 @@ class SchedulerSpec:
         kwargs: dict[str, Any] = {}
         func = self.scheduler.func if isinstance(self.scheduler, functools.partial) else self.scheduler
         given = self.scheduler.keywords if isinstance(self.scheduler, functools.partial) else {}
+        params: Mapping[str, inspect.Parameter]
         try:
             params = inspect.signature(func).parameters
         except (TypeError, ValueError):

@@ -83,6 +83,36 @@ __all__ = [
     "unit_dim",
 ]
 
+__all__ = [
+    "EMBEDDING_TYPES",
+    "KERNEL_TYPES",
+    "MODES",
+    "NORM_TYPES",
+    "PenalizedParam",
+    "PenaltySpec",
+    "ScheduleLike",
+    "Selector",
+    "Selectors",
+    "TensorList",
+    "add_penalty_grad_",
+    "check_mode",
+    "count_zeros",
+    "decoupled_step_",
+    "describe_parameters",
+    "l1_norm",
+    "max_norm_",
+    "max_norm_inplace",
+    "no_weight_decay_patterns",
+    "owned_parameters",
+    "penalty_grad_inplace",
+    "penalty_value",
+    "select_parameters",
+    "selection_summary",
+    "soft_threshold_",
+    "sq_l2_norm",
+    "unit_dim",
+]
+
 #: Module types whose ``ndim >= 2`` parameters are penalized by default ("kernels").
 KERNEL_TYPES: tuple[type[nn.Module], ...] = (
     nn.Linear,
@@ -104,6 +134,8 @@ NORM_TYPES: tuple[type[nn.Module], ...] = (
 MODES = ("gradient", "proximal", "decoupled")
 
 Selector = type | str
+#: What torch's fused ``_foreach_*`` ops accept: a list or a tuple of tensors (not any sequence).
+TensorList = list[Tensor] | tuple[Tensor, ...]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -469,7 +501,7 @@ def penalty_value(l1_params: Sequence[Tensor], l2_params: Sequence[Tensor], l1: 
 
 
 @torch.no_grad()
-def l1_norm(params: Sequence[Tensor]) -> Tensor:
+def l1_norm(params: TensorList) -> Tensor:
     """``Σ|w|`` over a tensor list, as a float32 scalar (no autograd)."""
     if not params:
         return torch.zeros(())
@@ -477,7 +509,7 @@ def l1_norm(params: Sequence[Tensor]) -> Tensor:
 
 
 @torch.no_grad()
-def sq_l2_norm(params: Sequence[Tensor]) -> Tensor:
+def sq_l2_norm(params: TensorList) -> Tensor:
     """``Σw²`` over a tensor list, as a float32 scalar (no autograd)."""
     if not params:
         return torch.zeros(())
@@ -491,7 +523,7 @@ def count_zeros(params: Sequence[Tensor]) -> int:
 
 
 @torch.no_grad()
-def add_penalty_grad_(params: Sequence[Tensor], grads: Sequence[Tensor], l1: float, l2: float) -> None:
+def add_penalty_grad_(params: TensorList, grads: TensorList, l1: float, l2: float) -> None:
     """In place: ``grad += l1·sign(w) + 2·l2·w`` for every (param, grad) pair, with fused foreach ops.
 
     Example:
@@ -502,7 +534,7 @@ def add_penalty_grad_(params: Sequence[Tensor], grads: Sequence[Tensor], l1: flo
     penalty_grad_inplace(params, grads, l1, l2)
 
 
-def penalty_grad_inplace(params: Sequence[Tensor], grads: Sequence[Tensor], l1: float, l2: float) -> None:
+def penalty_grad_inplace(params: TensorList, grads: TensorList, l1: float, l2: float) -> None:
     """:func:`add_penalty_grad_` without its ``no_grad`` wrapper, for a caller already under ``torch.no_grad()``
     (a callback hook doing several buckets in one context)."""
     if not params:
@@ -514,7 +546,7 @@ def penalty_grad_inplace(params: Sequence[Tensor], grads: Sequence[Tensor], l1: 
 
 
 @torch.no_grad()
-def soft_threshold_(params: Sequence[Tensor], threshold: float) -> None:
+def soft_threshold_(params: TensorList, threshold: float) -> None:
     """In place: ``w ← sign(w)·max(|w| − t, 0)``, the proximal map of ``t·|w|``; gives exact zeros.
 
     Computed as ``w − clamp(w, −t, t)``: entries with ``|w| <= t`` become exactly ``w − w = 0``.
@@ -532,7 +564,7 @@ def soft_threshold_(params: Sequence[Tensor], threshold: float) -> None:
 
 
 @torch.no_grad()
-def decoupled_step_(params: Sequence[Tensor], lr: float, l1: float, l2: float) -> None:
+def decoupled_step_(params: TensorList, lr: float, l1: float, l2: float) -> None:
     """In place: ``w ← w − lr·(l1·sign(w) + 2·l2·w)``, the penalty's gradient step outside the optimizer.
 
     With only ``l2`` this is AdamW's decay ``w ← w·(1 − lr·λ)`` with ``λ = 2·l2``.

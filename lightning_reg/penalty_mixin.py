@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 
@@ -15,6 +16,8 @@ from lightning_reg.schedules import ScheduleLike
 __all__ = [
     "PenaltyLossMixin",
 ]
+
+__all__ = ["PenaltyLossMixin"]
 
 
 class PenaltyLossMixin:
@@ -105,6 +108,10 @@ class PenaltyLossMixin:
         terms = [penalty_value(ps, ps, l1 * scale, l2 * scale) for l1, l2, ps in self._resolve_penalty()]
         total = torch.stack(terms).sum() if len(terms) > 1 else terms[0]
         if log:
-            log_fn = self.log  # type: ignore[attr-defined]
-            log_fn("reg/penalty", total.detach(), on_step=True, on_epoch=False, batch_size=1)
+            if not isinstance(self, pl.LightningModule):
+                raise ConfigError(
+                    f"`penalty_loss(log=True)` logs with LightningModule.log; {type(self).__name__} is not a "
+                    "LightningModule. Use log=False and log the returned value yourself."
+                )
+            self.log("reg/penalty", total.detach(), on_step=True, on_epoch=False, batch_size=1)
         return total

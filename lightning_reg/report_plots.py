@@ -16,6 +16,18 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from lightning_reg.report import ConfigSummary, Report
 
+__all__ = [
+    "MAX_PANELS",
+    "MissingMatplotlib",
+    "curve_band",
+    "plot_all",
+    "plot_loss_curves",
+    "plot_optimization_history",
+    "plot_test_acc",
+    "save_figure",
+    "short_label",
+]
+
 #: At most this many configurations get a loss-curve panel (the best ones by test accuracy).
 MAX_PANELS = 16
 

@@ -20,6 +20,19 @@ from typing import Any
 
 from lightning_reg.errors import ConfigError
 
+__all__ = [
+    "FINISHED",
+    "LAST",
+    "NEW",
+    "UNFINISHED",
+    "RunDirError",
+    "archive_failed_record",
+    "check_run_dir",
+    "check_sweep_dir",
+    "read_status",
+    "run_state",
+]
+
 NEW, UNFINISHED, FINISHED = "new", "unfinished", "finished"
 LAST = "last"
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from typing_extensions import override
 
 from lightning_reg._lightning_internals import trainer_of_closure
 from lightning_reg.errors import ConfigError, check_range
@@ -121,6 +122,7 @@ class SAM(torch.optim.Optimizer):
         self.state = self.base.state
 
     @torch.no_grad()
+    @override
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         if closure is None:
             raise ConfigError(
@@ -156,10 +158,12 @@ class SAM(torch.optim.Optimizer):
         self.base.step()
         return loss
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.base.load_state_dict(state_dict)
         self._share()
 
+    @override
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.base.zero_grad(set_to_none=set_to_none)
 

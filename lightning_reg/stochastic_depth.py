@@ -35,6 +35,7 @@ from collections.abc import Callable, Mapping
 
 import torch
 from torch import Tensor, nn
+from typing_extensions import override
 
 from lightning_reg._torch_internals import child_module
 from lightning_reg.dropout import module_type_names
@@ -44,6 +45,9 @@ from lightning_reg.errors import ConfigError, check_range
 INJECTED_NAME = "stochastic_depth"
 
 BranchEnd = str | Callable[[nn.Module], nn.Module]
+#: A ``blocks`` policy, ``{block type or class name: branch end}``. A union because ``Mapping``'s key type is
+#: invariant: a ``dict[str, str]`` is a ``Mapping[str, BranchEnd]`` but not a ``Mapping[str | type, BranchEnd]``.
+BlockPolicy = Mapping[str, BranchEnd] | Mapping[type, BranchEnd] | Mapping[str | type, BranchEnd]
 
 #: The branch ends of torchvision's residual blocks (the last BatchNorm before ``out += identity``).
 TORCHVISION_BLOCKS: dict[str, str] = {"BasicBlock": "bn2", "Bottleneck": "bn3"}
@@ -84,9 +88,11 @@ class ResidualDrop(nn.Module):
         super().__init__()
         self.drop_prob = float(check_range("drop_prob", drop_prob, 0.0, 1.0, high_inclusive=False))
 
+    @override
     def forward(self, x: Tensor) -> Tensor:
         return drop_residual(x, self.drop_prob, self.training)
 
+    @override
     def extra_repr(self) -> str:
         return f"drop_prob={self.drop_prob:.3f}"
 
@@ -102,6 +108,16 @@ def _apply_residual_drop(module: nn.Module, args: tuple, output: object) -> obje
             f"returned {type(output).__name__}. Name the branch's last tensor-returning module instead."
         )
     return drop(output)
+
+
+def block_kinds(blocks: BlockPolicy | None) -> str:
+    """The block types a policy names, for messages (``None``: torchvision's).
+
+    Example:
+        >>> block_kinds(None), block_kinds({nn.Sequential: "0", "mypkg.Block": "branch"})
+        ('BasicBlock, Bottleneck', 'Sequential, mypkg.Block')
+    """
+    return ", ".join(k if isinstance(k, str) else k.__name__ for k in (blocks or TORCHVISION_BLOCKS))
 
 
 def _type_matches(module: nn.Module, key: str | type) -> bool:
@@ -131,7 +147,7 @@ def _branch_end(block: nn.Module, how: BranchEnd, label: str) -> nn.Module:
 
 
 def find_residual_blocks(
-    model: nn.Module, blocks: Mapping[str | type, BranchEnd] | None = None, names: list[str] | None = None
+    model: nn.Module, blocks: BlockPolicy | None = None, names: list[str] | None = None
 ) -> list[tuple[str, nn.Module, nn.Module]]:
     """``(block name, block, branch end)`` for every residual block in model order (see the module docstring).
 
@@ -153,14 +169,14 @@ def find_residual_blocks(
         >>> [n for n, _, _ in find_residual_blocks(nn.Sequential(Block(), Block()))]
         ['0', '1']
     """
-    policy: dict[str | type, BranchEnd] = dict(TORCHVISION_BLOCKS) if blocks is None else dict(blocks)
+    policy: dict[str | type, BranchEnd] = dict((TORCHVISION_BLOCKS if blocks is None else blocks).items())
     if blocks is not None and not policy:
         raise ConfigError("`blocks` must map at least one block type to its residual branch end; got {}.")
-    for key, how in policy.items():
+    for key, end in policy.items():
         if not (isinstance(key, type) or (isinstance(key, str) and key)):
             raise ConfigError(f"`blocks` keys must be block types or class names; got {key!r}.")
-        if not (callable(how) or (isinstance(how, str) and how)):
-            raise ConfigError(f"`blocks[{key!r}]` must be an attribute path such as 'bn2' or a callable; got {how!r}.")
+        if not (callable(end) or (isinstance(end, str) and end)):
+            raise ConfigError(f"`blocks[{key!r}]` must be an attribute path such as 'bn2' or a callable; got {end!r}.")
     found = []
     for name, module in model.named_modules():
         if not name:
@@ -180,7 +196,7 @@ def find_residual_blocks(
 def inject_stochastic_depth(
     model: nn.Module,
     p: float = 0.0,
-    blocks: Mapping[str | type, BranchEnd] | None = None,
+    blocks: BlockPolicy | None = None,
     names: list[str] | None = None,
 ) -> list[str]:
     """Add a :class:`ResidualDrop` at the end of every residual block's branch; return the new modules' names.
@@ -199,7 +215,7 @@ def inject_stochastic_depth(
     check_range("p", p, 0.0, 1.0, high_inclusive=False)
     found = find_residual_blocks(model, blocks, names)
     if not found:
-        wanted = ", ".join(k if isinstance(k, str) else k.__name__ for k in (blocks or TORCHVISION_BLOCKS))
+        wanted = block_kinds(blocks)
         raise ConfigError(
             f"stochastic depth found no residual block in {type(model).__name__}: it looks for {wanted}"
             f"{' and blocks with a residual_branch() method' if blocks is None else ''}"
@@ -224,4 +240,14 @@ def inject_stochastic_depth(
     return added
 
 
-__all__ = ["ResidualDrop", "drop_residual", "find_residual_blocks", "inject_stochastic_depth"]
+__all__ = [
+    "BlockPolicy",
+    "BranchEnd",
+    "INJECTED_NAME",
+    "TORCHVISION_BLOCKS",
+    "ResidualDrop",
+    "block_kinds",
+    "drop_residual",
+    "find_residual_blocks",
+    "inject_stochastic_depth",
+]

@@ -12,11 +12,13 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -70,6 +72,42 @@ def loaders(n: int = 256, batch_size: int = 32, seed: int = 0) -> tuple[DataLoad
     train = make_blobs(n, seed=seed)
     val = make_blobs(n // 4, seed=seed + 1)
     return DataLoader(train, batch_size=batch_size, shuffle=False), DataLoader(val, batch_size=batch_size)
+
+
+LoaderPair = tuple[DataLoader, DataLoader | None]
+
+
+def fit(
+    model: pl.LightningModule,
+    *callbacks: pl.Callback,
+    max_epochs: int,
+    data: LoaderPair | Callable[[], LoaderPair] | None = None,
+    ckpt_path: str | Path | None = None,
+    **trainer_kw: Any,
+) -> pl.Trainer:
+    """Fit ``model`` with ``callbacks`` in a quiet one-CPU Trainer and return the Trainer: the tests' one fit helper.
+
+    Trainer defaults, each overridden by ``trainer_kw``: CPU, one device, no logger, no progress bar or model summary,
+    no sanity validation, and checkpointing only when a ``ModelCheckpoint`` is among ``callbacks``. ``data`` is the
+    ``(train, val)`` loaders (``val`` may be None), or a function that makes them for each fit; by default
+    :func:`loaders` (256 blobs in 8 batches of 32, and 64 for validation). A test module binds its own data and run
+    length with ``functools.partial``; tests/reliability_registry.py and the others that add callbacks or a logger
+    of their own wrap it.
+    """
+    kw: dict[str, Any] = dict(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=any(isinstance(cb, ModelCheckpoint) for cb in callbacks),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    kw.update(trainer_kw)
+    trainer = pl.Trainer(max_epochs=max_epochs, callbacks=list(callbacks), **kw)
+    train, val = (data() if callable(data) else data) if data is not None else loaders()
+    trainer.fit(model, train, val, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    return trainer
 
 
 def run_ddp_script(body: str, tmp_path: Path, timeout: float = 240) -> subprocess.CompletedProcess:

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Sampler, TensorDataset
 from lightning_reg import AtomicModelCheckpoint, EarlyStopping, MaxNorm, RNGState, ScheduledDropout, WeightPenalty
 
 from helpers import MemoryLogger, TinyModule, make_blobs
+from helpers import fit as shared_fit
 
 STEPS_PER_EPOCH = 8  # 256 samples, batch 32
 OURS = (WeightPenalty, MaxNorm, ScheduledDropout, EarlyStopping, RNGState)
@@ -294,7 +295,8 @@ def fit(
     val: DataLoader | None = None,
     **trainer_kw: Any,
 ) -> Run:
-    """Seed, build the model and fit with the entry's callbacks + RNGState (+ last_checkpoint into ``ckpt_dir``)."""
+    """Seed, build the model and fit it through helpers.fit with the entry's callbacks + RNGState (+ last_checkpoint
+    into ``ckpt_dir``), deterministically, logging every step to a MemoryLogger; keep what the checks compare."""
     pl.seed_everything(seed, workers=True)
     model = model if model is not None else MomentumModule(lr=0.1)
     cbs = list(callbacks) if callbacks is not None else (entry.make() if entry else [])
@@ -302,24 +304,14 @@ def fit(
     if ckpt_dir is not None:
         cbs.append(last_checkpoint(ckpt_dir))
     logger = MemoryLogger()
-    kw: dict[str, Any] = dict(
-        accelerator="cpu",
-        devices=1,
-        max_epochs=max_epochs,
-        log_every_n_steps=1,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        enable_checkpointing=ckpt_dir is not None,
-        deterministic=True,
-    )
-    kw.update(trainer_kw)
-    trainer = pl.Trainer(callbacks=cbs, logger=logger, **kw)
-    trainer.fit(
+    trainer = shared_fit(
         model,
-        train if train is not None else train_loader(),
-        val if val is not None else val_loader(),
-        ckpt_path=str(ckpt_path) if ckpt_path else None,
+        *cbs,
+        max_epochs=max_epochs,
+        data=(train if train is not None else train_loader(), val if val is not None else val_loader()),
+        ckpt_path=ckpt_path,
+        logger=logger,
+        **{"log_every_n_steps": 1, "deterministic": True, **trainer_kw},
     )
     states = {cb.state_key: cb.state_dict() for cb in trainer.callbacks if isinstance(cb, OURS)}
     return Run(trainer, model, cbs, logger, states)

@@ -40,6 +40,7 @@ from lightning_reg.models import CNNClassifier, MLPClassifier
 from lightning_reg.optim import SchedulerSpec
 
 from helpers import TinyModule, loaders
+from helpers import fit as shared_fit
 
 
 class StepSpy(pl.Callback):
@@ -57,18 +58,8 @@ def fit_with(*callbacks: pl.Callback) -> Callable[[], None]:
 
     def run() -> None:
         spy = StepSpy()
-        train, val = loaders(64)
-        trainer = pl.Trainer(
-            accelerator="cpu",
-            max_epochs=1,
-            callbacks=[*callbacks, spy],
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-        )
-        try:
-            trainer.fit(TinyModule(), train, val)
+        try:  # Lightning's sanity validation (2 batches) runs: errors found there count as before training too
+            shared_fit(TinyModule(), *callbacks, spy, max_epochs=1, data=loaders(64), num_sanity_val_steps=2)
         finally:
             assert spy.steps == 0, "a training step ran before the error"
 

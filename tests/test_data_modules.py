@@ -251,6 +251,22 @@ def test_digits_keeps_its_arguments_and_gains_augmentation() -> None:
 CONF = Path(CONF_DIR)
 
 
+# What each data config gives on the data generated below: the shape of one input (images: C, H, W; tokens: the
+# sequence length) and the number of classes.
+EXPECTED_DATA = {
+    "cifar10": ((3, 32, 32), 10),
+    "digits": ((1, 8, 8), 10),
+    "fashion_mnist": ((1, 28, 28), 10),
+    "image_folder": ((3, 20, 16), 3),  # make_image_folder: 20x16 RGB, classes cat, dog, fox
+    "mnist": ((1, 28, 28), 10),
+    "synthetic_tokens": ((16,), 3),  # length 16, 3 classes in conf/data/synthetic_tokens.yaml
+}
+
+
+def test_every_data_config_has_its_expected_values() -> None:
+    assert sorted(p.stem for p in (CONF / "data").glob("*.yaml")) == sorted(EXPECTED_DATA)
+
+
 @pytest.mark.parametrize("data", sorted(p.stem for p in (CONF / "data").glob("*.yaml")))
 def test_every_data_config_composes_and_instantiates(compose_cfg, tmp_path: Path, data: str) -> None:
     make_mnist(tmp_path / "data")
@@ -264,13 +280,18 @@ def test_every_data_config_composes_and_instantiates(compose_cfg, tmp_path: Path
     if data == "image_folder":
         cfg.data.data_dir = str(tmp_path / "data" / "train_root")
     dm = instantiate(cfg.data, _convert_="all")
+    shape, classes = EXPECTED_DATA[data]
+    assert dm.num_classes == classes
+    if data != "synthetic_tokens":  # known before setup: the models are built from it
+        assert tuple(dm.input_shape) == shape
     dm.setup("fit")
     x, y = next(iter(dm.train_dataloader()))
-    if hasattr(dm, "input_shape"):  # image sets: batches have the shape the models are built for
-        assert tuple(x.shape[1:]) == tuple(dm.input_shape) and (x.is_floating_point() or x.dtype == torch.uint8)
-    else:  # token sets: (batch, length) ids
-        assert x.dtype == torch.long and x.ndim == 2
-    assert y.dtype == torch.long and 0 <= int(y.min()) and int(y.max()) < dm.num_classes
+    assert tuple(x.shape[1:]) == shape
+    if data == "synthetic_tokens":  # token ids
+        assert x.dtype == torch.long and 0 <= int(x.min()) and int(x.max()) < dm.vocab_size == 96
+    else:
+        assert x.is_floating_point() or x.dtype == torch.uint8
+    assert y.dtype == torch.long and 0 <= int(y.min()) and int(y.max()) < classes
 
 
 @pytest.mark.parametrize("augment", sorted(p.stem for p in (CONF / "augment").glob("*.yaml")))

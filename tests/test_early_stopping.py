@@ -7,6 +7,7 @@ The module also trains a small linear layer on real data, so its weights change 
 from __future__ import annotations
 
 import math
+from functools import partial
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -22,6 +23,7 @@ from lightning_reg._lightning_internals import EarlyStoppingReason, weights_only
 from lightning_reg.errors import ConfigError
 
 from helpers import MemoryLogger
+from helpers import fit as shared_fit
 
 NAN = float("nan")
 
@@ -88,24 +90,8 @@ def make_loaders(n: int = 32, seed: int = 0) -> tuple[DataLoader, DataLoader]:
     return DataLoader(ds, batch_size=8), DataLoader(ds, batch_size=16)
 
 
-def fit(
-    module: pl.LightningModule, *callbacks: pl.Callback, max_epochs: int = 20, ckpt_path=None, **trainer_kw
-) -> pl.Trainer:
-    trainer_kw.setdefault("logger", False)
-    trainer_kw.setdefault("enable_checkpointing", any(isinstance(c, ModelCheckpoint) for c in callbacks))
-    trainer = pl.Trainer(
-        max_epochs=max_epochs,
-        callbacks=list(callbacks),
-        accelerator="cpu",
-        devices=1,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        **trainer_kw,
-    )
-    train, val = make_loaders()
-    trainer.fit(module, train, val, ckpt_path=ckpt_path)
-    return trainer
+# fit(module, *callbacks, max_epochs=..., ckpt_path=..., **trainer_kw) -> Trainer, on this file's scripted data.
+fit = partial(shared_fit, data=make_loaders, max_epochs=20)
 
 
 def scripted(values, **kw) -> ScriptedModule:

@@ -6,6 +6,7 @@ All skip without CUDA. Run them on a GPU machine with ``python -m pytest -m gpu 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import pytest
@@ -15,6 +16,7 @@ from torch.utils.data import DataLoader
 
 from lightning_reg import WeightPenalty
 from lightning_reg.data import with_augmentation
+from lightning_reg.dropout import InjectedDropout
 
 from helpers import TinyModule, make_blobs, run_ddp_script
 from reliability_registry import BY_NAME, REGISTRY, fit
@@ -106,19 +108,57 @@ def test_one_gpu_ddp_smoke(tmp_path: Path) -> None:
     assert out["world"] == 1 and out["step"] == 16
 
 
-def test_model_moves_to_cuda_with_injected_dropout() -> None:
-    from lightning_reg import ScheduledDropout
+class DeviceAndDropoutProbe(pl.Callback):
+    """What every training step ran on: the devices of the batch and of the parameters, and the injected dropout's
+    rate and the share of its non-zero inputs that it zeroed (hooked at fit start, after ScheduledDropout's setup
+    injected it)."""
 
-    model = TinyModule()
+    def __init__(self) -> None:
+        self.batches: list[tuple[int, str, set[str]]] = []
+        self.drops: list[dict[str, Any]] = []
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        injected = [m for m in pl_module.modules() if isinstance(m, InjectedDropout)]
+        assert len(injected) == 1, injected
+
+        def hook(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
+            if module.training:
+                alive = args[0] != 0
+                dropped = float((out[alive] == 0).float().mean())
+                self.drops.append(
+                    {"step": trainer.global_step, "p": module.p, "device": out.device.type, "dropped": dropped}
+                )
+
+        injected[0].register_forward_hook(hook)
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self.batches.append(
+            (trainer.global_step, batch[0].device.type, {p.device.type for p in pl_module.parameters()})
+        )
+
+
+def test_model_and_batches_move_to_cuda_and_the_injected_dropout_runs_there_at_the_scheduled_rate() -> None:
+    from lightning_reg import Linear, ScheduledDropout
+
+    sched = Linear(start=0.1, end=0.5, end_at=4)  # 0.1, 0.2, ... 0.5 at steps 0-4
+    probe = DeviceAndDropoutProbe()
     trainer = pl.Trainer(
         accelerator="gpu",
         devices=1,
-        max_steps=3,
+        max_steps=5,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[ScheduledDropout(0.2, inject=["ReLU"], verbose=False)],
+        callbacks=[ScheduledDropout(sched, inject=["ReLU"], verbose=False), probe],
     )
-    trainer.fit(model, DataLoader(make_blobs(128), batch_size=32))
-    assert any(isinstance(m, nn.Dropout) for m in model.modules())
+    pl.seed_everything(0, verbose=False)
+    trainer.fit(TinyModule(), DataLoader(make_blobs(128), batch_size=32))
+    assert probe.batches == [(step, "cuda", {"cuda"}) for step in range(5)]
+    assert [(d["step"], d["device"]) for d in probe.drops] == [(step, "cuda") for step in range(5)]
+    assert [d["p"] for d in probe.drops] == pytest.approx([sched(step) for step in range(5)])
+    # ~500 non-zero ReLU outputs a step: the share dropped is the rate within 0.1 (over 4 standard deviations).
+    for d in probe.drops:
+        assert abs(d["dropped"] - d["p"]) < 0.1, probe.drops

@@ -274,3 +274,21 @@ def test_epoch_metrics_under_ddp_cover_both_ranks(tmp_path) -> None:
     for rank in (0, 1):
         logged = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         assert {k: logged[k] for k in expected} == pytest.approx(expected, abs=1e-5), rank
+
+
+def test_a_scheduler_needing_total_steps_on_an_unbounded_run_is_a_config_error_not_an_overflow() -> None:
+    import functools
+
+    import lightning.pytorch as pl
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from lightning_reg.optim import SchedulerSpec
+
+    spec = SchedulerSpec(functools.partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=0.1), interval="step")
+    model = MLPClassifier(hidden_sizes=[8], scheduler=spec)
+    data = DataLoader(TensorDataset(torch.rand(16, 1, 8, 8), torch.randint(0, 10, (16,))), batch_size=8)
+    # max_epochs=-1 and no max_steps: Lightning estimates the run at inf steps, which int() cannot take.
+    trainer = pl.Trainer(max_epochs=-1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    with pytest.raises(ConfigError, match=r"`scheduler\.scheduler\.total_steps` is required .* run length is unknown"):
+        trainer.fit(model, data)
+    assert trainer.global_step == 0

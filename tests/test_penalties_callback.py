@@ -18,6 +18,7 @@ from lightning_reg.models import MLPClassifier
 from lightning_reg.schedules import Linear
 
 from helpers import MemoryLogger, TinyModule, loaders
+from helpers import fit as shared_fit
 
 QUIET = dict(
     accelerator="cpu",
@@ -61,19 +62,13 @@ def make(cls=Tiny, **kw):
     return cls(**kw)
 
 
-def fit(model, callbacks=(), batches=8, max_epochs=1, ckpt_path=None, logger=False, **kw):
+def _penalty_data():
     train, _ = loaders(n=512, batch_size=32)
-    trainer = pl.Trainer(
-        max_epochs=max_epochs,
-        limit_train_batches=batches,
-        limit_val_batches=0,
-        callbacks=list(callbacks),
-        logger=logger,
-        **QUIET,
-        **kw,
-    )
-    trainer.fit(model, train, ckpt_path=ckpt_path)
-    return trainer
+    return train, None
+
+
+# fit(model, *callbacks, max_epochs=1, limit_train_batches=8, ckpt_path=..., **trainer_kw) -> Trainer: training only.
+fit = partial(shared_fit, data=_penalty_data, max_epochs=1, limit_train_batches=8, limit_val_batches=0)
 
 
 def max_diff(a: nn.Module, b: nn.Module) -> float:
@@ -86,7 +81,7 @@ def max_diff(a: nn.Module, b: nn.Module) -> float:
     [(1, "32-true"), (4, "32-true"), (1, "bf16-mixed"), (4, "bf16-mixed"), (2, "16-mixed")],
 )
 def test_callback_equals_penalty_in_loss_under_sgd(accumulate, precision):
-    kw = dict(batches=16, accumulate_grad_batches=accumulate)
+    kw = dict(limit_train_batches=16, accumulate_grad_batches=accumulate)
     if precision == "16-mixed":
         # Trainer(precision="16-mixed") falls back to bf16 on the CPU; the plugin itself runs fp16 autocast with a
         # GradScaler (loss x 65536). Equality shows the gradients are unscaled when the callback adds the penalty.
@@ -95,7 +90,7 @@ def test_callback_equals_penalty_in_loss_under_sgd(accumulate, precision):
         kw["precision"] = precision
     callback = WeightPenalty(l1=1e-3, l2=1e-2)
     with_cb = make()
-    trainer = fit(with_cb, [callback], **kw)
+    trainer = fit(with_cb, callback, **kw)
     in_loss = make(l1=1e-3, l2=1e-2)
     fit(in_loss, **kw)
     assert max_diff(with_cb, in_loss) < 1e-6
@@ -112,7 +107,7 @@ def test_callback_equals_penalty_in_loss_under_sgd(accumulate, precision):
 @pytest.mark.parametrize("opt", ["momentum", "adam"])
 def test_gradient_mode_is_coupled_like_a_loss_penalty_for_stateful_optimizers(opt):
     with_cb = make(opt=opt)
-    fit(with_cb, [WeightPenalty(l2=1e-2, groups={"net.2.*": {"l2": 5e-2}})])
+    fit(with_cb, WeightPenalty(l2=1e-2, groups={"net.2.*": {"l2": 5e-2}}))
     in_loss = make(opt=opt, l2=1e-2, head_l2=5e-2)
     fit(in_loss)
     assert max_diff(with_cb, in_loss) < 1e-5
@@ -130,9 +125,9 @@ class MixinTiny(PenaltyLossMixin, TinyModule):
 def test_mixin_matches_callback_with_groups_and_schedule():
     penalty = dict(l1=1e-3, l2=1e-2, groups={"net.2.*": {"l2": 0.1}}, schedule=Linear(0.0, 1.0, begin=2, end_at=6))
     with_cb = make(TinyModule)
-    fit(with_cb, [WeightPenalty(**penalty)], batches=8, accumulate_grad_batches=2)
+    fit(with_cb, WeightPenalty(**penalty), limit_train_batches=8, accumulate_grad_batches=2)
     mixin = make(MixinTiny, **penalty)
-    fit(mixin, batches=8, accumulate_grad_batches=2)
+    fit(mixin, limit_train_batches=8, accumulate_grad_batches=2)
     assert max_diff(with_cb, mixin) < 1e-6
 
 
@@ -142,6 +137,19 @@ def test_mixin_penalty_equals_hand_written_value():
     torch.testing.assert_close(m.penalty_loss(), 0.01 * w.abs().sum() + 0.1 * w.pow(2).sum())
     with pytest.raises(ConfigError, match="configure_penalty"):
         type("Bare", (PenaltyLossMixin, TinyModule), {})().penalty_loss()
+
+
+def test_mixin_on_a_plain_module_computes_the_penalty_but_cannot_log_it():
+    class PlainNet(PenaltyLossMixin, nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(3, 2)
+            self.configure_penalty(l2=0.5)
+
+    net = PlainNet()
+    torch.testing.assert_close(net.penalty_loss(), 0.5 * net.fc.weight.pow(2).sum())
+    with pytest.raises(ConfigError, match=r"penalty_loss\(log=True\)`.*PlainNet is not a LightningModule"):
+        net.penalty_loss(log=True)
 
 
 # --------------------------------------------------------------------------- several optimizers, manual
@@ -172,7 +180,7 @@ class TwoOptimizers(pl.LightningModule):
 def test_manual_optimization_with_two_optimizers_each_penalizes_its_own_params():
     with_cb = make(TwoOptimizers)
     callback = WeightPenalty(l2=0.05)
-    fit(with_cb, [callback])
+    fit(with_cb, callback)
     in_loss = make(TwoOptimizers, l2_in_loss=0.05)
     fit(in_loss)
     assert max_diff(with_cb, in_loss) < 1e-6
@@ -181,7 +189,7 @@ def test_manual_optimization_with_two_optimizers_each_penalizes_its_own_params()
 
 def test_manual_optimization_stepping_raw_optimizers_is_a_clear_error():
     with pytest.raises(ConfigError, match="without Lightning's on_before_optimizer_step"):
-        fit(make(TwoOptimizers, raw=True), [WeightPenalty(l2=0.05)])
+        fit(make(TwoOptimizers, raw=True), WeightPenalty(l2=0.05))
 
 
 class AfterStepReference(Tiny):
@@ -211,7 +219,7 @@ class AfterStepReference(Tiny):
 @pytest.mark.parametrize("mode, opt, coef", [("proximal", "sgd", {"l1": 0.05}), ("decoupled", "adam", {"l2": 0.5})])
 def test_after_step_modes_match_hand_written_updates_with_per_group_lr(mode, opt, coef):
     with_cb = make(AfterStepReference, opt=opt)
-    fit(with_cb, [WeightPenalty(mode=mode, **coef)])
+    fit(with_cb, WeightPenalty(mode=mode, **coef))
     reference = make(AfterStepReference, mode=mode, opt=opt, **coef)
     fit(reference)
     bare = make(AfterStepReference, opt=opt)
@@ -241,7 +249,7 @@ class TwiceTiny(TinyModule):
 
 def test_any_optimizer_evaluating_its_closure_twice_is_stopped():
     with pytest.raises(ConfigError, match="TwiceSGD evaluated its closure more than once.*PenaltyLossMixin"):
-        fit(make(TwiceTiny), [WeightPenalty(l2=1e-2)])
+        fit(make(TwiceTiny), WeightPenalty(l2=1e-2))
 
 
 class LBFGSMixin(PenaltyLossMixin, LBFGSTiny):
@@ -257,10 +265,10 @@ def test_lbfgs_is_refused_before_training_and_the_mixin_works_instead():
     model = make(LBFGSTiny)
     before = [p.detach().clone() for p in model.parameters()]
     with pytest.raises(ConfigError, match="LBFGS.*PenaltyLossMixin"):
-        fit(model, [WeightPenalty(l2=1e-2)])
+        fit(model, WeightPenalty(l2=1e-2))
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
     mixin = make(LBFGSMixin)
-    trainer = fit(mixin, batches=2)
+    trainer = fit(mixin, limit_train_batches=2)
     assert trainer.global_step == 2 and max_diff(mixin, make(LBFGSMixin)) > 1e-4
 
 
@@ -282,7 +290,7 @@ def test_bad_arguments_fail_at_construction(kwargs, match):
 def test_empty_selection_fails_before_training_and_lists_the_model(callback):
     model = make(TinyModule)
     with pytest.raises(ConfigError, match=r"matches no parameter of TinyModule.*net.0.weight \(Linear, \(32, 16\)\)"):
-        fit(model, [callback])
+        fit(model, callback)
     assert max_diff(model, make(TinyModule)) == 0.0
     with pytest.raises(ConfigError, match="max_norm"):
         MaxNorm(0.0)
@@ -319,10 +327,16 @@ def test_proximal_l1_gives_exact_zeros_on_digits_and_logged_sparsity_matches_the
 
 def test_logging_follows_its_own_period_and_values_are_the_penalty():
     logger, model = MemoryLogger(), make(TinyModule)
-    fit(model, [WeightPenalty(l1=1e-3, l2=1e-2, log_every_n_steps=3)], batches=8, logger=logger, log_every_n_steps=1)
+    fit(
+        model,
+        WeightPenalty(l1=1e-3, l2=1e-2, log_every_n_steps=3),
+        limit_train_batches=8,
+        logger=logger,
+        log_every_n_steps=1,
+    )
     assert [s for s, _ in logger.series("reg/l2")] == [3, 6]  # its own period, no stale repeats in between
     logger, model = MemoryLogger(), make(TinyModule)
-    fit(model, [WeightPenalty(l2=1e-2, log_every_n_steps=4)], batches=8, logger=logger)
+    fit(model, WeightPenalty(l2=1e-2, log_every_n_steps=4), limit_train_batches=8, logger=logger)
     w0, w1 = model.net[0].weight, model.net[-1].weight
     # At the last logged step (8 = the end), the value is l2·Σw² of the final weights.
     assert logger.series("reg/l2")[-1] == (
@@ -330,7 +344,13 @@ def test_logging_follows_its_own_period_and_values_are_the_penalty():
         pytest.approx(1e-2 * float((w0.pow(2).sum() + w1.pow(2).sum()).detach()), rel=1e-6),
     )
     logger = MemoryLogger()
-    fit(make(TinyModule), [WeightPenalty(l2=1e-2, log_every_n_steps=0)], batches=4, logger=logger, log_every_n_steps=1)
+    fit(
+        make(TinyModule),
+        WeightPenalty(l2=1e-2, log_every_n_steps=0),
+        limit_train_batches=4,
+        logger=logger,
+        log_every_n_steps=1,
+    )
     assert logger.series("reg/l2") == []
 
 
@@ -353,10 +373,10 @@ class NormCheck(pl.Callback):
 def test_max_norm_holds_after_every_step(precision, accumulate):
     check = NormCheck()
     model = make(Tiny, lr=1.0)
-    fit(model, [MaxNorm(max_norm=0.5), check], precision=precision, accumulate_grad_batches=accumulate)
+    fit(model, MaxNorm(max_norm=0.5), check, precision=precision, accumulate_grad_batches=accumulate)
     assert len(check.norms) == 8 // accumulate and max(check.norms) <= 0.5 + 1e-6
     free = NormCheck()
-    fit(make(Tiny, lr=1.0), [free], precision=precision, accumulate_grad_batches=accumulate)
+    fit(make(Tiny, lr=1.0), free, precision=precision, accumulate_grad_batches=accumulate)
     assert max(free.norms) > 0.6  # without the constraint the norms do leave the ball
 
 
@@ -370,13 +390,13 @@ def test_resume_is_bit_identical_with_scheduled_coefficient(tmp_path, accumulate
             MaxNorm(max_norm=0.6),
         ]
 
-    kw = dict(batches=8, accumulate_grad_batches=accumulate)
+    kw = dict(limit_train_batches=8, accumulate_grad_batches=accumulate)
     full = make(opt="momentum")
     full_cbs = callbacks()
-    fit(full, full_cbs, max_epochs=2, **kw)
+    fit(full, *full_cbs, max_epochs=2, **kw)
 
     first = make(opt="momentum")
-    trainer = fit(first, callbacks(), max_epochs=1, **kw)
+    trainer = fit(first, *callbacks(), max_epochs=1, **kw)
     ckpt = tmp_path / "mid.ckpt"
     trainer.save_checkpoint(ckpt)
     loaded = torch.load(ckpt, weights_only=True)
@@ -386,7 +406,7 @@ def test_resume_is_bit_identical_with_scheduled_coefficient(tmp_path, accumulate
 
     resumed = make(opt="momentum")
     resumed_cbs = callbacks()
-    fit(resumed, resumed_cbs, max_epochs=2, ckpt_path=str(ckpt), **kw)
+    fit(resumed, *resumed_cbs, max_epochs=2, ckpt_path=str(ckpt), **kw)
     for p, q in zip(full.parameters(), resumed.parameters()):
         assert torch.equal(p, q)
     for a, b in zip(full_cbs, resumed_cbs):

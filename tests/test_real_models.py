@@ -301,6 +301,22 @@ def test_stochastic_depth_on_resnet18_keeps_names_and_optimizer_and_depth_scales
     assert [rates[n] for n in expected] == pytest.approx([0.2 * (i + 1) / 8 for i in range(8)])
 
 
+def test_stochastic_depth_with_a_block_class_as_key_says_what_it_wrapped(caplog: pytest.LogCaptureFixture) -> None:
+    from torchvision.models.resnet import BasicBlock
+
+    cb = StochasticDepth(0.2, blocks={BasicBlock: "bn2"}, names=["net.layer4.*"], verbose=True)
+    # Lightning's package logger may not propagate to the root logger in a full session: listen on it directly.
+    package_logger = logging.getLogger("lightning.pytorch")
+    package_logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="lightning.pytorch"):
+            _fit("resnet18", [cb], limit_train_batches=1, limit_val_batches=1)
+    finally:
+        package_logger.removeHandler(caplog.handler)
+    assert cb.wrapped == ["net.layer4.0.bn2.stochastic_depth", "net.layer4.1.bn2.stochastic_depth"]
+    assert "wrapped the residual branch of 2 block(s) (BasicBlock)" in caplog.text  # the class's name, no TypeError
+
+
 def test_residual_drop_drops_whole_samples_of_the_branch_in_training_and_is_identity_in_eval() -> None:
     from torchvision.models.resnet import BasicBlock
 

@@ -15,6 +15,7 @@ from lightning_reg.dropout import InjectedDropout, find_dropout_modules, inject_
 from lightning_reg.errors import ConfigError
 
 from helpers import MemoryLogger, TinyModule, loaders
+from helpers import fit as shared_fit
 from scheduled_dropout_helpers import (
     DropPath,
     LateBuiltModule,
@@ -27,11 +28,10 @@ from scheduled_dropout_helpers import (
 
 
 def fit(model, *callbacks, **trainer_overrides):
+    """helpers.fit, seeded, with a RateProbe after ``callbacks``; returns the Trainer and the probe."""
     pl.seed_everything(0, verbose=False)
     probe = RateProbe()
-    trainer = pl.Trainer(callbacks=[*callbacks, probe], **trainer_kwargs(**trainer_overrides))
-    train, val = loaders()
-    trainer.fit(model, train, val)
+    trainer = shared_fit(model, *callbacks, probe, **trainer_kwargs(**trainer_overrides))
     return trainer, probe
 
 

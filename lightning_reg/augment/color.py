@@ -6,6 +6,8 @@ import torch
 
 from lightning_reg.augment.config import AugmentConfig
 
+__all__ = ["apply_color"]
+
 
 def apply_color(
     x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator | None = None

@@ -15,6 +15,8 @@ from typing import Any
 
 from lightning_reg.errors import ConfigError, check_bool, check_choice, check_int, check_non_negative, check_range
 
+__all__ = ["AUGMENT_ON", "ERASING_VALUES", "FILL_MODES", "MIX_MODES", "POLICIES", "AugmentConfig"]
+
 POLICIES = ("randaugment", "trivialaugment", "autoaugment", "augmix")
 FILL_MODES = ("nearest", "constant", "reflect", "wrap")
 AUGMENT_ON = ("device", "cpu")

@@ -6,6 +6,8 @@ import math
 
 import torch
 
+__all__ = ["box_masks", "erase", "sample_erasing_boxes"]
+
 ATTEMPTS = 10
 
 

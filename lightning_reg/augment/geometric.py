@@ -15,6 +15,16 @@ import torch.nn.functional as F
 
 from lightning_reg.augment.config import AugmentConfig
 
+__all__ = [
+    "AFFINE_KEYS",
+    "affine_matrices",
+    "angle_of",
+    "apply_geometry",
+    "sample_affine_params",
+    "sampling_grid",
+    "warp_affine",
+]
+
 AFFINE_KEYS = ("angle", "shift_x", "shift_y", "shear", "zoom_x", "zoom_y", "hflip", "vflip", "crop_x", "crop_y")
 
 
@@ -59,8 +69,9 @@ def sample_affine_params(
         "crop_y": zeros,
     }
     if cfg.zoom_range != (1.0, 1.0):
-        p["zoom_x"] = _uniform(n, *cfg.zoom_range, generator, device)
-        p["zoom_y"] = _uniform(n, *cfg.zoom_range, generator, device)
+        zoom_lo, zoom_hi = cfg.zoom_range
+        p["zoom_x"] = _uniform(n, zoom_lo, zoom_hi, generator, device)
+        p["zoom_y"] = _uniform(n, zoom_lo, zoom_hi, generator, device)
     if cfg.horizontal_flip:
         p["hflip"] = (torch.rand(n, generator=generator, device=device) < 0.5).float()
     if cfg.vertical_flip:

@@ -8,7 +8,7 @@ training batches only (augmentation, mixers) or for every split (standardization
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import lightning.pytorch as pl
 import torch
@@ -19,6 +19,13 @@ from lightning_reg.augment.mixing import mix_batch
 from lightning_reg.augment.pipeline import augment_batch
 from lightning_reg.augment.standardize import Standardizer, as_float_images, fit_standardizer
 from lightning_reg.errors import ConfigError, check_int
+
+if TYPE_CHECKING:  # the mixin always sits before a LightningDataModule in the bases: type it as one
+    _DataModuleBase = pl.LightningDataModule
+else:
+    _DataModuleBase = object
+
+__all__ = ["AugmentationMixin", "check_soft_targets", "with_augmentation"]
 
 # Distinct, fixed stream per rank: rank r draws from seed + RANK_STRIDE * r.
 RANK_STRIDE = 1_000_003
@@ -44,7 +51,7 @@ def check_soft_targets(module: Any, cfg: AugmentConfig) -> None:
         )
 
 
-class AugmentationMixin:
+class AugmentationMixin(_DataModuleBase):
     """Adds our augmentation to a LightningDataModule: put it first in the bases and call
     :meth:`configure_augmentation` from ``__init__``.
 
@@ -142,12 +149,15 @@ class AugmentationMixin:
             x, _ = augment_batch(x, cfg, gen)
         x = self.standardizer(x)
         if cfg.has_mixing:
-            x, y, _ = mix_batch(x, y, self.augment_num_classes, cfg, gen)
+            num_classes = self.augment_num_classes
+            if num_classes is None:  # configure_augmentation requires it with the mixers on
+                raise ConfigError("`num_classes` is required for MixUp/CutMix soft targets; got None.")
+            x, y, _ = mix_batch(x, y, num_classes, cfg, gen)
         return x, y
 
     @override
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        batch = super().on_after_batch_transfer(batch, dataloader_idx)  # type: ignore[misc]
+        batch = super().on_after_batch_transfer(batch, dataloader_idx)
         if not isinstance(batch, (tuple, list)) or len(batch) < 2 or not isinstance(batch[0], torch.Tensor):
             return batch
         trainer = getattr(self, "trainer", None)
@@ -163,7 +173,7 @@ class AugmentationMixin:
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        state = dict(super().state_dict())  # type: ignore[misc]
+        state = dict(super().state_dict())
         state["augment_standardizer"] = self.standardizer.state_dict()
         gen = self._augment_generator
         if gen is not None:
@@ -172,7 +182,7 @@ class AugmentationMixin:
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        super().load_state_dict(state_dict)  # type: ignore[misc]
+        super().load_state_dict(state_dict)
         std = state_dict.get("augment_standardizer")
         if std:
             self.standardizer = Standardizer.from_state_dict(std)
@@ -206,5 +216,6 @@ def with_augmentation(
         raise ConfigError(f"`datamodule` must be a LightningDataModule; got {type(datamodule).__name__}.")
     base = type(datamodule)
     datamodule.__class__ = type(f"Augmented{base.__name__}", (AugmentationMixin, base), {})
-    datamodule.configure_augmentation(augment, num_classes=num_classes, seed=seed)  # type: ignore[attr-defined]
+    # The re-classing above makes it an AugmentationMixin; mypy cannot follow a __class__ assignment.
+    cast(AugmentationMixin, datamodule).configure_augmentation(augment, num_classes=num_classes, seed=seed)
     return datamodule

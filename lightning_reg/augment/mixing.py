@@ -13,6 +13,8 @@ from lightning_reg.augment.config import AugmentConfig
 from lightning_reg.augment.erasing import box_masks
 from lightning_reg.errors import ConfigError
 
+__all__ = ["cutmix_boxes", "mix_batch", "one_hot_smooth", "sample_beta", "sample_gamma"]
+
 
 def sample_gamma(
     shape: tuple[int, ...], alpha: float, generator: torch.Generator | None = None, device: torch.device | str = "cpu"

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from torchvision.transforms import v2
+from typing_extensions import override
 
 from lightning_reg.augment.color import apply_color
 from lightning_reg.augment.config import AugmentConfig
@@ -23,6 +24,16 @@ from lightning_reg.augment.erasing import erase, sample_erasing_boxes
 from lightning_reg.augment.geometric import affine_matrices, apply_geometry, sample_affine_params, warp_affine
 from lightning_reg.augment.standardize import as_float_images
 from lightning_reg.errors import ConfigError
+
+__all__ = [
+    "RandomKerasAffine",
+    "RandomKerasColor",
+    "ToFloatImage",
+    "ToUint8Image",
+    "augment_batch",
+    "build_cpu_transform",
+    "make_policy",
+]
 
 
 def augment_batch(
@@ -88,6 +99,7 @@ class RandomKerasAffine(v2.Transform):
         )
         self.record = record
 
+    @override
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         h, w = v2.functional.get_size(flat_inputs[0])
         p = sample_affine_params(1, self.cfg, h, w)
@@ -95,6 +107,7 @@ class RandomKerasAffine(v2.Transform):
             self.record.append({k: float(v) for k, v in p.items()})
         return {"theta": affine_matrices(p, h, w)}
 
+    @override
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
         if not isinstance(inpt, torch.Tensor) or inpt.ndim != 3:
             return inpt
@@ -113,6 +126,7 @@ class RandomKerasColor(v2.Transform):
         super().__init__()
         self.cfg = cfg
 
+    @override
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
         if not isinstance(inpt, torch.Tensor) or inpt.ndim != 3:
             return inpt
@@ -122,6 +136,7 @@ class RandomKerasColor(v2.Transform):
 class ToFloatImage(v2.Transform):
     """uint8 ``[0, 255]`` to float ``[0, 1]``; floats pass through (digits are float already)."""
 
+    @override
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
         return as_float_images(inpt) if isinstance(inpt, torch.Tensor) else inpt
 
@@ -129,6 +144,7 @@ class ToFloatImage(v2.Transform):
 class ToUint8Image(v2.Transform):
     """float ``[0, 1]`` to uint8 for the torchvision policies; uint8 passes through."""
 
+    @override
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
         if isinstance(inpt, torch.Tensor) and inpt.is_floating_point():
             return (inpt * 255.0).round().clamp(0, 255).to(torch.uint8)

@@ -14,6 +14,8 @@ import torch
 
 from lightning_reg.errors import ConfigError
 
+__all__ = ["Standardizer", "as_float_images", "channel_stats", "fit_standardizer", "zca_matrix"]
+
 CHUNK = 4096
 
 
@@ -141,17 +143,15 @@ def fit_standardizer(
         raise ConfigError(f"`std` values must be positive; got {list(std)}.")
     need_mean = center or zca or mean is not None
     need_std = std_normalization or std is not None
-    fitted_mean = fitted_std = None
-    if (need_mean and mean is None) or (need_std and std is None):
+    # A given mean/std implies its need_*; fitted statistics fill whichever is needed and not given.
+    m = torch.tensor([float(v) for v in mean]).expand(c).clone() if mean is not None else None
+    s = torch.tensor([float(v) for v in std]).expand(c).clone() if std is not None else None
+    if (need_mean and m is None) or (need_std and s is None):
         fitted_mean, fitted_std = channel_stats(x)
-    m = (
-        (torch.tensor([float(v) for v in mean]).expand(c).clone() if mean is not None else fitted_mean)
-        if need_mean
-        else None
-    )
-    s = None
-    if need_std:
-        s = torch.tensor([float(v) for v in std]).expand(c).clone() if std is not None else fitted_std.clamp_min(1e-7)
+        if need_mean and m is None:
+            m = fitted_mean
+        if need_std and s is None:
+            s = fitted_std.clamp_min(1e-7)
     out = Standardizer(mean=m, std=s)
     if zca:
         chunks = [out(as_float_images(x[i : i + CHUNK])) for i in range(0, x.shape[0], CHUNK)]

@@ -9,7 +9,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_warn
 
-from lightning_reg._lightning_internals import legacy_state_key
+from lightning_reg._lightning_internals import legacy_state_key, trainer_log_every_n_steps
 
 __all__ = ["log_due", "log_to_loggers", "warn_if_state_missing"]
 
@@ -53,7 +53,7 @@ def log_due(trainer: pl.Trainer, every: int | None, last_logged_step: int, *, at
         >>> log_due(pl.Trainer(logger=False), 1, -1, at_zero=True)  # no loggers
         False
     """
-    every = trainer.log_every_n_steps if every is None else every
+    every = trainer_log_every_n_steps(trainer) if every is None else every
     step = trainer.global_step
     return (
         every > 0

@@ -5,8 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import lightning.pytorch as pl
+from typing_extensions import override
 
+from lightning_reg._lightning_internals import trainer_callbacks
 from lightning_reg.checks import check_monitored
+
+__all__ = ["MonitorCheck"]
 
 
 class MonitorCheck(pl.Callback):
@@ -29,7 +33,7 @@ class MonitorCheck(pl.Callback):
 
     def _names(self, trainer: pl.Trainer) -> list[tuple[str, str]]:
         names: list[tuple[str, str]] = []
-        for cb in trainer.callbacks:
+        for cb in trainer_callbacks(trainer):
             monitor = getattr(cb, "monitor", None)
             if isinstance(monitor, str) and monitor:
                 names.append((f"{type(cb).__name__}.monitor", monitor))
@@ -45,15 +49,19 @@ class MonitorCheck(pl.Callback):
         self._done = True
         check_monitored(self._names(trainer), trainer.callback_metrics.keys(), when)
 
+    @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._done = False
 
+    @override
     def on_sanity_check_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._check(trainer, "by the sanity-check validation (before any training step)")
 
+    @override
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
             self._check(trainer, "by the first validation (num_sanity_val_steps=0, so after the first epoch)")
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {}

@@ -13,18 +13,21 @@ from typing_extensions import override
 from lightning_reg._lightning_internals import replaying_epoch_end
 from lightning_reg.callbacks.log_helpers import warn_if_state_missing
 
+__all__ = ["RNGState", "capture_rng_state", "restore_rng_state"]
+
 
 def capture_rng_state() -> dict[str, Any]:
     """Python, NumPy, torch CPU (and CUDA) RNG states as plain types and tensors (``weights_only``-safe)."""
-    np_state = np.random.get_state()
+    # The dict form holds the same values as the legacy tuple that restore_rng_state sets back.
+    np_state = np.random.get_state(legacy=False)
     state: dict[str, Any] = {
         "python": random.getstate(),
         "numpy": {
-            "kind": str(np_state[0]),
-            "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
-            "pos": int(np_state[2]),
-            "has_gauss": int(np_state[3]),
-            "cached_gaussian": float(np_state[4]),
+            "kind": str(np_state["bit_generator"]),
+            "keys": torch.from_numpy(np.asarray(np_state["state"]["key"], dtype=np.int64)),
+            "pos": int(np_state["state"]["pos"]),
+            "has_gauss": int(np_state["has_gauss"]),
+            "cached_gaussian": float(np_state["gauss"]),
         },
         "torch": torch.get_rng_state(),
     }

@@ -12,7 +12,7 @@ from typing_extensions import override
 from lightning_reg.callbacks.scheduled_dropout import ScheduledDropout
 from lightning_reg.errors import ConfigError
 from lightning_reg.schedules import ScheduleLike
-from lightning_reg.stochastic_depth import TORCHVISION_BLOCKS, BranchEnd, ResidualDrop, inject_stochastic_depth
+from lightning_reg.stochastic_depth import BlockPolicy, BranchEnd, ResidualDrop, block_kinds, inject_stochastic_depth
 
 
 class StochasticDepth(ScheduledDropout):
@@ -50,7 +50,7 @@ class StochasticDepth(ScheduledDropout):
     def __init__(
         self,
         schedule: ScheduleLike,
-        blocks: Mapping[str, BranchEnd] | None = None,
+        blocks: BlockPolicy | None = None,
         names: Sequence[str] | None = None,
         depth_scale: bool = True,
         interval: str | None = None,
@@ -72,7 +72,7 @@ class StochasticDepth(ScheduledDropout):
                 "`blocks` must map block types to their residual branch end, e.g. {'BasicBlock': 'bn2'}; "
                 f"got {blocks!r}."
             )
-        self.blocks = None if blocks is None else dict(blocks)
+        self.blocks: dict[str | type, BranchEnd] | None = None if blocks is None else dict(blocks.items())
         self.block_names = [str(g) for g in names] if names else None
         self._wrapped: list[str] = []
 
@@ -92,11 +92,12 @@ class StochasticDepth(ScheduledDropout):
         """Qualified names of the :class:`ResidualDrop` modules in the model (known after ``setup``)."""
         return list(self._wrapped)
 
+    @override
     def _discover(self, pl_module: pl.LightningModule) -> None:
         added = inject_stochastic_depth(pl_module, p=self.schedule.at(0, 0), blocks=self.blocks, names=self.block_names)
         self._wrapped = [n for n, m in pl_module.named_modules() if isinstance(m, ResidualDrop)]
         if self.verbose and added:
-            kinds = ", ".join(self.blocks or TORCHVISION_BLOCKS)
+            kinds = block_kinds(self.blocks)
             rank_zero_info(
                 f"StochasticDepth: wrapped the residual branch of {len(added)} block(s) ({kinds}): "
                 f"{', '.join(n.rsplit('.', 2)[0] for n in added)}. Parameter names, state_dict keys and the "

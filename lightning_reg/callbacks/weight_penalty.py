@@ -352,13 +352,13 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
                 if l1 == 0.0 and l2 == 0.0:
                     continue
                 # `.grad` is read every step: zero_grad(set_to_none=True) gives new gradient tensors.
-                grads = [p.grad for p in bucket.params]
-                if any(g is None for g in grads):
-                    params = [p for p, g in zip(bucket.params, grads) if g is not None]
-                    grads = [g for g in grads if g is not None]
-                else:
+                maybe_grads = [p.grad for p in bucket.params]
+                grads = [g for g in maybe_grads if g is not None]
+                if len(grads) == len(maybe_grads):
                     params = bucket.params
-                penalty_grad_inplace(params, grads, l1, l2)  # type: ignore[arg-type]
+                else:
+                    params = [p for p, g in zip(bucket.params, maybe_grads) if g is not None]
+                penalty_grad_inplace(params, grads, l1, l2)
 
     @override
     def _after_optimizer_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
@@ -386,6 +386,7 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
                 decoupled_step_(bucket.params, lr, bucket.l1 * scale, bucket.l2 * scale)
 
     # ---------------------------------------------------------------------------------------- logging
+    @override
     def measure(self) -> dict[str, float]:
         """Current penalty values (``reg/l1``, ``reg/l2``), L1 sparsity and scale, over the penalized weights."""
         scale = self._scale
@@ -564,6 +565,7 @@ class MaxNorm(_StepHooksMixin, pl.Callback):
                     backoff[id(param)] = 0
         self._steps += 1
 
+    @override
     def measure(self) -> dict[str, float]:
         """Largest unit norm over the constrained weights."""
         norms = [_unit_norms(p, d).max() for plan in self._plans.values() for p, d in plan]

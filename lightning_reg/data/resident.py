@@ -8,6 +8,8 @@ import torch
 
 from lightning_reg.errors import check_int
 
+__all__ = ["DeviceResidentLoader"]
+
 
 class DeviceResidentLoader:
     """Iterate ``(x, y)`` batches drawn by index from tensors already on the training device.

@@ -9,6 +9,8 @@ import torch
 
 from lightning_reg.errors import ConfigError
 
+__all__ = ["check_folds", "check_fractions", "kfold_split", "split_train_val", "stratified_split", "val_count"]
+
 
 def check_fractions(train: float, val: float, test: float) -> None:
     """Validate split fractions: each in (0, 1) and summing to 1.

@@ -8,6 +8,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
+from typing_extensions import override
 
 from lightning_reg.errors import ConfigError, check_int
 
@@ -80,6 +81,7 @@ class SyntheticTokensDataModule(pl.LightningDataModule):
         ids = torch.randint(1, self.vocab_size, (n, self.length), generator=g)
         return TensorDataset(ids, (ids[:, 0] * self.num_classes) // self.vocab_size)
 
+    @override
     def setup(self, stage: str | None = None) -> None:
         if not self.data:
             self.data = {split: self._draw(n, i) for i, (split, n) in enumerate(self.sizes.items())}
@@ -89,11 +91,14 @@ class SyntheticTokensDataModule(pl.LightningDataModule):
             raise RuntimeError("SyntheticTokensDataModule.setup() must run before asking for a dataloader.")
         return DataLoader(self.data[split], batch_size=self.batch_size, shuffle=shuffle)
 
+    @override
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True)
 
+    @override
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", False)
 
+    @override
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -11,10 +12,13 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
+from typing_extensions import override
 
 from lightning_reg._lightning_internals import attached_trainer
 from lightning_reg.errors import ConfigError, check_int, check_range
 from lightning_reg.optim import SchedulerSpec
+
+__all__ = ["ACTIVATIONS", "ClassifierModule", "OptimizerFactory", "make_activation", "soft_cross_entropy"]
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
@@ -101,6 +105,7 @@ class ClassifierModule(pl.LightningModule):
         self.test_loss = MeanMetric(nan_strategy="disable")
         self._log_pending: set[str] = set()
 
+    @override
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
@@ -127,32 +132,43 @@ class ClassifierModule(pl.LightningModule):
         getattr(self, f"{stage}_acc").reset()
         self._log_pending.add(stage)
 
+    @override
     def on_train_start(self) -> None:
         # A run resumed mid-epoch skips on_train_epoch_start for that epoch; its remaining steps still log.
         self._start_epoch("train")
 
+    @override
     def on_train_epoch_start(self) -> None:
         self._start_epoch("train")
 
+    @override
     def on_validation_epoch_start(self) -> None:
         self._start_epoch("val")
 
+    @override
     def on_test_epoch_start(self) -> None:
         self._start_epoch("test")
 
+    @override
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
 
+    @override
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._step(batch, "val")
 
+    @override
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self._step(batch, "test")
 
+    @override
     def configure_optimizers(self) -> Any:
         factory = self.optimizer_factory or (lambda p: torch.optim.Adam(p, lr=1e-3))
         optimizer = factory(self.parameters())
         if self.scheduler_spec is None:
             return optimizer
-        total = self.trainer.estimated_stepping_batches if attached_trainer(self) is not None else None
+        total: int | None = None  # the run length, when known (an unbounded run estimates inf)
+        if attached_trainer(self) is not None:
+            steps = self.trainer.estimated_stepping_batches
+            total = int(steps) if math.isfinite(steps) else None
         return {"optimizer": optimizer, "lr_scheduler": self.scheduler_spec.build(optimizer, total_steps=total)}

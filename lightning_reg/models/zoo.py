@@ -16,10 +16,20 @@ from typing import Any
 
 import torch
 from torch import nn
+from typing_extensions import override
 
 from lightning_reg.errors import ConfigError, check_int
 from lightning_reg.models.classifier import ClassifierModule, OptimizerFactory
 from lightning_reg.optim import SchedulerSpec
+
+__all__ = [
+    "ImageClassifier",
+    "NetFactory",
+    "SequenceClassifier",
+    "hf_sequence_classifier",
+    "timm_model",
+    "torchvision_model",
+]
 
 NetFactory = Callable[..., nn.Module]
 
@@ -208,6 +218,7 @@ class SequenceClassifier(ClassifierModule):
         )
         self.net = built
 
+    @override
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         pad = getattr(getattr(self.net, "config", None), "pad_token_id", None)
         mask = None if pad is None else (input_ids != pad).long()

@@ -22,6 +22,7 @@ from typing import Any
 import optuna
 from optuna.samplers import GridSampler
 from optuna.trial import FrozenTrial, TrialState
+from typing_extensions import override
 
 from lightning_reg.errors import ConfigError
 
@@ -98,6 +99,7 @@ class GridSamplerAskTell(GridSampler):
         [1, 2]
     """
 
+    @override
     def after_trial(
         self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
     ) -> None:

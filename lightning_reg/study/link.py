@@ -23,6 +23,7 @@ from typing import Any
 import lightning.pytorch as pl
 import optuna
 from lightning.pytorch.callbacks import Callback
+from typing_extensions import override
 
 from lightning_reg.errors import ConfigError
 from lightning_reg.study import TRIAL_ENV
@@ -160,6 +161,7 @@ class TrialPruning(Callback):
         self.reported: dict[int, float] = {}
 
     @property
+    @override
     def state_key(self) -> str:
         return self._generate_state_key(trial=self.link.number, fold=self.link.fold)
 
@@ -176,6 +178,7 @@ class TrialPruning(Callback):
     def _talks_to_storage(self, trainer: pl.Trainer) -> bool:
         return trainer.is_global_zero and self.link.role == "leader"
 
+    @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit" and self._talks_to_storage(trainer) and self._study is None:
             self._open()
@@ -204,6 +207,7 @@ class TrialPruning(Callback):
         return False
 
     # -- every rank --------------------------------------------------------------------------------
+    @override
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         monitor = self.link.monitor
         metrics = trainer.callback_metrics
@@ -256,9 +260,11 @@ class TrialPruning(Callback):
             "reported": {str(k): v for k, v in sorted(self.reported.items())},
         }
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {"pruned_epoch": self.pruned_epoch, "reported": dict(self.reported)}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.pruned_epoch = state_dict.get("pruned_epoch")
         self.reported = {int(k): float(v) for k, v in state_dict.get("reported", {}).items()}

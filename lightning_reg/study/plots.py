@@ -19,7 +19,7 @@ from lightning_reg.report_plots import _pyplot, save_figure
 if TYPE_CHECKING:
     from lightning_reg.study.report import StudyReport
 
-__all__ = ["plot_study", "pareto_mask"]
+__all__ = ["pareto_mask", "plot_history", "plot_importances", "plot_params", "plot_pareto", "plot_study"]
 
 
 def pareto_mask(points: list[tuple[float, float]], directions: list[str]) -> list[bool]:
@@ -50,12 +50,12 @@ def plot_history(rep: StudyReport, path: Path) -> Path | None:
     done = [r for r in rows if r.state == "complete"]
     pruned = [r for r in rows if r.state == "pruned"]
     ax.plot(
-        [r.number for r in done], [r.values[0] for r in done], "o", color="tab:blue", label=f"complete ({len(done)})"
+        [r.number for r in done], [r.objective() for r in done], "o", color="tab:blue", label=f"complete ({len(done)})"
     )
     if pruned:
         ax.plot(
             [r.number for r in pruned],
-            [r.values[0] for r in pruned],
+            [r.objective() for r in pruned],
             "o",
             mfc="none",
             color="tab:gray",
@@ -63,7 +63,7 @@ def plot_history(rep: StudyReport, path: Path) -> Path | None:
         )
     best, xs, running = [], [], None
     for r in done:
-        v = r.values[0]
+        v = r.objective()
         running = v if running is None else (max(running, v) if maximize else min(running, v))
         xs.append(r.number)
         best.append(running)
@@ -91,7 +91,7 @@ def plot_params(rep: StudyReport, path: Path) -> Path | None:
     metric = rep.metric if isinstance(rep.metric, str) else (rep.metric or ["objective"])[0]
     for ax, key in zip(axes.flat, keys):
         for state, style in (("complete", {"color": "tab:blue"}), ("pruned", {"color": "tab:gray", "mfc": "none"})):
-            pts = [(r.params[key], r.values[0]) for r in rows if r.state == state and key in r.params]
+            pts = [(r.params[key], r.objective()) for r in rows if r.state == state and key in r.params]
             if not pts:
                 continue
             xs = [p[0] for p in pts]
@@ -146,7 +146,7 @@ def plot_pareto(rep: StudyReport, path: Path) -> Path | None:
     if not rows:
         return None
     plt = _pyplot()
-    pts = [(r.values[0], r.values[1]) for r in rows]
+    pts = [(r.objective(), r.objective(1)) for r in rows]
     mask = pareto_mask(pts, rep.directions)
     names = rep.metric if isinstance(rep.metric, list) else ["objective 0", "objective 1"]
     fig, ax = plt.subplots(figsize=(6, 4))

@@ -24,6 +24,7 @@ from lightning_reg.study.worker import summarize_values
 
 __all__ = [
     "StudyReport",
+    "TrialRow",
     "format_study_markdown",
     "load_study_report",
     "sig",
@@ -79,6 +80,18 @@ def study_of_sweep_dir(sweep_dir: Path) -> tuple[str, str] | None:
 
 @dataclass
 class TrialRow:
+    """One trial as the study report shows it: state, objective values, parameters, epochs and job directory.
+
+    Example:
+        >>> row = TrialRow(3, "complete", [0.91], {"optimizer.lr": 0.01}, 10, 10, None, "3")
+        >>> row.objective()
+        0.91
+        >>> TrialRow(4, "fail", None, {}, None, None, None, None).objective()
+        Traceback (most recent call last):
+        ...
+        ValueError: trial 4 (fail) has no objective value.
+    """
+
     number: int
     state: str
     values: list[float] | None
@@ -87,6 +100,12 @@ class TrialRow:
     max_epochs: int | None
     pruned_epoch: int | None
     job_dir: str | None
+
+    def objective(self, k: int = 0) -> float:
+        """The ``k``-th objective's value, for a row that has values (the tables and plots select those)."""
+        if not self.values:
+            raise ValueError(f"trial {self.number} ({self.state}) has no objective value.")
+        return self.values[k]
 
 
 @dataclass
@@ -110,7 +129,7 @@ class StudyReport:
         """Finished trials with a value, best first (by the first objective)."""
         sign = -1.0 if self.directions[0] == "maximize" else 1.0
         scored = [r for r in self.rows if r.values and r.state in ("complete", "pruned")]
-        return sorted(scored, key=lambda r: (r.state != "complete", sign * r.values[0], r.number))
+        return sorted(scored, key=lambda r: (r.state != "complete", sign * r.objective(), r.number))
 
 
 def load_study_report(storage_url: str, study_name: str) -> StudyReport:

@@ -19,7 +19,13 @@ from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, QuotedString, RangeSweep
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalChoiceType,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 
 from lightning_reg.errors import ConfigError
 
@@ -93,13 +99,15 @@ def _distribution(key: str, override: Override) -> tuple[BaseDistribution, list[
     value = override.value()
     log = "log" in getattr(value, "tags", set())
     if isinstance(value, ChoiceSweep):
-        choices = [v.text if isinstance(v, QuotedString) else v for v in value.list]
-        bad = [c for c in choices if not isinstance(c, _CATEGORICAL_TYPES)]
-        if bad:
-            raise ConfigError(
-                f"`hydra.sweeper.params.{key}`: choice() values must be null, bool, int, float or str (Optuna "
-                f"stores them); got {bad[0]!r}. Name the alternatives instead, e.g. config-group options."
-            )
+        choices: list[CategoricalChoiceType] = []
+        for v in value.list:
+            choice = v.text if isinstance(v, QuotedString) else v
+            if not isinstance(choice, _CATEGORICAL_TYPES):
+                raise ConfigError(
+                    f"`hydra.sweeper.params.{key}`: choice() values must be null, bool, int, float or str (Optuna "
+                    f"stores them); got {choice!r}. Name the alternatives instead, e.g. config-group options."
+                )
+            choices.append(choice)
         if log:
             raise ConfigError(
                 f"`hydra.sweeper.params.{key}`: tag(log, ...) applies to interval() and range(), not choice()."
@@ -140,8 +148,8 @@ def parse_search_space(params: Mapping[str, Any] | None, arguments: Sequence[str
     for key, value in (params or {}).items():
         lines[str(key)] = f"{key}={value}"
     parser = OverridesParser.create()
-    for override in parser.parse_overrides(list(arguments)):
-        lines[override.get_key_element()] = override.input_line
+    for argument, override in zip(arguments, parser.parse_overrides(list(arguments))):
+        lines[override.get_key_element()] = argument
     space = SearchSpace()
     for key, line in lines.items():
         try:
@@ -155,5 +163,5 @@ def parse_search_space(params: Mapping[str, Any] | None, arguments: Sequence[str
             space.distributions[key] = dist
             space.grid_values[key] = grid
         else:
-            space.fixed.append(override.input_line)
+            space.fixed.append(line)
     return space

@@ -212,7 +212,7 @@ class StudyPlan:
             results: dict[str, Any] = {"name": "optuna"}
             if len(self.options["directions"]) == 1:
                 best = self.study.best_trial
-                results.update(best_params=dict(best.params), best_value=float(best.value))
+                results.update(best_params=dict(best.params), best_value=best.value)
             else:
                 results["solutions"] = [
                     {"params": dict(t.params), "values": list(t.values)} for t in self.study.best_trials

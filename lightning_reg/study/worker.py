@@ -46,7 +46,17 @@ from lightning_reg.study.engine import (
 from lightning_reg.study.link import TrialLink, fold_means
 from lightning_reg.study.search_space import SearchSpace
 
-__all__ = ["JobOutcome", "JobSpec", "StudyWorker", "Variant", "fold_variants", "seed_variants", "summarize_values"]
+__all__ = [
+    "JobOutcome",
+    "JobSpec",
+    "StudyWorker",
+    "Variant",
+    "fold_variants",
+    "group_key",
+    "node_rank",
+    "seed_variants",
+    "summarize_values",
+]
 
 log = logging.getLogger("lightning_reg.study")
 
@@ -476,9 +486,13 @@ class StudyWorker:
             return []
         if self.n_objectives > 1:
             raise ConfigError("`hydra.sweeper.confirm` ranks trials by one objective; this study has several.")
-        done = [t for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
         sign = -1.0 if self.study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
-        best = sorted(done, key=lambda t: (sign * float(t.value), t.number))[:top_k]
+        ranked = sorted(
+            (sign * t.value, t.number, t)
+            for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.value is not None
+        )
+        best = [t for _, _, t in ranked[:top_k]]
         variants = seed_variants(seeds)
         specs: list[JobSpec] = []
         for t in best:
@@ -489,15 +503,19 @@ class StudyWorker:
         table = []
         for k, t in enumerate(best):
             outs = outcomes[k * len(variants) : (k + 1) * len(variants)]
-            row = {
+            values: list[float | None] = []
+            for o in outs:
+                value = _as_values(o.value, 1)
+                values.append(None if value is None else value[0])
+            row: dict[str, Any] = {
                 "trial": t.number,
                 "params": t.params,
                 "trial_value": t.value,
                 "seeds": list(seeds),
-                "values": [(_as_values(o.value, 1) or [None])[0] for o in outs],
+                "values": values,
                 "job_dirs": [o.job_dir for o in outs],
+                "summary": summarize_values(values),
             }
-            row["summary"] = summarize_values(row["values"])
             table.append(row)
         self.study.set_user_attr(ATTR["confirm"], table)
         return table
