@@ -43,9 +43,11 @@ from lightning_reg.checks import (
 from lightning_reg.distributed import hydra_ddp_children, is_child_rank, write_job_config
 from lightning_reg.errors import ConfigError, check_bool, check_int, mask_secrets
 from lightning_reg.run_dir import FINISHED, RunDirError, archive_failed_record, check_run_dir, run_state
+from lightning_reg.run_log import quiet_third_party, say
 from lightning_reg.study import trial_callbacks
 
 log = logging.getLogger("lightning_reg.train")
+quiet_third_party()  # Lightning's litlogger tip, torch's LeafSpec warning, Alembic's plugin lines (run_log.py)
 
 
 def conf_dir() -> Path:
@@ -404,13 +406,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if trainer.is_global_zero:
         metrics_path.write_text(json.dumps(_json_safe(summary), indent=2))
         log_dirs = sorted({str(lg.log_dir) for lg in trainer.loggers if getattr(lg, "log_dir", None)})
-        print(
+        say(
             f"\nlightning_reg: test/acc={test_metrics.get('test/acc', float('nan')):.4f} "
             f"test/loss={test_metrics.get('test/loss', float('nan')):.4f} "
             f"(stopped after epoch {summary['stopped_epoch']}, {fit_seconds:.1f}s of training)\n"
             f"lightning_reg: logs in {', '.join(log_dirs) or '(no logger)'}\n"
-            f"lightning_reg: metrics.json written to {metrics_path}",
-            flush=True,
+            f"lightning_reg: metrics.json written to {metrics_path}"
         )
     return summary
 
@@ -519,6 +520,8 @@ def main(cfg: DictConfig) -> float | list[float] | None:
     """Train from the command line; return the optimized metric for sweepers."""
     from hydra.types import RunMode
 
+    quiet_third_party()  # again here: a joblib worker runs this function without importing this module
+
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         if multirun and not is_child_rank():
@@ -553,7 +556,7 @@ def main(cfg: DictConfig) -> float | list[float] | None:
             print(mask_secrets(f"lightning_reg: run failed: {type(err).__name__}: {err}"), file=sys.stderr, flush=True)
             return None
         if isinstance(err, ConfigError):
-            print(mask_secrets(f"lightning_reg: error: {err}"), file=sys.stderr, flush=True)
+            say(mask_secrets(f"lightning_reg: error: {err}"), error=True)
             sys.exit(2)
         raise
     value = summary.get("optimized_value")
