@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import inspect
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from enum import Enum
 from typing import Any
@@ -30,6 +31,7 @@ from typing_extensions import override
 __all__ = [
     "HAS_WEIGHT_AVERAGING",
     "LIGHTNING_VERSION",
+    "PYTREE_MODULE",
     "AppendingCSVExperimentWriter",
     "CheckpointSaveHooks",
     "EarlyStoppingHooks",
@@ -43,6 +45,7 @@ __all__ = [
     "is_local_path",
     "legacy_state_key",
     "missing_target_reason",
+    "rank_zero_loggers",
     "replaying_epoch_end",
     "trainer_callbacks",
     "trainer_log_every_n_steps",
@@ -257,6 +260,30 @@ def hydra_subprocess_command(command: Callable[[int], tuple[Sequence[str], str]]
         yield
     finally:
         launcher_mod._hydra_subprocess_cmd = original
+
+
+# --- Lightning's console messages ----------------------------------------------------------------------------
+
+#: Lightning's private pytree module. Its ``_tree_flatten`` builds ``LeafSpec()``, which torch >= 2.10 deprecates
+#: with a FutureWarning on every fit (``lightning_reg.run_log`` filters that one warning from this module only).
+PYTREE_MODULE = "lightning.pytorch.utilities._pytree"
+
+
+def rank_zero_loggers() -> list[logging.Logger]:
+    """The loggers that Lightning's ``rank_zero_info`` and ``rank_zero_warn`` messages are written to.
+
+    They log through lightning_utilities' module-level ``log``, which Lightning points at
+    ``lightning.pytorch.utilities.rank_zero`` (``lightning.fabric.utilities.rank_zero`` when only Fabric is
+    imported).
+
+    Example:
+        >>> "lightning.pytorch.utilities.rank_zero" in [lg.name for lg in rank_zero_loggers()]
+        True
+    """
+    from lightning_utilities.core import rank_zero as core
+
+    names = {"lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero", core.log.name}
+    return [logging.getLogger(name) for name in sorted(names)]
 
 
 # --- File-system helpers -------------------------------------------------------------------------------------

@@ -57,6 +57,7 @@ from lightning_reg.metrics_file import (
     write_metrics,
 )
 from lightning_reg.run_dir import FINISHED, RunDirError, archive_failed_record, check_run_dir, run_state
+from lightning_reg.run_log import quiet_third_party, say
 from lightning_reg.study import trial_callbacks
 
 __all__ = [
@@ -82,6 +83,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("lightning_reg.train")
+quiet_third_party()  # Lightning's litlogger tip, torch's LeafSpec warning, Alembic's plugin lines (run_log.py)
 
 #: The packaged ``conf/`` folder. Found without raising: when it is missing this is where it should be, and
 #: :func:`~lightning_reg.app_config.conf_dir` (called by :func:`main`) says so when the configs are needed.
@@ -489,14 +491,13 @@ def write_summary(summary: RunMetrics, trainer: pl.Trainer, fitted: FitResult, s
     test = summary["test"]
     log_dirs = sorted({str(lg.log_dir) for lg in trainer.loggers if getattr(lg, "log_dir", None)})
     stop = summary["early_stop_epoch"]
-    print(
+    say(
         f"\nlightning_reg: test/acc={test.get('test/acc', float('nan')):.4f} "
         f"test/loss={test.get('test/loss', float('nan')):.4f} "
         f"(last epoch {summary['last_epoch']}{', early stop' if stop is not None else ''}, "
         f"{fitted.seconds:.1f}s of training)\n"
         f"lightning_reg: logs in {', '.join(log_dirs) or '(no logger)'}\n"
-        f"lightning_reg: metrics.json written to {setup.metrics_path}",
-        flush=True,
+        f"lightning_reg: metrics.json written to {setup.metrics_path}"
     )
 
 
@@ -640,6 +641,7 @@ def main() -> Any:
 
 def run_job(cfg: DictConfig) -> float | list[float] | None:
     """One Hydra job: train, record a failure in ``metrics.json``; return the optimized metric for sweepers."""
+    quiet_third_party()  # again here: a joblib worker runs this function without importing this module
     multirun = _is_multirun()
     try:
         if multirun and not is_child_rank():
@@ -674,7 +676,7 @@ def run_job(cfg: DictConfig) -> float | list[float] | None:
             print(mask_secrets(f"lightning_reg: run failed: {type(err).__name__}: {err}"), file=sys.stderr, flush=True)
             return None
         if isinstance(err, ConfigError):
-            print(mask_secrets(f"lightning_reg: error: {err}"), file=sys.stderr, flush=True)
+            say(mask_secrets(f"lightning_reg: error: {err}"), error=True)
             sys.exit(2)
         raise
     optimized = summary.get("optimized_value")

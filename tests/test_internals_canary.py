@@ -255,3 +255,39 @@ def test_callback_metrics_store_is_the_dict_behind_the_property() -> None:
     store = internals.callback_metrics_store(trainer)
     store["reg/probe"] = torch.tensor(0.25)
     assert float(trainer.callback_metrics["reg/probe"]) == 0.25  # a value written there is what readers see
+
+
+# --- Lightning's console messages (lightning_reg.run_log) --------------------------------------------------
+
+
+def test_rank_zero_info_writes_to_the_rank_zero_loggers() -> None:
+    import logging
+
+    from lightning.pytorch.utilities import rank_zero_info
+
+    seen: list[str] = []
+
+    class Grab(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.name)
+
+    grab = Grab(level=logging.DEBUG)
+    loggers = internals.rank_zero_loggers()
+    for lg in loggers:
+        lg.addHandler(grab)
+    try:
+        rank_zero_info("canary: rank_zero_info")
+    finally:
+        for lg in loggers:
+            lg.removeHandler(grab)
+    assert seen and seen[0] in {lg.name for lg in loggers}, _moved(
+        "the logger that `rank_zero_info` writes to", "lightning_utilities.core.rank_zero.log"
+    )
+
+
+def test_pytree_module_that_the_leafspec_warning_filter_names_exists() -> None:
+    # Where it still calls LeafSpec() under a torch that deprecates it, tests/test_run_log.py sees the warning go.
+    try:
+        importlib.import_module(internals.PYTREE_MODULE)
+    except ImportError:
+        pytest.fail(_moved("module", internals.PYTREE_MODULE))
