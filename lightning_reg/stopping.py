@@ -19,13 +19,51 @@ Prechelt's errors are positive and lower is better (``mode="min"``). For ``mode=
 which the best value exceeds the current one. Both forms are 0 at the best check and grow as the
 monitored value degrades. Strips are counted from the first check: check ``i`` (0-based) ends a strip
 when ``(i + 1) % k == 0``.
+
+The criteria are also objects (:class:`Criterion` and its subclasses :class:`Patience`,
+:class:`GeneralizationLoss`, :class:`ProgressQuotient`, :class:`WorseningStrips`, registered under their
+config names in :data:`CRITERIA`): each holds its validated parameters and its state (the recorded values,
+the best value, the wait count, whether the baseline was beaten; ``state_dict``/``load_state_dict`` for
+resuming), decides on each new value and says why it stopped. :class:`lightning_reg.EarlyStopping` is
+Lightning glue over one of them; a sweep pruner or a plain loop can use them directly.
 """
 
 from __future__ import annotations
 
+import abc
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from lightning_reg.errors import ConfigError, check_choice, check_int, check_non_negative, check_range
+
+__all__ = [
+    "CRITERIA",
+    "Criterion",
+    "GeneralizationLoss",
+    "Patience",
+    "ProgressQuotient",
+    "WorseningStrips",
+    "best_so_far",
+    "check_criterion_options",
+    "check_mode_matches",
+    "criterion_class",
+    "generalization_loss",
+    "gl_history",
+    "gl_stop",
+    "infer_mode",
+    "is_improvement",
+    "is_strip_end",
+    "is_worse",
+    "make_criterion",
+    "named_direction",
+    "pq_stop",
+    "progress_quotient",
+    "training_progress",
+    "up_count",
+    "up_stop",
+]
 
 MAX_MODE_TOKENS = frozenset({"acc", "accuracy", "auc", "auroc", "f1", "precision", "recall"})
 MIN_MODE_TOKENS = frozenset({"loss", "error", "err", "nll", "mse", "mae", "rmse", "perplexity"})
@@ -49,8 +87,6 @@ def check_mode_matches(monitor: str | None, mode: str, option: str = "mode") -> 
     Example:
         >>> check_mode_matches("val/loss", "min")
     """
-    from lightning_reg.errors import ConfigError
-
     if not monitor or mode == "auto":
         return
     named = named_direction(monitor)
@@ -254,3 +290,440 @@ def up_stop(values: Sequence[float], s: int, strip: int, mode: str = "min") -> b
         (True, False)
     """
     return up_count(values, strip, mode) >= s
+
+
+# ---------------------------------------------------------------------------------------------- criterion objects
+
+
+class Criterion(abc.ABC):
+    """One early-stopping criterion: its parameters, its state over the checks so far, its decision, its message.
+
+    Feed it one monitored value per check with :meth:`update`; it answers the reason to stop at that check
+    (its :attr:`name`, or ``"baseline"``) or None. Every criterion tracks the best value (an improvement
+    must beat it by more than ``min_delta``), a wait count (counted checks since the last improvement that
+    also beat ``baseline``) and, with a ``baseline``, whether it was beaten: the *baseline rule* stops when
+    ``patience`` counted checks pass without beating it, whatever the criterion. A check with
+    ``counted=False`` (a warm-up epoch) is recorded but neither counts toward the wait nor stops.
+
+    Subclasses: :class:`Patience` (``"patience"``), :class:`GeneralizationLoss` (``"GL"``),
+    :class:`ProgressQuotient` (``"PQ"``) and :class:`WorseningStrips` (``"UP"``); :data:`CRITERIA` maps the
+    config names to them and :func:`make_criterion` builds one from a name.
+
+    Args:
+        patience: Counted checks without improvement before the patience (and baseline) rule fires (>= 0).
+        mode: ``"min"`` (lower is better) or ``"max"``.
+        min_delta: An improvement must beat the best value by more than this (>= 0).
+        baseline: Stop when ``patience`` counted checks pass without a value better than this.
+        monitor: The monitored value's name, in messages and errors.
+
+    Example:
+        >>> rule = Patience(patience=2)
+        >>> [rule.update(v) for v in [1.0, 0.8, 0.9, 0.85]]
+        [None, None, None, 'patience']
+        >>> rule.message(), rule.best_value, rule.wait_count
+        ('value did not improve in the last 2 checks.', 0.8, 2)
+    """
+
+    #: The config name (``EarlyStopping(criterion=...)``) and the reason this criterion's rule gives.
+    name: ClassVar[str] = ""
+    #: Its own parameters, in the order they appear in ``EarlyStopping.state_key``.
+    options: ClassVar[tuple[str, ...]] = ()
+    #: Whether :meth:`update` needs the training value too (``train_value``).
+    needs_train: ClassVar[bool] = False
+    #: Whether the monitored values must be positive (Prechelt's errors; GL's ratio needs them).
+    needs_positive: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        *,
+        patience: int = 3,
+        mode: str = "min",
+        min_delta: float = 0.0,
+        baseline: float | None = None,
+        monitor: str = "value",
+    ) -> None:
+        self.patience = check_int("patience", patience, low=0)
+        self.mode: str = check_choice("mode", mode, ("min", "max"))
+        self.min_delta = abs(check_non_negative("min_delta", min_delta))
+        self.baseline = None if baseline is None else check_range("baseline", baseline)
+        self.monitor = monitor
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every check (a fresh run)."""
+        self.history: list[float] = []
+        self.train_history: list[float] = []
+        self.best_value: float = math.inf if self.mode == "min" else -math.inf
+        self.wait_count = 0
+        self.baseline_beaten = self.baseline is None
+        #: Whether the last check improved on the best value.
+        self.improved = False
+        #: ``GL`` at the last check, when the values are finite and positive (else None).
+        self.last_gl: float | None = None
+        #: The reason :meth:`update` gave at the last check.
+        self.reason: str | None = None
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={getattr(self, k)!r}" for k in (*self.options, "mode", "min_delta", "baseline"))
+        return f"{type(self).__name__}({params})"
+
+    # -- the decision
+
+    @property
+    def patience_over(self) -> bool:
+        """Whether ``patience`` counted checks passed without an improvement (that beat the baseline)."""
+        return self.wait_count > 0 and self.wait_count >= self.patience
+
+    def update(self, value: float, train_value: float | None = None, *, counted: bool = True) -> str | None:
+        """Record the check's ``value`` (and ``train_value``); the reason to stop at it, or None.
+
+        The reason is :attr:`name` when this criterion's rule fires, ``"baseline"`` when the baseline rule
+        does, None otherwise and always None for a check with ``counted=False``. A non-finite value is
+        recorded like any other (it never improves); refusing it is the caller's choice (``check_finite``).
+        """
+        value = float(value)
+        self.history.append(value)
+        if train_value is not None:
+            self.train_history.append(float(train_value))
+        improved = is_improvement(value, self.best_value, self.mode, self.min_delta)
+        beats_baseline = self.baseline is None or is_improvement(value, self.baseline, self.mode, self.min_delta)
+        if improved:
+            self.best_value = value
+        if beats_baseline and math.isfinite(value):
+            self.baseline_beaten = True
+        if improved and beats_baseline:
+            self.wait_count = 0
+        elif counted:
+            self.wait_count += 1
+        self.improved = improved
+        self.last_gl = self._generalization_loss(value)
+        self.reason = self._decide() if counted else None
+        return self.reason
+
+    def _decide(self) -> str | None:
+        if self.fires():
+            return self.name
+        if self.patience_over and not self.baseline_beaten:
+            return "baseline"
+        return None
+
+    @abc.abstractmethod
+    def fires(self) -> bool:
+        """Whether this criterion's own rule says stop at the last check (the baseline rule apart)."""
+
+    def _generalization_loss(self, current: float) -> float | None:
+        if not math.isfinite(current):
+            return None
+        best = best_so_far(self.history, self.mode)
+        if self.needs_positive and (current <= 0 or best <= 0):
+            raise ConfigError(
+                f"EarlyStopping(criterion={self.name!r}) needs a positive monitored value (an error or loss, "
+                f"Prechelt's E_va); got {self.monitor} = {current} (best {best}). Monitor a loss or error rate, or "
+                "use criterion 'patience' or 'UP'."
+            )
+        if current <= 0 or best <= 0:
+            return None
+        return generalization_loss(current, best, self.mode)
+
+    # -- reporting
+
+    def message(self, reason: str | None = None) -> str:
+        """Why ``reason`` (default: the last check's) stops training, in one sentence."""
+        reason = self.reason if reason is None else reason
+        if reason == "baseline":
+            return f"{self.monitor} did not beat baseline {self.baseline} within {self.wait_count} checks."
+        return self._message()
+
+    @abc.abstractmethod
+    def _message(self) -> str:
+        """The sentence for this criterion's own reason."""
+
+    def diagnostics(self) -> dict[str, float]:
+        """What to log at each check: ``wait``, ``gl`` (when defined) and the criterion's own (``pk``, ``up``)."""
+        out = {"wait": float(self.wait_count)}
+        if self.last_gl is not None:
+            out["gl"] = float(self.last_gl)
+        return out
+
+    def key_params(self) -> dict[str, Any]:
+        """This criterion's own parameters (:attr:`options`), as ``EarlyStopping.state_key`` names them."""
+        return {k: getattr(self, k) for k in self.options}
+
+    # -- state
+
+    def state_dict(self) -> dict[str, Any]:
+        """The state a resumed run needs: plain numbers and lists (loadable with ``weights_only=True``)."""
+        return {
+            "history": [float(v) for v in self.history],
+            "train_history": [float(v) for v in self.train_history],
+            "best_value": float(self.best_value),
+            "wait_count": int(self.wait_count),
+            "baseline_beaten": bool(self.baseline_beaten),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output; missing keys (an older state) keep their defaults."""
+        self.history = [float(v) for v in state.get("history", [])]
+        self.train_history = [float(v) for v in state.get("train_history", [])]
+        self.best_value = float(state.get("best_value", self.best_value))
+        self.wait_count = int(state.get("wait_count", 0))
+        self.baseline_beaten = bool(state.get("baseline_beaten", self.baseline is None))
+
+
+class Patience(Criterion):
+    """Stop when ``patience`` counted checks pass without an improvement (Lightning's rule).
+
+    With a ``baseline`` not yet beaten, the same count stops with reason ``"baseline"`` instead.
+
+    Example:
+        A loop over validation losses, outside any Trainer:
+
+        >>> rule = Patience(patience=3, min_delta=0.01, monitor="val/loss")
+        >>> for epoch, loss in enumerate([1.0, 0.8, 0.7, 0.695, 0.72, 0.71, 0.9]):
+        ...     if rule.update(loss):
+        ...         break
+        >>> epoch, rule.reason, rule.message()
+        (5, 'patience', 'val/loss did not improve in the last 3 checks.')
+    """
+
+    name = "patience"
+    options = ("patience",)
+
+    def __init__(
+        self,
+        patience: int = 3,
+        *,
+        mode: str = "min",
+        min_delta: float = 0.0,
+        baseline: float | None = None,
+        monitor: str = "value",
+    ) -> None:
+        super().__init__(patience=patience, mode=mode, min_delta=min_delta, baseline=baseline, monitor=monitor)
+
+    def fires(self) -> bool:
+        return self.patience_over and self.baseline_beaten
+
+    def _message(self) -> str:
+        return f"{self.monitor} did not improve in the last {self.wait_count} checks."
+
+
+def _required_alpha(alpha: Any, criterion: str) -> float:
+    if alpha is None:
+        raise ConfigError(f"`alpha` must be a number > 0 for criterion {criterion!r}; got None.")
+    return check_range("alpha", alpha, 0.0, None, low_inclusive=False)
+
+
+def _required_s(s: Any, criterion: str) -> int:
+    if s is None:
+        raise ConfigError(
+            f"`s` (successive worsening strips) must be an integer >= 1 for criterion {criterion!r}; got None."
+        )
+    return check_int("s", s, low=1)
+
+
+class GeneralizationLoss(Criterion):
+    """Prechelt's ``GL_alpha``: stop when the generalization loss ``GL`` exceeds ``alpha`` percent.
+
+    The monitored values must be positive (an error or a loss); a value <= 0 is a :class:`ConfigError`.
+
+    Example:
+        >>> rule = GeneralizationLoss(alpha=5.0, monitor="val/loss")
+        >>> [rule.update(v) for v in [1.0, 0.8, 0.7, 0.72, 0.74]]
+        [None, None, None, None, 'GL']
+        >>> rule.message()
+        'Generalization loss GL = 5.714 > alpha = 5.0.'
+        >>> GeneralizationLoss(alpha=None)
+        Traceback (most recent call last):
+        ...
+        lightning_reg.errors.ConfigError: `alpha` must be a number > 0 for criterion 'GL'; got None.
+    """
+
+    name = "GL"
+    options = ("alpha",)
+    needs_positive = True
+
+    def __init__(
+        self,
+        alpha: float,
+        *,
+        patience: int = 3,
+        mode: str = "min",
+        min_delta: float = 0.0,
+        baseline: float | None = None,
+        monitor: str = "value",
+    ) -> None:
+        self.alpha = _required_alpha(alpha, self.name)
+        super().__init__(patience=patience, mode=mode, min_delta=min_delta, baseline=baseline, monitor=monitor)
+
+    def fires(self) -> bool:
+        return gl_stop(self.history, self.alpha, self.mode)
+
+    def _message(self) -> str:
+        return f"Generalization loss GL = {self.last_gl:.4g} > alpha = {self.alpha}."
+
+
+class ProgressQuotient(Criterion):
+    """Prechelt's ``PQ_alpha``: at the end of each strip of ``strip`` checks, stop when ``GL / P_k > alpha``.
+
+    Needs the training loss at every check (``update(value, train_value)``); the monitored values must be
+    positive.
+
+    Example:
+        >>> rule = ProgressQuotient(alpha=0.5, strip=3)
+        >>> val = [1.0, 0.8, 0.7, 0.72, 0.71, 0.73, 0.75, 0.77, 0.8]
+        >>> train = [1.0, 0.9, 0.8, 0.75, 0.7, 0.65, 0.64, 0.635, 0.63]
+        >>> [rule.update(v, t) for v, t in zip(val, train)][-1], rule.message()
+        ('PQ', 'Quotient GL/P_3 = 1.8 > alpha = 0.5 at the end of a strip.')
+    """
+
+    name = "PQ"
+    options = ("alpha", "strip")
+    needs_train = True
+    needs_positive = True
+
+    def __init__(
+        self,
+        alpha: float,
+        strip: int = 5,
+        *,
+        patience: int = 3,
+        mode: str = "min",
+        min_delta: float = 0.0,
+        baseline: float | None = None,
+        monitor: str = "value",
+    ) -> None:
+        self.alpha = _required_alpha(alpha, self.name)
+        self.strip = check_int("strip", strip, low=1)
+        super().__init__(patience=patience, mode=mode, min_delta=min_delta, baseline=baseline, monitor=monitor)
+
+    def fires(self) -> bool:
+        return pq_stop(self.history, self.train_history, self.alpha, self.strip, self.mode)
+
+    def _message(self) -> str:
+        pq = progress_quotient(self.history, self.train_history, self.strip, self.mode)
+        return f"Quotient GL/P_{self.strip} = {pq:.4g} > alpha = {self.alpha} at the end of a strip."
+
+    def diagnostics(self) -> dict[str, float]:
+        out = super().diagnostics()
+        pk = training_progress(self.train_history, self.strip)
+        if math.isfinite(pk):
+            out["pk"] = pk
+        return out
+
+
+class WorseningStrips(Criterion):
+    """Prechelt's ``UP_s``: stop at the end of a strip when the value got worse in ``s`` successive strips.
+
+    Example:
+        >>> rule = WorseningStrips(s=2, strip=2)
+        >>> reasons = [rule.update(v) for v in [1.0, 0.9, 0.8, 0.85, 0.7, 0.75, 0.78, 0.8, 0.85, 0.9]]
+        >>> reasons.index("UP"), rule.diagnostics()
+        (9, {'wait': 5.0, 'gl': 28.57142857142858, 'up': 2.0})
+    """
+
+    name = "UP"
+    options = ("s", "strip")
+
+    def __init__(
+        self,
+        s: int,
+        strip: int = 5,
+        *,
+        patience: int = 3,
+        mode: str = "min",
+        min_delta: float = 0.0,
+        baseline: float | None = None,
+        monitor: str = "value",
+    ) -> None:
+        self.strip = check_int("strip", strip, low=1)
+        self.s = _required_s(s, self.name)
+        super().__init__(patience=patience, mode=mode, min_delta=min_delta, baseline=baseline, monitor=monitor)
+
+    def fires(self) -> bool:
+        return up_stop(self.history, self.s, self.strip, self.mode)
+
+    def _message(self) -> str:
+        return f"{self.monitor} got worse in {self.s} successive strips of {self.strip} checks."
+
+    def diagnostics(self) -> dict[str, float]:
+        out = super().diagnostics()
+        out["up"] = float(up_count(self.history, self.strip, self.mode))
+        return out
+
+
+#: The criteria by config name (``EarlyStopping(criterion=...)``, case-insensitive).
+CRITERIA: Mapping[str, type[Criterion]] = {
+    cls.name: cls for cls in (Patience, GeneralizationLoss, ProgressQuotient, WorseningStrips)
+}
+
+
+def criterion_class(name: Any) -> type[Criterion]:
+    """The criterion class registered under ``name`` (case-insensitive).
+
+    Example:
+        >>> criterion_class("gl").__name__
+        'GeneralizationLoss'
+        >>> criterion_class("slope")
+        Traceback (most recent call last):
+        ...
+        lightning_reg.errors.ConfigError: `criterion` must be one of 'patience', 'GL', 'PQ', 'UP'; got 'slope'.
+    """
+    canonical = {c.lower(): c for c in CRITERIA}
+    if not isinstance(name, str) or name.lower() not in canonical:
+        raise ConfigError(f"`criterion` must be one of {', '.join(map(repr, CRITERIA))}; got {name!r}.")
+    return CRITERIA[canonical[name.lower()]]
+
+
+def check_criterion_options(
+    cls: type[Criterion], *, alpha: Any = None, strip: Any = 5, s: Any = None
+) -> tuple[float | None, int, int | None]:
+    """Check ``alpha``, ``strip`` and ``s`` for criterion ``cls``: required where it uses them, valid wherever given.
+
+    Returns them normalized (``alpha`` as a float). The messages name the option, the allowed values and the
+    value given.
+
+    Example:
+        >>> check_criterion_options(GeneralizationLoss, alpha=5)
+        (5.0, 5, None)
+        >>> check_criterion_options(WorseningStrips, strip=2)
+        Traceback (most recent call last):
+        ...
+        lightning_reg.errors.ConfigError: `s` (successive worsening strips) must be an integer >= 1 for criterion 'UP'; got None.
+    """
+    checked_alpha: float | None = None
+    if "alpha" in cls.options:
+        checked_alpha = _required_alpha(alpha, cls.name)
+    elif alpha is not None:
+        checked_alpha = check_range("alpha", alpha, 0.0, None, low_inclusive=False)
+    checked_strip = check_int("strip", strip, low=1)
+    checked_s: int | None = None
+    if "s" in cls.options:
+        checked_s = _required_s(s, cls.name)
+    elif s is not None:
+        checked_s = check_int("s", s, low=1)
+    return checked_alpha, checked_strip, checked_s
+
+
+def make_criterion(
+    name: Any,
+    *,
+    alpha: Any = None,
+    strip: Any = 5,
+    s: Any = None,
+    patience: int = 3,
+    mode: str = "min",
+    min_delta: float = 0.0,
+    baseline: float | None = None,
+    monitor: str = "value",
+) -> Criterion:
+    """The criterion ``name`` built from ``EarlyStopping``'s flat options (those it does not use are checked, then ignored).
+
+    Example:
+        >>> make_criterion("up", s=2, strip=3, alpha=1.0)
+        WorseningStrips(s=2, strip=3, mode='min', min_delta=0.0, baseline=None)
+    """
+    cls = criterion_class(name)
+    checked_alpha, checked_strip, checked_s = check_criterion_options(cls, alpha=alpha, strip=strip, s=s)
+    given = {"alpha": checked_alpha, "strip": checked_strip, "s": checked_s}
+    own = {k: v for k, v in given.items() if k in cls.options}
+    return cls(**own, patience=patience, mode=mode, min_delta=min_delta, baseline=baseline, monitor=monitor)

@@ -1,16 +1,17 @@
 """Early stopping that extends Lightning's: restore best weights, warm-up, baseline, Prechelt criteria.
 
-The decision rules are pure functions in :mod:`lightning_reg.stopping`; this module is the Lightning
-glue: it records one value per validation check, asks the rule whether to stop, defers a stop that
-comes before ``min_epochs``/``min_steps``, reduces the decision across ranks, and puts the best weights
-back at the end of ``fit``.
+The criteria are objects in :mod:`lightning_reg.stopping` (their parameters, state, decision and message);
+this module is the Lightning glue: it reads one value per validation check and hands it to the criterion,
+applies Lightning's own rules (non-finite value, thresholds), defers a stop that comes before
+``min_epochs``/``min_steps``, reduces the decision across ranks, logs the criterion's diagnostics, keeps the
+best weights and puts them back at the end of ``fit``.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 import lightning.pytorch as pl
 import torch
@@ -18,6 +19,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from typing_extensions import override
 
+from lightning_reg import stopping
 from lightning_reg._lightning_internals import (
     EarlyStoppingHooks,
     EarlyStoppingReason,
@@ -29,23 +31,21 @@ from lightning_reg.callbacks.log_helpers import warn_if_state_missing
 from lightning_reg.errors import ConfigError, check_bool, check_choice, check_int, check_non_negative, check_range
 from lightning_reg.safe_load import load_checkpoint_tensors
 from lightning_reg.stopping import (
-    best_so_far,
+    Criterion,
+    check_criterion_options,
     check_mode_matches,
-    generalization_loss,
-    gl_stop,
+    criterion_class,
     infer_mode,
     is_improvement,
     is_worse,
-    pq_stop,
-    progress_quotient,
-    training_progress,
-    up_count,
-    up_stop,
+    make_criterion,
 )
+
+__all__ = ["CRITERIA", "MODES", "RESTORE_FROM", "EarlyStopping", "MissingMetricError"]
 
 log = logging.getLogger(__name__)
 
-CRITERIA = ("patience", "GL", "PQ", "UP")
+CRITERIA = tuple(stopping.CRITERIA)  # the config names: "patience", "GL", "PQ", "UP"
 MODES = ("min", "max", "auto")
 RESTORE_FROM = ("memory", "checkpoint")
 
@@ -64,7 +64,46 @@ _LIGHTNING_REASON = {
 
 
 class MissingMetricError(ConfigError, RuntimeError):
-    """A monitored metric is not logged. A ``RuntimeError`` like Lightning's, and a :class:`ConfigError`."""
+    """A monitored metric is not logged. A ``RuntimeError`` like Lightning's, and a :class:`ConfigError`.
+
+    Example:
+        >>> issubclass(MissingMetricError, RuntimeError) and issubclass(MissingMetricError, ConfigError)
+        True
+    """
+
+
+_T = TypeVar("_T")
+
+
+class _OnCriterion(Generic[_T]):
+    """An attribute of the callback that lives on its criterion object (``callback.rule``): one copy of it.
+
+    Parameters the callback takes for every criterion but this criterion does not use (``alpha`` for
+    ``"patience"``...) are kept on the callback (``_unused_options``), as they were given.
+    """
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> _OnCriterion[_T]: ...
+
+    @overload
+    def __get__(self, obj: EarlyStopping, owner: type | None = None) -> _T: ...
+
+    def __get__(self, obj: EarlyStopping | None, owner: type | None = None) -> _OnCriterion[_T] | _T:
+        if obj is None:
+            return self
+        rule = obj.rule
+        if hasattr(rule, self.name):
+            return getattr(rule, self.name)
+        return obj._unused_options[self.name]
+
+    def __set__(self, obj: EarlyStopping, value: _T) -> None:
+        if hasattr(obj.rule, self.name):
+            setattr(obj.rule, self.name, value)
+        else:
+            obj._unused_options[self.name] = value
 
 
 def _same_layout(kept: Any, value: Any) -> bool:
@@ -128,6 +167,10 @@ class EarlyStopping(EarlyStoppingHooks):
         log_prefix: Prefix of the logged diagnostics (``<prefix>wait``, ``<prefix>gl`` and, for PQ/UP,
             ``<prefix>pk``/``<prefix>up``); ``None`` logs nothing. Give two instances different prefixes.
 
+    The criterion is an object, :attr:`rule` (a :class:`lightning_reg.stopping.Criterion`): it holds
+    ``patience``, ``alpha``, ``strip``, ``s``, ``baseline``, the recorded ``history``, ``best_value``,
+    ``wait_count`` and ``last_gl``, which read and write through to it as attributes of this callback.
+
     A stop that falls due before ``trainer.min_epochs``/``min_steps`` is not signalled: the rule is
     evaluated again at every later check, and training stops at the first check where stopping is
     allowed *and* the rule still says stop. Lightning's callback sets ``trainer.should_stop`` at once,
@@ -143,7 +186,23 @@ class EarlyStopping(EarlyStoppingHooks):
         >>> trainer = pl.Trainer(callbacks=[es, gl], logger=False)  # two instances coexist
         >>> es.state_key != gl.state_key
         True
+        >>> gl.rule
+        GeneralizationLoss(alpha=5.0, mode='min', min_delta=0.0, baseline=None)
     """
+
+    # Attributes that live on the criterion object (Lightning's __init__ sets the first three).
+    wait_count = _OnCriterion[int]()
+    patience = _OnCriterion[int]()
+    mode = _OnCriterion[str]()
+    baseline = _OnCriterion[float | None]()
+    alpha = _OnCriterion[float | None]()
+    strip = _OnCriterion[int]()
+    s = _OnCriterion[int | None]()
+    history = _OnCriterion[list[float]]()
+    train_history = _OnCriterion[list[float]]()
+    best_value = _OnCriterion[float]()
+    baseline_beaten = _OnCriterion[bool]()
+    last_gl = _OnCriterion[float | None]()
 
     def __init__(
         self,
@@ -175,29 +234,12 @@ class EarlyStopping(EarlyStoppingHooks):
         check_non_negative("min_delta", min_delta)
         check_int("patience", patience, low=0)
         check_choice("mode", mode, MODES)
-        canonical = {c.lower(): c for c in CRITERIA}
-        if not isinstance(criterion, str) or criterion.lower() not in canonical:
-            raise ConfigError(f"`criterion` must be one of {', '.join(map(repr, CRITERIA))}; got {criterion!r}.")
-        criterion = canonical[criterion.lower()]
-        if criterion in ("GL", "PQ"):
-            if alpha is None:
-                raise ConfigError(f"`alpha` must be a number > 0 for criterion {criterion!r}; got None.")
-            alpha = check_range("alpha", alpha, 0.0, None, low_inclusive=False)
-        elif alpha is not None:
-            alpha = check_range("alpha", alpha, 0.0, None, low_inclusive=False)
-        check_int("strip", strip, low=1)
-        if criterion == "UP":
-            if s is None:
-                raise ConfigError(
-                    "`s` (successive worsening strips) must be an integer >= 1 for criterion 'UP'; got None."
-                )
-            check_int("s", s, low=1)
-        elif s is not None:
-            check_int("s", s, low=1)
-        if criterion == "PQ" and (not isinstance(train_monitor, str) or not train_monitor):
+        criterion_cls = criterion_class(criterion)
+        alpha, strip, s = check_criterion_options(criterion_cls, alpha=alpha, strip=strip, s=s)
+        if criterion_cls.needs_train and (not isinstance(train_monitor, str) or not train_monitor):
             raise ConfigError(
-                "`train_monitor` must name the logged training loss (e.g. 'train/loss') for criterion 'PQ', "
-                f"which needs the training progress P_k; got {train_monitor!r}."
+                "`train_monitor` must name the logged training loss (e.g. 'train/loss') for criterion "
+                f"{criterion_cls.name!r}, which needs the training progress P_k; got {train_monitor!r}."
             )
         check_int("start_from_epoch", start_from_epoch, low=0)
         check_choice("restore_from", restore_from, RESTORE_FROM)
@@ -222,6 +264,19 @@ class EarlyStopping(EarlyStoppingHooks):
         if check_on_train_epoch_end is not None:
             check_bool("check_on_train_epoch_end", check_on_train_epoch_end)
         resolved_mode = infer_mode(monitor) if mode == "auto" else mode
+        #: The criterion: its parameters, its state over the checks, its decision and message.
+        self.rule: Criterion = make_criterion(
+            criterion,
+            alpha=alpha,
+            strip=strip,
+            s=s,
+            patience=patience,
+            mode=resolved_mode,
+            min_delta=min_delta,
+            baseline=baseline,
+            monitor=monitor,
+        )
+        self._unused_options: dict[str, Any] = {"alpha": alpha, "strip": strip, "s": s}
         super().__init__(
             monitor=monitor,
             min_delta=min_delta,
@@ -235,35 +290,25 @@ class EarlyStopping(EarlyStoppingHooks):
             check_on_train_epoch_end=check_on_train_epoch_end,
             log_rank_zero_only=log_rank_zero_only,
         )
-        self.requested_mode = mode
         self.restore_best_weights = check_bool("restore_best_weights", restore_best_weights)
         self.restore_from = restore_from
         self.start_from_epoch = start_from_epoch
-        self.baseline = baseline
-        self.criterion = criterion
-        self.alpha = alpha
-        self.strip = strip
-        self.s = s
         self.train_monitor = train_monitor
         self.log_prefix = log_prefix
-        self._min_delta = float(abs(min_delta))
         self._stage: str | None = None
         self._reset_run_state()
 
     def _reset_run_state(self) -> None:
-        self.history: list[float] = []
-        self.train_history: list[float] = []
+        self.rule.reset()
         self.check_epochs: list[int] = []
-        self.best_value: float = math.inf if self.mode == "min" else -math.inf
         self.best_epoch: int | None = None
-        self.baseline_beaten = self.baseline is None
-        self.best_weights: dict[str, Any] | None = None
+        self._best_weights: dict[str, Any] | None = None
+        self._best_shared = True
         self.stop_reason: str | None = None
         self._bad_loss: tuple[str, float] | None = None
         self.deferred_epochs: list[int] = []
         self.restored_epoch: int | None = None
         self.ended_by: str | None = None
-        self.last_gl: float | None = None
         self._checkpoint_callback: ModelCheckpoint | None = None
         # The monitored value at the last validation end, kept in the checkpoint: a run resumed from a
         # checkpoint written there replays that epoch's end without the (uncheckpointed) logged metrics.
@@ -271,6 +316,11 @@ class EarlyStopping(EarlyStoppingHooks):
         self._trained_since_start = False
 
     # ------------------------------------------------------------------ identity and state
+
+    @property
+    def criterion(self) -> str:
+        """The criterion's config name: ``"patience"``, ``"GL"``, ``"PQ"`` or ``"UP"``."""
+        return self.rule.name
 
     @property
     def best_weights(self) -> dict[str, Any] | None:
@@ -306,14 +356,7 @@ class EarlyStopping(EarlyStoppingHooks):
         )
 
     def _build_state_key(self) -> str:
-        if self.criterion == "patience":
-            params: dict[str, Any] = {"patience": self.patience}
-        elif self.criterion == "GL":
-            params = {"alpha": self.alpha}
-        elif self.criterion == "PQ":
-            params = {"alpha": self.alpha, "strip": self.strip}
-        else:
-            params = {"s": self.s, "strip": self.strip}
+        params = self.rule.key_params()
         if self.restore_best_weights:
             params["restore_best_weights"] = True
         return self._generate_state_key(monitor=self.monitor, mode=self.mode, criterion=self.criterion, **params)
@@ -321,14 +364,11 @@ class EarlyStopping(EarlyStoppingHooks):
     @override
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
+        state.update(self.rule.state_dict())  # history, train_history, best_value, wait_count, baseline_beaten
         state.update(
             {
-                "history": [float(v) for v in self.history],
-                "train_history": [float(v) for v in self.train_history],
                 "check_epochs": [int(e) for e in self.check_epochs],
-                "best_value": float(self.best_value),
                 "best_epoch": self.best_epoch,
-                "baseline_beaten": bool(self.baseline_beaten),
                 "stop_reason": self.stop_reason,
                 "deferred_epochs": [int(e) for e in self.deferred_epochs],
                 "best_weights": dict(self.best_weights) if self.best_weights is not None else None,
@@ -351,21 +391,17 @@ class EarlyStopping(EarlyStoppingHooks):
             # trainer.test/validate(ckpt_path=...) restores callback states too; that must not rewind the
             # record of the fit that just ended (stopped_epoch, best_epoch, reason).
             return
-        self.wait_count = int(state_dict.get("wait_count", 0))
+        self.rule.load_state_dict(state_dict)
+        best_score = state_dict.get("best_score")
+        if "best_value" not in state_dict and best_score is not None:  # a state saved by Lightning's callback
+            self.best_value = _to_float(best_score)
+        self.best_score = torch.tensor(self.best_value, dtype=torch.float64)
         self.stopped_epoch = int(state_dict.get("stopped_epoch", 0))
         reason_value = state_dict.get("stopping_reason", EarlyStoppingReason.NOT_STOPPED.value)
         self.stopping_reason = EarlyStoppingReason(reason_value)
         self.stopping_reason_message = state_dict.get("stopping_reason_message")
-        best_score = state_dict.get("best_score")
-        self.best_value = float(
-            state_dict.get("best_value", _to_float(best_score) if best_score is not None else self.best_value)
-        )
-        self.best_score = torch.tensor(self.best_value, dtype=torch.float64)
-        self.history = [float(v) for v in state_dict.get("history", [])]
-        self.train_history = [float(v) for v in state_dict.get("train_history", [])]
         self.check_epochs = [int(e) for e in state_dict.get("check_epochs", [])]
         self.best_epoch = state_dict.get("best_epoch")
-        self.baseline_beaten = bool(state_dict.get("baseline_beaten", self.baseline is None))
         self.stop_reason = state_dict.get("stop_reason")
         self.deferred_epochs = [int(e) for e in state_dict.get("deferred_epochs", [])]
         weights = state_dict.get("best_weights")
@@ -391,9 +427,9 @@ class EarlyStopping(EarlyStoppingHooks):
                 "Add one, or use restore_from='memory'."
             )
         self._checkpoint_callback = matching[0]
-        if self._min_delta > 0:
+        if self.rule.min_delta > 0:
             rank_zero_warn(
-                f"EarlyStopping(restore_from='checkpoint', min_delta={self._min_delta}): ModelCheckpoint has no "
+                f"EarlyStopping(restore_from='checkpoint', min_delta={self.rule.min_delta}): ModelCheckpoint has no "
                 "min_delta, so its best checkpoint may be a later epoch than this callback's best_epoch."
             )
 
@@ -528,34 +564,21 @@ class EarlyStopping(EarlyStoppingHooks):
     @override
     def run_stopping_check(self, trainer: pl.Trainer) -> None:
         logs = self._replayed_logs(trainer)
-        if trainer.fast_dev_run or logs is None or not self.validate_logged(logs):
+        # `fast_dev_run` is set on the trainer by Lightning's debugging-flags setup (mypy cannot see it).
+        if getattr(trainer, "fast_dev_run", False) or logs is None or not self.validate_logged(logs):
             return
         current, train_value = self._synced_values(trainer, logs)
         epoch = trainer.current_epoch
-        self.history.append(current)
+        counted = epoch >= self.start_from_epoch
         self.check_epochs.append(epoch)
-        if self.train_monitor:
-            self.train_history.append(train_value)
-
-        improved = is_improvement(current, self.best_value, self.mode, self._min_delta)
-        beats_baseline = self.baseline is None or is_improvement(current, self.baseline, self.mode, self._min_delta)
-        if improved:
-            self.best_value = current
+        rule_reason = self.rule.update(current, train_value if self.train_monitor else None, counted=counted)
+        if self.rule.improved:
             self.best_score = torch.tensor(current, dtype=torch.float64)
             self.best_epoch = epoch
             if self.restore_best_weights and self.restore_from == "memory":
                 self._keep_best_weights(trainer)
-        if beats_baseline and math.isfinite(current):
-            self.baseline_beaten = True
-        counted = epoch >= self.start_from_epoch
-        if improved and beats_baseline:
-            self.wait_count = 0
-        elif counted:
-            self.wait_count += 1
 
-        gl = self._gl(current)
-        self.last_gl = gl
-        reason = self._decide(current, counted, gl)
+        reason = self._decide(current, counted, rule_reason)
         if self.check_finite and reason != "non_finite":
             # The monitor may stay finite (val/acc of NaN logits) while the loss is NaN: say so, not "patience".
             self._bad_loss = next(
@@ -583,9 +606,9 @@ class EarlyStopping(EarlyStoppingHooks):
             self.stopped_epoch = epoch
             self.stop_reason = reason
             self.stopping_reason = _LIGHTNING_REASON[reason]
-            self.stopping_reason_message = self._message(reason, current, gl)
+            self.stopping_reason_message = self._message(reason, current)
             self._info(trainer, self.stopping_reason_message)
-        self._log_diagnostics(trainer, gl)
+        self._log_diagnostics(trainer)
 
     def _keep_best_weights(self, trainer: pl.Trainer) -> None:
         """A CPU copy of the weights validation just evaluated (under EMA/weight averaging, the average).
@@ -616,21 +639,8 @@ class EarlyStopping(EarlyStoppingHooks):
         }
         self._best_shared = False
 
-    def _gl(self, current: float) -> float | None:
-        if not math.isfinite(current):
-            return None
-        best = best_so_far(self.history, self.mode)
-        if self.criterion in ("GL", "PQ") and (current <= 0 or best <= 0):
-            raise ConfigError(
-                f"EarlyStopping(criterion={self.criterion!r}) needs a positive monitored value (an error or loss, "
-                f"Prechelt's E_va); got {self.monitor} = {current} (best {best}). Monitor a loss or error rate, or "
-                "use criterion 'patience' or 'UP'."
-            )
-        if current <= 0 or best <= 0:
-            return None
-        return generalization_loss(current, best, self.mode)
-
-    def _decide(self, current: float, counted: bool, gl: float | None) -> str | None:
+    def _decide(self, current: float, counted: bool, rule_reason: str | None) -> str | None:
+        """Lightning's rules first (non-finite value, thresholds), then the criterion's decision."""
         if self.check_finite and not math.isfinite(current):
             return "non_finite"
         if not counted:
@@ -639,27 +649,14 @@ class EarlyStopping(EarlyStoppingHooks):
             return "stopping_threshold"
         if self.divergence_threshold is not None and is_worse(current, self.divergence_threshold, self.mode):
             return "divergence_threshold"
-        patience_over = self.wait_count > 0 and self.wait_count >= self.patience
-        if self.criterion == "patience":
-            if patience_over:
-                return "patience" if self.baseline_beaten else "baseline"
-            return None
-        if self.criterion == "GL" and gl_stop(self.history, self.alpha, self.mode):
-            return "GL"
-        if self.criterion == "PQ" and pq_stop(self.history, self.train_history, self.alpha, self.strip, self.mode):
-            return "PQ"
-        if self.criterion == "UP" and up_stop(self.history, self.s, self.strip, self.mode):
-            return "UP"
-        if patience_over and not self.baseline_beaten:
-            return "baseline"
-        return None
+        return rule_reason
 
-    def _message(self, reason: str, current: float, gl: float | None) -> str:
+    def _message(self, reason: str, current: float) -> str:
         best = f"Best {self.monitor} = {self.best_value:.5g} at epoch {self.best_epoch}."
         if reason == "non_finite":
             return f"Monitored metric {self.monitor} = {current} is not finite. {best} Signaling Trainer to stop."
         if reason == "loss_non_finite":
-            name, value = getattr(self, "_bad_loss", None) or ("loss", float("nan"))
+            name, value = self._bad_loss or ("loss", float("nan"))
             return (
                 f"The loss became non-finite: {name} = {value} (the monitored {self.monitor} = {current:.5g} is "
                 f"still finite). {best} Signaling Trainer to stop."
@@ -668,33 +665,16 @@ class EarlyStopping(EarlyStoppingHooks):
             return f"Stopping threshold reached: {self.monitor} = {current:.5g} beats {self.stopping_threshold}. {best}"
         if reason == "divergence_threshold":
             return f"Divergence threshold reached: {self.monitor} = {current:.5g} is worse than {self.divergence_threshold}. {best}"
-        if reason == "patience":
-            return f"{self.monitor} did not improve in the last {self.wait_count} checks. {best}"
-        if reason == "baseline":
-            return f"{self.monitor} did not beat baseline {self.baseline} within {self.wait_count} checks. {best}"
-        if reason == "GL":
-            return f"Generalization loss GL = {gl:.4g} > alpha = {self.alpha}. {best}"
-        if reason == "PQ":
-            pq = progress_quotient(self.history, self.train_history, self.strip, self.mode)
-            return f"Quotient GL/P_{self.strip} = {pq:.4g} > alpha = {self.alpha} at the end of a strip. {best}"
-        return f"{self.monitor} got worse in {self.s} successive strips of {self.strip} checks. {best}"
+        return f"{self.rule.message(reason)} {best}"
 
     def _info(self, trainer: pl.Trainer, message: str) -> None:
         if self.verbose:
             self.log_info(trainer, message, self.log_rank_zero_only)
 
-    def _log_diagnostics(self, trainer: pl.Trainer, gl: float | None) -> None:
+    def _log_diagnostics(self, trainer: pl.Trainer) -> None:
         if self.log_prefix is None:
             return
-        metrics = {f"{self.log_prefix}wait": float(self.wait_count)}
-        if gl is not None:
-            metrics[f"{self.log_prefix}gl"] = float(gl)
-        if self.criterion == "PQ":
-            pk = training_progress(self.train_history, self.strip)
-            if math.isfinite(pk):
-                metrics[f"{self.log_prefix}pk"] = pk
-        if self.criterion == "UP":
-            metrics[f"{self.log_prefix}up"] = float(up_count(self.history, self.strip, self.mode))
+        metrics = {f"{self.log_prefix}{name}": value for name, value in self.rule.diagnostics().items()}
         pl_module = trainer.lightning_module
         if self.checks_on_train_epoch_end:
             for name, value in metrics.items():
