@@ -20,6 +20,8 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from typing_extensions import override
+
 from lightning_reg.errors import ConfigError, check_choice, check_int, check_range
 
 __all__ = [
@@ -138,6 +140,7 @@ class _Ramp(Schedule):
     def _frac(self, t: float) -> float:
         return min(1.0, max(0.0, (t - self.begin) / (self.end_at - self.begin)))
 
+    @override
     def key_points(self) -> list[tuple[str, int, int]]:
         return [("begin", self.begin, self.begin), ("end_at", self.end_at, self.end_at - 1)]
 
@@ -221,6 +224,7 @@ class Milestones(Schedule):
                 value = v
         return value
 
+    @override
     def key_points(self) -> list[tuple[str, int, int]]:
         return [("milestones", k, k) for k, _ in self.points]
 
@@ -243,6 +247,7 @@ class Exponential(Schedule):
     def __call__(self, t: float) -> float:
         return max(self.minimum, self.start * self.gamma ** max(0.0, t - self.begin))
 
+    @override
     def key_points(self) -> list[tuple[str, int, int]]:
         return [("begin", self.begin, self.begin)]
 
@@ -267,6 +272,7 @@ class Early(Schedule):
             return 0.0
         return self.p if self.mode == "constant" else self.p * (1.0 - t / self.cutoff)
 
+    @override
     def key_points(self) -> list[tuple[str, int, int]]:
         return [("cutoff", self.cutoff, self.cutoff)]
 
@@ -287,6 +293,7 @@ class Late(Schedule):
     def __call__(self, t: float) -> float:
         return self.p if t >= self.cutoff else 0.0
 
+    @override
     def key_points(self) -> list[tuple[str, int, int]]:
         return [("cutoff", self.cutoff, self.cutoff)]
 

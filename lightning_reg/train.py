@@ -69,6 +69,7 @@ __all__ = [
     "build",
     "build_model",
     "conf_dir",
+    "diverged_losses",
     "evaluate",
     "finished_job_value",
     "fit",

@@ -345,6 +345,7 @@ class FashionMNISTDataModule(MNISTDataModule):
 
     folder = "FashionMNIST"
 
+    @override
     def _dataset_class(self) -> Any:
         from torchvision.datasets import FashionMNIST
 
