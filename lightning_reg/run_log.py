@@ -26,6 +26,8 @@ import logging
 import sys
 import warnings
 
+from typing_extensions import override
+
 from lightning_reg._lightning_internals import PYTREE_MODULE, rank_zero_loggers
 
 __all__ = ["RUN_LOG_NAME", "LitLoggerTipFilter", "quiet_third_party", "say"]
@@ -54,6 +56,7 @@ class LitLoggerTipFilter(logging.Filter):
         (False, True)
     """
 
+    @override
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         return not (message.startswith("💡 Tip:") and "litlogger" in message)
