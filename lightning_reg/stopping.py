@@ -36,6 +36,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+from typing_extensions import override
+
 from lightning_reg.errors import ConfigError, check_choice, check_int, check_non_negative, check_range
 
 __all__ = [
@@ -500,9 +502,11 @@ class Patience(Criterion):
     ) -> None:
         super().__init__(patience=patience, mode=mode, min_delta=min_delta, baseline=baseline, monitor=monitor)
 
+    @override
     def fires(self) -> bool:
         return self.patience_over and self.baseline_beaten
 
+    @override
     def _message(self) -> str:
         return f"{self.monitor} did not improve in the last {self.wait_count} checks."
 
@@ -555,9 +559,11 @@ class GeneralizationLoss(Criterion):
         self.alpha = _required_alpha(alpha, self.name)
         super().__init__(patience=patience, mode=mode, min_delta=min_delta, baseline=baseline, monitor=monitor)
 
+    @override
     def fires(self) -> bool:
         return gl_stop(self.history, self.alpha, self.mode)
 
+    @override
     def _message(self) -> str:
         return f"Generalization loss GL = {self.last_gl:.4g} > alpha = {self.alpha}."
 
@@ -596,13 +602,16 @@ class ProgressQuotient(Criterion):
         self.strip = check_int("strip", strip, low=1)
         super().__init__(patience=patience, mode=mode, min_delta=min_delta, baseline=baseline, monitor=monitor)
 
+    @override
     def fires(self) -> bool:
         return pq_stop(self.history, self.train_history, self.alpha, self.strip, self.mode)
 
+    @override
     def _message(self) -> str:
         pq = progress_quotient(self.history, self.train_history, self.strip, self.mode)
         return f"Quotient GL/P_{self.strip} = {pq:.4g} > alpha = {self.alpha} at the end of a strip."
 
+    @override
     def diagnostics(self) -> dict[str, float]:
         out = super().diagnostics()
         pk = training_progress(self.train_history, self.strip)
@@ -639,12 +648,15 @@ class WorseningStrips(Criterion):
         self.s = _required_s(s, self.name)
         super().__init__(patience=patience, mode=mode, min_delta=min_delta, baseline=baseline, monitor=monitor)
 
+    @override
     def fires(self) -> bool:
         return up_stop(self.history, self.s, self.strip, self.mode)
 
+    @override
     def _message(self) -> str:
         return f"{self.monitor} got worse in {self.s} successive strips of {self.strip} checks."
 
+    @override
     def diagnostics(self) -> dict[str, float]:
         out = super().diagnostics()
         out["up"] = float(up_count(self.history, self.strip, self.mode))

@@ -6,7 +6,9 @@
 - ``WeightPenalty`` in one ``no_grad`` context over buckets, skipping gradients that are None == the old
   ``add_penalty_grad_`` per bucket;
 - ``EarlyStopping``'s best-weights copy written in place == a fresh copy, and tensors handed out never change;
-- memoized ``state_key`` == the key built from scratch, and it follows an attribute change.
+- memoized ``state_key`` == the key built from scratch, and it follows an attribute change;
+- ``EarlyStopping``'s diagnostics written straight into ``callback_metrics``/``logged_metrics`` when the trainer has
+  no logger == what ``self.log`` leaves there.
 """
 
 from __future__ import annotations
@@ -248,3 +250,57 @@ def test_scheduled_dropout_reuses_the_rate_tensor_only_for_an_equal_rate():
     assert [round(float(t), 6) for t in seen] == [0.2] * 3 + [0.1] * 3
     assert seen[0] is seen[2] and seen[3] is seen[5] and seen[2] is not seen[3]
     assert isinstance(model.net[2], nn.Dropout) and model.net[2].p == 0.1
+
+
+class EarlyStoppingValues(pl.Callback):
+    """EarlyStopping's diagnostics as ``callback_metrics`` and ``logged_metrics`` hold them at each epoch start and
+    at the end of fit: (dtype, device, value), or absent."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple] = []
+
+    def _record(self, trainer: pl.Trainer, where: str) -> None:
+        def es(metrics: dict) -> dict:
+            return {k: (v.dtype, v.device, v.item()) for k, v in metrics.items() if k.startswith("es/")}
+
+        self.seen.append((where, trainer.current_epoch, es(trainer.callback_metrics), es(trainer.logged_metrics)))
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._record(trainer, "epoch start")
+
+    def on_fit_end(self, trainer, pl_module):
+        self._record(trainer, "fit end")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "stop", "keys"),
+    [
+        ({"patience": 2}, 3, {"es/wait", "es/gl"}),
+        ({"criterion": "UP", "s": 3, "strip": 1}, 4, {"es/wait", "es/gl", "es/up"}),
+    ],
+    ids=["patience", "UP"],
+)
+def test_early_stopping_diagnostics_without_a_logger_are_what_self_log_leaves_with_one(kwargs, stop, keys):
+    # Without loggers EarlyStopping writes its diagnostics into callback_metrics/logged_metrics itself; with a
+    # logger they go through self.log. What callbacks and user code can read must be the same.
+    from helpers import MemoryLogger
+
+    values = [1.0, 0.9, 0.95, 0.97, 0.99, 1.0]
+
+    def run(logger):
+        torch.manual_seed(0)
+        probe = EarlyStoppingValues()
+        es = EarlyStopping("val/score", **kwargs)
+        trainer = pl.Trainer(
+            max_epochs=len(values), limit_train_batches=2, callbacks=[es, probe], **{**QUIET, "logger": logger}
+        )
+        trainer.fit(Scripted(values), *loaders(n=64, batch_size=16))
+        return probe.seen, es.stopped_epoch
+
+    through_log, stopped = run(MemoryLogger())
+    direct, stopped_direct = run(False)
+    assert stopped == stopped_direct == stop
+    assert direct == through_log
+    where, _, callback, logged = direct[-1]
+    assert where == "fit end" and set(callback) == set(logged) == keys
+    assert callback["es/wait"] == (torch.float32, torch.device("cpu"), float(stop - 1))

@@ -291,3 +291,14 @@ def test_pytree_module_that_the_leafspec_warning_filter_names_exists() -> None:
         importlib.import_module(internals.PYTREE_MODULE)
     except ImportError:
         pytest.fail(_moved("module", internals.PYTREE_MODULE))
+
+
+def test_store_epoch_end_values_writes_the_dicts_behind_both_properties() -> None:
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    connector = getattr(trainer, "_logger_connector", None)
+    assert connector is not None and isinstance(getattr(connector, "_logged_metrics", None), dict), _moved(
+        "`Trainer._logger_connector._logged_metrics`", "lightning.pytorch.trainer.connectors.logger_connector"
+    )
+    assert internals.store_epoch_end_values(trainer, {"reg/probe": 0.25}, torch.device("cpu"))
+    for metrics in (trainer.callback_metrics, trainer.logged_metrics):  # what readers see
+        assert metrics["reg/probe"].dtype == torch.float32 and float(metrics["reg/probe"]) == 0.25

@@ -25,6 +25,7 @@ from lightning_reg._lightning_internals import (
     EarlyStoppingReason,
     averaging_callbacks,
     evaluated_module,
+    store_epoch_end_values,
 )
 from lightning_reg.callbacks._state_key import memo_state_key
 from lightning_reg.callbacks.log_helpers import warn_if_state_missing
@@ -118,8 +119,14 @@ def _same_layout(kept: Any, value: Any) -> bool:
     return True
 
 
+_ITEM_IS_FLOAT32 = (torch.float32, torch.float16, torch.bfloat16)
+
+
 def _to_float(value: Any) -> float:
+    """A logged value as a Python float, through float32 (as Lightning's ``EarlyStopping`` compares them)."""
     if isinstance(value, torch.Tensor):
+        if value.dtype in _ITEM_IS_FLOAT32:  # .item() gives the same number without 4 tensor ops (~3.5 µs)
+            return float(value.item())
         return float(value.detach().float().squeeze().cpu().item())
     return float(value)
 
@@ -339,18 +346,21 @@ class EarlyStopping(EarlyStoppingHooks):
     @property
     @override
     def state_key(self) -> str:
-        # Memoized: Lightning reads it at every hook call (see lightning_reg.callbacks._state_key).
+        # Memoized: Lightning reads it at every hook call (see lightning_reg.callbacks._state_key). The key's
+        # criterion parameters are read off the criterion object directly (its class, mode and own options).
+        rule = self.rule
+        own = rule.__dict__
         return memo_state_key(
             self,
             (
                 self.monitor,
-                self.mode,
-                self.criterion,
-                self.patience,
-                self.alpha,
-                self.strip,
-                self.s,
                 self.restore_best_weights,
+                type(rule),
+                rule.mode,
+                rule.patience,
+                own.get("alpha"),
+                own.get("strip"),
+                own.get("s"),
             ),
             self._build_state_key,
         )
@@ -443,12 +453,15 @@ class EarlyStopping(EarlyStoppingHooks):
 
     @override
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not self.should_skip_check(trainer) and self.monitor in trainer.callback_metrics:
-            self._val_snapshot = {
-                "epoch": int(trainer.current_epoch),
-                "step": int(trainer.global_step),
-                "value": _to_float(trainer.callback_metrics[self.monitor]),
-            }
+        if not self.should_skip_check(trainer):
+            # One read: Lightning's callback_metrics property re-aggregates every logged result on each read.
+            value = trainer.callback_metrics.get(self.monitor)
+            if value is not None:
+                self._val_snapshot = {
+                    "epoch": int(trainer.current_epoch),
+                    "step": int(trainer.global_step),
+                    "value": _to_float(value),
+                }
         super().on_validation_end(trainer, pl_module)
 
     def _replayed_logs(self, trainer: pl.Trainer) -> dict[str, Any] | None:
@@ -677,8 +690,11 @@ class EarlyStopping(EarlyStoppingHooks):
         metrics = {f"{self.log_prefix}{name}": value for name, value in self.rule.diagnostics().items()}
         pl_module = trainer.lightning_module
         if self.checks_on_train_epoch_end:
-            for name, value in metrics.items():
-                pl_module.log(name, value, on_step=False, on_epoch=True, sync_dist=False)
+            # Without loggers, self.log's only trace is the value in callback_metrics/logged_metrics: put it there
+            # directly (the same tensor, ~0.5 ms per value less). With loggers, self.log puts it in the epoch's row.
+            if trainer.loggers or not store_epoch_end_values(trainer, metrics, pl_module.device):
+                for name, value in metrics.items():
+                    pl_module.log(name, value, on_step=False, on_epoch=True, sync_dist=False)
         else:
             # self.log is not allowed in on_validation_end: write to the loggers directly.
             for lg in trainer.loggers:
