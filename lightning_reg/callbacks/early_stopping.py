@@ -122,8 +122,11 @@ def _same_layout(kept: Any, value: Any) -> bool:
 _ITEM_IS_FLOAT32 = (torch.float32, torch.float16, torch.bfloat16)
 
 
-def _to_float(value: Any) -> float:
-    """A logged value as a Python float, through float32 (as Lightning's ``EarlyStopping`` compares them)."""
+def _monitored_value(value: Any) -> float:
+    """A monitored value as a Python float, through float32 as Lightning's ``EarlyStopping`` compares them.
+
+    Not :func:`lightning_reg.callbacks.history.to_float`: that one keeps float64 and returns None for non-numbers.
+    """
     if isinstance(value, torch.Tensor):
         if value.dtype in _ITEM_IS_FLOAT32:  # .item() gives the same number without 4 tensor ops (~3.5 µs)
             return float(value.item())
@@ -404,7 +407,7 @@ class EarlyStopping(EarlyStoppingHooks):
         self.rule.load_state_dict(state_dict)
         best_score = state_dict.get("best_score")
         if "best_value" not in state_dict and best_score is not None:  # a state saved by Lightning's callback
-            self.best_value = _to_float(best_score)
+            self.best_value = _monitored_value(best_score)
         self.best_score = torch.tensor(self.best_value, dtype=torch.float64)
         self.stopped_epoch = int(state_dict.get("stopped_epoch", 0))
         reason_value = state_dict.get("stopping_reason", EarlyStoppingReason.NOT_STOPPED.value)
@@ -460,7 +463,7 @@ class EarlyStopping(EarlyStoppingHooks):
                 self._val_snapshot = {
                     "epoch": int(trainer.current_epoch),
                     "step": int(trainer.global_step),
-                    "value": _to_float(value),
+                    "value": _monitored_value(value),
                 }
         super().on_validation_end(trainer, pl_module)
 
@@ -561,8 +564,8 @@ class EarlyStopping(EarlyStoppingHooks):
 
     def _synced_values(self, trainer: pl.Trainer, logs: dict[str, Any]) -> tuple[float, float]:
         """Rank 0's values, so every rank takes the same decisions and keeps the same best weights."""
-        current = _to_float(logs[self.monitor])
-        train = _to_float(logs[self.train_monitor]) if self.train_monitor else math.nan
+        current = _monitored_value(logs[self.monitor])
+        train = _monitored_value(logs[self.train_monitor]) if self.train_monitor else math.nan
         if trainer.world_size > 1:
             current, train = trainer.strategy.broadcast((current, train), src=0)
         return current, train
