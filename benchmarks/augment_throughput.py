@@ -49,7 +49,7 @@ from benchmarks.common import (
     quiet_lightning,
     write_json,  # noqa: E402
 )
-from lightning_reg.augment import AugmentConfig, build_cpu_transform  # noqa: E402
+from lightning_reg.core.augment import AugmentConfig, build_cpu_transform  # noqa: E402
 from lightning_reg.data import with_augmentation  # noqa: E402
 from lightning_reg.data.vision import ImageTensorDataset, MNISTDataModule  # noqa: E402
 

@@ -178,7 +178,7 @@ class RawDropout(pl.Callback):
     """ScheduledDropout's work and nothing else: the linear rate, set on every dropout module before each step."""
 
     def __init__(self, total: int) -> None:
-        from lightning_reg.schedules import Linear
+        from lightning_reg.core.schedules import Linear
 
         self.schedule = Linear(start=DROPOUT[0], end=DROPOUT[1], end_at=total)
 

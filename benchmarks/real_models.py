@@ -158,7 +158,7 @@ def run_case(model: str, case: str, args: Any) -> dict[str, Any]:
 def raw_math(model: str) -> dict[str, float]:
     """The math WeightPenalty and MaxNorm perform per step on this model's own selections, alone in a hot loop
     (ms per call, median of 30 after 5 warm-up calls): the floor of any implementation of these regularizers."""
-    from lightning_reg.penalties import PenaltySpec
+    from lightning_reg.core.penalties import PenaltySpec
 
     torch.manual_seed(0)
     module = build(model, "bare")

@@ -96,8 +96,8 @@ def regularize(
 ) -> tuple[list[pl.Callback], pl.LightningDataModule]:
     """Callbacks to add to the Trainer and the DataModule to train on, with our regularization."""
     from lightning_reg import EarlyStopping, RNGState, ScheduledDropout, WeightPenalty
+    from lightning_reg.core.schedules import Linear
     from lightning_reg.data import with_augmentation
-    from lightning_reg.schedules import Linear
 
     callbacks: list[pl.Callback] = [
         WeightPenalty(l2=1e-4),

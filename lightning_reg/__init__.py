@@ -25,17 +25,7 @@ if TYPE_CHECKING:
     from lightning_reg.callbacks.scheduled_dropout import ScheduledDropout
     from lightning_reg.callbacks.stochastic_depth import StochasticDepth
     from lightning_reg.callbacks.weight_penalty import MaxNorm, WeightPenalty
-    from lightning_reg.data import (
-        AugmentationMixin,
-        AugmentConfig,
-        CIFAR10DataModule,
-        DigitsDataModule,
-        FashionMNISTDataModule,
-        ImageFolderDataModule,
-        MNISTDataModule,
-    )
-    from lightning_reg.penalty_mixin import PenaltyLossMixin
-    from lightning_reg.schedules import (
+    from lightning_reg.core.schedules import (
         Constant,
         Cosine,
         Curriculum,
@@ -49,6 +39,16 @@ if TYPE_CHECKING:
         as_schedule,
         make_schedule,
     )
+    from lightning_reg.data import (
+        AugmentationMixin,
+        AugmentConfig,
+        CIFAR10DataModule,
+        DigitsDataModule,
+        FashionMNISTDataModule,
+        ImageFolderDataModule,
+        MNISTDataModule,
+    )
+    from lightning_reg.penalty_mixin import PenaltyLossMixin
 
 #: Where each public name lives; :func:`__getattr__` imports it from there on first use.
 _HOMES = {
@@ -82,7 +82,7 @@ _HOMES = {
             "as_schedule",
             "make_schedule",
         ),
-        "lightning_reg.schedules",
+        "lightning_reg.core.schedules",
     ),
 }
 

@@ -9,9 +9,9 @@ import torch
 from torch import Tensor, nn
 
 from lightning_reg._lightning_internals import attached_trainer
+from lightning_reg.core.penalties import PenaltySpec, Selector, penalty_value
+from lightning_reg.core.schedules import ScheduleLike
 from lightning_reg.errors import ConfigError
-from lightning_reg.penalties import PenaltySpec, Selector, penalty_value
-from lightning_reg.schedules import ScheduleLike
 
 __all__ = [
     "PenaltyLossMixin",
@@ -26,7 +26,7 @@ class PenaltyLossMixin:
     Use it where a callback cannot act on the gradients: closure-based optimizers such as LBFGS (the
     closure re-runs ``training_step``, so the penalty is part of every evaluation), or when the logged
     training loss should include the penalty. It uses the same selection rules, per-group coefficients
-    and schedule as :class:`~lightning_reg.WeightPenalty` (see :class:`~lightning_reg.penalties.PenaltySpec`),
+    and schedule as :class:`~lightning_reg.WeightPenalty` (see :class:`~lightning_reg.core.penalties.PenaltySpec`),
     and the same Keras convention, so ``WeightPenalty(l1=a, l2=b)`` and ``loss + penalty_loss()`` with
     ``configure_penalty(l1=a, l2=b)`` train identically under plain SGD.
 
@@ -74,7 +74,7 @@ class PenaltyLossMixin:
 
     @property
     def penalty_spec(self) -> PenaltySpec:
-        """The validated :class:`~lightning_reg.penalties.PenaltySpec` set by :meth:`configure_penalty`."""
+        """The validated :class:`~lightning_reg.core.penalties.PenaltySpec` set by :meth:`configure_penalty`."""
         if self._penalty_spec is None:
             raise ConfigError(
                 f"{type(self).__name__}.penalty_loss() needs the penalty configured first: call "

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from omegaconf import DictConfig
     from PIL import Image
 
-    from lightning_reg.augment.config import AugmentConfig
+    from lightning_reg.core.augment.config import AugmentConfig
 
 __all__ = [
     "MIN_CELL",
@@ -55,8 +55,8 @@ def augmented_grid(datamodule: Any, images: int = 8, draws: int = 7, seed: int =
     """
     import torch
 
-    from lightning_reg.augment.pipeline import build_cpu_transform
-    from lightning_reg.augment.standardize import as_float_images
+    from lightning_reg.core.augment.cpu import build_cpu_transform
+    from lightning_reg.core.augment.featurewise import as_float_images
 
     datamodule.setup("fit")
     data = datamodule.data_train  # an ImageTensorDataset in every lightning_reg DataModule
@@ -71,7 +71,7 @@ def augmented_grid(datamodule: Any, images: int = 8, draws: int = 7, seed: int =
             batch = torch.stack([t(img) for img in x])
             batch = datamodule.standardizer(batch)
             if cfg.has_mixing:
-                from lightning_reg.augment.mixing import mix_batch
+                from lightning_reg.core.augment.mixers import mix_batch
 
                 batch = mix_batch(batch, y, datamodule.augment_num_classes, cfg, gen)[0]
         else:
@@ -88,10 +88,10 @@ def augmented_grid(datamodule: Any, images: int = 8, draws: int = 7, seed: int =
 
 
 def augment_summary(cfg: AugmentConfig) -> str:
-    """The options of ``cfg`` that differ from :class:`~lightning_reg.augment.AugmentConfig`'s defaults.
+    """The options of ``cfg`` that differ from :class:`~lightning_reg.core.augment.AugmentConfig`'s defaults.
 
     Example:
-        >>> from lightning_reg.augment.config import AugmentConfig
+        >>> from lightning_reg.core.augment.config import AugmentConfig
         >>> augment_summary(AugmentConfig(rotation_range=10, horizontal_flip=True))
         'rotation_range=10, horizontal_flip=True'
         >>> augment_summary(AugmentConfig())

@@ -77,7 +77,7 @@ class LateBuiltModule(TinyModule):
 
 
 def _rate_attr(module: nn.Module) -> str | None:
-    # Independent of lightning_reg.dropout on purpose: the probe checks what the callback did.
+    # Independent of lightning_reg.core.dropout on purpose: the probe checks what the callback did.
     if isinstance(module, nn.modules.dropout._DropoutNd):
         return "p"
     if isinstance(getattr(module, "drop_prob", None), float):

@@ -10,7 +10,7 @@ import pytest
 import torch
 from scipy.stats import ks_2samp
 
-from lightning_reg.augment import AugmentConfig, RandomKerasAffine, augment_batch, build_cpu_transform
+from lightning_reg.core.augment import AugmentConfig, RandomKerasAffine, augment_batch, build_cpu_transform
 from lightning_reg.data import MNISTDataModule
 
 from data_factories import write_idx

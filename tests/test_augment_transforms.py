@@ -8,7 +8,7 @@ import pytest
 import torch
 from torchvision.transforms import v2
 
-from lightning_reg.augment import (
+from lightning_reg.core.augment import (
     AugmentConfig,
     affine_matrices,
     augment_batch,
@@ -20,7 +20,7 @@ from lightning_reg.augment import (
     sample_erasing_boxes,
     warp_affine,
 )
-from lightning_reg.augment.geometric import AFFINE_KEYS
+from lightning_reg.core.augment.geometric import AFFINE_KEYS
 from lightning_reg.errors import ConfigError
 
 

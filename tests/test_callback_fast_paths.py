@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from lightning_reg import EarlyStopping, MaxNorm, ScheduledDropout, WeightPenalty
-from lightning_reg.penalties import add_penalty_grad_, max_norm_inplace
+from lightning_reg.core.penalties import add_penalty_grad_, max_norm_inplace
 
 from helpers import TinyModule, loaders
 

@@ -20,8 +20,8 @@ sys.path.insert(0, str(REPO / "examples"))
 import existing_project  # noqa: E402
 
 from lightning_reg import EarlyStopping, MaxNorm, RNGState, ScheduledDropout, WeightPenalty  # noqa: E402
-from lightning_reg.augment import AugmentationMixin  # noqa: E402
 from lightning_reg.callbacks import AtomicModelCheckpoint, MetricsHistory  # noqa: E402
+from lightning_reg.data import AugmentationMixin  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------ plain Python

@@ -15,8 +15,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from lightning_reg import WeightPenalty
+from lightning_reg.core.dropout import InjectedDropout
 from lightning_reg.data import with_augmentation
-from lightning_reg.dropout import InjectedDropout
 
 from helpers import TinyModule, make_blobs, run_ddp_script
 from reliability_registry import BY_NAME, REGISTRY, fit

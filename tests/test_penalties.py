@@ -6,8 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from lightning_reg.errors import ConfigError
-from lightning_reg.penalties import (
+from lightning_reg.core.penalties import (
     PenaltySpec,
     Selectors,
     add_penalty_grad_,
@@ -21,7 +20,8 @@ from lightning_reg.penalties import (
     sq_l2_norm,
     unit_dim,
 )
-from lightning_reg.schedules import Linear
+from lightning_reg.core.schedules import Linear
+from lightning_reg.errors import ConfigError
 
 
 class Zoo(nn.Module):

@@ -12,10 +12,10 @@ from lightning.pytorch.plugins import MixedPrecision
 from torch import nn
 
 from lightning_reg import MaxNorm, PenaltyLossMixin, WeightPenalty
+from lightning_reg.core.schedules import Linear
 from lightning_reg.data import DigitsDataModule
 from lightning_reg.errors import ConfigError
 from lightning_reg.models import MLPClassifier
-from lightning_reg.schedules import Linear
 
 from helpers import MemoryLogger, TinyModule, loaders
 from helpers import fit as shared_fit

@@ -71,7 +71,7 @@ def _defined_here(module: ModuleType) -> dict[str, object]:
 
 
 def test_the_walk_finds_the_package_modules() -> None:
-    for name in ("lightning_reg", "lightning_reg.penalties", "lightning_reg.callbacks.weight_penalty"):
+    for name in ("lightning_reg", "lightning_reg.core.penalties", "lightning_reg.callbacks.weight_penalty"):
         assert name in PUBLIC_MODULES
     assert "lightning_reg._lightning_internals" in ALL_MODULES
     assert "lightning_reg._lightning_internals" not in PUBLIC_MODULES

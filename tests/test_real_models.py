@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from lightning_reg import EarlyStopping, MaxNorm, ScheduledDropout, StochasticDepth, WeightPenalty
-from lightning_reg.penalties import select_parameters
+from lightning_reg.core.penalties import select_parameters
 
 from reliability_registry import (
     BERT_CONFIG,
@@ -244,7 +244,7 @@ def test_config_dropout_read_at_forward_time_is_named_in_a_warning() -> None:
         def forward(self, x):
             return self.drop(nn.functional.dropout(self.proj(x), self.config.to_dict()["attention_dropout"]))
 
-    from lightning_reg.dropout import find_dropout_modules, unscheduled_rates
+    from lightning_reg.core.dropout import find_dropout_modules, unscheduled_rates
 
     net = nn.Sequential(ReadsConfig())
     assert unscheduled_rates(net, find_dropout_modules(net)) == ["0.config.attention_dropout=0.2"]
@@ -320,7 +320,7 @@ def test_stochastic_depth_with_a_block_class_as_key_says_what_it_wrapped(caplog:
 def test_residual_drop_drops_whole_samples_of_the_branch_in_training_and_is_identity_in_eval() -> None:
     from torchvision.models.resnet import BasicBlock
 
-    from lightning_reg.stochastic_depth import inject_stochastic_depth
+    from lightning_reg.core.drop_path import inject_stochastic_depth
 
     torch.manual_seed(0)
     block = BasicBlock(4, 4)
@@ -346,8 +346,8 @@ def test_residual_drop_drops_whole_samples_of_the_branch_in_training_and_is_iden
 
 
 def test_stochastic_depth_user_block_protocol_and_clear_errors() -> None:
+    from lightning_reg.core.drop_path import inject_stochastic_depth
     from lightning_reg.errors import ConfigError
-    from lightning_reg.stochastic_depth import inject_stochastic_depth
 
     class Block(nn.Module):
         def __init__(self) -> None:

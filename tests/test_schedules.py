@@ -6,8 +6,7 @@ import math
 
 import pytest
 
-from lightning_reg.errors import ConfigError
-from lightning_reg.schedules import (
+from lightning_reg.core.schedules import (
     SCHEDULES,
     Constant,
     Cosine,
@@ -21,6 +20,7 @@ from lightning_reg.schedules import (
     as_schedule,
     make_schedule,
 )
+from lightning_reg.errors import ConfigError
 
 T = range(0, 40)
 

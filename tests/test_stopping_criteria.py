@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from lightning_reg.stopping import (
+from lightning_reg.core.stopping import (
     best_so_far,
     generalization_loss,
     gl_history,

@@ -1,4 +1,4 @@
-"""The criterion objects of ``lightning_reg.stopping``: decisions, messages, state and errors, outside a Trainer,
+"""The criterion objects of ``lightning_reg.core.stopping``: decisions, messages, state and errors, outside a Trainer,
 and the same objects inside ``EarlyStopping`` on a real Trainer."""
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ import torch
 from test_early_stopping import fit, scripted
 
 from lightning_reg import EarlyStopping
-from lightning_reg.errors import ConfigError
-from lightning_reg.stopping import (
+from lightning_reg.core.stopping import (
     CRITERIA,
     Criterion,
     GeneralizationLoss,
@@ -25,6 +24,7 @@ from lightning_reg.stopping import (
     pq_stop,
     up_stop,
 )
+from lightning_reg.errors import ConfigError
 
 NAN = float("nan")
 PQ_VAL = [1.0, 0.8, 0.7, 0.72, 0.71, 0.73, 0.75, 0.77, 0.8, 0.8, 0.8, 0.8]

@@ -49,8 +49,8 @@ class AtomicModelCheckpoint(CheckpointSaveHooks):
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from lightning_reg.core.stopping import check_mode_matches, infer_mode
         from lightning_reg.errors import ConfigError
-        from lightning_reg.stopping import check_mode_matches, infer_mode
 
         dirpath = kwargs.get("dirpath", args[0] if args else None)
         if dirpath is not None and not isinstance(dirpath, (str, os.PathLike)):

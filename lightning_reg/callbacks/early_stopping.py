@@ -1,6 +1,6 @@
 """Early stopping that extends Lightning's: restore best weights, warm-up, baseline, Prechelt criteria.
 
-The criteria are objects in :mod:`lightning_reg.stopping` (their parameters, state, decision and message);
+The criteria are objects in :mod:`lightning_reg.core.stopping` (their parameters, state, decision and message);
 this module is the Lightning glue: it reads one value per validation check and hands it to the criterion,
 applies Lightning's own rules (non-finite value, thresholds), defers a stop that comes before
 ``min_epochs``/``min_steps``, reduces the decision across ranks, logs the criterion's diagnostics, keeps the
@@ -19,7 +19,6 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from typing_extensions import override
 
-from lightning_reg import stopping
 from lightning_reg._lightning_internals import (
     EarlyStoppingHooks,
     EarlyStoppingReason,
@@ -29,9 +28,8 @@ from lightning_reg._lightning_internals import (
 )
 from lightning_reg.callbacks._state_key import memo_state_key
 from lightning_reg.callbacks.log_helpers import warn_if_state_missing
-from lightning_reg.errors import ConfigError, check_bool, check_choice, check_int, check_non_negative, check_range
-from lightning_reg.safe_load import load_checkpoint_tensors
-from lightning_reg.stopping import (
+from lightning_reg.core import stopping
+from lightning_reg.core.stopping import (
     Criterion,
     check_criterion_options,
     check_mode_matches,
@@ -41,6 +39,8 @@ from lightning_reg.stopping import (
     is_worse,
     make_criterion,
 )
+from lightning_reg.errors import ConfigError, check_bool, check_choice, check_int, check_non_negative, check_range
+from lightning_reg.safe_load import load_checkpoint_tensors
 
 __all__ = ["CRITERIA", "MODES", "RESTORE_FROM", "EarlyStopping", "MissingMetricError"]
 
@@ -177,7 +177,7 @@ class EarlyStopping(EarlyStoppingHooks):
         log_prefix: Prefix of the logged diagnostics (``<prefix>wait``, ``<prefix>gl`` and, for PQ/UP,
             ``<prefix>pk``/``<prefix>up``); ``None`` logs nothing. Give two instances different prefixes.
 
-    The criterion is an object, :attr:`rule` (a :class:`lightning_reg.stopping.Criterion`): it holds
+    The criterion is an object, :attr:`rule` (a :class:`lightning_reg.core.stopping.Criterion`): it holds
     ``patience``, ``alpha``, ``strip``, ``s``, ``baseline``, the recorded ``history``, ``best_value``,
     ``wait_count`` and ``last_gl``, which read and write through to it as attributes of this callback.
 

@@ -16,7 +16,7 @@ from typing_extensions import override
 from lightning_reg._lightning_internals import callback_metrics_store
 from lightning_reg.callbacks._state_key import memo_state_key
 from lightning_reg.callbacks.log_helpers import log_due, log_to_loggers, warn_if_state_missing
-from lightning_reg.dropout import (
+from lightning_reg.core.dropout import (
     DROP_PROB,
     DROPOUT_TYPES,
     FLOAT_RATE_ATTRS,
@@ -31,8 +31,8 @@ from lightning_reg.dropout import (
     module_type_names,
     unscheduled_rates,
 )
+from lightning_reg.core.schedules import UNITS, Schedule, ScheduleLike, as_schedule, probe_points
 from lightning_reg.errors import ConfigError, check_choice, check_int
-from lightning_reg.schedules import UNITS, Schedule, ScheduleLike, as_schedule, probe_points
 
 __all__ = [
     "ScheduledDropout",
@@ -44,7 +44,7 @@ def check_rates(schedule: Schedule, horizon: int = 10_000) -> None:
     """Raise :class:`ConfigError` if ``schedule`` leaves ``[0, 1)`` anywhere in ``[0, horizon]``.
 
     Example:
-        >>> from lightning_reg.schedules import Constant
+        >>> from lightning_reg.core.schedules import Constant
         >>> check_rates(Constant(1.0))
         Traceback (most recent call last):
         ...
@@ -73,7 +73,7 @@ class ScheduledDropout(pl.Callback):
     ``Dropout1d/2d/3d``, ``AlphaDropout``, ``FeatureAlphaDropout``, torchvision's ``StochasticDepth``
     and any module with a float ``drop_prob`` attribute (timm's ``DropPath``, ``DropBlock2d``), and the float
     attributes that Hugging Face models read at forward time and pass to the attention function
-    (``attention_dropout`` and the others of :data:`lightning_reg.dropout.FLOAT_RATE_ATTRS`; targets named
+    (``attention_dropout`` and the others of :data:`lightning_reg.core.dropout.FLOAT_RATE_ATTRS`; targets named
     ``<module>.<attribute>``). What looks like a rate but is not scheduled (another float ``*drop*`` attribute, a
     ``config`` dropout field no module rate started from) is named in a ``UserWarning`` at fit start.
     Evaluation is untouched: a module in eval mode stays the identity whatever its rate.
@@ -88,7 +88,7 @@ class ScheduledDropout(pl.Callback):
     millisecond on every step.
 
     Args:
-        schedule: a :class:`~lightning_reg.schedules.Schedule`, a number (constant rate), a
+        schedule: a :class:`~lightning_reg.core.schedules.Schedule`, a number (constant rate), a
             ``{"name": "early", "p": 0.1, "cutoff": 5, "unit": "epoch"}`` mapping, a ``{t: rate}`` mapping
             (piecewise constant, by epoch unless ``interval="step"``), or a callable of ``t``.
             Its values must lie in ``[0, 1)``.
@@ -106,7 +106,7 @@ class ScheduledDropout(pl.Callback):
             level, so a transformer block's two drop-paths get one rate, as timm gives them.
         inject: add an ``nn.Dropout`` after every module of these types (``["ReLU"]``, ``["Linear"]``,
             ``["nn.GELU"]``, ``["mypkg.Block"]``) at ``setup``, before the optimizer is built. Parameter
-            names and ``state_dict`` keys do not change (see :func:`lightning_reg.dropout.inject_dropout`).
+            names and ``state_dict`` keys do not change (see :func:`lightning_reg.core.dropout.inject_dropout`).
         inject_skip_last: do not inject after the last matching module (``inject=["Linear"]`` then skips the
             output layer).
         inject_if_absent: inject only if the model has no target module of its own; otherwise schedule
@@ -124,7 +124,7 @@ class ScheduledDropout(pl.Callback):
 
     Example:
         >>> import lightning.pytorch as pl
-        >>> from lightning_reg.schedules import Early
+        >>> from lightning_reg.core.schedules import Early
         >>> cb = ScheduledDropout(Early(p=0.1, cutoff=5, unit="epoch"))
         >>> cb.interval
         'epoch'

@@ -10,24 +10,24 @@ from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
 from lightning_reg.callbacks.scheduled_dropout import ScheduledDropout
+from lightning_reg.core.drop_path import BlockPolicy, BranchEnd, ResidualDrop, block_kinds, inject_stochastic_depth
+from lightning_reg.core.schedules import ScheduleLike
 from lightning_reg.errors import ConfigError
-from lightning_reg.schedules import ScheduleLike
-from lightning_reg.stochastic_depth import BlockPolicy, BranchEnd, ResidualDrop, block_kinds, inject_stochastic_depth
 
 
 class StochasticDepth(ScheduledDropout):
     """Stochastic depth (Huang et al. 2016) for any residual model, as a Lightning callback.
 
-    At ``setup`` (before the optimizer is built) it adds a :class:`~lightning_reg.stochastic_depth.ResidualDrop`
+    At ``setup`` (before the optimizer is built) it adds a :class:`~lightning_reg.core.drop_path.ResidualDrop`
     at the end of every residual block's branch (torchvision's ``BasicBlock``/``Bottleneck`` by default, or the
-    ``blocks`` you name; see :mod:`lightning_reg.stochastic_depth` for the protocol) and logs what it wrapped.
+    ``blocks`` you name; see :mod:`lightning_reg.core.drop_path` for the protocol) and logs what it wrapped.
     Parameter names, ``state_dict`` keys and the optimizer are unchanged. In training each sample's branch is
     dropped with rate ``p_l`` and kept ones are scaled by ``1/(1 − p_l)``; eval is the identity.
 
     The rates are depth-scaled, ``p_l = rate · (l+1)/L`` for block ``l`` of ``L`` in model order (the paper's
     linear decay rule), and ``rate`` follows ``schedule`` over time exactly as in
     :class:`~lightning_reg.ScheduledDropout` (which this class is): a number, a
-    :class:`~lightning_reg.schedules.Schedule` or a mapping such as ``{"name": "linear", "start": 0, "end": 0.2,
+    :class:`~lightning_reg.core.schedules.Schedule` or a mapping such as ``{"name": "linear", "start": 0, "end": 0.2,
     "end_at": 10, "unit": "epoch"}``. Resume, DDP and gradient accumulation behave as there. Logged as
     ``reg/stochastic_depth_p`` (before depth scaling).
 

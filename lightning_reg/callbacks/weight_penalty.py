@@ -1,6 +1,6 @@
 """Weight penalties (L1, L2, elastic net; coupled, proximal or decoupled) and max-norm as Lightning callbacks.
 
-The math lives in :mod:`lightning_reg.penalties`; this module decides *when* to call it:
+The math lives in :mod:`lightning_reg.core.penalties`; this module decides *when* to call it:
 
 - the gradient part in ``on_before_optimizer_step``, which Lightning calls once per optimizer step, after
   the closure's backward (and after accumulation, the DDP all-reduce and AMP unscaling) and before the
@@ -26,8 +26,7 @@ from typing_extensions import override
 
 from lightning_reg.callbacks._state_key import memo_state_key
 from lightning_reg.callbacks.log_helpers import log_due, log_to_loggers, warn_if_state_missing
-from lightning_reg.errors import ConfigError, check_int, check_range
-from lightning_reg.penalties import (
+from lightning_reg.core.penalties import (
     PenalizedParam,
     PenaltySpec,
     Selector,
@@ -41,7 +40,8 @@ from lightning_reg.penalties import (
     soft_threshold_,
     sq_l2_norm,
 )
-from lightning_reg.schedules import ScheduleLike
+from lightning_reg.core.schedules import ScheduleLike
+from lightning_reg.errors import ConfigError, check_int, check_range
 
 _CLOSURE_HINT = (
     "Closure-based optimizers (LBFGS and the like) evaluate the loss and gradients several times per step, so a "
@@ -200,7 +200,7 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
     parameters.
 
     The coefficients are ``base × schedule.at(global_step, epoch)``: ``schedule`` is a multiplier (a
-    :class:`~lightning_reg.schedules.Schedule`, a number, a mapping such as
+    :class:`~lightning_reg.core.schedules.Schedule`, a number, a mapping such as
     ``{"name": "linear", "start": 0, "end": 1, "end_at": 1000}`` or a callable). It is a pure function of
     the trainer counters, so a resumed run continues it exactly.
 

@@ -1,7 +1,6 @@
 """DataModules: the embedded digits set, torchvision image sets, and augmentation."""
 
-from lightning_reg.augment import (
-    AugmentationMixin,
+from lightning_reg.core.augment import (
     AugmentConfig,
     RandomKerasAffine,
     RandomKerasColor,
@@ -10,8 +9,8 @@ from lightning_reg.augment import (
     build_cpu_transform,
     fit_standardizer,
     mix_batch,
-    with_augmentation,
 )
+from lightning_reg.data.augment_mixin import AugmentationMixin, check_soft_targets, with_augmentation
 from lightning_reg.data.digits import DigitsDataModule
 from lightning_reg.data.resident import DeviceResidentLoader
 from lightning_reg.data.tokens import SyntheticTokensDataModule
@@ -39,6 +38,7 @@ __all__ = [
     "SyntheticTokensDataModule",
     "augment_batch",
     "build_cpu_transform",
+    "check_soft_targets",
     "fit_standardizer",
     "mix_batch",
     "with_augmentation",

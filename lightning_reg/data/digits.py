@@ -10,9 +10,9 @@ import torch
 from torch.utils.data import DataLoader
 from typing_extensions import override
 
-from lightning_reg.augment.config import AugmentConfig
-from lightning_reg.augment.mixin import AugmentationMixin
-from lightning_reg.augment.pipeline import build_cpu_transform
+from lightning_reg.core.augment.config import AugmentConfig
+from lightning_reg.core.augment.cpu import build_cpu_transform
+from lightning_reg.data.augment_mixin import AugmentationMixin
 from lightning_reg.data.splits import check_folds, check_fractions, kfold_split, stratified_split
 from lightning_reg.data.vision import ImageTensorDataset
 from lightning_reg.errors import ConfigError, check_bool, check_int
@@ -37,7 +37,7 @@ class DigitsDataModule(AugmentationMixin, pl.LightningDataModule):
         seed: seed for the split (independent of the training seed).
         train_subset: if set, use only this many training images.
         normalize: subtract the training split's mean and divide by its std.
-        augment: the augmentation block (:class:`~lightning_reg.augment.AugmentConfig` or a mapping) for
+        augment: the augmentation block (:class:`~lightning_reg.core.augment.AugmentConfig` or a mapping) for
             training batches. ``normalize`` is applied to the stored tensors, so with it on, augmentation
             (brightness clipping, fill values) acts on normalized pixels.
         fold, num_folds: k-fold cross-validation: the train and val fractions are pooled and split into

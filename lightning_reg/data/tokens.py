@@ -54,7 +54,7 @@ class SyntheticTokensDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         if augment is not None:
-            from lightning_reg.augment import AugmentConfig
+            from lightning_reg.core.augment import AugmentConfig
 
             if not AugmentConfig.from_any(augment).is_identity:
                 off = AugmentConfig()

@@ -2,7 +2,7 @@
 
 All share :class:`ImageDataModule`: images are read once into a uint8 tensor, split train/val (seeded,
 stratified), standardized with statistics fitted on the training split, and augmented through
-:class:`~lightning_reg.augment.AugmentationMixin` on the cpu or device path.
+:class:`~lightning_reg.core.augment.AugmentationMixin` on the cpu or device path.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 from typing_extensions import override
 
-from lightning_reg.augment.config import AugmentConfig
-from lightning_reg.augment.mixin import AugmentationMixin
-from lightning_reg.augment.pipeline import build_cpu_transform
+from lightning_reg.core.augment.config import AugmentConfig
+from lightning_reg.core.augment.cpu import build_cpu_transform
+from lightning_reg.data.augment_mixin import AugmentationMixin
 from lightning_reg.data.resident import DeviceResidentLoader
 from lightning_reg.data.splits import check_folds, kfold_split, split_train_val, stratified_split
 from lightning_reg.errors import ConfigError, check_bool, check_int
@@ -109,7 +109,7 @@ class ImageDataModule(AugmentationMixin, pl.LightningDataModule):
         seed: seeds the split and the device-path augmentation stream (plus the global rank).
         normalize: per-channel mean/std from the training split (or ``mean``/``std`` when given).
         mean, std: per-channel statistics to use instead of fitted ones.
-        augment: the augmentation block (:class:`~lightning_reg.augment.AugmentConfig` or a mapping).
+        augment: the augmentation block (:class:`~lightning_reg.core.augment.AugmentConfig` or a mapping).
         device_resident: keep the splits on the training device and draw batches without a DataLoader
             (needs ``augment_on="device"``; for small data sets).
         train_subset: keep only this many training images (stratified), for quick runs.

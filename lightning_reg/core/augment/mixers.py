@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from lightning_reg.augment.config import AugmentConfig
-from lightning_reg.augment.erasing import box_masks
+from lightning_reg.core.augment.config import AugmentConfig
+from lightning_reg.core.augment.erasing import box_masks
 from lightning_reg.errors import ConfigError
 
 __all__ = ["cutmix_boxes", "mix_batch", "one_hot_smooth", "sample_beta", "sample_gamma"]

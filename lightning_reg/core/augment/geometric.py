@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from lightning_reg.augment.config import AugmentConfig
+from lightning_reg.core.augment.config import AugmentConfig
 
 __all__ = [
     "AFFINE_KEYS",

@@ -7,7 +7,7 @@
   ``v2.RandomHorizontalFlip``/``v2.RandomVerticalFlip``, brightness/channel shift, ``v2.RandomErasing``.
 
 Both apply the same parameter distributions in the same order. Standardization (mean/std, ZCA) and the
-batch mixers run batched after transfer on both paths (see :class:`~lightning_reg.augment.mixin.AugmentationMixin`).
+batch mixers run batched after transfer on both paths (see :class:`~lightning_reg.data.augment_mixin.AugmentationMixin`).
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import torch
 from torchvision.transforms import v2
 from typing_extensions import override
 
-from lightning_reg.augment.color import apply_color
-from lightning_reg.augment.config import AugmentConfig
-from lightning_reg.augment.erasing import erase, sample_erasing_boxes
-from lightning_reg.augment.geometric import affine_matrices, apply_geometry, sample_affine_params, warp_affine
-from lightning_reg.augment.standardize import as_float_images
+from lightning_reg.core.augment.color import apply_color
+from lightning_reg.core.augment.config import AugmentConfig
+from lightning_reg.core.augment.erasing import erase, sample_erasing_boxes
+from lightning_reg.core.augment.featurewise import as_float_images
+from lightning_reg.core.augment.geometric import affine_matrices, apply_geometry, sample_affine_params, warp_affine
 from lightning_reg.errors import ConfigError
 
 __all__ = [

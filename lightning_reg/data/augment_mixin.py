@@ -14,10 +14,10 @@ import lightning.pytorch as pl
 import torch
 from typing_extensions import override
 
-from lightning_reg.augment.config import AugmentConfig
-from lightning_reg.augment.mixing import mix_batch
-from lightning_reg.augment.pipeline import augment_batch
-from lightning_reg.augment.standardize import Standardizer, as_float_images, fit_standardizer
+from lightning_reg.core.augment.config import AugmentConfig
+from lightning_reg.core.augment.cpu import augment_batch
+from lightning_reg.core.augment.featurewise import Standardizer, as_float_images, fit_standardizer
+from lightning_reg.core.augment.mixers import mix_batch
 from lightning_reg.errors import ConfigError, check_int
 
 if TYPE_CHECKING:  # the mixin always sits before a LightningDataModule in the bases: type it as one

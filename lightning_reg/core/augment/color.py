@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from lightning_reg.augment.config import AugmentConfig
+from lightning_reg.core.augment.config import AugmentConfig
 
 __all__ = ["apply_color"]
 

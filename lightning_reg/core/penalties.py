@@ -52,8 +52,8 @@ import torch
 from torch import Tensor, nn
 
 from lightning_reg._torch_internals import CONV_TRANSPOSE_TYPES, CONV_TYPES, NORM_BASE_TYPES
+from lightning_reg.core.schedules import Schedule, ScheduleLike, as_schedule
 from lightning_reg.errors import ConfigError, check_choice, check_non_negative
-from lightning_reg.schedules import Schedule, ScheduleLike, as_schedule
 
 __all__ = [
     "EMBEDDING_TYPES",
@@ -388,7 +388,7 @@ class PenaltySpec:
         include, exclude: selection (see the module docstring).
         groups: per-group overrides ``{glob or type name: {"l1": a, "l2": b}}``; the first matching key
             wins; a key that matches no selected parameter is an error (a typo otherwise goes unnoticed).
-        schedule: multiplier schedule: a :class:`~lightning_reg.schedules.Schedule`, a number, a mapping
+        schedule: multiplier schedule: a :class:`~lightning_reg.core.schedules.Schedule`, a number, a mapping
             ``{"name": "linear", ...}`` or a callable ``t -> float``; ``None`` means 1.
         embeddings: select the weights of ``nn.Embedding``/``EmbeddingBag`` layers (and heads tied to them).
 

@@ -16,7 +16,7 @@
   it to the module's output. It has no parameters or buffers, so parameter names, ``state_dict`` keys and the
   optimizer are unchanged: checkpoints load with or without it. Its rate attribute is ``drop_prob`` (as in
   timm's ``DropPath``), so :class:`~lightning_reg.ScheduledDropout` and the depth-scaled rates of
-  :func:`lightning_reg.dropout.depth_rates` apply to it.
+  :func:`lightning_reg.core.dropout.depth_rates` apply to it.
 
 Example:
     >>> import torch, torchvision
@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from typing_extensions import override
 
 from lightning_reg._torch_internals import child_module
-from lightning_reg.dropout import module_type_names
+from lightning_reg.core.dropout import module_type_names
 from lightning_reg.errors import ConfigError, check_range
 
 #: Name of the child module :func:`inject_stochastic_depth` adds to the last module of each residual branch.
