@@ -15,7 +15,7 @@ import torch
 from typing_extensions import override
 
 from lightning_reg.core.augment.config import AugmentConfig
-from lightning_reg.core.augment.cpu import augment_batch
+from lightning_reg.core.augment.device import augment_batch
 from lightning_reg.core.augment.featurewise import Standardizer, as_float_images, fit_standardizer
 from lightning_reg.core.augment.mixers import mix_batch
 from lightning_reg.errors import ConfigError, check_int

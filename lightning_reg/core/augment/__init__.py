@@ -3,7 +3,8 @@ featurewise statistics (centre/std, ZCA). The DataModule glue is :mod:`lightning
 
 from lightning_reg.core.augment.color import apply_color
 from lightning_reg.core.augment.config import POLICIES, AugmentConfig
-from lightning_reg.core.augment.cpu import RandomKerasAffine, RandomKerasColor, augment_batch, build_cpu_transform
+from lightning_reg.core.augment.cpu import RandomKerasAffine, RandomKerasColor, build_cpu_transform
+from lightning_reg.core.augment.device import augment_batch
 from lightning_reg.core.augment.erasing import erase, sample_erasing_boxes
 from lightning_reg.core.augment.featurewise import Standardizer, fit_standardizer, zca_matrix
 from lightning_reg.core.augment.geometric import affine_matrices, apply_geometry, sample_affine_params, warp_affine

@@ -1,13 +1,11 @@
-"""The two augmentation paths over the same pure functions.
+"""The CPU augmentation path (``augment_on="cpu"``): :func:`build_cpu_transform`, a per-sample
+``torchvision.transforms.v2.Compose`` for DataLoader workers: policy (RandAugment, ...) on uint8, ``v2.RandomCrop``,
+the Keras affine, ``v2.RandomHorizontalFlip``/``v2.RandomVerticalFlip``, brightness/channel shift,
+``v2.RandomErasing``.
 
-* :func:`augment_batch` (``augment_on="device"``): one batched call per training batch with a separate draw
-  per sample: crop + affine + flips (one ``grid_sample``), brightness/channel shift, erasing.
-* :func:`build_cpu_transform` (``augment_on="cpu"``): a per-sample ``torchvision.transforms.v2.Compose``
-  for DataLoader workers: policy (RandAugment, ...) on uint8, ``v2.RandomCrop``, the Keras affine,
-  ``v2.RandomHorizontalFlip``/``v2.RandomVerticalFlip``, brightness/channel shift, ``v2.RandomErasing``.
-
-Both apply the same parameter distributions in the same order. Standardization (mean/std, ZCA) and the
-batch mixers run batched after transfer on both paths (see :class:`~lightning_reg.data.augment_mixin.AugmentationMixin`).
+It applies the same parameter distributions in the same order as the device path
+(:func:`~lightning_reg.core.augment.device.augment_batch`). Standardization (mean/std, ZCA) and the batch mixers
+run batched after transfer on both paths (see :class:`~lightning_reg.data.augment_mixin.AugmentationMixin`).
 """
 
 from __future__ import annotations
@@ -20,9 +18,8 @@ from typing_extensions import override
 
 from lightning_reg.core.augment.color import apply_color
 from lightning_reg.core.augment.config import AugmentConfig
-from lightning_reg.core.augment.erasing import erase, sample_erasing_boxes
 from lightning_reg.core.augment.featurewise import as_float_images
-from lightning_reg.core.augment.geometric import affine_matrices, apply_geometry, sample_affine_params, warp_affine
+from lightning_reg.core.augment.geometric import affine_matrices, sample_affine_params, warp_affine
 from lightning_reg.errors import ConfigError
 
 __all__ = [
@@ -30,46 +27,9 @@ __all__ = [
     "RandomKerasColor",
     "ToFloatImage",
     "ToUint8Image",
-    "augment_batch",
     "build_cpu_transform",
     "make_policy",
 ]
-
-
-def augment_batch(
-    x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator | None = None
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Device path: augment a float batch ``(N, C, H, W)`` with a different draw per sample.
-
-    Returns the batch and the per-sample parameters (``angle``, ``shift_x``, ..., ``erase_box``).
-
-    Example:
-        >>> cfg = AugmentConfig(rotation_range=20, width_shift_range=0.2, horizontal_flip=True)
-        >>> out, p = augment_batch(torch.rand(16, 1, 28, 28), cfg, torch.Generator().manual_seed(0))
-        >>> out.shape, len(set(p["angle"].tolist()))
-        (torch.Size([16, 1, 28, 28]), 16)
-    """
-    params: dict[str, torch.Tensor] = {}
-    if cfg.has_geometry:
-        x, p = apply_geometry(x, cfg, generator)
-        params.update(p)
-    if cfg.has_color:
-        x, p = apply_color(x, cfg, generator)
-        params.update(p)
-    if cfg.erasing_prob > 0:
-        boxes = sample_erasing_boxes(
-            x.shape[0],
-            x.shape[-2],
-            x.shape[-1],
-            cfg.erasing_prob,
-            cfg.erasing_scale,
-            cfg.erasing_ratio,
-            generator,
-            x.device,
-        )
-        x = erase(x, boxes, cfg.erasing_value, generator)
-        params["erase_box"] = boxes
-    return x, params
 
 
 class RandomKerasAffine(v2.Transform):
