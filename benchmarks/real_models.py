@@ -55,7 +55,7 @@ from benchmarks.callback_overhead import CountSteps, StepTimer, time_hooks
 from benchmarks.common import REPO, base_parser, describe, machine_info, print_table, quiet_lightning, write_json
 from lightning_reg import EarlyStopping, MaxNorm, ScheduledDropout, StochasticDepth, WeightPenalty
 from lightning_reg.models.zoo import ImageClassifier, timm_model, torchvision_model
-from lightning_reg.sam import SAM
+from lightning_reg.optim.sam import SAM
 
 NAME = "real_models"
 MODELS = ("vit", "resnet18")

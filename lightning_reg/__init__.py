@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from lightning_reg.callbacks.checkpoint import AtomicModelCheckpoint
     from lightning_reg.callbacks.early_stopping import EarlyStopping
+    from lightning_reg.callbacks.penalty_mixin import PenaltyLossMixin
     from lightning_reg.callbacks.rng_state import RNGState
     from lightning_reg.callbacks.scheduled_dropout import ScheduledDropout
     from lightning_reg.callbacks.stochastic_depth import StochasticDepth
@@ -48,7 +49,6 @@ if TYPE_CHECKING:
         ImageFolderDataModule,
         MNISTDataModule,
     )
-    from lightning_reg.penalty_mixin import PenaltyLossMixin
 
 #: Where each public name lives; :func:`__getattr__` imports it from there on first use.
 _HOMES = {
@@ -66,7 +66,7 @@ _HOMES = {
     "FashionMNISTDataModule": "lightning_reg.data",
     "ImageFolderDataModule": "lightning_reg.data",
     "MNISTDataModule": "lightning_reg.data",
-    "PenaltyLossMixin": "lightning_reg.penalty_mixin",
+    "PenaltyLossMixin": "lightning_reg.callbacks.penalty_mixin",
     **dict.fromkeys(
         (
             "Constant",

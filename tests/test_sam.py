@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 from lightning_reg import WeightPenalty
 from lightning_reg.errors import ConfigError
-from lightning_reg.sam import SAM, sam_perturbation
+from lightning_reg.optim.sam import SAM, sam_perturbation
 
 from helpers import TinyModule, make_blobs
 from reliability_registry import assert_same, fit

@@ -1,0 +1,8 @@
+"""Optimizers and learning-rate schedules: :class:`~lightning_reg.optim.sam.SAM` (SAM/ASAM around any base
+optimizer) and :class:`~lightning_reg.optim.schedulers.SchedulerSpec` (a partial LR scheduler with Lightning's
+interval/monitor metadata)."""
+
+from lightning_reg.optim.sam import SAM, sam_perturbation
+from lightning_reg.optim.schedulers import SchedulerSpec
+
+__all__ = ["SAM", "SchedulerSpec", "sam_perturbation"]
