@@ -61,7 +61,7 @@ def load_preset(name: str) -> dict[str, Any]:
     """The ``data.augment`` block that ``augment=<name>`` composes (defaults list included)."""
     from hydra import compose, initialize_config_dir
 
-    from lightning_reg.train import CONF_DIR
+    from lightning_reg.app.train import CONF_DIR
 
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
         cfg = compose("train", overrides=[f"augment={name}"])

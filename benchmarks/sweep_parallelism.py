@@ -12,7 +12,7 @@ Thread count matters here. The experiment sets ``torch_threads: ${lightning_reg_
 joblib launcher each job gets ``cores // n_jobs`` torch threads (1 on 2 cores); under the basic launcher the
 resolver gives None, torch's default. ``--omp-threads N`` sets ``OMP_NUM_THREADS`` for both launchers.
 
-Start-up: before the launches, the import of ``lightning_reg.train`` in a fresh process is timed (median of 3),
+Start-up: before the launches, the import of ``lightning_reg.app.train`` in a fresh process is timed (median of 3),
 the fixed cost each process pays (the basic launcher once, each joblib worker once).
 
 ``--quick``: 2 variants x 1 seed, 1 epoch, no test run, no plots (a smoke test of the same command line).
@@ -107,11 +107,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     imports = []
     for _ in range(1 if args.quick else 3):
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import lightning_reg.train"], env=env, cwd=REPO, check=True)
+        subprocess.run([sys.executable, "-c", "import lightning_reg.app.train"], env=env, cwd=REPO, check=True)
         imports.append(time.perf_counter() - t0)
     import_s = statistics.median(imports)
     print(
-        f"start-up: `import lightning_reg.train` in a fresh process {import_s:.2f} s (median of {len(imports)}), "
+        f"start-up: `import lightning_reg.app.train` in a fresh process {import_s:.2f} s (median of {len(imports)}), "
         f"load {[round(v, 2) for v in os.getloadavg()]}",
         flush=True,
     )

@@ -25,9 +25,9 @@ from collections.abc import Sequence
 
 from lightning.pytorch.cli import LightningCLI
 
+from lightning_reg.app.run_log import quiet_third_party
 from lightning_reg.data import DigitsDataModule
 from lightning_reg.models import MLPClassifier
-from lightning_reg.run_log import quiet_third_party
 
 
 def main(args: Sequence[str] | None = None) -> LightningCLI:

@@ -267,7 +267,7 @@ def hydra_subprocess_command(command: Callable[[int], tuple[Sequence[str], str]]
 # --- Lightning's console messages ----------------------------------------------------------------------------
 
 #: Lightning's private pytree module. Its ``_tree_flatten`` builds ``LeafSpec()``, which torch >= 2.10 deprecates
-#: with a FutureWarning on every fit (``lightning_reg.run_log`` filters that one warning from this module only).
+#: with a FutureWarning on every fit (``lightning_reg.app.run_log`` filters that one warning from this module only).
 PYTREE_MODULE = "lightning.pytorch.utilities._pytree"
 
 

@@ -373,7 +373,7 @@ def test_bad_input_is_a_config_error_naming_option_and_value(case: Bad, compose_
         with pytest.raises(ConfigError) as info:
             case.call()
     else:
-        from lightning_reg.train import train
+        from lightning_reg.app.train import train
 
         cfg = compose_cfg("trainer=debug", *case.call)
         with pytest.raises(ConfigError) as info:

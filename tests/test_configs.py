@@ -11,9 +11,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from lightning_reg._lightning_internals import missing_target_reason
+from lightning_reg.app.train import CONF_DIR, build
 from lightning_reg.errors import ConfigError
 from lightning_reg.optim import SchedulerSpec
-from lightning_reg.train import CONF_DIR, build
 
 from data_factories import make_cifar10, make_image_folder, make_mnist
 

@@ -13,6 +13,7 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
+from lightning_reg.app.train import CONF_DIR, train
 from lightning_reg.data import (
     CIFAR10DataModule,
     DeviceResidentLoader,
@@ -24,7 +25,6 @@ from lightning_reg.data import (
 )
 from lightning_reg.errors import ConfigError
 from lightning_reg.models import CNNClassifier
-from lightning_reg.train import CONF_DIR, train
 
 from data_factories import make_cifar10, make_image_folder, make_mnist
 from helpers import REPO, run_ddp_script
@@ -341,7 +341,7 @@ def test_preview_writes_a_labelled_png_grid_of_enlarged_digits(tmp_path: Path) -
     import numpy as np
     from PIL import Image
 
-    from lightning_reg.preview import main
+    from lightning_reg.app.preview import main
 
     out = tmp_path / "grid.png"
     assert main(["augment=keras_seed", "--out", str(out), "--images", "3", "--draws", "4"]) == 0
@@ -368,7 +368,7 @@ def test_preview_writes_a_labelled_png_grid_of_enlarged_digits(tmp_path: Path) -
 def test_preview_cells_are_nearest_neighbour_enlargements() -> None:
     import numpy as np
 
-    from lightning_reg.preview import grid_layout, render_grid
+    from lightning_reg.app.preview import grid_layout, render_grid
 
     tiles = torch.rand(2 * 3, 1, 8, 8)
     img = render_grid(tiles, 2, 3, "augment: none", ["original", "draw 1", "draw 2"])

@@ -9,8 +9,8 @@ import pytest
 from hydra.utils import instantiate
 
 from lightning_reg import EarlyStopping
+from lightning_reg.app.train import train
 from lightning_reg.errors import ConfigError
-from lightning_reg.train import train
 
 CONFIGS = ["early_stopping", "early_stopping_restore", "early_stopping_gl", "early_stopping_pq", "early_stopping_up"]
 FAST = ["trainer=debug", "logger=none", "data.batch_size=128"]

@@ -189,7 +189,7 @@ def test_csv_writer_private_hooks_and_logger_cache(tmp_path: Any) -> None:
 
     _method(ExperimentWriter, "_check_log_dir_exists", [])
     _method(ExperimentWriter, "_rewrite_with_new_header", ["fieldnames"])
-    from lightning_reg.loggers import CSVLogger
+    from lightning_reg.app.loggers import CSVLogger
 
     logger = CSVLogger(str(tmp_path), name="csv", version="")
     for attr in ("_experiment", "_fs"):
@@ -213,7 +213,7 @@ def test_ema_config_is_a_config_error_without_weight_averaging() -> None:
     if internals.HAS_WEIGHT_AVERAGING:
         assert internals.missing_target_reason("lightning.pytorch.callbacks.EMAWeightAveraging") is None
         return
-    from lightning_reg.train import _instantiate_dict
+    from lightning_reg.app.train import _instantiate_dict
 
     node = {"ema": {"_target_": "lightning.pytorch.callbacks.EMAWeightAveraging", "decay": 0.99}}
     with pytest.raises(ConfigError, match=r"callbacks\.ema.*EMAWeightAveraging needs Lightning >= 2\.6"):
@@ -257,7 +257,7 @@ def test_callback_metrics_store_is_the_dict_behind_the_property() -> None:
     assert float(trainer.callback_metrics["reg/probe"]) == 0.25  # a value written there is what readers see
 
 
-# --- Lightning's console messages (lightning_reg.run_log) --------------------------------------------------
+# --- Lightning's console messages (lightning_reg.app.run_log) --------------------------------------------------
 
 
 def test_rank_zero_info_writes_to_the_rank_zero_loggers() -> None:

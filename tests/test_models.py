@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lightning_reg.app.train import train
 from lightning_reg.errors import ConfigError
 from lightning_reg.models import CNNClassifier, MLPClassifier, soft_cross_entropy
-from lightning_reg.train import train
 
 MODELS = ["mlp", "cnn"]
 OPTIMIZERS = ["sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw"]

@@ -38,7 +38,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 def test_wheel_contains_package_and_every_config(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert "lightning_reg/train.py" in names
+    assert "lightning_reg/app/train.py" in names
     assert "lightning_reg/conf/train.yaml" in names
     for conf in (REPO / "conf").rglob("*.yaml"):
         rel = "lightning_reg/conf/" + conf.relative_to(REPO / "conf").as_posix()
@@ -46,7 +46,7 @@ def test_wheel_contains_package_and_every_config(wheel: Path) -> None:
     assert not any(n.startswith("tests/") for n in names)
     entry = [n for n in names if n.endswith("entry_points.txt")]
     text = zipfile.ZipFile(wheel).read(entry[0]).decode()
-    assert "lightning-reg-train = lightning_reg.train:main" in text
+    assert "lightning-reg-train = lightning_reg.app.train:main" in text
 
 
 @pytest.mark.slow
@@ -63,7 +63,7 @@ def test_non_editable_install_runs_the_entry_point(wheel: Path, tmp_path: Path) 
     work.mkdir()
     env = {**os.environ, "PYTHONPATH": str(target), "OMP_NUM_THREADS": "1"}
     where = subprocess.run(
-        [sys.executable, "-c", "import lightning_reg.train as t; print(t.__file__, t.CONF_DIR)"],
+        [sys.executable, "-c", "import lightning_reg.app.train as t; print(t.__file__, t.CONF_DIR)"],
         cwd=work,
         env=env,
         capture_output=True,

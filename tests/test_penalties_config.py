@@ -13,9 +13,9 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from lightning_reg import MaxNorm, WeightPenalty
+from lightning_reg.app.train import train
 from lightning_reg.core.schedules import Linear
 from lightning_reg.errors import ConfigError
-from lightning_reg.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 

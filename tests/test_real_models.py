@@ -413,7 +413,7 @@ def test_family_bf16_mixed(name: str) -> None:
 
 def test_bert_runs_through_the_entry_point_with_penalty_and_scheduled_dropout(compose_cfg) -> None:
     pytest.importorskip("transformers")
-    from lightning_reg.train import train
+    from lightning_reg.app.train import train
 
     cfg = compose_cfg(
         "data=synthetic_tokens",

@@ -311,7 +311,7 @@ def test_ddp_two_processes_agree_with_each_other_and_with_one_process(tmp_path: 
 # ------------------------------------------------------------------ the train entry point under weights_only
 @pytest.mark.parametrize("model", ["mlp", "cnn"])
 def test_train_entry_point_tests_the_best_checkpoint_with_weights_only(compose_cfg, tmp_path: Path, model: str) -> None:
-    from lightning_reg.train import train
+    from lightning_reg.app.train import train
 
     cfg = compose_cfg(
         "trainer=debug", f"model={model}", "callbacks=[default,l2,max_norm,dropout_constant,early_stopping]"

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lightning_reg import report as rep
-from lightning_reg.report_plots import MissingMatplotlib, curve_band
+from lightning_reg.app import report as rep
+from lightning_reg.app.report_plots import MissingMatplotlib, curve_band
 
 
 def write_run(
@@ -32,7 +32,7 @@ def write_run(
     error: str | None = None,
     objective: float | None = None,
 ) -> Path:
-    """A job directory laid out as Hydra's multirun + lightning_reg.train write it."""
+    """A job directory laid out as Hydra's multirun + lightning_reg.app.train write it."""
     run = root / str(num)
     (run / ".hydra").mkdir(parents=True)
     (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
@@ -174,7 +174,7 @@ def test_no_runs_gives_a_clear_message(tmp_path: Path, capsys: pytest.CaptureFix
     with pytest.raises(rep.ReportError, match="does not exist"):
         rep.build(tmp_path / "nope")
     assert rep.main([str(tmp_path)]) == 2
-    assert "lightning_reg.report: error: no runs found" in capsys.readouterr().err
+    assert "lightning_reg.app.report: error: no runs found" in capsys.readouterr().err
 
 
 def test_mixed_experiments_give_a_clear_message(tmp_path: Path) -> None:
@@ -252,7 +252,7 @@ def test_without_matplotlib_the_report_is_written_and_says_why_no_plots(
 ) -> None:
     grid(tmp_path)
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` raise ImportError
-    from lightning_reg import report_plots
+    from lightning_reg.app import report_plots
 
     with pytest.raises(MissingMatplotlib, match=r'pip install "lightning-reg\[plots\]"'):
         report_plots.plot_all(rep.build(tmp_path), tmp_path)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from lightning_reg.app.train import train
 from lightning_reg.errors import ConfigError
-from lightning_reg.train import train
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +17,7 @@ def adam_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import open_dict
 
-    from lightning_reg.train import CONF_DIR
+    from lightning_reg.app.train import CONF_DIR
 
     out = tmp_path_factory.mktemp("adam")
     GlobalHydra.instance().clear()

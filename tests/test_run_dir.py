@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from lightning_reg.run_dir import RunDirError, check_run_dir, check_sweep_dir, run_state
+from lightning_reg.app.run_dir import RunDirError, check_run_dir, check_sweep_dir, run_state
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent

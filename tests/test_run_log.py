@@ -12,7 +12,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-#: Lines that are not ours and that every run printed before lightning_reg.run_log filtered them.
+#: Lines that are not ours and that every run printed before lightning_reg.app.run_log filtered them.
 NOISE = {
     "Lightning's litlogger tip": "litlogger",
     "torch's LeafSpec FutureWarning": "LeafSpec",
@@ -115,7 +115,7 @@ ALEMBIC_FIRST = """
 import logging, sys
 logging.basicConfig(level=logging.INFO, stream=sys.stdout)
 if sys.argv[1] == "quiet":
-    from lightning_reg.run_log import quiet_third_party
+    from lightning_reg.app.run_log import quiet_third_party
     quiet_third_party()
 import alembic.command  # registers Alembic's autogenerate plugins, logging one INFO line each
 print("imported")

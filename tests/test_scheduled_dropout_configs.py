@@ -1,4 +1,4 @@
-"""The dropout Hydra configs: composed, instantiated and trained through lightning_reg.train on the digits MLP."""
+"""The dropout Hydra configs: composed, instantiated and trained through lightning_reg.app.train on the digits MLP."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from hydra.utils import instantiate
 
 from lightning_reg import Constant, Curriculum, Early, Late, Linear, ScheduledDropout
+from lightning_reg.app.train import train
 from lightning_reg.errors import ConfigError
-from lightning_reg.train import train
 
 from helpers import loaders
 from scheduled_dropout_helpers import RateProbe, ResidualModule, trainer_kwargs

@@ -61,7 +61,7 @@ def test_a_wrong_type_names_the_argument(cls_name: str, arg: str) -> None:
 
 
 def test_non_finite_final_loss_is_status_diverged(compose_cfg) -> None:
-    from lightning_reg.train import train
+    from lightning_reg.app.train import train
 
     summary = train(compose_cfg("trainer=debug", "optimizer=sgd", "optimizer.lr=1e12", "test=false"))
     assert not math.isfinite(summary["final"]["train/loss"]) or not math.isfinite(summary["final"]["val/loss"])

@@ -20,6 +20,7 @@ from omegaconf import open_dict
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
+from lightning_reg.app.train import CONF_DIR
 from lightning_reg.data import DigitsDataModule
 from lightning_reg.data.splits import check_folds, kfold_split
 from lightning_reg.errors import ConfigError
@@ -37,7 +38,6 @@ from lightning_reg.study.report import format_study_markdown, load_study_report,
 from lightning_reg.study.search_space import format_value, parse_search_space
 from lightning_reg.study.setup import check_options, open_study
 from lightning_reg.study.worker import JobOutcome, StudyWorker, summarize_values
-from lightning_reg.train import CONF_DIR
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -420,7 +420,7 @@ def test_the_study_report_ranks_by_validation_and_counts_pruning_savings(tmp_pat
     md = format_study_markdown(rep)
     assert "2 complete, 1 pruned" in md and "27% saved by pruning" in md
     assert "| 1 | 1 | complete | 0.9000 |" in md and "| 3 | 2 | pruned | 0.2000 | 2 | 1 |" in md
-    from lightning_reg.report import main
+    from lightning_reg.app.report import main
 
     assert main(["--storage", url, "--study", "r", "--out", str(tmp_path / "out"), "--no-plots"]) == 0
     assert (tmp_path / "out" / "report.md").read_text() == md
@@ -482,8 +482,8 @@ def test_image_datamodules_take_folds(tmp_path: Path) -> None:
 
 
 def test_a_password_in_the_config_is_masked_in_metrics_json(compose_cfg, tmp_path: Path) -> None:
+    from lightning_reg.app.train import train
     from lightning_reg.errors import mask_secrets
-    from lightning_reg.train import train
 
     assert mask_secrets("x mysql+pymysql://u:p4ss@h/db y") == "x mysql+pymysql://u:***@h/db y"
     cfg = compose_cfg("trainer=debug", "test=false", "+notes=postgresql://sweep:hunter2@db:5432/optuna")

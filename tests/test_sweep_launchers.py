@@ -7,7 +7,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 
-from lightning_reg.train import CONF_DIR
+from lightning_reg.app.train import CONF_DIR
 
 
 def hydra_node(*overrides: str):

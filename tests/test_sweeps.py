@@ -19,8 +19,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from lightning_reg import report as rep
-from lightning_reg.train import CONF_DIR, _instantiate_dict, build_model
+from lightning_reg.app import report as rep
+from lightning_reg.app.train import CONF_DIR, _instantiate_dict, build_model
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = Path(CONF_DIR)
@@ -290,7 +290,7 @@ def test_cifar10_case_study_runs_a_fast_dev_run_on_generated_cifar_files(tmp_pat
         "experiment=seed001_cifar10_cnn", "+trainer.fast_dev_run=true", "data.check_integrity=false", tmp_path=tmp_path
     )
     assert cfg.callbacks.l2.l2 == 1e-3 and cfg.model.dropout == 0.5 and cfg.data.batch_size == 64
-    from lightning_reg.train import train
+    from lightning_reg.app.train import train
 
     with open_dict(cfg):
         del cfg.hydra
@@ -345,7 +345,7 @@ def test_slurm_and_joblib_launcher_configs_compose_and_instantiate(tmp_path: Pat
 
 
 def test_report_callback_writes_the_report_of_the_runs_in_the_sweep_dir(tmp_path: Path) -> None:
-    from lightning_reg.train import train
+    from lightning_reg.app.train import train
 
     sweep = tmp_path / "sweep"
     test_acc = {}

@@ -13,8 +13,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf, open_dict
 
+from lightning_reg.app.train import train
 from lightning_reg.errors import ConfigError
-from lightning_reg.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = [
@@ -204,7 +204,7 @@ def test_cli_bad_value_exits_2_with_one_line(tmp_path: Path) -> None:
 
 def test_console_script_is_the_same_entry_point(tmp_path: Path) -> None:
     (ep,) = entry_points(group="console_scripts", name="lightning-reg-train")
-    assert ep.value == "lightning_reg.train:main"
+    assert ep.value == "lightning_reg.app.train:main"
     script = Path(sys.executable).parent / "lightning-reg-train"
     if not script.exists():
         pytest.skip("console script not installed in this environment")

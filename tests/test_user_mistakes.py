@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from lightning_reg.app.train import train
 from lightning_reg.errors import ConfigError
-from lightning_reg.train import train
 
 from data_factories import make_image_folder, make_mnist
 

@@ -1,7 +1,7 @@
 """Optuna sweeps that scale past one process: the engine rules, the worker loop, and the job's trial link.
 
 Import the submodules (they need ``pip install "lightning-reg[optuna]"``); this package itself imports
-nothing heavy, so ``lightning_reg.train`` can ask :func:`trial_callbacks` on every run.
+nothing heavy, so ``lightning_reg.app.train`` can ask :func:`trial_callbacks` on every run.
 """
 
 from __future__ import annotations

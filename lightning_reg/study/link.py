@@ -121,7 +121,7 @@ def _resolve_storage(link: TrialLink) -> tuple[str, Any]:
 class TrialPruning(Callback):
     """Report the monitored metric to the job's Optuna trial after each validation; stop when pruned.
 
-    The lightning_reg sweeper adds it to every trial's Trainer (``lightning_reg.train`` does that when it
+    The lightning_reg sweeper adds it to every trial's Trainer (``lightning_reg.app.train`` does that when it
     finds the trial link), so a user's job needs no code for pruning. It works in a job that runs in
     another process or on another machine than the sweeper: it opens the study's storage itself.
 

@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lightning_reg.report_plots import _pyplot, save_figure
+from lightning_reg.app.report_plots import _pyplot, save_figure
 
 if TYPE_CHECKING:
     from lightning_reg.study.report import StudyReport
@@ -169,7 +169,7 @@ def plot_pareto(rep: StudyReport, path: Path) -> Path | None:
 
 
 def plot_study(rep: StudyReport, out_dir: Path, study: Any = None) -> list[Path]:
-    """Every plot that applies to the study; raises :class:`~lightning_reg.report_plots.MissingMatplotlib`."""
+    """Every plot that applies to the study; raises :class:`~lightning_reg.app.report_plots.MissingMatplotlib`."""
     _pyplot()
     out = Path(out_dir)
     made = [

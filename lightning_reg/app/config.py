@@ -1,4 +1,4 @@
-"""Glue shared by the Hydra entry points (``lightning_reg.train``, ``lightning_reg.preview``).
+"""Glue shared by the Hydra entry points (``lightning_reg.app.train``, ``lightning_reg.app.preview``).
 
 Where the packaged ``conf/`` folder is, composing ``train.yaml`` without a run directory, and instantiating
 a config node so that an error of its target comes out as one :class:`~lightning_reg.errors.ConfigError`
@@ -33,7 +33,7 @@ def conf_dir_candidates(here: Path | None = None) -> list[Path]:
         >>> [p.name for p in conf_dir_candidates(Path("/site/lightning_reg"))]
         ['conf', 'conf']
     """
-    here = Path(__file__).resolve().parent if here is None else Path(here)
+    here = Path(__file__).resolve().parents[1] if here is None else Path(here)
     return [here / "conf", here.parent / "conf"]
 
 

@@ -16,7 +16,7 @@ from typing_extensions import override
 
 __all__ = ["ReportCallback", "RunDirCallback"]
 
-log = logging.getLogger("lightning_reg.report")
+log = logging.getLogger("lightning_reg.app.report")
 
 
 def _refuse(err: Exception) -> None:
@@ -26,7 +26,7 @@ def _refuse(err: Exception) -> None:
 
 class RunDirCallback(Callback):
     """Refuse to write into a finished run, an unfinished run without its own ``ckpt_path``, or another sweep's
-    directory, before Hydra writes ``.hydra/*`` or ``multirun.yaml`` there (see :mod:`lightning_reg.run_dir`).
+    directory, before Hydra writes ``.hydra/*`` or ``multirun.yaml`` there (see :mod:`lightning_reg.app.run_dir`).
 
     ``conf/train.yaml`` registers it under ``hydra.callbacks.run_dir``. A refusal prints one line and exits
     with status 2.
@@ -34,8 +34,8 @@ class RunDirCallback(Callback):
 
     @override
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from lightning_reg.app.run_dir import check_run_dir
         from lightning_reg.errors import ConfigError
-        from lightning_reg.run_dir import check_run_dir
 
         run_dir = OmegaConf.select(config, "hydra.run.dir")
         if run_dir is None:
@@ -47,8 +47,8 @@ class RunDirCallback(Callback):
 
     @override
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from lightning_reg.app.run_dir import check_sweep_dir
         from lightning_reg.errors import ConfigError
-        from lightning_reg.run_dir import check_sweep_dir
 
         sweep_dir = OmegaConf.select(config, "hydra.sweep.dir")
         if sweep_dir is None:
@@ -83,7 +83,7 @@ class ReportCallback(Callback):
             hydra:
               callbacks:
                 report:
-                  _target_: lightning_reg.hydra_callbacks.ReportCallback
+                  _target_: lightning_reg.app.hydra_callbacks.ReportCallback
                   plots: true
     """
 
@@ -131,7 +131,7 @@ class ReportCallback(Callback):
         self._write(self._sweep_dir or Path(config.hydra.sweep.dir))
 
     def _write(self, sweep_dir: Path, interrupted: str | None = None) -> None:
-        from lightning_reg.report import ReportError, make_report
+        from lightning_reg.app.report import ReportError, make_report
 
         try:
             if interrupted:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lightning_reg.report import ConfigSummary, Report
+    from lightning_reg.app.report import ConfigSummary, Report
 
 __all__ = [
     "MAX_PANELS",

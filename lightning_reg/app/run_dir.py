@@ -8,8 +8,8 @@
 - **finished**: it holds a final ``metrics.json``. Nothing is written into it again; continue its training in
   a new directory with ``ckpt_path=<its checkpoint>``.
 
-These checks are pure (paths and files only); :mod:`lightning_reg.hydra_callbacks` runs them before Hydra
-writes a job's files, and :func:`lightning_reg.train.train` runs them again for callers of the Python API.
+These checks are pure (paths and files only); :mod:`lightning_reg.app.hydra_callbacks` runs them before Hydra
+writes a job's files, and :func:`lightning_reg.app.train.train` runs them again for callers of the Python API.
 """
 
 from __future__ import annotations
