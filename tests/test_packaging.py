@@ -46,7 +46,7 @@ def test_wheel_contains_package_and_every_config(wheel: Path) -> None:
     assert not any(n.startswith("tests/") for n in names)
     entry = [n for n in names if n.endswith("entry_points.txt")]
     text = zipfile.ZipFile(wheel).read(entry[0]).decode()
-    assert "lightning-reg-train = lightning_reg.app.train:main" in text
+    assert "lightning-reg-train = lightning_reg.train:main" in text
 
 
 @pytest.mark.slow

@@ -204,7 +204,7 @@ def test_cli_bad_value_exits_2_with_one_line(tmp_path: Path) -> None:
 
 def test_console_script_is_the_same_entry_point(tmp_path: Path) -> None:
     (ep,) = entry_points(group="console_scripts", name="lightning-reg-train")
-    assert ep.value == "lightning_reg.app.train:main"
+    assert ep.value == "lightning_reg.train:main"
     script = Path(sys.executable).parent / "lightning-reg-train"
     if not script.exists():
         pytest.skip("console script not installed in this environment")
