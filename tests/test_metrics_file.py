@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from lightning_reg.app import report as rep
-from lightning_reg.app.metrics_file import (
+from lightning_reg.app.train import finished_job_value, train
+from lightning_reg.metrics_file import (
     SCHEMA_VERSION,
     MetricsFileError,
     SchemaVersionError,
@@ -18,7 +19,6 @@ from lightning_reg.app.metrics_file import (
     upgrade,
     write_metrics,
 )
-from lightning_reg.app.train import finished_job_value, train
 
 FAST = ["trainer=debug", "logger=none", "data.batch_size=128"]
 

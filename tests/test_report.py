@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from lightning_reg.app import report as rep
-from lightning_reg.app.report_plots import MissingMatplotlib, curve_band
+from lightning_reg.app.report_plots import curve_band
+from lightning_reg.plotting import MissingMatplotlib
 
 
 def write_run(
@@ -174,7 +175,7 @@ def test_no_runs_gives_a_clear_message(tmp_path: Path, capsys: pytest.CaptureFix
     with pytest.raises(rep.ReportError, match="does not exist"):
         rep.build(tmp_path / "nope")
     assert rep.main([str(tmp_path)]) == 2
-    assert "lightning_reg.app.report: error: no runs found" in capsys.readouterr().err
+    assert "lightning_reg.report: error: no runs found" in capsys.readouterr().err
 
 
 def test_mixed_experiments_give_a_clear_message(tmp_path: Path) -> None:

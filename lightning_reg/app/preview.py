@@ -310,9 +310,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         path = write_preview(args.overrides, args.out, args.images, args.draws, args.seed)
     except (ConfigError, HydraException, OmegaConfBaseException) as err:
-        print(f"lightning_reg.app.preview: error: {err}", file=sys.stderr)
+        print(f"lightning_reg.preview: error: {err}", file=sys.stderr)
         return 2
-    print(f"lightning_reg.app.preview: wrote {path} ({args.images} images x {args.draws} draws, column 0 = original)")
+    print(f"lightning_reg.preview: wrote {path} ({args.images} images x {args.draws} draws, column 0 = original)")
     return 0
 
 

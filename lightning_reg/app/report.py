@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from lightning_reg.app.metrics_file import (
+from lightning_reg.metrics_file import (
     FILE_NAME,
     MetricsFileError,
     RunMetrics,
@@ -695,11 +695,12 @@ def write_report(report: Report, out_dir: Path | None = None, plots: bool = True
     pngs: list[Path] = []
     if plots:
         from lightning_reg.app import report_plots
+        from lightning_reg.plotting import MissingMatplotlib
 
         try:
             pngs = report_plots.plot_all(report, out)
-        except report_plots.MissingMatplotlib as err:
-            print(f"lightning_reg.app.report: {err}", file=sys.stderr)
+        except MissingMatplotlib as err:
+            print(f"lightning_reg.report: {err}", file=sys.stderr)
     for p in pngs:
         files[p.stem] = p
     files["report.md"] = out / "report.md"
@@ -814,7 +815,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             make_report(args.multirun_dir, out_dir=args.out, baseline=args.baseline, plots=not args.no_plots)
     except (ReportError, ValueError) as err:
-        print(f"lightning_reg.app.report: error: {err}", file=sys.stderr)
+        print(f"lightning_reg.report: error: {err}", file=sys.stderr)
         return 2
     return 0
 

@@ -11,52 +11,25 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lightning_reg.plotting import pyplot, save_figure
 
 if TYPE_CHECKING:
     from lightning_reg.app.report import ConfigSummary, Report
 
 __all__ = [
     "MAX_PANELS",
-    "MissingMatplotlib",
     "curve_band",
     "plot_all",
     "plot_loss_curves",
     "plot_optimization_history",
     "plot_test_acc",
-    "save_figure",
     "short_label",
 ]
 
 #: At most this many configurations get a loss-curve panel (the best ones by test accuracy).
 MAX_PANELS = 16
-
-
-class MissingMatplotlib(ImportError):
-    """matplotlib is not installed; the report is still written, without plots."""
-
-
-def _pyplot() -> Any:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as err:
-        raise MissingMatplotlib(
-            f"matplotlib is not installed ({err}); the report is written without plots. "
-            'Install it with `pip install "lightning-reg[plots]"` (or `pip install matplotlib`).'
-        ) from None
-    return plt
-
-
-def save_figure(fig: Any, path: Path) -> Path:
-    """Lay out, write (110 dpi) and close a figure; return its path."""
-    plt = _pyplot()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def curve_band(
@@ -105,7 +78,7 @@ def plot_loss_curves(configs: Sequence[ConfigSummary], path: Path) -> Path | Non
         return None
     from matplotlib.ticker import MaxNLocator
 
-    plt = _pyplot()
+    plt = pyplot()
     cols = min(3, len(shown))
     rows = math.ceil(len(shown) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False, sharey=True)
@@ -138,7 +111,7 @@ def plot_test_acc(configs: Sequence[ConfigSummary], path: Path) -> Path | None:
     shown = [c for c in configs if math.isfinite(c.mean["test_acc"])]
     if not shown:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, max(2.6, 0.45 * len(shown) + 1.4)))
     ys = list(range(len(shown)))[::-1]
     for y, c in zip(ys, shown):
@@ -161,7 +134,7 @@ def plot_optimization_history(report: Report, path: Path) -> Path | None:
     trials = sorted((r.job_num, r.objective) for r in report.runs if r.job_num is not None)
     if not trials:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     maximize = (report.direction or "maximize") != "minimize"
     xs, ys, best, running = [], [], [], None
     for num, value in trials:
@@ -191,7 +164,7 @@ def plot_optimization_history(report: Report, path: Path) -> Path | None:
 
 def plot_all(report: Report, out_dir: Path) -> list[Path]:
     """Write every plot that applies to ``report`` into ``out_dir``; raises :class:`MissingMatplotlib`."""
-    _pyplot()
+    pyplot()
     out = Path(out_dir)
     made = [
         plot_loss_curves(report.configs, out / "loss_curves.png"),

@@ -3,7 +3,7 @@
 Hydra composes ``conf/train.yaml`` with the command line's overrides; :func:`train` then runs one job in
 named steps: :func:`prepare_run` (check the config and the run directory, set threads and the seed),
 :func:`build` (data, model with optimizer/scheduler, callbacks, loggers, trainer), :func:`fit`,
-:func:`evaluate` (test the best weights), :func:`summarize` (the :class:`~lightning_reg.app.metrics_file.RunMetrics`)
+:func:`evaluate` (test the best weights), :func:`summarize` (the :class:`~lightning_reg.metrics_file.RunMetrics`)
 and :func:`write_summary` (``metrics.json`` in the run directory). :func:`main` returns the optimized metric so
 that sweepers (Optuna) can use it.
 """
@@ -31,16 +31,22 @@ from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
 from lightning_reg._lightning_internals import missing_target_reason, weights_only_kwargs
-from lightning_reg.app.checks import (
+from lightning_reg.app.config import conf_dir, find_conf_dir, instantiate_node
+from lightning_reg.app.distributed import hydra_ddp_children, is_child_rank, write_job_config
+from lightning_reg.app.run_dir import FINISHED, RunDirError, archive_failed_record, check_run_dir, run_state
+from lightning_reg.app.run_log import quiet_third_party, say
+from lightning_reg.callbacks.history import MetricsHistory, to_float
+from lightning_reg.callbacks.monitor_check import MonitorCheck
+from lightning_reg.callbacks.rng_state import RNGState
+from lightning_reg.core.checks import (
     check_optimizer_args,
     check_resume_checkpoint,
     check_scheduler_args,
     check_seed,
     check_trainer_args,
 )
-from lightning_reg.app.config import conf_dir, find_conf_dir, instantiate_node
-from lightning_reg.app.distributed import hydra_ddp_children, is_child_rank, write_job_config
-from lightning_reg.app.metrics_file import (
+from lightning_reg.errors import ConfigError, check_bool, check_int, mask_secrets
+from lightning_reg.metrics_file import (
     FILE_NAME,
     SCHEMA_VERSION,
     BestRecord,
@@ -52,12 +58,6 @@ from lightning_reg.app.metrics_file import (
     read_metrics,
     write_metrics,
 )
-from lightning_reg.app.run_dir import FINISHED, RunDirError, archive_failed_record, check_run_dir, run_state
-from lightning_reg.app.run_log import quiet_third_party, say
-from lightning_reg.callbacks.history import MetricsHistory, to_float
-from lightning_reg.callbacks.monitor_check import MonitorCheck
-from lightning_reg.callbacks.rng_state import RNGState
-from lightning_reg.errors import ConfigError, check_bool, check_int, mask_secrets
 from lightning_reg.study import trial_callbacks
 
 __all__ = [
@@ -430,7 +430,7 @@ def diverged_losses(metrics: dict[str, float]) -> list[str]:
 
 
 def summarize(cfg: DictConfig, trainer: pl.Trainer, fitted: FitResult, tested: Evaluation) -> RunMetrics:
-    """The run's :class:`~lightning_reg.app.metrics_file.RunMetrics` (what ``metrics.json`` holds); warns when it diverged."""
+    """The run's :class:`~lightning_reg.metrics_file.RunMetrics` (what ``metrics.json`` holds); warns when it diverged."""
     diverged = diverged_losses(fitted.metrics)
     if diverged:
         log.error("the run diverged: %s not finite at the end of fit; status 'diverged'", ", ".join(diverged))

@@ -8,7 +8,7 @@ import lightning.pytorch as pl
 from typing_extensions import override
 
 from lightning_reg._lightning_internals import trainer_callbacks
-from lightning_reg.app.checks import check_monitored
+from lightning_reg.core.checks import check_monitored
 
 __all__ = ["MonitorCheck"]
 

@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lightning_reg.app.report_plots import _pyplot, save_figure
+from lightning_reg.plotting import pyplot, save_figure
 
 if TYPE_CHECKING:
     from lightning_reg.study.report import StudyReport
@@ -44,7 +44,7 @@ def plot_history(rep: StudyReport, path: Path) -> Path | None:
     rows = sorted((r for r in rep.rows if r.values and r.state in ("complete", "pruned")), key=lambda r: r.number)
     if not rows:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     maximize = rep.directions[0] == "maximize"
     fig, ax = plt.subplots(figsize=(8, 3.8))
     done = [r for r in rows if r.state == "complete"]
@@ -84,7 +84,7 @@ def plot_params(rep: StudyReport, path: Path) -> Path | None:
     keys = sorted({k for r in rows for k in r.params})
     if not rows or not keys:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     cols = min(3, len(keys))
     nrows = math.ceil(len(keys) / cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.3 * nrows), squeeze=False)
@@ -127,7 +127,7 @@ def plot_importances(rep: StudyReport, study: Any, path: Path) -> Path | None:
             return None
     if not imp:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     keys = list(imp)[::-1]
     fig, ax = plt.subplots(figsize=(6, 0.5 * len(keys) + 1.4))
     ax.barh(keys, [imp[k] for k in keys], color="tab:blue")
@@ -145,7 +145,7 @@ def plot_pareto(rep: StudyReport, path: Path) -> Path | None:
     rows = [r for r in rep.rows if r.values and len(r.values) == 2 and r.state == "complete"]
     if not rows:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     pts = [(r.objective(), r.objective(1)) for r in rows]
     mask = pareto_mask(pts, rep.directions)
     names = rep.metric if isinstance(rep.metric, list) else ["objective 0", "objective 1"]
@@ -169,8 +169,8 @@ def plot_pareto(rep: StudyReport, path: Path) -> Path | None:
 
 
 def plot_study(rep: StudyReport, out_dir: Path, study: Any = None) -> list[Path]:
-    """Every plot that applies to the study; raises :class:`~lightning_reg.app.report_plots.MissingMatplotlib`."""
-    _pyplot()
+    """Every plot that applies to the study; raises :class:`~lightning_reg.plotting.MissingMatplotlib`."""
+    pyplot()
     out = Path(out_dir)
     made = [
         plot_history(rep, out / "optimization_history.png"),

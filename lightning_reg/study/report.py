@@ -18,7 +18,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from lightning_reg.app.metrics_file import FILE_NAME, read_metrics
+from lightning_reg.metrics_file import FILE_NAME, read_metrics
 from lightning_reg.study.engine import ATTR, mask_url, open_storage
 from lightning_reg.study.worker import summarize_values
 
@@ -277,13 +277,13 @@ def write_study_report(rep: StudyReport, out_dir: Path, plots: bool = True) -> d
     out.mkdir(parents=True, exist_ok=True)
     pngs: list[Path] = []
     if plots:
-        from lightning_reg.app.report_plots import MissingMatplotlib
+        from lightning_reg.plotting import MissingMatplotlib
         from lightning_reg.study import plots as study_plots
 
         try:
             pngs = study_plots.plot_study(rep, out, study=rep.study)
         except MissingMatplotlib as err:
-            print(f"lightning_reg.app.report: {err}")
+            print(f"lightning_reg.report: {err}")
     files = {p.stem: p for p in pngs}
     files["report.md"] = out / "report.md"
     files["report.md"].write_text(format_study_markdown(rep, pngs))

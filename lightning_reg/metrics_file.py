@@ -129,7 +129,7 @@ def parse_version(version: Any, source: str = FILE_NAME) -> tuple[int, int]:
         >>> parse_version(1)
         Traceback (most recent call last):
         ...
-        lightning_reg.app.metrics_file.SchemaVersionError: metrics.json: `schema_version` must be a string "MAJOR.MINOR" (such as '1.0'); got 1.
+        lightning_reg.metrics_file.SchemaVersionError: metrics.json: `schema_version` must be a string "MAJOR.MINOR" (such as '1.0'); got 1.
     """
     parts = version.split(".") if isinstance(version, str) else []
     if len(parts) != 2 or not all(p.isdigit() for p in parts):
@@ -177,7 +177,7 @@ def upgrade(data: Any, source: str = FILE_NAME) -> RunMetrics:
         >>> upgrade({"schema_version": "2.0", "status": "completed"}, "run/metrics.json")
         Traceback (most recent call last):
         ...
-        lightning_reg.app.metrics_file.SchemaVersionError: run/metrics.json has schema_version '2.0'; this lightning_reg reads versions 0.x to 1.x. Upgrade lightning_reg to read it.
+        lightning_reg.metrics_file.SchemaVersionError: run/metrics.json has schema_version '2.0'; this lightning_reg reads versions 0.x to 1.x. Upgrade lightning_reg to read it.
     """
     if not isinstance(data, Mapping):
         raise MetricsFileError(f"{source} must hold a JSON object; got {type(data).__name__}.")
