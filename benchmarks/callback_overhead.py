@@ -66,6 +66,7 @@ from benchmarks.common import (
     quiet_lightning,
     read_status_kb,
     reset_peak_rss,
+    time_ops,
     write_json,
 )
 from lightning_reg import EarlyStopping, MaxNorm, MNISTDataModule, ScheduledDropout, WeightPenalty
@@ -323,20 +324,10 @@ def standalone_raw(args: Any) -> dict[str, float]:
         },
         "best-weights copy, in place (copy_)": in_place,
     }
-    out = {}
+    sync = torch.cuda.synchronize if torch.device(args.device).type == "cuda" else None
     with torch.no_grad():
-        for name, op in ops.items():
-            for _ in range(20):
-                op()
-            times = []
-            for _ in range(200):
-                t0 = time.perf_counter()
-                op()
-                if torch.device(args.device).type == "cuda":
-                    torch.cuda.synchronize()
-                times.append(time.perf_counter() - t0)
-            out[name] = statistics.median(times) * 1e6
-    return out
+        seconds = time_ops(ops, warmup=20, calls=200, sync=sync)
+    return {name: t * 1e6 for name, t in seconds.items()}
 
 
 # ------------------------------------------------------------------------------------- instruction counts

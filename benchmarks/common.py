@@ -11,6 +11,7 @@ import statistics
 import struct
 import sys
 import tempfile
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -137,6 +138,26 @@ def run_interleaved(
             for name, value in this[form].items():
                 out[form].setdefault(name, []).append(value)
         print(f"repeat {r + 1}/{repeats}: " + ", ".join(f"{f} {this[f][key]:.3f} s" for f in forms), flush=True)
+    return out
+
+
+def time_ops(
+    ops: dict[str, Callable[[], Any]], warmup: int, calls: int, sync: Callable[[], None] | None = None
+) -> dict[str, float]:
+    """Each op alone in a hot loop: the median seconds per call over ``calls`` calls after ``warmup`` untimed ones
+    (``sync`` after each timed call, e.g. ``torch.cuda.synchronize``)."""
+    out = {}
+    for name, op in ops.items():
+        for _ in range(warmup):
+            op()
+        times = []
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            op()
+            if sync is not None:
+                sync()
+            times.append(time.perf_counter() - t0)
+        out[name] = statistics.median(times)
     return out
 
 

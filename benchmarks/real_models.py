@@ -37,6 +37,7 @@ With ``--instructions`` (default on, off with ``--quick``), the same fits also r
 
 from __future__ import annotations
 
+import argparse
 import functools
 import os
 import statistics
@@ -52,7 +53,16 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from benchmarks.callback_overhead import CountSteps, StepTimer, time_hooks
-from benchmarks.common import REPO, base_parser, describe, machine_info, print_table, quiet_lightning, write_json
+from benchmarks.common import (
+    REPO,
+    base_parser,
+    describe,
+    machine_info,
+    print_table,
+    quiet_lightning,
+    time_ops,
+    write_json,
+)
 from lightning_reg import EarlyStopping, MaxNorm, ScheduledDropout, StochasticDepth, WeightPenalty
 from lightning_reg.models.zoo import ImageClassifier, timm_model, torchvision_model
 from lightning_reg.optim.sam import SAM
@@ -155,7 +165,7 @@ def run_case(model: str, case: str, args: Any) -> dict[str, Any]:
     }
 
 
-def raw_math(model: str) -> dict[str, float]:
+def raw_math(model: str) -> dict[str, Any]:
     """The math WeightPenalty and MaxNorm perform per step on this model's own selections, alone in a hot loop
     (ms per call, median of 30 after 5 warm-up calls): the floor of any implementation of these regularizers."""
     from lightning_reg.core.penalties import PenaltySpec
@@ -176,20 +186,13 @@ def raw_math(model: str) -> dict[str, float]:
         ),
         "MaxNorm: renorm_ on every constrained kernel": renorm,
     }
-    out = {}
     with torch.no_grad():
-        for name, op in ops.items():
-            for _ in range(5):
-                op()
-            times = []
-            for _ in range(30):
-                t0 = time.perf_counter()
-                op()
-                times.append(time.perf_counter() - t0)
-            out[name] = statistics.median(times) * 1e3
-    out["parameters (millions)"] = sum(p.numel() for p in module.parameters()) / 1e6
-    out["penalized (millions)"] = sum(p.numel() for p in penalized) / 1e6
-    return out
+        math_ms = {name: t * 1e3 for name, t in time_ops(ops, warmup=5, calls=30).items()}
+    return {
+        "ops_ms": math_ms,
+        "parameters_millions": sum(p.numel() for p in module.parameters()) / 1e6,
+        "penalized_millions": sum(p.numel() for p in penalized) / 1e6,
+    }
 
 
 def callgrind_child(args: Any) -> None:
@@ -253,9 +256,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--steps", type=int, default=12, help="training steps per epoch")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per fit (validation + EarlyStopping between)")
     parser.add_argument("--val-batches", type=int, default=2, help="validation batches per epoch")
-    parser.add_argument("--instructions", action=__import__("argparse").BooleanOptionalAction, default=None)
+    parser.add_argument("--instructions", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--cg-steps", type=int, default=2, help="training steps counted per case under callgrind")
-    parser.add_argument("--callgrind-child", action="store_true", help=__import__("argparse").SUPPRESS)
+    parser.add_argument("--callgrind-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.device != "cpu":
         parser.error("--device: this benchmark runs on the CPU only (the models are sized for 2 CPU cores)")
@@ -313,7 +316,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         summary["hooks_ms"] = hooks  # "<Class> step": ms per step; "<Class> other": ms per epoch
         summary["hooks_pct_of_bare_step"] = 100 * step_hooks / statistics.median(per["bare"])
         summary["raw_math_ms"] = raw = raw_math(model)
-        floor = sum(v for k, v in raw.items() if k.endswith("kernel") or k.endswith("2λ)"))
+        floor = sum(raw["ops_ms"].values())
         summary["raw_math_floor_x_bare"] = 1 + floor / summary["bare"]["median_step_ms"]
         results[model] = summary
         print()
@@ -340,7 +343,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         print(
             f"{model}: raw math alone, hot loop: "
-            + ", ".join(f"{k} {v:.2f}" + ("" if "millions" in k else " ms") for k, v in raw.items())
+            + ", ".join(f"{k} {v:.2f} ms" for k, v in raw["ops_ms"].items())
+            + f", on {raw['penalized_millions']:.2f} M of {raw['parameters_millions']:.2f} M weights"
             + f"; (bare step + that math) / bare step = {summary['raw_math_floor_x_bare']:.3f}\n"
         )
     counts: dict[str, Any] = {"skipped": "--no-instructions"}

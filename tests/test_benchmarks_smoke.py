@@ -74,7 +74,7 @@ def test_real_models_quick(tmp_path: Path) -> None:
         assert m["sam"]["ratio_median"] > 1.4, (name, m["sam"])
         assert m["hooks_ms"]["WeightPenalty step"] > 0 and m["hooks_ms"]["MaxNorm step"] > 0
     # The raw-math rows use the callbacks' own selections: the ResNet's kernels are nearly all of its 11.2M weights.
-    assert 11.0 < models["resnet18"]["raw_math_ms"]["penalized (millions)"] < 11.2
+    assert 11.0 < models["resnet18"]["raw_math_ms"]["penalized_millions"] < 11.2
     assert "ScheduledDropout step" in models["vit"]["hooks_ms"]
     assert "StochasticDepth step" in models["resnet18"]["hooks_ms"]
 
