@@ -13,10 +13,6 @@ from lightning_reg.core.penalties import PenaltySpec, Selector, penalty_value
 from lightning_reg.core.schedules import ScheduleLike
 from lightning_reg.errors import ConfigError
 
-__all__ = [
-    "PenaltyLossMixin",
-]
-
 __all__ = ["PenaltyLossMixin"]
 
 
