@@ -1,4 +1,5 @@
-"""The report and preview commands answer ``--help`` and argument errors without importing Lightning or torch.
+"""The commands answer ``--help`` and argument errors without importing Lightning or torch, and the main job's
+launching process imports neither (its joblib workers and the job itself do).
 
 Each command runs in a fresh interpreter, as ``python -m`` runs it, through a small wrapper that then prints
 which heavy packages ended up in ``sys.modules``: the check is on imports, not on timings.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -69,3 +71,33 @@ def test_the_package_imports_its_public_names_on_first_use() -> None:
         [sys.executable, "-c", "import lightning_reg; lightning_reg.NoSuchThing"], capture_output=True, text=True
     )
     assert "AttributeError: module 'lightning_reg' has no attribute 'NoSuchThing'" in proc.stderr
+
+
+@pytest.mark.parametrize("args", [("--help",), ("--cfg", "job", "experiment=regularizers_digits")])
+def test_train_entry_point_composes_without_importing_lightning_or_torch(args: tuple[str, ...]) -> None:
+    result, out, _ = run_cli("lightning_reg.train", *args)
+    assert result["code"] == 0
+    assert ("train is powered by Hydra" in out) if args == ("--help",) else ("task_name: regularizers_digits" in out)
+    assert result["loaded"] == ["hydra"], result
+
+
+def test_joblib_multirun_parent_leaves_lightning_to_its_workers(tmp_path: Path) -> None:
+    """Two runs of the main job under its joblib preset: both complete, and the launching process (which only
+    composes, launches and writes the report) never imported Lightning or torch."""
+    result, out, err = run_cli(
+        "lightning_reg.train",
+        "-m",
+        "experiment=regularizers_digits",
+        "variant/regularizers_digits=baseline",
+        "seed=1,2",
+        "trainer.max_epochs=1",
+        "test=false",
+        "hydra.callbacks.report.plots=false",
+        f"paths.log_dir={tmp_path}",
+    )
+    assert result["code"] in (0, None), err
+    assert "n_jobs=2" in out, out
+    metrics = sorted(tmp_path.rglob("metrics.json"))
+    assert len(metrics) == 2 and all('"status": "completed"' in p.read_text() for p in metrics)
+    assert sorted(p.name for p in tmp_path.rglob("report.md")) == ["report.md"]
+    assert "lightning" not in result["loaded"] and "torch" not in result["loaded"], result

@@ -14,16 +14,26 @@ Example:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from omegaconf import OmegaConf
 
 from lightning_reg.errors import ConfigError
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
-__all__ = ["compose_train_config", "conf_dir", "conf_dir_candidates", "find_conf_dir", "instantiate_node"]
+__all__ = [
+    "compose_train_config",
+    "conf_dir",
+    "conf_dir_candidates",
+    "find_conf_dir",
+    "instantiate_node",
+    "threads_per_job",
+]
 
 
 def conf_dir_candidates(here: Path | None = None) -> list[Path]:
@@ -116,3 +126,35 @@ def instantiate_node(node: Any, key: str, **kwargs: Any) -> Any:
         if type(err).__name__ == "MisconfigurationException":
             raise _as_config_error(key, err) from None
         raise
+
+
+def threads_per_job() -> int | None:
+    """CPU cores ÷ concurrent jobs when this run is one of several that a joblib launcher runs at once, else None.
+
+    The ``lightning_reg_threads_per_job`` resolver, registered when this module is imported (by the entry point,
+    before Hydra composes): the joblib experiments set ``torch_threads`` to it, so two jobs on two cores get one
+    thread each instead of two each (which oversubscribed the cores and gave no speed-up). A ``torch_threads=N``
+    override replaces it. Cores are those this process may run on (its affinity mask).
+
+    Example:
+        >>> threads_per_job() is None  # not inside a Hydra job
+        True
+        >>> OmegaConf.create({"t": "${lightning_reg_threads_per_job:}"}).t is None
+        True
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    launcher = getattr(HydraConfig.get(), "launcher", None) or {}
+    target = str(launcher.get("_target_", ""))
+    n_jobs = launcher.get("n_jobs")
+    if "joblib" not in target.lower() or not isinstance(n_jobs, int):
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    jobs = cores if n_jobs < 0 else n_jobs  # joblib: -1 means one job per core
+    return max(1, cores // max(1, min(jobs, cores)))
+
+
+if not OmegaConf.has_resolver("lightning_reg_threads_per_job"):
+    OmegaConf.register_new_resolver("lightning_reg_threads_per_job", threads_per_job)

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import hydra
 import lightning.pytorch as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
@@ -31,7 +30,7 @@ from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
 from lightning_reg._lightning_internals import missing_target_reason, weights_only_kwargs
-from lightning_reg.app.config import conf_dir, find_conf_dir, instantiate_node
+from lightning_reg.app.config import conf_dir, find_conf_dir, instantiate_node, threads_per_job
 from lightning_reg.app.distributed import hydra_ddp_children, is_child_rank, write_job_config
 from lightning_reg.app.run_dir import FINISHED, RunDirError, archive_failed_record, check_run_dir, run_state
 from lightning_reg.app.run_log import quiet_third_party, say
@@ -255,29 +254,6 @@ def build(cfg: DictConfig) -> Parts:
     loggers = _instantiate_dict(cfg.get("logger"), "logger", pl.loggers.Logger)
     trainer: pl.Trainer = instantiate_node(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
     return Parts(datamodule, model, trainer, history)
-
-
-def threads_per_job() -> int | None:
-    """CPU cores ÷ concurrent jobs when this run is one of several that a joblib launcher runs at once, else None.
-
-    The ``lightning_reg_threads_per_job`` resolver: the joblib experiments set ``torch_threads`` to it, so two jobs
-    on two cores get one thread each instead of two each (which oversubscribed the cores and gave no speed-up).
-    A ``torch_threads=N`` override replaces it. Cores are those this process may run on (its affinity mask).
-    """
-    if not HydraConfig.initialized():
-        return None
-    launcher = getattr(HydraConfig.get(), "launcher", None) or {}
-    target = str(launcher.get("_target_", ""))
-    n_jobs = launcher.get("n_jobs")
-    if "joblib" not in target.lower() or not isinstance(n_jobs, int):
-        return None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    jobs = cores if n_jobs < 0 else n_jobs  # joblib: -1 means one job per core
-    return max(1, cores // max(1, min(jobs, cores)))
-
-
-if not OmegaConf.has_resolver("lightning_reg_threads_per_job"):
-    OmegaConf.register_new_resolver("lightning_reg_threads_per_job", threads_per_job)
 
 
 @dataclass
@@ -626,18 +602,11 @@ def _clean_process_after_job() -> Iterator[None]:
 
 
 def main() -> Any:
-    """Train from the command line (``python -m lightning_reg.train``, ``lightning-reg-train``).
+    """Train from the command line: :func:`lightning_reg.train.main`, the entry point, which imports this module
+    only when a job runs (so that a launcher's parent process, ``--help`` and ``--cfg`` do not import Lightning)."""
+    from lightning_reg.train import main as entry_main
 
-    Looks for the packaged configs first: a broken installation is one clear error (exit status 2), not a
-    failure at import. Hydra then composes ``train.yaml`` and runs :func:`run_job` once, or once per job of a
-    multirun.
-    """
-    try:
-        config_path = str(conf_dir())
-    except FileNotFoundError as err:
-        print(f"lightning_reg: error: {err}", file=sys.stderr, flush=True)
-        sys.exit(2)
-    return hydra.main(version_base="1.3", config_path=config_path, config_name="train")(run_job)()
+    return entry_main()
 
 
 def run_job(cfg: DictConfig) -> float | list[float] | None:
