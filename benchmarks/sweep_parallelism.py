@@ -13,7 +13,10 @@ joblib launcher each job gets ``cores // n_jobs`` torch threads (1 on 2 cores); 
 resolver gives None, torch's default. ``--omp-threads N`` sets ``OMP_NUM_THREADS`` for both launchers.
 
 Start-up: before the launches, the import of ``lightning_reg.app.train`` in a fresh process is timed (median of 3),
-the fixed cost each process pays (the basic launcher once, each joblib worker once).
+the fixed cost each process that runs jobs pays (the basic launcher once, each joblib worker once), and that of
+``lightning_reg.train``, the entry point, which is all the launching process imports itself. Each launch's wall
+time is split, from its runs' ``train.log`` time stamps, into the time to the first run's start, the runs, and
+what follows them (the report).
 
 ``--quick``: 2 variants x 1 seed, 1 epoch, no test run, no plots (a smoke test of the same command line).
 
@@ -22,6 +25,7 @@ the fixed cost each process pays (the basic launcher once, each joblib worker on
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import statistics
@@ -36,6 +40,8 @@ from benchmarks.common import REPO, base_parser, describe, machine_info, print_t
 
 NAME = "sweep_parallelism"
 LAUNCHERS = ("joblib", "basic")
+#: The launcher override per label: the experiment's own preset (``joblib_2``, two jobs) and Hydra's basic one.
+LAUNCHER_CONFIG = {"joblib": "joblib_2", "basic": "basic"}
 QUICK_OVERRIDES = (
     "variant/regularizers_digits=baseline,l2",
     "seed=1",
@@ -45,6 +51,30 @@ QUICK_OVERRIDES = (
 )
 
 
+def _log_time(line: str) -> float:
+    """The epoch seconds of a ``train.log`` line's ``[YYYY-mm-dd HH:MM:SS,mmm]`` prefix (local time)."""
+    return dt.datetime.strptime(line[1:24], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def phases(log_dir: Path, started: float, ended: float) -> dict[str, float]:
+    """Where a launch's wall time went, from its runs' ``train.log`` time stamps.
+
+    ``to_first_run_s``: from the command's start to the first run's first log line (Python start-up, Hydra's
+    composition of every job's config, and, under joblib, the workers' start and their import of Lightning; the
+    basic launcher imports it during its first run instead). ``runs_s``: from there to the last run's last line.
+    ``after_runs_s``: the rest (the comparison report, its plots, exit).
+    """
+    spans = []
+    for log in log_dir.rglob("train.log"):
+        lines = [ln for ln in log.read_text().splitlines() if ln.startswith("[") and len(ln) > 24]
+        if lines:
+            spans.append((_log_time(lines[0]), _log_time(lines[-1])))
+    if not spans:
+        return {}
+    first, last = min(s for s, _ in spans), max(e for _, e in spans)
+    return {"to_first_run_s": first - started, "runs_s": last - first, "after_runs_s": ended - last}
+
+
 def launch(launcher: str, log_dir: Path, overrides: list[str], env: dict[str, str]) -> dict[str, Any]:
     cmd = [
         sys.executable,
@@ -52,13 +82,15 @@ def launch(launcher: str, log_dir: Path, overrides: list[str], env: dict[str, st
         "lightning_reg.train",
         "--multirun",
         "experiment=regularizers_digits",
-        f"hydra/launcher={launcher}",
+        f"hydra/launcher={LAUNCHER_CONFIG[launcher]}",
         f"paths.log_dir={log_dir}",
         *overrides,
     ]
+    started = time.time()
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, check=False)
     wall = time.perf_counter() - t0
+    ended = time.time()
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     metrics = sorted(log_dir.rglob("metrics.json"))
@@ -67,6 +99,7 @@ def launch(launcher: str, log_dir: Path, overrides: list[str], env: dict[str, st
         "wall_s": wall,
         "runs": len(metrics),
         "completed": statuses.count("completed"),
+        "phases": phases(log_dir, started, ended),
         "command": " ".join(["python", *cmd[1:]]),
     }
 
@@ -104,14 +137,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"{' '.join(overrides)}; {repeats} alternating launch(es) per launcher",
         flush=True,
     )
-    imports = []
+    # The job's code (Lightning included), which every process that runs jobs imports once, and the entry point
+    # alone, which is all that the launching process imports under joblib. Interleaved, in fresh processes.
+    imports: list[float] = []
+    entry_imports: list[float] = []
     for _ in range(1 if args.quick else 3):
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import lightning_reg.app.train"], env=env, cwd=REPO, check=True)
-        imports.append(time.perf_counter() - t0)
+        for module, times in (("lightning_reg.app.train", imports), ("lightning_reg.train", entry_imports)):
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-c", f"import {module}"], env=env, cwd=REPO, check=True)
+            times.append(time.perf_counter() - t0)
     import_s = statistics.median(imports)
+    entry_import_s = statistics.median(entry_imports)
     print(
-        f"start-up: `import lightning_reg.app.train` in a fresh process {import_s:.2f} s (median of {len(imports)}), "
+        f"start-up, in a fresh process (median of {len(imports)}): `import lightning_reg.app.train` {import_s:.2f} s, "
+        f"`import lightning_reg.train` (the entry point) {entry_import_s:.2f} s, "
         f"load {[round(v, 2) for v in os.getloadavg()]}",
         flush=True,
     )
@@ -126,8 +165,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 res.update(launcher=launcher, repeat=r, load_avg=[round(v, 2) for v in os.getloadavg()])
                 launches.append(res)
                 walls[launcher].append(res["wall_s"])
+                ph = res["phases"]
                 print(
-                    f"launch {len(launches)}: {launcher} {res['wall_s']:.1f} s, {res['completed']} runs completed, "
+                    f"launch {len(launches)}: {launcher} {res['wall_s']:.1f} s (to the first run "
+                    f"{ph.get('to_first_run_s', float('nan')):.1f} s, runs {ph.get('runs_s', float('nan')):.1f} s, "
+                    f"after {ph.get('after_runs_s', float('nan')):.1f} s), {res['completed']} runs completed, "
                     f"load {res['load_avg']}",
                     flush=True,
                 )
@@ -157,7 +199,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "launches": launches,
         "import_s": import_s,
         "import_runs_s": imports,
+        "entry_import_s": entry_import_s,
+        "entry_import_runs_s": entry_imports,
         "median_wall_s": {lc: statistics.median(v) for lc, v in walls.items()},
+        "median_phases_s": {
+            lc: {
+                k: statistics.median(x["phases"][k] for x in launches if x["launcher"] == lc and k in x["phases"])
+                for k in ("to_first_run_s", "runs_s", "after_runs_s")
+                if any(k in x["phases"] for x in launches if x["launcher"] == lc)
+            }
+            for lc in LAUNCHERS
+        },
         "ratio_joblib_to_basic": ratio_median,
         "ratio_joblib_to_basic_fastest": ratio_fastest,
     }
