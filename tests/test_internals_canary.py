@@ -238,6 +238,25 @@ def test_torch_norm_and_conv_base_classes() -> None:
     assert not isinstance(nn.Conv2d(1, 1, 1), torch_internals.CONV_TRANSPOSE_TYPES)
 
 
+def test_torch_foreach_ops_compute_what_their_plain_forms_compute() -> None:
+    a, b = [torch.tensor([1.0, -2.0]), torch.tensor([[3.0, -0.5]])], [torch.tensor([0.5, 0.5]), torch.ones(1, 2)]
+    ti = torch_internals
+    for name in ("add_", "clamp_max", "clamp_min_", "copy_", "mul_", "norm", "sign", "sub_"):
+        assert getattr(ti, f"foreach_{name}") is _attr("torch", f"_foreach_{name}"), name
+    assert [t.tolist() for t in ti.foreach_sign(a)] == [[1.0, -1.0], [[1.0, -1.0]]]
+    assert [float(n) for n in ti.foreach_norm(a, 1)] == [3.0, 3.5]
+    assert [t.tolist() for t in ti.foreach_clamp_max(a, 1.0)] == [[1.0, -2.0], [[1.0, -0.5]]]
+    x = [t.clone() for t in a]
+    ti.foreach_add_(x, b, alpha=2.0)
+    assert [t.tolist() for t in x] == [[2.0, -1.0], [[5.0, 1.5]]]
+    ti.foreach_sub_(x, b)
+    ti.foreach_mul_(x, 2.0)
+    ti.foreach_clamp_min_(x, 0.0)
+    assert [t.tolist() for t in x] == [[3.0, 0.0], [[8.0, 1.0]]]
+    ti.foreach_copy_(x, a)
+    assert all(torch.equal(u, v) for u, v in zip(x, a, strict=True))
+
+
 def test_module_children_dict() -> None:
     net = nn.Sequential(nn.ReLU())
     assert isinstance(getattr(net, "_modules", None), dict), _moved("`nn.Module._modules` (a dict)", "torch.nn")

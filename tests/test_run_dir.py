@@ -77,6 +77,7 @@ def lifecycle(tmp_path_factory) -> dict:
     out["after_kill"] = digest(run)
     out["epochs_after_kill"] = csv_epochs(run)
     out["state_after_kill"] = run_state(run)
+    out["log_after_kill"] = (run / "train.log").read_bytes()
     # Without ckpt_path: refused, nothing touched.
     out["rerun"] = cli(*TINY, f"hydra.run.dir={run}", cwd=tmp)
     out["after_rerun"] = digest(run)
@@ -89,6 +90,7 @@ def lifecycle(tmp_path_factory) -> dict:
     # The resume the refusal named.
     out["resume"] = cli(*TINY, f"hydra.run.dir={run}", "ckpt_path=last", cwd=tmp)
     out["after_resume"] = digest(run)
+    out["log_after_resume"] = (run / "train.log").read_bytes()
     # Finished now: another seed into it is refused before Hydra rewrites .hydra/.
     out["finished_rerun"] = cli("trainer=debug", "seed=7", "optimizer.lr=0.005", f"hydra.run.dir={run}", cwd=tmp)
     out["after_finished_rerun"] = digest(run)
@@ -127,6 +129,13 @@ def test_resume_with_ckpt_path_last_completes_and_appends_to_the_csv_log(lifecyc
     assert lifecycle["epochs_after_kill"] == [0, 1]
     assert csv_epochs(lifecycle["run"]) == [0, 1, 2, 3]  # the epochs before the kill are still there
     assert "will be deleted" not in proc.stderr
+
+
+def test_resume_appends_to_train_log_and_keeps_every_earlier_byte(lifecycle) -> None:
+    before, after = lifecycle["log_after_kill"], lifecycle["log_after_resume"]
+    assert b"Seed set to" in before  # the killed run had logged its start
+    assert after.startswith(before) and len(after) > len(before)
+    assert after.count(b"Seed set to") == before.count(b"Seed set to") + 1  # one more start: the resume's
 
 
 def test_a_finished_run_is_refused_before_hydra_writes_anything(lifecycle) -> None:

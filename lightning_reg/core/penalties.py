@@ -51,7 +51,18 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from lightning_reg._torch_internals import CONV_TRANSPOSE_TYPES, CONV_TYPES, NORM_BASE_TYPES
+from lightning_reg._torch_internals import (
+    CONV_TRANSPOSE_TYPES,
+    CONV_TYPES,
+    NORM_BASE_TYPES,
+    foreach_add_,
+    foreach_clamp_max,
+    foreach_clamp_min_,
+    foreach_mul_,
+    foreach_norm,
+    foreach_sign,
+    foreach_sub_,
+)
 from lightning_reg.core.schedules import Schedule, ScheduleLike, as_schedule
 from lightning_reg.errors import ConfigError, check_choice, check_non_negative
 
@@ -477,7 +488,7 @@ def l1_norm(params: TensorList) -> Tensor:
     """``Σ|w|`` over a tensor list, as a float32 scalar (no autograd)."""
     if not params:
         return torch.zeros(())
-    return torch.stack(torch._foreach_norm(params, 1)).float().sum()
+    return torch.stack(foreach_norm(params, 1)).float().sum()
 
 
 @torch.no_grad()
@@ -485,7 +496,7 @@ def sq_l2_norm(params: TensorList) -> Tensor:
     """``Σw²`` over a tensor list, as a float32 scalar (no autograd)."""
     if not params:
         return torch.zeros(())
-    return torch.stack(torch._foreach_norm(params, 2)).float().pow(2).sum()
+    return torch.stack(foreach_norm(params, 2)).float().pow(2).sum()
 
 
 @torch.no_grad()
@@ -512,9 +523,9 @@ def penalty_grad_inplace(params: TensorList, grads: TensorList, l1: float, l2: f
     if not params:
         return
     if l2 > 0:
-        torch._foreach_add_(grads, params, alpha=2.0 * l2)
+        foreach_add_(grads, params, alpha=2.0 * l2)
     if l1 > 0:
-        torch._foreach_add_(grads, torch._foreach_sign(params), alpha=l1)
+        foreach_add_(grads, foreach_sign(params), alpha=l1)
 
 
 @torch.no_grad()
@@ -530,9 +541,9 @@ def soft_threshold_(params: TensorList, threshold: float) -> None:
     """
     if not params or threshold <= 0:
         return
-    clipped = torch._foreach_clamp_max(params, threshold)
-    torch._foreach_clamp_min_(clipped, -threshold)
-    torch._foreach_sub_(params, clipped)
+    clipped = foreach_clamp_max(params, threshold)
+    foreach_clamp_min_(clipped, -threshold)
+    foreach_sub_(params, clipped)
 
 
 @torch.no_grad()
@@ -549,11 +560,11 @@ def decoupled_step_(params: TensorList, lr: float, l1: float, l2: float) -> None
     if not params or lr == 0:
         return
     if l1 > 0:
-        signs = torch._foreach_sign(params)
+        signs = foreach_sign(params)
     if l2 > 0:
-        torch._foreach_mul_(params, 1.0 - 2.0 * lr * l2)
+        foreach_mul_(params, 1.0 - 2.0 * lr * l2)
     if l1 > 0:
-        torch._foreach_add_(params, signs, alpha=-lr * l1)
+        foreach_add_(params, signs, alpha=-lr * l1)
 
 
 @torch.no_grad()

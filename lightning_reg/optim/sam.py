@@ -19,6 +19,7 @@ from torch import Tensor
 from typing_extensions import override
 
 from lightning_reg._lightning_internals import trainer_of_closure
+from lightning_reg._torch_internals import foreach_add_, foreach_copy_
 from lightning_reg.errors import ConfigError, check_range
 
 
@@ -151,10 +152,10 @@ class SAM(torch.optim.Optimizer):
             self.eps,
         )
         saved = [p.detach().clone() for p in params]
-        torch._foreach_add_(params, e)
+        foreach_add_(params, e)
         with torch.enable_grad():
             closure()
-        torch._foreach_copy_(params, saved)
+        foreach_copy_(params, saved)
         self.base.step()
         return loss
 
