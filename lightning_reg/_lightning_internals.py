@@ -310,6 +310,21 @@ class CheckpointSaveHooks(ModelCheckpoint):
     Lightning calls the private ``_save_checkpoint(trainer, filepath)`` for every file it writes; here it calls
     :meth:`write_checkpoint`, which subclasses override. :meth:`lightning_save` is Lightning's own saving, and
     :meth:`record_saved` the bookkeeping Lightning does after a save (last step and file saved).
+
+    Example:
+        >>> import os, tempfile
+        >>> from lightning.pytorch.demos.boring_classes import BoringModel
+        >>> class Announcing(CheckpointSaveHooks):
+        ...     def write_checkpoint(self, trainer, filepath):
+        ...         print("writing", os.path.basename(filepath))
+        ...         self.lightning_save(trainer, filepath)
+        >>> ckpt = Announcing(dirpath=tempfile.mkdtemp(), filename="last", enable_version_counter=False)
+        >>> trainer = pl.Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=0, callbacks=[ckpt],
+        ...                      accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+        >>> trainer.fit(BoringModel())
+        writing last.ckpt
+        >>> os.listdir(ckpt.dirpath)
+        ['last.ckpt']
     """
 
     @override
@@ -340,6 +355,16 @@ class EarlyStoppingHooks(_LightningEarlyStopping):
 
     On Lightning 2.5 it also adds 2.6's ``stopping_reason`` and ``stopping_reason_message`` (attributes and
     ``state_dict`` entries), so checkpoints and reports are the same on both.
+
+    Example:
+        >>> class Lenient(EarlyStoppingHooks):
+        ...     def validate_logged(self, logs):  # skip the check while the metric is not logged, never raise
+        ...         return self.monitor in logs
+        >>> es = Lenient(monitor="val/loss")
+        >>> es._validate_condition_metric({"train/loss": 1.0})  # what Lightning calls
+        False
+        >>> es.stopping_reason, [k for k in es.state_dict() if k.startswith("stopping_reason")]
+        (<EarlyStoppingReason.NOT_STOPPED: 0>, ['stopping_reason', 'stopping_reason_message'])
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -396,6 +421,17 @@ class AppendingCSVExperimentWriter(_CSVExperimentWriter):
     ``_check_log_dir_exists``), so a resumed run lost every row logged before the resume. Here the existing
     header is read back, new rows are appended under it, and a new column rewrites the file with every old row
     kept (Lightning's own ``_rewrite_with_new_header``).
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> log_dir = tempfile.mkdtemp()
+        >>> first = AppendingCSVExperimentWriter(log_dir)
+        >>> first.log_metrics({"loss": 1.0}, step=0); first.save()
+        >>> resumed = AppendingCSVExperimentWriter(log_dir)  # a resumed run, same directory
+        >>> resumed.log_metrics({"loss": 0.5, "acc": 0.75}, step=1); resumed.save()  # and a new column
+        >>> Path(log_dir, "metrics.csv").read_text().splitlines()  # the first row kept
+        ['acc,loss,step', ',1.0,0', '0.75,0.5,1']
     """
 
     @override

@@ -25,7 +25,15 @@ __all__ = [
 
 
 class ConfigError(ValueError):
-    """A bad argument or config value. Subclasses :class:`ValueError` so generic handlers still catch it."""
+    """A bad argument or config value. Subclasses :class:`ValueError` so generic handlers still catch it.
+
+    Example:
+        >>> try:
+        ...     check_choice("mode", "avg", ("min", "max"))
+        ... except ValueError as err:
+        ...     print(type(err).__name__, err)
+        ConfigError `mode` must be one of 'min', 'max'; got 'avg'.
+    """
 
 
 def _fmt(value: Any) -> str:

@@ -68,15 +68,45 @@ STATUSES = ("completed", "diverged", "pruned", "failed")
 
 
 class MetricsFileError(ValueError):
-    """A ``metrics.json`` that cannot be read: not JSON, not an object, or of a schema version this package does not know."""
+    """A ``metrics.json`` that cannot be read: not JSON, not an object, or of a schema version this package does not know.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "metrics.json"
+        >>> _ = path.write_text("[0.9]")
+        >>> read_metrics(path)
+        Traceback (most recent call last):
+        ...
+        lightning_reg.metrics_file.MetricsFileError: ...metrics.json must hold a JSON object; got list.
+    """
 
 
 class SchemaVersionError(MetricsFileError):
-    """A ``metrics.json`` of a newer major schema version (or with a malformed ``schema_version``): refused."""
+    """A ``metrics.json`` of a newer major schema version (or with a malformed ``schema_version``): refused.
+
+    Example:
+        >>> try:
+        ...     upgrade({"schema_version": "2.0", "status": "completed"})
+        ... except MetricsFileError as err:  # what readers catch
+        ...     print(type(err).__name__)
+        SchemaVersionError
+        >>> upgrade({"schema_version": "1.7", "status": "completed"})["schema_version"]  # a newer minor is read
+        '1.7'
+    """
 
 
 class BestRecord(TypedDict):
-    """``metrics.json["best"]``: the best epoch by the checkpoint's monitor (or ``optimized_metric``)."""
+    """``metrics.json["best"]``: the best epoch by the checkpoint's monitor (or ``optimized_metric``).
+
+    Example:
+        >>> import tempfile
+        >>> best: BestRecord = {"monitor": "val/acc", "mode": "max", "score": 0.97, "epoch": 3,
+        ...                     "metrics": {"epoch": 3.0, "val/acc": 0.97}, "checkpoint": "checkpoints/epoch_003.ckpt",
+        ...                     "tested": "checkpoints/epoch_003.ckpt"}
+        >>> path = write_metrics(Path(tempfile.mkdtemp()) / "metrics.json", {"status": "completed", "best": best})
+        >>> read_metrics(path)["best"] == best
+        True
+    """
 
     monitor: str | None
     mode: str

@@ -21,7 +21,18 @@ __all__ = ["MissingMatplotlib", "pyplot", "save_figure"]
 
 
 class MissingMatplotlib(ImportError):
-    """matplotlib is not installed; the report is still written, without plots."""
+    """matplotlib is not installed; the report is still written, without plots.
+
+    Example:
+        >>> import sys
+        >>> from unittest import mock
+        >>> with mock.patch.dict(sys.modules, {"matplotlib": None}):  # as if matplotlib were not installed
+        ...     try:
+        ...         pyplot()
+        ...     except MissingMatplotlib as err:
+        ...         print(isinstance(err, ImportError), str(err).startswith("matplotlib is not installed"))
+        True True
+    """
 
 
 def pyplot() -> Any:

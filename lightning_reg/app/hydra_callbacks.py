@@ -30,6 +30,17 @@ class RunDirCallback(Callback):
 
     ``conf/train.yaml`` registers it under ``hydra.callbacks.run_dir``. A refusal prints one line and exits
     with status 2.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> run = Path(tempfile.mkdtemp())
+        >>> RunDirCallback().on_run_start(OmegaConf.create({"hydra": {"run": {"dir": str(run)}}}))  # new: passes
+        >>> _ = (run / "metrics.json").write_text('{"status": "completed"}')
+        >>> RunDirCallback().on_run_start(OmegaConf.create({"hydra": {"run": {"dir": str(run)}}}))  # finished
+        Traceback (most recent call last):
+        ...
+        SystemExit: 2
     """
 
     @override
@@ -85,6 +96,21 @@ class ReportCallback(Callback):
                 report:
                   _target_: lightning_reg.app.hydra_callbacks.ReportCallback
                   plots: true
+
+        At the end of a multirun whose one job wrote its ``metrics.json``:
+
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from lightning_reg.metrics_file import write_metrics
+        >>> sweep = Path(tempfile.mkdtemp())
+        >>> (sweep / "0").mkdir()
+        >>> _ = write_metrics(sweep / "0" / "metrics.json", {"status": "completed", "test": {"test/acc": 0.9}})
+        >>> ReportCallback(plots=False).on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+        <BLANKLINE>
+        lightning_reg report: train, 1 runs, 1 configurations
+        ...
+        >>> sorted(p.name for p in sweep.iterdir())
+        ['0', 'report.csv', 'report.md', 'runs.csv']
     """
 
     def __init__(self, enabled: bool = True, plots: bool = True, baseline: str | None = None) -> None:

@@ -71,7 +71,17 @@ IGNORED_PREFIXES = ("paths.", "hydra.", "hydra/")
 
 
 class ReportError(ValueError):
-    """A multirun directory that cannot be reported on (no runs, mixed experiments, unreadable files)."""
+    """A multirun directory that cannot be reported on (no runs, mixed experiments, unreadable files).
+
+    Example:
+        >>> import tempfile
+        >>> load_runs(Path(tempfile.mkdtemp()))
+        Traceback (most recent call last):
+        ...
+        lightning_reg.app.report.ReportError: no runs found under '...': expected job directories with metrics.json ...
+        >>> issubclass(ReportError, ValueError)
+        True
+    """
 
 
 @dataclass
@@ -115,7 +125,15 @@ class RunRecord:
 
 @dataclass
 class ConfigSummary:
-    """All runs of one configuration and their statistics (``mean``/``std`` keyed by metric name)."""
+    """All runs of one configuration and their statistics (``mean``/``std`` keyed by metric name).
+
+    Example:
+        >>> runs = [RunRecord(Path("0"), "completed", seed=1, overrides=["model.dropout=0.5", "seed=1"], test_acc=0.9),
+        ...         RunRecord(Path("1"), "failed", seed=2, overrides=["model.dropout=0.5", "seed=2"], error="boom")]
+        >>> (summary,) = aggregate(runs).configs  # the seeds differ only: one configuration
+        >>> summary.label, summary.seeds, summary.n_ok, summary.n_failed, summary.mean["test_acc"]
+        ('model.dropout=0.5', [1, 2], 1, 1, 0.9)
+    """
 
     key: tuple[str, ...]
     label: str
@@ -141,7 +159,15 @@ class ConfigSummary:
 
 @dataclass
 class Report:
-    """The aggregated sweep: configurations ranked by mean test accuracy, plus sweep-level facts."""
+    """The aggregated sweep: configurations ranked by mean test accuracy, plus sweep-level facts.
+
+    Example:
+        >>> rep = aggregate([RunRecord(Path("0"), "completed", overrides=["variant/x=baseline"], test_acc=0.8),
+        ...                  RunRecord(Path("1"), "completed", overrides=["variant/x=l2"], test_acc=0.85),
+        ...                  RunRecord(Path("2"), "missing", overrides=["variant/x=dropout"])])
+        >>> [c.label for c in rep.configs], rep.baseline.label, [str(r.path) for r in rep.failed]
+        (['l2', 'baseline', 'dropout'], 'baseline', ['2'])
+    """
 
     root: Path
     experiment: str

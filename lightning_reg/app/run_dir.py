@@ -38,7 +38,19 @@ LAST = "last"
 
 
 class RunDirError(ConfigError):
-    """A run or sweep directory that may not be written into (it belongs to another run or sweep)."""
+    """A run or sweep directory that may not be written into (it belongs to another run or sweep).
+
+    Example:
+        >>> import tempfile
+        >>> run = Path(tempfile.mkdtemp())
+        >>> _ = (run / "metrics.json").write_text('{"status": "completed"}')
+        >>> check_run_dir(run, None)
+        Traceback (most recent call last):
+        ...
+        lightning_reg.app.run_dir.RunDirError: run directory '...' already holds metrics.json (status 'completed') from a finished run; ...
+        >>> issubclass(RunDirError, ConfigError)
+        True
+    """
 
 
 def _checkpoints(run_dir: Path) -> list[Path]:

@@ -223,7 +223,16 @@ def _check_settings(cfg: DictConfig) -> None:
 
 @dataclass
 class Parts:
-    """Everything :func:`build` instantiates from a config."""
+    """Everything :func:`build` instantiates from a config.
+
+    Example:
+        >>> import tempfile
+        >>> from lightning_reg.app.config import compose_train_config
+        >>> cfg = compose_train_config(["trainer=debug", "logger=none", f"paths.output_dir={tempfile.mkdtemp()}"])
+        >>> parts = build(cfg)  # nothing is trained yet
+        >>> type(parts.datamodule).__name__, type(parts.model).__name__, parts.history in parts.trainer.callbacks
+        ('DigitsDataModule', 'MLPClassifier', True)
+    """
 
     datamodule: pl.LightningDataModule
     model: pl.LightningModule
@@ -258,7 +267,18 @@ def build(cfg: DictConfig) -> Parts:
 
 @dataclass
 class RunSetup:
-    """What :func:`prepare_run` settles before anything is built: where the run writes, what it resumes."""
+    """What :func:`prepare_run` settles before anything is built: where the run writes, what it resumes.
+
+    Example:
+        >>> import tempfile
+        >>> from lightning_reg.app.config import compose_train_config
+        >>> run = Path(tempfile.mkdtemp())
+        >>> (run / "checkpoints").mkdir()
+        >>> (run / "checkpoints" / "last.ckpt").touch()  # an unfinished run
+        >>> setup = prepare_run(compose_train_config([f"paths.output_dir={run}", "ckpt_path=last"]))
+        >>> setup.ckpt_path == run / "checkpoints" / "last.ckpt", setup.metrics_path == run / "metrics.json"
+        (True, True)
+    """
 
     output_dir: Path
     ckpt_path: Path | None = None
@@ -271,7 +291,19 @@ class RunSetup:
 @dataclass
 class FitResult:
     """What :func:`fit` leaves for the later steps, collected before testing (testing a checkpoint restores
-    callback state from that checkpoint)."""
+    callback state from that checkpoint).
+
+    Example:
+        >>> import tempfile
+        >>> from lightning_reg.app.config import compose_train_config
+        >>> cfg = compose_train_config(["trainer=debug", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+        ...                             "logger=none", f"paths.output_dir={tempfile.mkdtemp()}"])
+        >>> fitted = fit(cfg, build(cfg), RunSetup(Path(cfg.paths.output_dir)))  # one epoch of two steps
+        >>> fitted.epochs_completed, fitted.global_step, fitted.monitor, fitted.mode, Path(fitted.best_path).name
+        (1, 2, 'val/acc', 'max', 'epoch_000.ckpt')
+        >>> [row["epoch"] for row in fitted.history], sorted(k for k in fitted.metrics if k.startswith("val/"))
+        ([0.0], ['val/acc', 'val/loss'])
+    """
 
     metrics: dict[str, float]
     seconds: float
@@ -291,7 +323,19 @@ class FitResult:
 
 @dataclass
 class Evaluation:
-    """What :func:`evaluate` tested (``None`` when it did not) and the ``test/*`` metrics it got."""
+    """What :func:`evaluate` tested (``None`` when it did not) and the ``test/*`` metrics it got.
+
+    Example:
+        >>> import contextlib, io, tempfile
+        >>> from lightning_reg.app.config import compose_train_config
+        >>> cfg = compose_train_config(["trainer=debug", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+        ...                             "logger=none", f"paths.output_dir={tempfile.mkdtemp()}"])
+        >>> parts = build(cfg)
+        >>> with contextlib.redirect_stdout(io.StringIO()):  # Lightning prints a table of the test metrics
+        ...     tested = evaluate(cfg, parts, fit(cfg, parts, RunSetup(Path(cfg.paths.output_dir))))
+        >>> Path(tested.tested).name, sorted(tested.metrics)  # the best checkpoint of the monitored val/acc
+        ('epoch_000.ckpt', ['test/acc', 'test/loss'])
+    """
 
     tested: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)

@@ -122,7 +122,20 @@ class InjectedDropout(nn.Dropout):
 
 @dataclass
 class DropoutTarget:
-    """One schedulable module: its qualified ``name``, the ``module`` and the rate ``attr`` (``p`` or ``drop_prob``)."""
+    """One schedulable module: its qualified ``name``, the ``module`` and the rate ``attr`` (``p`` or ``drop_prob``).
+
+    Example:
+        >>> class Attention(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.attention_dropout = 0.1  # a float the forward reads
+        >>> net = nn.Sequential(nn.Dropout(0.2), Attention())
+        >>> [(t.name, t.attr, t.get()) for t in find_dropout_modules(net)]
+        [('0', 'p', 0.2), ('1.attention_dropout', 'attention_dropout', 0.1)]
+        >>> find_dropout_modules(net)[1].set(0.3)
+        >>> net[1].attention_dropout
+        0.3
+    """
 
     name: str
     module: nn.Module

@@ -143,7 +143,16 @@ def _resolve_type(entry: str) -> type[nn.Module] | None:
 
 @dataclass(frozen=True)
 class Selectors:
-    """Parsed ``include``/``exclude`` entries: module types and parameter-name globs."""
+    """Parsed ``include``/``exclude`` entries: module types and parameter-name globs.
+
+    Example:
+        >>> sel = Selectors.parse("include", ["nn.Linear", "head.*"])
+        >>> sel.entries()
+        ['Linear', 'head.*']
+        >>> lin = nn.Linear(2, 2)
+        >>> [sel.matches(n, lin, kernels_only_for_types=True, param=p) for n, p in lin.named_parameters()]
+        [True, False]
+    """
 
     types: tuple[type[nn.Module], ...] = ()
     globs: tuple[str, ...] = ()
@@ -331,7 +340,13 @@ def unit_dim(module: nn.Module) -> int:
 
 @dataclass(frozen=True)
 class PenalizedParam:
-    """One selected parameter with its (unscheduled) coefficients and its output-unit dimension."""
+    """One selected parameter with its (unscheduled) coefficients and its output-unit dimension.
+
+    Example:
+        >>> model = nn.Sequential(nn.Linear(4, 3), nn.ConvTranspose2d(1, 2, 3))
+        >>> [(p.name, p.l2, p.unit_dim, tuple(p.param.shape)) for p in PenaltySpec(l2=1e-4).resolve(model)]
+        [('0.weight', 0.0001, 0, (3, 4)), ('1.weight', 0.0001, 1, (1, 2, 3, 3))]
+    """
 
     name: str
     param: nn.Parameter

@@ -47,7 +47,19 @@ UNITS = ("step", "epoch")
 
 
 class Schedule:
-    """Base class: subclasses implement ``__call__(t) -> float`` for a step or epoch index ``t``."""
+    """Base class: subclasses implement ``__call__(t) -> float`` for a step or epoch index ``t``.
+
+    Example:
+        >>> class Halving(Schedule):  # the rate halves every epoch
+        ...     def __init__(self, p, unit="epoch"):
+        ...         super().__init__(unit)
+        ...         self.p = p
+        ...     def __call__(self, t):
+        ...         return self.p / 2**t
+        >>> s = Halving(0.4)
+        >>> s.at(step=500, epoch=2), s.max_value(horizon=10), s
+        (0.1, 0.4, Halving(unit='epoch', p=0.4))
+    """
 
     unit: str = "step"
 

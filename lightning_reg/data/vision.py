@@ -117,6 +117,18 @@ class ImageDataModule(AugmentationMixin, pl.LightningDataModule):
         fold, num_folds: k-fold cross-validation of the training files: ``num_folds`` stratified, seeded
             folds, fold ``fold`` validates and the rest train (``val_split`` is then not used). The test
             files are untouched. Both ``None`` (the default): the ``val_split`` split.
+
+    Example:
+        >>> class Tiny(ImageDataModule):  # images in memory instead of files
+        ...     def expected_files(self):
+        ...         return []
+        ...     def load_split(self, train):
+        ...         n = 20 if train else 6
+        ...         return torch.zeros(n, 1, 28, 28, dtype=torch.uint8), torch.arange(n) % 2
+        >>> dm = Tiny(data_dir="unused", val_split=4)
+        >>> dm.setup("fit")
+        >>> len(dm.data_train), sorted(dm.data_val.y.tolist()), len(dm.data_test)  # a stratified split
+        (16, [0, 0, 1, 1], 6)
     """
 
     num_classes: int = 10

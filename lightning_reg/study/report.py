@@ -110,7 +110,17 @@ class TrialRow:
 
 @dataclass
 class StudyReport:
-    """What the study report shows, computed from the storage (no files needed)."""
+    """What the study report shows, computed from the storage (no files needed).
+
+    Example:
+        >>> rows = [TrialRow(0, "complete", [0.80], {"x": 1}, 5, 5, None, "0"),
+        ...         TrialRow(1, "pruned", [0.95], {"x": 2}, 2, 5, 1, "1"),  # its last intermediate value
+        ...         TrialRow(2, "complete", [0.85], {"x": 3}, 5, 5, None, "2"),
+        ...         TrialRow(3, "fail", None, {"x": 4}, None, 5, None, "3")]
+        >>> rep = StudyReport("s", "sqlite:///optuna.db", ["maximize"], "val/acc", rows=rows)
+        >>> [r.number for r in rep.ranked]  # completed trials first, best first; failed ones not ranked
+        [2, 0, 1]
+    """
 
     study_name: str
     storage: str

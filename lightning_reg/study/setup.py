@@ -154,7 +154,18 @@ def _build_sampler(node: Any, space: SearchSpace) -> optuna.samplers.BaseSampler
 
 @dataclass
 class StudyPlan:
-    """The opened study and what the worker needs; built by :func:`open_study`."""
+    """The opened study and what the worker needs; built by :func:`open_study`.
+
+    Example:
+        >>> import tempfile
+        >>> optuna.logging.set_verbosity(optuna.logging.WARNING)
+        >>> cfg = OmegaConf.create({"optimized_metric": "val/acc", "hydra": {"sweep": {"dir": tempfile.mkdtemp()}}})
+        >>> plan = open_study({"direction": "maximize", "n_trials": 3}, ["model.dropout=interval(0,0.5)"], cfg)
+        >>> plan.study_name, plan.monitor, plan.prune, list(plan.space.distributions)
+        ('study', 'val/acc', False, ['model.dropout'])
+        >>> sorted(p.name for p in plan.sweep_dir.iterdir())
+        ['multirun.yaml', 'optuna.db']
+    """
 
     study: optuna.Study
     space: SearchSpace

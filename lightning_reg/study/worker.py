@@ -63,7 +63,17 @@ log = logging.getLogger("lightning_reg.study")
 
 @dataclass
 class JobSpec:
-    """One job to launch: its overrides, the sub-directory of the sweep directory, and its trial link."""
+    """One job to launch: its overrides, the sub-directory of the sweep directory, and its trial link.
+
+    Example:
+        >>> from lightning_reg.study.search_space import parse_search_space
+        >>> space = parse_search_space({"model.dropout": "choice(0.0, 0.5)"}, ["trainer=debug"])
+        >>> worker = StudyWorker(optuna.create_study(), space, lambda specs: [], n_trials=1)
+        >>> for spec in worker.specs_for(None, {"model.dropout": 0.5}, fold_variants(2), subdir="7"):
+        ...     print(spec.subdir, spec.overrides)
+        7/fold0 ['trainer=debug', 'model.dropout=0.5', 'data.fold=0', 'data.num_folds=2']
+        7/fold1 ['trainer=debug', 'model.dropout=0.5', 'data.fold=1', 'data.num_folds=2']
+    """
 
     overrides: list[str]
     subdir: str
@@ -72,7 +82,17 @@ class JobSpec:
 
 @dataclass
 class JobOutcome:
-    """What came back from one job: its return value (a float, a list for several objectives, or ``None``)."""
+    """What came back from one job: its return value (a float, a list for several objectives, or ``None``).
+
+    Example:
+        >>> from lightning_reg.study.search_space import parse_search_space
+        >>> optuna.logging.set_verbosity(optuna.logging.WARNING)
+        >>> outcomes = iter([JobOutcome(None, failed=True, error="RuntimeError: boom"), JobOutcome(0.5)])
+        >>> space = parse_search_space({"x": "choice(1, 2)"}, [])
+        >>> told = StudyWorker(optuna.create_study(), space, lambda specs: [next(outcomes)], n_trials=2).run()
+        >>> [(t.state.name, t.value) for t in told]  # a failed job fails its trial, which still counts
+        [('FAIL', None), ('COMPLETE', 0.5)]
+    """
 
     value: Any
     failed: bool = False

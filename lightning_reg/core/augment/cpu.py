@@ -94,7 +94,14 @@ class RandomKerasColor(v2.Transform):
 
 
 class ToFloatImage(v2.Transform):
-    """uint8 ``[0, 255]`` to float ``[0, 1]``; floats pass through (digits are float already)."""
+    """uint8 ``[0, 255]`` to float ``[0, 1]``; floats pass through (digits are float already).
+
+    Example:
+        >>> ToFloatImage()(torch.tensor([[[0, 255]]], dtype=torch.uint8)).tolist()
+        [[[0.0, 1.0]]]
+        >>> ToFloatImage()(torch.tensor([[[0.25]]])).tolist()
+        [[[0.25]]]
+    """
 
     @override
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
@@ -102,7 +109,13 @@ class ToFloatImage(v2.Transform):
 
 
 class ToUint8Image(v2.Transform):
-    """float ``[0, 1]`` to uint8 for the torchvision policies; uint8 passes through."""
+    """float ``[0, 1]`` to uint8 for the torchvision policies; uint8 passes through.
+
+    Example:
+        >>> img = ToUint8Image()(torch.tensor([[[0.0, 0.5, 1.0]]]))
+        >>> img.dtype, img.tolist()
+        (torch.uint8, [[[0, 128, 255]]])
+    """
 
     @override
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
