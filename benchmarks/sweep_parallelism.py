@@ -39,9 +39,10 @@ from typing import Any
 from benchmarks.common import REPO, base_parser, describe, machine_info, print_table, write_json
 
 NAME = "sweep_parallelism"
-LAUNCHERS = ("joblib", "basic")
 #: The launcher override per label: the experiment's own preset (``joblib_2``, two jobs) and Hydra's basic one.
 LAUNCHER_CONFIG = {"joblib": "joblib_2", "basic": "basic"}
+LAUNCHERS = tuple(LAUNCHER_CONFIG)
+PHASES = ("to_first_run_s", "runs_s", "after_runs_s")
 QUICK_OVERRIDES = (
     "variant/regularizers_digits=baseline,l2",
     "seed=1",
@@ -73,6 +74,12 @@ def phases(log_dir: Path, started: float, ended: float) -> dict[str, float]:
         return {}
     first, last = min(s for s, _ in spans), max(e for _, e in spans)
     return {"to_first_run_s": first - started, "runs_s": last - first, "after_runs_s": ended - last}
+
+
+def median_phases(launches: list[dict[str, Any]], launcher: str) -> dict[str, float]:
+    """Each phase's median over one launcher's launches (those whose runs left a ``train.log``)."""
+    rows = [x["phases"] for x in launches if x["launcher"] == launcher and x["phases"]]
+    return {k: statistics.median(r[k] for r in rows) for k in PHASES} if rows else {}
 
 
 def launch(launcher: str, log_dir: Path, overrides: list[str], env: dict[str, str]) -> dict[str, Any]:
@@ -202,14 +209,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "entry_import_s": entry_import_s,
         "entry_import_runs_s": entry_imports,
         "median_wall_s": {lc: statistics.median(v) for lc, v in walls.items()},
-        "median_phases_s": {
-            lc: {
-                k: statistics.median(x["phases"][k] for x in launches if x["launcher"] == lc and k in x["phases"])
-                for k in ("to_first_run_s", "runs_s", "after_runs_s")
-                if any(k in x["phases"] for x in launches if x["launcher"] == lc)
-            }
-            for lc in LAUNCHERS
-        },
+        "median_phases_s": {lc: median_phases(launches, lc) for lc in LAUNCHERS},
         "ratio_joblib_to_basic": ratio_median,
         "ratio_joblib_to_basic_fastest": ratio_fastest,
     }
