@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from lightning_reg.callbacks.checkpoint import AtomicModelCheckpoint
     from lightning_reg.callbacks.early_stopping import EarlyStopping
     from lightning_reg.callbacks.penalty_mixin import PenaltyLossMixin
+    from lightning_reg.callbacks.restore_best_weights import RestoreBestWeights
     from lightning_reg.callbacks.rng_state import RNGState
     from lightning_reg.callbacks.scheduled_dropout import ScheduledDropout
     from lightning_reg.callbacks.stochastic_depth import StochasticDepth
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
 _HOMES = {
     "AtomicModelCheckpoint": "lightning_reg.callbacks.checkpoint",
     "EarlyStopping": "lightning_reg.callbacks.early_stopping",
+    "RestoreBestWeights": "lightning_reg.callbacks.restore_best_weights",
     "RNGState": "lightning_reg.callbacks.rng_state",
     "ScheduledDropout": "lightning_reg.callbacks.scheduled_dropout",
     "StochasticDepth": "lightning_reg.callbacks.stochastic_depth",
@@ -109,6 +111,7 @@ __all__ = [
     "EarlyStopping",
     "MaxNorm",
     "PenaltyLossMixin",
+    "RestoreBestWeights",
     "RNGState",
     "ScheduledDropout",
     "StochasticDepth",

@@ -24,7 +24,6 @@ import lightning.pytorch as pl
 import torch
 from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.callbacks.early_stopping import EarlyStopping as _LightningEarlyStopping
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter as _CSVExperimentWriter
 from torch import nn
 from typing_extensions import override
@@ -35,7 +34,6 @@ __all__ = [
     "PYTREE_MODULE",
     "AppendingCSVExperimentWriter",
     "CheckpointSaveHooks",
-    "EarlyStoppingHooks",
     "EarlyStoppingReason",
     "attached_trainer",
     "csv_logger_experiment",
@@ -343,72 +341,6 @@ class CheckpointSaveHooks(ModelCheckpoint):
         """Tell ModelCheckpoint that ``filepath`` was saved at this step (as its own saving does)."""
         self._last_global_step_saved = trainer.global_step
         self._last_checkpoint_saved = filepath
-
-
-class EarlyStoppingHooks(_LightningEarlyStopping):
-    """Lightning's ``EarlyStopping`` with the private hooks that subclasses need under public names.
-
-    - Lightning's private ``_run_early_stopping_check(trainer)`` calls :meth:`run_stopping_check`;
-    - its private ``_validate_condition_metric(logs)`` calls :meth:`validate_logged`;
-    - :meth:`should_skip_check`, :attr:`checks_on_train_epoch_end` and :meth:`log_info` read its private
-      ``_should_skip_check``, ``_check_on_train_epoch_end`` and ``_log_info``.
-
-    On Lightning 2.5 it also adds 2.6's ``stopping_reason`` and ``stopping_reason_message`` (attributes and
-    ``state_dict`` entries), so checkpoints and reports are the same on both.
-
-    Example:
-        >>> class Lenient(EarlyStoppingHooks):
-        ...     def validate_logged(self, logs):  # skip the check while the metric is not logged, never raise
-        ...         return self.monitor in logs
-        >>> es = Lenient(monitor="val/loss")
-        >>> es._validate_condition_metric({"train/loss": 1.0})  # what Lightning calls
-        False
-        >>> es.stopping_reason, [k for k in es.state_dict() if k.startswith("stopping_reason")]
-        (<EarlyStoppingReason.NOT_STOPPED: 0>, ['stopping_reason', 'stopping_reason_message'])
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if not hasattr(self, "stopping_reason"):  # Lightning < 2.6
-            self.stopping_reason = EarlyStoppingReason.NOT_STOPPED
-            self.stopping_reason_message: str | None = None
-
-    @override
-    def state_dict(self) -> dict[str, Any]:
-        state = super().state_dict()
-        state.setdefault("stopping_reason", self.stopping_reason.value)
-        state.setdefault("stopping_reason_message", self.stopping_reason_message)
-        return state
-
-    @override
-    def _run_early_stopping_check(self, trainer: pl.Trainer) -> None:
-        self.run_stopping_check(trainer)
-
-    def run_stopping_check(self, trainer: pl.Trainer) -> None:
-        """One stop decision; Lightning's own unless overridden."""
-        super()._run_early_stopping_check(trainer)
-
-    @override
-    def _validate_condition_metric(self, logs: dict[str, Any]) -> bool:
-        return self.validate_logged(logs)
-
-    def validate_logged(self, logs: dict[str, Any]) -> bool:
-        """Whether ``logs`` holds what the check needs (raise or warn if not); Lightning's unless overridden."""
-        return bool(super()._validate_condition_metric(logs))
-
-    def should_skip_check(self, trainer: pl.Trainer) -> bool:
-        """Lightning's rule for skipping a check (sanity check, fitting state)."""
-        return bool(self._should_skip_check(trainer))
-
-    @property
-    def checks_on_train_epoch_end(self) -> bool:
-        """True when the check runs at the end of the training epoch rather than after validation."""
-        return bool(self._check_on_train_epoch_end)
-
-    @staticmethod
-    def log_info(trainer: pl.Trainer, message: str, log_rank_zero_only: bool) -> None:
-        """Lightning's early-stopping log line (prefixed with the rank under multiple processes)."""
-        _LightningEarlyStopping._log_info(trainer, message, log_rank_zero_only)
 
 
 # --- Loggers -------------------------------------------------------------------------------------------------

@@ -118,7 +118,7 @@ CASES: list[Bad] = [
     # EarlyStopping
     Bad("es-monitor-empty", lambda: EarlyStopping(""), "monitor", "''"),
     Bad("es-patience-negative", lambda: EarlyStopping("val/loss", patience=-1), "patience", "-1"),
-    Bad("es-mode", lambda: EarlyStopping("val/loss", mode="up"), "mode", "'up'"),
+    Bad("es-mode", lambda: EarlyStopping("val/loss", mode="up"), "mode", "got up"),  # Lightning's wording
     Bad("es-criterion", lambda: EarlyStopping("val/loss", criterion="XX"), "criterion", "'XX'"),
     Bad("es-gl-without-alpha", lambda: EarlyStopping("val/loss", criterion="GL"), "alpha", "None"),
     Bad("es-up-without-s", lambda: EarlyStopping("val/loss", criterion="UP"), "s", "None"),
@@ -128,7 +128,7 @@ CASES: list[Bad] = [
         "train_monitor",
         "None",
     ),
-    Bad("es-min-delta", lambda: EarlyStopping("val/loss", min_delta=-0.1), "min_delta", "-0.1"),
+    Bad("es-min-delta", lambda: EarlyStopping("val/loss", min_delta="-0.1"), "min_delta", "'-0.1'"),
     Bad("es-restore-from", lambda: EarlyStopping("val/loss", restore_from="disk"), "restore_from", "'disk'"),
     Bad("es-start-from-epoch", lambda: EarlyStopping("val/loss", start_from_epoch=-1), "start_from_epoch", "-1"),
     Bad("es-strip", lambda: EarlyStopping("val/loss", strip=0), "strip", "0"),

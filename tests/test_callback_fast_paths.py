@@ -20,6 +20,7 @@ from torch import nn
 
 from lightning_reg import EarlyStopping, MaxNorm, ScheduledDropout, WeightPenalty
 from lightning_reg.core.penalties import add_penalty_grad_, max_norm_inplace
+from lightning_reg.core.stopping import make_criterion
 
 from helpers import TinyModule, loaders
 
@@ -180,7 +181,7 @@ class ReadBest(pl.Callback):
 
     def on_train_epoch_end(self, trainer, pl_module):
         if trainer.current_epoch == self.epoch:
-            self.held = self.es.best_weights
+            self.held = self.es.restorer.best_weights
             self.best_epoch = self.es.best_epoch  # Lightning runs EarlyStopping's epoch-end hook after ours
             self.values = {k: v.clone() for k, v in self.held.items()}
 
@@ -198,7 +199,7 @@ def test_best_weights_written_in_place_equal_a_fresh_copy_and_handed_out_tensors
     for k, v in model.state_dict().items():
         assert torch.equal(v, model.snapshots[3][k]), k
     assert es.best_epoch == 3
-    for k, v in es.best_weights.items():
+    for k, v in es.restorer.best_weights.items():
         assert torch.equal(v, model.snapshots[3][k]), k
     if reader is not None:
         for k, v in reader.held.items():  # the dict handed out at epoch 1 still holds epoch 1's weights
@@ -222,11 +223,11 @@ def test_memoized_state_keys_equal_fresh_keys_and_follow_attribute_changes():
     first = sd.state_key
     assert sd.state_key is first, "a second read is served from the memo"
     mn.max_norm = 4.0
-    es.patience = 5
+    es.rule = make_criterion("GL", alpha=5.0, monitor="val/loss")  # a new criterion: its name and options join the key
     wp.mode = "decoupled"
     sd.schedule.end = 0.05
     assert "'max_norm': 4.0" in mn.state_key and mn.state_key == fresh["mn"]()
-    assert "'patience': 5" in es.state_key and es.state_key == fresh["es"]()
+    assert "'alpha': 5.0" in es.state_key and es.state_key == fresh["es"]()
     assert "'mode': 'decoupled'" in wp.state_key
     assert "end=0.05" in sd.state_key and sd.state_key != first
     sd.names.append("net.*")  # in-place change of a list argument

@@ -137,15 +137,16 @@ def test_min_delta_and_auto_mode_for_accuracy():
     assert es.best_epoch == 1
 
 
-def test_start_from_epoch_does_not_count_warmup_but_tracks_best():
+def test_start_from_epoch_neither_counts_nor_tracks_the_warmup():
     values = [1.0, 0.5, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6]
     plain = EarlyStopping("val/score", patience=2)
     assert_stopped_at(fit(scripted(values), plain), plain, 3, "patience")
 
+    # As in Keras: epochs 0-3 are not looked at, so epoch 4 is the first (and best) check.
     warm = EarlyStopping("val/score", patience=2, start_from_epoch=4)
     trainer = fit(scripted(values), warm)
-    assert_stopped_at(trainer, warm, 5, "patience")  # epochs 4 and 5 count
-    assert (warm.best_epoch, warm.best_value) == (1, pytest.approx(0.5))
+    assert_stopped_at(trainer, warm, 6, "patience")
+    assert (warm.best_epoch, warm.best_value, warm.history) == (4, pytest.approx(0.6), pytest.approx([0.6] * 3))
 
 
 def test_stop_due_before_min_epochs_is_reevaluated_not_forced(caplog):
@@ -175,9 +176,10 @@ def test_stop_due_before_min_epochs_happens_at_min_epochs_when_still_due():
     assert_stopped_at(trainer, es, 5, "patience")
 
 
-def test_baseline_not_beaten_within_patience_stops_even_while_improving():
+def test_baseline_deadline_stops_even_while_improving():
+    # Our earlier rule, kept as an option: the baseline must be beaten within `patience` checks.
     values = [1.0, 0.9, 0.8, 0.7, 0.6, 0.55, 0.4, 0.3]
-    es = EarlyStopping("val/score", patience=3, baseline=0.5)
+    es = EarlyStopping("val/score", patience=3, baseline=0.5, baseline_deadline=True)
     trainer = fit(scripted(values), es)
     assert_stopped_at(trainer, es, 2, "baseline")
     assert es.stopping_reason == EarlyStoppingReason.PATIENCE_EXHAUSTED
@@ -191,7 +193,7 @@ def test_baseline_beaten_then_plain_patience():
 
 def test_baseline_applies_to_prechelt_criteria_too():
     values = [1.0, 0.9, 0.8, 0.7, 0.6]
-    es = EarlyStopping("val/score", criterion="GL", alpha=5, patience=2, baseline=0.1)
+    es = EarlyStopping("val/score", criterion="GL", alpha=5, patience=2, baseline=0.1, baseline_deadline=True)
     assert_stopped_at(fit(scripted(values), es), es, 1, "baseline")
 
 
@@ -300,8 +302,8 @@ def test_restore_from_model_checkpoint(tmp_path: Path):
     es = EarlyStopping("val/score", patience=3, restore_best_weights=True, restore_from="checkpoint")
     ckpt = ModelCheckpoint(dirpath=tmp_path, monitor="val/score", mode="min")
     fit(module, es, ckpt)
-    assert es.best_weights is None, "checkpoint mode keeps no copy in memory"
-    assert es.restored_epoch == 2
+    assert es.restorer is not None and es.restorer.best_weights is None, "checkpoint mode keeps no copy in memory"
+    assert es.restorer.restored_epoch == es.run_summary()["restored_epoch"] == 2
     assert_weights_equal(module, module.snapshots[2])
 
 
@@ -358,8 +360,10 @@ def test_checkpoint_state_loads_with_weights_only(tmp_path: Path):
     assert es.state_key != gl.state_key
     state = ckpt["callbacks"][es.state_key]
     assert state["history"] == pytest.approx([1.0, 0.8, 0.9]) and state["best_epoch"] == 1 and state["wait_count"] == 1
-    assert set(state["best_weights"]) == {"net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias"}
-    assert ckpt["callbacks"][gl.state_key]["best_weights"] is None
+    assert "best_weights" not in state and "best_weights" not in ckpt["callbacks"][gl.state_key]
+    restored = ckpt["callbacks"][es.restorer.state_key]  # the RestoreBestWeights that es added
+    assert set(restored["best_weights"]) == {"net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias"}
+    assert restored["best_epoch"] == 1
 
     es2 = EarlyStopping("val/score", patience=3, restore_best_weights=True)
     gl2 = EarlyStopping("val/score", criterion="GL", alpha=50, log_prefix="es_gl/")
@@ -446,10 +450,10 @@ def test_logs_wait_count_and_generalization_loss(on_train_epoch_end):
         ({"criterion": "UP", "s": 0}, r"`s` must be an integer in \[1, inf\]; got 0"),
         ({"criterion": "UP", "s": 2, "strip": 0}, r"`strip` must be an integer in \[1, inf\]; got 0"),
         ({"criterion": "slope"}, r"`criterion` must be one of 'patience', 'GL', 'PQ', 'UP'; got 'slope'"),
-        ({"mode": "maximize"}, r"`mode` must be one of 'min', 'max', 'auto'; got 'maximize'"),
+        ({"mode": "maximize"}, r"`mode` can be 'min', 'max' or 'auto', got maximize"),
         ({"start_from_epoch": -2}, r"`start_from_epoch` must be an integer in \[0, inf\]"),
         ({"restore_from": "disk"}, r"`restore_from` must be one of 'memory', 'checkpoint'; got 'disk'"),
-        ({"min_delta": -0.1}, r"`min_delta` must be in \[0.0, inf\]"),
+        ({"min_delta": "0.1"}, r"`min_delta` must be a number"),
     ],
 )
 def test_bad_arguments_are_rejected_in_init(kwargs, match):
@@ -503,12 +507,14 @@ def test_auto_mode_inference(monitor, mode):
 def test_state_keys_differ_per_config():
     keys = {
         EarlyStopping("val/acc", mode="max", patience=2).state_key,
-        EarlyStopping("val/acc", mode="max", patience=5).state_key,
         EarlyStopping("val/loss", criterion="GL", alpha=2).state_key,
+        EarlyStopping("val/loss", criterion="GL", alpha=3).state_key,
         EarlyStopping("val/loss", criterion="PQ", alpha=2, train_monitor="train/loss").state_key,
         EarlyStopping("val/loss", criterion="UP", s=2).state_key,
     }
     assert len(keys) == 5
+    # The patience rule keeps Lightning's key: the patience itself is not part of it, as in Lightning.
+    assert EarlyStopping("val/acc", patience=2).state_key == EarlyStopping("val/acc", patience=5).state_key
 
 
 def test_run_summary_is_plain_and_json_ready():

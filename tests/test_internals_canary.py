@@ -89,30 +89,6 @@ def test_is_local_file_protocol() -> None:
     )
 
 
-@pytest.mark.parametrize(
-    ("name", "params"),
-    [
-        ("_run_early_stopping_check", ["trainer"]),
-        ("_validate_condition_metric", ["logs"]),
-        ("_should_skip_check", ["trainer"]),
-        ("_log_info", ["trainer", "message", "log_rank_zero_only"]),
-    ],
-)
-def test_early_stopping_private_hooks(name: str, params: list[str]) -> None:
-    from lightning.pytorch.callbacks import EarlyStopping
-
-    _method(EarlyStopping, name, params)
-
-
-def test_early_stopping_check_on_train_epoch_end_attribute() -> None:
-    from lightning.pytorch.callbacks import EarlyStopping
-
-    es = EarlyStopping("val/loss", check_on_train_epoch_end=True)
-    assert getattr(es, "_check_on_train_epoch_end", None) is True, _moved(
-        "`EarlyStopping._check_on_train_epoch_end`", "lightning.pytorch.callbacks.early_stopping"
-    )
-
-
 def test_callback_legacy_state_key() -> None:
     assert internals.legacy_state_key(pl.Callback()) is pl.Callback, _moved(
         "`Callback._legacy_state_key`", "lightning.pytorch.callbacks.callback"

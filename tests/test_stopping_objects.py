@@ -71,22 +71,45 @@ def test_patience_min_delta_and_max_mode():
     assert rule.best_value == 0.6
 
 
-def test_uncounted_checks_track_the_best_but_neither_wait_nor_stop():
+def test_uncounted_checks_are_neither_recorded_nor_counted():
+    # Keras' warm-up: the first counted check (0.6) is the first best value.
     values = [1.0, 0.5, 0.6, 0.6, 0.6, 0.6, 0.6]
     rule = Patience(patience=2)
     reasons = run(rule, values, counted=[i >= 4 for i in range(len(values))])
-    assert first(reasons) == (5, "patience")  # checks 4 and 5 count
-    assert rule.best_value == 0.5
+    assert first(reasons) == (6, "patience")
+    assert rule.best_value == 0.6 and rule.history == [0.6, 0.6, 0.6]
 
 
-def test_baseline_rule_fires_for_every_criterion():
+def test_only_a_non_finite_value_stops_an_uncounted_check():
+    rule = Patience(patience=0)
+    assert rule.update(NAN, counted=False) == "non_finite" and rule.history == []
+    assert Patience(patience=0, check_finite=False).update(NAN, counted=False) is None
+
+
+def test_improving_checks_below_the_baseline_never_stop():
+    # Keras' rule: the wait grows on every check that does not beat the baseline, but only a check that does
+    # not improve can stop.
     values = [1.0, 0.9, 0.8, 0.7, 0.6, 0.55]
-    patience = Patience(patience=3, baseline=0.5, monitor="val/loss")
+    for rule in (
+        Patience(patience=3, baseline=0.5),
+        GeneralizationLoss(alpha=5, patience=2, baseline=0.1),
+        WorseningStrips(s=3, strip=1, patience=4, baseline=0.1),
+    ):
+        assert first(run(rule, values)) is None, rule
+        assert rule.wait_count == len(values)
+    rule = Patience(patience=3, baseline=0.5, monitor="val/loss")
+    assert stop_at(rule, [*values, 0.56]) == (6, "baseline")
+    assert rule.message() == "val/loss did not beat baseline 0.5 within 7 checks."
+
+
+def test_baseline_deadline_fires_for_every_criterion():
+    values = [1.0, 0.9, 0.8, 0.7, 0.6, 0.55]
+    patience = Patience(patience=3, baseline=0.5, monitor="val/loss", baseline_deadline=True)
     assert stop_at(patience, values) == (2, "baseline")
     assert patience.message() == "val/loss did not beat baseline 0.5 within 3 checks."
-    gl = GeneralizationLoss(alpha=5, patience=2, baseline=0.1)
+    gl = GeneralizationLoss(alpha=5, patience=2, baseline=0.1, baseline_deadline=True)
     assert first(run(gl, values)) == (1, "baseline")
-    up = WorseningStrips(s=3, strip=1, patience=4, baseline=0.1)
+    up = WorseningStrips(s=3, strip=1, patience=4, baseline=0.1, baseline_deadline=True)
     assert first(run(up, values)) == (3, "baseline")
 
 
@@ -160,8 +183,12 @@ def test_up_in_max_mode_and_its_diagnostics():
     assert rule.message() == "val/acc got worse in 2 successive strips of 1 checks."
 
 
+def test_a_non_finite_value_stops_unless_check_finite_is_off():
+    assert run(GeneralizationLoss(alpha=5.0), [1.0, NAN]) == [None, "non_finite"]
+
+
 def test_a_non_finite_value_is_recorded_never_improves_and_leaves_gl_undefined():
-    rule = GeneralizationLoss(alpha=5.0)
+    rule = GeneralizationLoss(alpha=5.0, check_finite=False)
     assert run(rule, [1.0, NAN, 0.9]) == [None, None, None]
     assert rule.history[1] != rule.history[1] and rule.best_value == 0.9
     rule.update(math.inf)
@@ -242,7 +269,8 @@ def test_registry_maps_the_config_names_to_the_classes():
         (lambda: criterion_class(3), r"`criterion` must be one of 'patience', 'GL', 'PQ', 'UP'; got 3"),
         (lambda: Patience(patience=-1), r"`patience` must be an integer in \[0, inf\]; got -1"),
         (lambda: Patience(mode="auto"), r"`mode` must be one of 'min', 'max'; got 'auto'"),
-        (lambda: Patience(min_delta=-0.1), r"`min_delta` must be in \[0.0, inf\]; got -0.1"),
+        (lambda: Patience(min_delta="0.1"), r"`min_delta` must be a number"),
+        (lambda: Patience(baseline_deadline="yes"), r"`baseline_deadline` must be true or false"),
         (lambda: Patience(baseline="high"), r"`baseline` must be a number"),
         (lambda: GeneralizationLoss(alpha=None), r"`alpha` must be a number > 0 for criterion 'GL'; got None"),
         (lambda: GeneralizationLoss(alpha=0), r"`alpha` must be in \(0.0, inf\]; got 0"),
@@ -296,16 +324,21 @@ def test_early_stopping_decides_as_its_criterion_object_does_outside_the_trainer
     assert es.rule.state_dict() == rule.state_dict() and es.history == rule.history
 
 
-def test_callback_attributes_read_and_write_through_to_the_criterion():
+def test_callback_attributes_read_through_to_the_criterion():
     es = EarlyStopping("val/score", patience=3, alpha=2.0)
-    assert isinstance(es.rule, Patience) and es.rule.patience == 3
-    assert es.alpha == 2.0 and not hasattr(es.rule, "alpha"), "an option the criterion does not use stays on es"
-    es.patience = 1
-    assert es.rule.patience == 1 and "'patience': 1" in es.state_key
-    fit(scripted([1.0, 0.9, 0.95, 0.96]), es)
-    assert (es.stop_reason, es.stopped_epoch) == ("patience", 2)
-    assert es.history is es.rule.history and es.wait_count == es.rule.wait_count == 1
+    assert isinstance(es.rule, Patience) and es.patience == es.rule.patience == 3
+    assert not hasattr(es.rule, "alpha"), "an option the criterion does not use is checked, then dropped"
+    fit(scripted([1.0, 0.9, 0.95, 0.96, 0.97]), es)
+    assert (es.stop_reason, es.stopped_epoch) == ("patience", 4)
+    assert es.history is es.rule.history and es.wait_count == es.rule.wait_count == 3
     assert es.best_score.item() == pytest.approx(0.9) and torch.is_tensor(es.best_score)
+    es.wait_count = 1  # Lightning's attribute, writable as in Lightning
+    assert es.rule.wait_count == 1
     gl = EarlyStopping("val/loss", criterion="GL", alpha=4.0)
-    gl.alpha = 6.0
-    assert gl.rule.alpha == 6.0 and "'alpha': 6.0" in gl.state_key
+    assert gl.rule.alpha == 4.0 and "'alpha': 4.0" in gl.state_key
+
+
+def test_a_criterion_object_gets_the_callbacks_shared_options():
+    rule = GeneralizationLoss(alpha=7.0, patience=99, mode="max")
+    es = EarlyStopping("val/loss", criterion=rule, patience=4, min_delta=0.01)
+    assert es.rule is rule and (rule.alpha, rule.patience, rule.mode, rule.min_delta) == (7.0, 4, "min", 0.01)

@@ -32,7 +32,7 @@ def test_early_stopping_with_ema_restores_the_average_that_was_evaluated() -> No
         accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
     ).validate(run.model, val_loader(), verbose=False)
     assert result[0]["val/loss"] == pytest.approx(es.best_value, abs=1e-6)
-    assert_same(run.weights(), {k: v for k, v in es.best_weights.items()}, "restored weights")
+    assert_same(run.weights(), {k: v for k, v in es.restorer.best_weights.items()}, "restored weights")
 
 
 def test_penalty_and_max_norm_act_on_the_trained_weights_not_the_average() -> None:

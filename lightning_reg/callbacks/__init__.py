@@ -3,6 +3,7 @@
 from lightning_reg.callbacks.checkpoint import AtomicModelCheckpoint
 from lightning_reg.callbacks.early_stopping import EarlyStopping
 from lightning_reg.callbacks.history import MetricsHistory
+from lightning_reg.callbacks.restore_best_weights import RestoreBestWeights
 from lightning_reg.callbacks.rng_state import RNGState
 from lightning_reg.callbacks.scheduled_dropout import ScheduledDropout
 from lightning_reg.callbacks.stochastic_depth import StochasticDepth
@@ -13,6 +14,7 @@ __all__ = [
     "EarlyStopping",
     "MaxNorm",
     "MetricsHistory",
+    "RestoreBestWeights",
     "RNGState",
     "ScheduledDropout",
     "StochasticDepth",

@@ -42,14 +42,18 @@ __all__ = [
 def is_improvement(current: float, best: float, mode: str, min_delta: float = 0.0) -> bool:
     """True when ``current`` beats ``best`` by more than ``min_delta`` (NaN never improves).
 
+    ``min_delta`` keeps its sign, as in Lightning's ``EarlyStopping``: a negative one lets a value up to
+    ``|min_delta|`` worse than the best still count as an improvement (Keras takes ``abs(min_delta)``).
+
     Example:
         >>> is_improvement(0.5, 0.6, "min"), is_improvement(0.59, 0.6, "min", min_delta=0.02)
         (True, False)
+        >>> is_improvement(0.605, 0.6, "min", min_delta=-0.01)
+        True
     """
-    delta = abs(min_delta)
     if mode == "min":
-        return current < best - delta
-    return current > best + delta
+        return current < best - min_delta
+    return current > best + min_delta
 
 
 def is_worse(current: float, reference: float, mode: str) -> bool:

@@ -33,10 +33,11 @@ from lightning_reg.core.prechelt import (
     up_count,
     up_stop,
 )
-from lightning_reg.errors import ConfigError, check_choice, check_int, check_non_negative, check_range
+from lightning_reg.errors import ConfigError, check_bool, check_choice, check_int, check_range
 
 __all__ = [
     "CRITERIA",
+    "KNOWN_METRICS",
     "Criterion",
     "GeneralizationLoss",
     "Patience",
@@ -54,6 +55,7 @@ __all__ = [
     "is_strip_end",
     "is_worse",
     "make_criterion",
+    "metric_name",
     "named_direction",
     "pq_stop",
     "progress_quotient",
@@ -62,74 +64,121 @@ __all__ = [
     "up_stop",
 ]
 
-MAX_MODE_TOKENS = frozenset({"acc", "accuracy", "auc", "auroc", "f1", "precision", "recall"})
-MIN_MODE_TOKENS = frozenset({"loss", "error", "err", "nll", "mse", "mae", "rmse", "perplexity"})
+#: Metrics whose direction is known, by the last component of a monitor's name (see :func:`metric_name`).
+KNOWN_METRICS: Mapping[str, str] = {
+    **dict.fromkeys(
+        ("loss", "nll", "error", "err", "mse", "mae", "rmse", "mape", "msle", "perplexity", "ppl", "cer", "wer"),
+        "min",
+    ),
+    **dict.fromkeys(
+        (
+            "acc", "accuracy", "top1_acc", "top5_acc", "auc", "auroc", "roc_auc", "ap",
+            "average_precision", "f1", "f1_score", "fbeta", "precision", "recall", "r2", "r2_score", "iou", "miou",
+            "mean_iou", "jaccard", "dice", "map", "map50", "map_50", "psnr", "ssim", "bleu",
+        ),
+        "max",
+    ),
+}  # fmt: skip
+_SPLIT_PREFIX = re.compile(r"^(?:val|valid|validation|train|training|test|eval)[_-]")
+_SPLIT_SUFFIX = re.compile(r"[_-](?:epoch|step)$")
+
+
+def metric_name(monitor: str) -> str:
+    """The metric a monitor names: its last ``/`` or ``.`` component, lower case, without a stage prefix
+    (``val_``, ``train_``, ``test_`` ...) or Lightning's ``_epoch``/``_step`` suffix.
+
+    Example:
+        >>> metric_name("val/acc"), metric_name("test_val_loss"), metric_name("val_r2_score"), metric_name("val/1-acc")
+        ('acc', 'loss', 'r2_score', '1-acc')
+        >>> metric_name("train_loss_epoch")
+        'loss'
+    """
+    name = re.split(r"[/.]", str(monitor).lower())[-1]
+    name = _SPLIT_SUFFIX.sub("", name)
+    while _SPLIT_PREFIX.match(name):
+        name = _SPLIT_PREFIX.sub("", name, count=1)
+    return name
 
 
 def named_direction(monitor: str) -> str | None:
-    """``"max"`` or ``"min"`` when the metric's name says which way is better (``*acc*``, ``*loss*``...), else None.
+    """``"max"`` or ``"min"`` when the monitor names a known metric (:data:`KNOWN_METRICS`), else None.
+
+    Only the whole metric name counts, never a piece of it: ``val/1-acc`` (an error rate) is not known.
 
     Example:
-        >>> named_direction("val/acc"), named_direction("val/loss"), named_direction("es/gl")
+        >>> named_direction("val/acc"), named_direction("val_loss"), named_direction("val/1-acc")
         ('max', 'min', None)
     """
-    tokens = {t for t in re.split(r"[^0-9a-z]+", str(monitor).lower()) if t}
-    up, down = bool(tokens & MAX_MODE_TOKENS), bool(tokens & MIN_MODE_TOKENS)
-    return None if up == down else ("max" if up else "min")
+    return KNOWN_METRICS.get(metric_name(monitor))
 
 
 def check_mode_matches(monitor: str | None, mode: str, option: str = "mode") -> None:
-    """Refuse a ``mode`` that contradicts what the metric's name says (``mode="max"`` on ``val/loss``).
+    """Refuse a ``mode`` that contradicts a known metric's direction (``mode="max"`` on ``val/loss``).
 
     Example:
-        >>> check_mode_matches("val/loss", "min")
+        >>> check_mode_matches("val/loss", "min"), check_mode_matches("val/1-acc", "min")
+        (None, None)
     """
     if not monitor or mode == "auto":
         return
     named = named_direction(monitor)
     if named is not None and mode != named:
         raise ConfigError(
-            f"`{option}` must be {named!r} for monitor {monitor!r} (its name says {'higher' if named == 'max' else 'lower'} "
-            f"is better); got {mode!r}. Use mode=auto to take the direction from the name."
+            f"`{option}` must be {named!r} for monitor {monitor!r} ({metric_name(monitor)!r} is a known metric: "
+            f"{'higher' if named == 'max' else 'lower'} is better); got {mode!r}. Use mode=auto, or log it under "
+            "another name if it really goes the other way."
         )
 
 
 def infer_mode(monitor: str) -> str:
-    """Guess ``"max"`` or ``"min"`` from a metric name, for ``mode="auto"``.
-
-    The name is split at every non-alphanumeric character; if any piece is one of ``acc, accuracy, auc,
-    auroc, f1, precision, recall`` (case-insensitive) the metric is maximized, otherwise minimized.
+    """``mode="auto"``: the known metric's direction, else ``"min"`` (Lightning's default).
 
     Example:
-        >>> infer_mode("val/acc"), infer_mode("val_f1"), infer_mode("val/loss"), infer_mode("val/error")
+        >>> infer_mode("val/acc"), infer_mode("val_f1"), infer_mode("val/loss"), infer_mode("abc")
         ('max', 'max', 'min', 'min')
     """
-    tokens = {t for t in re.split(r"[^0-9a-z]+", monitor.lower()) if t}
-    return "max" if tokens & MAX_MODE_TOKENS else "min"
+    return named_direction(monitor) or "min"
 
 
 # ---------------------------------------------------------------------------------------------- criterion objects
+
+_REGISTRY: dict[str, type[Criterion]] = {}
+
+#: The reasons the rules shared by every criterion give (Lightning's ``EarlyStopping`` rules, and the baseline).
+SHARED_REASONS = ("non_finite", "stopping_threshold", "divergence_threshold", "baseline")
 
 
 class Criterion(abc.ABC):
     """One early-stopping criterion: its parameters, its state over the checks so far, its decision, its message.
 
-    Feed it one monitored value per check with :meth:`update`; it answers the reason to stop at that check
-    (its :attr:`name`, or ``"baseline"``) or None. Every criterion tracks the best value (an improvement
-    must beat it by more than ``min_delta``), a wait count (counted checks since the last improvement that
-    also beat ``baseline``) and, with a ``baseline``, whether it was beaten: the *baseline rule* stops when
-    ``patience`` counted checks pass without beating it, whatever the criterion. A check with
-    ``counted=False`` (a warm-up epoch) is recorded but neither counts toward the wait nor stops.
+    Feed it one monitored value per check with :meth:`update`; it answers the reason to stop at that check or
+    None. The rules every criterion shares come first, in Lightning's order: a non-finite value
+    (``check_finite``), ``stopping_threshold``, ``divergence_threshold``; then the criterion's own rule
+    (:meth:`fires`, reason :attr:`name`) and the baseline rule (reason ``"baseline"``).
 
-    Subclasses: :class:`Patience` (``"patience"``), :class:`GeneralizationLoss` (``"GL"``),
-    :class:`ProgressQuotient` (``"PQ"``) and :class:`WorseningStrips` (``"UP"``); :data:`CRITERIA` maps the
-    config names to them and :func:`make_criterion` builds one from a name.
+    Every criterion tracks the best value (an improvement must beat it by more than ``min_delta``, which keeps
+    its sign as in Lightning) and a wait count, as Keras counts it: every check adds one, and an improvement
+    that also beats ``baseline`` resets it to 0. The patience and baseline rules fire on a check that did not
+    improve once the wait reaches ``patience``: reason ``"patience"`` when the baseline was beaten (or there is
+    none), ``"baseline"`` when it never was. So, as in Keras, an improving check never stops training, even
+    below the baseline. ``baseline_deadline=True`` keeps our earlier rule instead: the baseline must be beaten
+    within ``patience`` checks, and an improving check below it stops too.
+
+    A check with ``counted=False`` (a warm-up epoch) is neither recorded nor counted; only a non-finite value
+    stops there.
+
+    Subclasses register themselves under :attr:`name` (:data:`CRITERIA`); :func:`make_criterion` builds one from
+    a name. A new criterion is one subclass with a ``name``, its ``options``, :meth:`fires` and :meth:`_message`.
 
     Args:
-        patience: Counted checks without improvement before the patience (and baseline) rule fires (>= 0).
+        patience: Checks without improvement before the patience (and baseline) rule fires (>= 0).
         mode: ``"min"`` (lower is better) or ``"max"``.
-        min_delta: An improvement must beat the best value by more than this (>= 0).
-        baseline: Stop when ``patience`` counted checks pass without a value better than this.
+        min_delta: An improvement must beat the best value by more than this (negative: by more than minus this).
+        baseline: The value an improvement must beat to reset the wait (Keras' ``baseline``).
+        baseline_deadline: Stop as soon as ``patience`` checks pass without beating ``baseline``, improving or not.
+        stopping_threshold: Stop once a value is better than this.
+        divergence_threshold: Stop once a value is worse than this.
+        check_finite: Stop at a NaN or infinite value.
         monitor: The monitored value's name, in messages and errors.
 
     Example:
@@ -149,19 +198,40 @@ class Criterion(abc.ABC):
     #: Whether the monitored values must be positive (Prechelt's errors; GL's ratio needs them).
     needs_positive: ClassVar[bool] = False
 
-    def __init__(
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.name:
+            _REGISTRY[cls.name] = cls
+
+    def __init__(self, **shared: Any) -> None:
+        self.configure(**shared)
+
+    def configure(
         self,
         *,
         patience: int = 3,
         mode: str = "min",
         min_delta: float = 0.0,
         baseline: float | None = None,
+        baseline_deadline: bool = False,
+        stopping_threshold: float | None = None,
+        divergence_threshold: float | None = None,
+        check_finite: bool = True,
         monitor: str = "value",
     ) -> None:
+        """Check and set the options every criterion shares, and forget every check."""
         self.patience = check_int("patience", patience, low=0)
         self.mode: str = check_choice("mode", mode, ("min", "max"))
-        self.min_delta = abs(check_non_negative("min_delta", min_delta))
+        self.min_delta = check_range("min_delta", min_delta)
         self.baseline = None if baseline is None else check_range("baseline", baseline)
+        self.baseline_deadline = check_bool("baseline_deadline", baseline_deadline)
+        self.stopping_threshold = (
+            None if stopping_threshold is None else check_range("stopping_threshold", stopping_threshold)
+        )
+        self.divergence_threshold = (
+            None if divergence_threshold is None else check_range("divergence_threshold", divergence_threshold)
+        )
+        self.check_finite = check_bool("check_finite", check_finite)
         self.monitor = monitor
         self.reset()
 
@@ -178,26 +248,33 @@ class Criterion(abc.ABC):
         self.last_gl: float | None = None
         #: The reason :meth:`update` gave at the last check.
         self.reason: str | None = None
+        self._last_value: float | None = None
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={getattr(self, k)!r}" for k in (*self.options, "mode", "min_delta", "baseline"))
         return f"{type(self).__name__}({params})"
 
+    def __eq__(self, other: object) -> bool:
+        """Same class, options and state (so a pickled copy of a callback compares equal to the callback)."""
+        return type(other) is type(self) and vars(other) == vars(self)
+
+    __hash__ = object.__hash__
+
     # -- the decision
 
     @property
     def patience_over(self) -> bool:
-        """Whether ``patience`` counted checks passed without an improvement (that beat the baseline)."""
-        return self.wait_count > 0 and self.wait_count >= self.patience
+        """Whether the last check did not improve and ``patience`` checks passed since the wait was last reset."""
+        return not self.improved and self.wait_count > 0 and self.wait_count >= self.patience
 
     def update(self, value: float, train_value: float | None = None, *, counted: bool = True) -> str | None:
-        """Record the check's ``value`` (and ``train_value``); the reason to stop at it, or None.
-
-        The reason is :attr:`name` when this criterion's rule fires, ``"baseline"`` when the baseline rule
-        does, None otherwise and always None for a check with ``counted=False``. A non-finite value is
-        recorded like any other (it never improves); refusing it is the caller's choice (``check_finite``).
-        """
+        """Record the check's ``value`` (and ``train_value``); the reason to stop at it, or None."""
         value = float(value)
+        self._last_value = value
+        non_finite = self.check_finite and not math.isfinite(value)
+        if not counted:
+            self.reason = "non_finite" if non_finite else None
+            return self.reason
         self.history.append(value)
         if train_value is not None:
             self.train_history.append(float(train_value))
@@ -207,25 +284,27 @@ class Criterion(abc.ABC):
             self.best_value = value
         if beats_baseline and math.isfinite(value):
             self.baseline_beaten = True
-        if improved and beats_baseline:
-            self.wait_count = 0
-        elif counted:
-            self.wait_count += 1
+        self.wait_count = 0 if improved and beats_baseline else self.wait_count + 1
         self.improved = improved
         self.last_gl = self._generalization_loss(value)
-        self.reason = self._decide() if counted else None
+        self.reason = "non_finite" if non_finite else self._decide(value)
         return self.reason
 
-    def _decide(self) -> str | None:
+    def _decide(self, value: float) -> str | None:
+        if self.stopping_threshold is not None and is_improvement(value, self.stopping_threshold, self.mode):
+            return "stopping_threshold"
+        if self.divergence_threshold is not None and is_worse(value, self.divergence_threshold, self.mode):
+            return "divergence_threshold"
         if self.fires():
             return self.name
-        if self.patience_over and not self.baseline_beaten:
+        over = self.wait_count > 0 and self.wait_count >= self.patience
+        if not self.baseline_beaten and over and (self.baseline_deadline or not self.improved):
             return "baseline"
         return None
 
     @abc.abstractmethod
     def fires(self) -> bool:
-        """Whether this criterion's own rule says stop at the last check (the baseline rule apart)."""
+        """Whether this criterion's own rule says stop at the last check (the shared rules apart)."""
 
     def _generalization_loss(self, current: float) -> float | None:
         if not math.isfinite(current):
@@ -246,6 +325,15 @@ class Criterion(abc.ABC):
     def message(self, reason: str | None = None) -> str:
         """Why ``reason`` (default: the last check's) stops training, in one sentence."""
         reason = self.reason if reason is None else reason
+        value = math.nan if self._last_value is None else self._last_value
+        if reason == "non_finite":
+            return f"Monitored metric {self.monitor} = {value} is not finite."
+        if reason == "stopping_threshold":
+            return f"Stopping threshold reached: {self.monitor} = {value:.5g} beats {self.stopping_threshold}."
+        if reason == "divergence_threshold":
+            return (
+                f"Divergence threshold reached: {self.monitor} = {value:.5g} is worse than {self.divergence_threshold}."
+            )
         if reason == "baseline":
             return f"{self.monitor} did not beat baseline {self.baseline} within {self.wait_count} checks."
         return self._message()
@@ -287,9 +375,9 @@ class Criterion(abc.ABC):
 
 
 class Patience(Criterion):
-    """Stop when ``patience`` counted checks pass without an improvement (Lightning's rule).
+    """Stop when ``patience`` checks pass without an improvement (Lightning's and Keras' rule).
 
-    With a ``baseline`` not yet beaten, the same count stops with reason ``"baseline"`` instead.
+    With a ``baseline`` never beaten, the same count stops with reason ``"baseline"`` instead.
 
     Example:
         A loop over validation losses, outside any Trainer:
@@ -305,16 +393,8 @@ class Patience(Criterion):
     name = "patience"
     options = ("patience",)
 
-    def __init__(
-        self,
-        patience: int = 3,
-        *,
-        mode: str = "min",
-        min_delta: float = 0.0,
-        baseline: float | None = None,
-        monitor: str = "value",
-    ) -> None:
-        super().__init__(patience=patience, mode=mode, min_delta=min_delta, baseline=baseline, monitor=monitor)
+    def __init__(self, patience: int = 3, **shared: Any) -> None:
+        super().__init__(patience=patience, **shared)
 
     @override
     def fires(self) -> bool:
@@ -360,18 +440,9 @@ class GeneralizationLoss(Criterion):
     options = ("alpha",)
     needs_positive = True
 
-    def __init__(
-        self,
-        alpha: float,
-        *,
-        patience: int = 3,
-        mode: str = "min",
-        min_delta: float = 0.0,
-        baseline: float | None = None,
-        monitor: str = "value",
-    ) -> None:
+    def __init__(self, alpha: float, **shared: Any) -> None:
         self.alpha = _required_alpha(alpha, self.name)
-        super().__init__(patience=patience, mode=mode, min_delta=min_delta, baseline=baseline, monitor=monitor)
+        super().__init__(**shared)
 
     @override
     def fires(self) -> bool:
@@ -401,20 +472,10 @@ class ProgressQuotient(Criterion):
     needs_train = True
     needs_positive = True
 
-    def __init__(
-        self,
-        alpha: float,
-        strip: int = 5,
-        *,
-        patience: int = 3,
-        mode: str = "min",
-        min_delta: float = 0.0,
-        baseline: float | None = None,
-        monitor: str = "value",
-    ) -> None:
+    def __init__(self, alpha: float, strip: int = 5, **shared: Any) -> None:
         self.alpha = _required_alpha(alpha, self.name)
         self.strip = check_int("strip", strip, low=1)
-        super().__init__(patience=patience, mode=mode, min_delta=min_delta, baseline=baseline, monitor=monitor)
+        super().__init__(**shared)
 
     @override
     def fires(self) -> bool:
@@ -447,20 +508,10 @@ class WorseningStrips(Criterion):
     name = "UP"
     options = ("s", "strip")
 
-    def __init__(
-        self,
-        s: int,
-        strip: int = 5,
-        *,
-        patience: int = 3,
-        mode: str = "min",
-        min_delta: float = 0.0,
-        baseline: float | None = None,
-        monitor: str = "value",
-    ) -> None:
+    def __init__(self, s: int, strip: int = 5, **shared: Any) -> None:
         self.strip = check_int("strip", strip, low=1)
         self.s = _required_s(s, self.name)
-        super().__init__(patience=patience, mode=mode, min_delta=min_delta, baseline=baseline, monitor=monitor)
+        super().__init__(**shared)
 
     @override
     def fires(self) -> bool:
@@ -477,10 +528,9 @@ class WorseningStrips(Criterion):
         return out
 
 
-#: The criteria by config name (``EarlyStopping(criterion=...)``, case-insensitive).
-CRITERIA: Mapping[str, type[Criterion]] = {
-    cls.name: cls for cls in (Patience, GeneralizationLoss, ProgressQuotient, WorseningStrips)
-}
+#: The criteria by config name (``EarlyStopping(criterion=...)``, case-insensitive); a subclass with a ``name``
+#: joins it when it is defined.
+CRITERIA: Mapping[str, type[Criterion]] = _REGISTRY
 
 
 def criterion_class(name: Any) -> type[Criterion]:
@@ -530,19 +580,10 @@ def check_criterion_options(
     return checked_alpha, checked_strip, checked_s
 
 
-def make_criterion(
-    name: Any,
-    *,
-    alpha: Any = None,
-    strip: Any = 5,
-    s: Any = None,
-    patience: int = 3,
-    mode: str = "min",
-    min_delta: float = 0.0,
-    baseline: float | None = None,
-    monitor: str = "value",
-) -> Criterion:
+def make_criterion(name: Any, *, alpha: Any = None, strip: Any = 5, s: Any = None, **shared: Any) -> Criterion:
     """The criterion ``name`` built from ``EarlyStopping``'s flat options (those it does not use are checked, then ignored).
+
+    ``shared`` are the options every criterion takes (:meth:`Criterion.configure`).
 
     Example:
         >>> make_criterion("up", s=2, strip=3, alpha=1.0)
@@ -552,4 +593,4 @@ def make_criterion(
     checked_alpha, checked_strip, checked_s = check_criterion_options(cls, alpha=alpha, strip=strip, s=s)
     given = {"alpha": checked_alpha, "strip": checked_strip, "s": checked_s}
     own = {k: v for k, v in given.items() if k in cls.options}
-    return cls(**own, patience=patience, mode=mode, min_delta=min_delta, baseline=baseline, monitor=monitor)
+    return cls(**own, **shared)
