@@ -405,9 +405,14 @@ def callgrind_child(args: Any, root: Path) -> None:
             if case != "callbacks":
                 continue
             es = next(cb for cb in trainer.callbacks if isinstance(cb, EarlyStopping))
+            restorer = getattr(es, "restorer", None)  # the copy moved to RestoreBestWeights in issue 23
             with instructions.instrumented():
-                if hasattr(es, "_keep_best_weights"):  # absent in the code before issue 15
-                    es._keep_best_weights(trainer)  # allocates (best_weights was read: shared)
+                if restorer is not None:
+                    restorer._keep(model.state_dict())  # a fresh copy if a checkpoint took the last one
+                    with instructions.region(f"r{r} copy EarlyStopping (in place)"):
+                        restorer._keep(model.state_dict())
+                elif hasattr(es, "_keep_best_weights"):  # between issues 15 and 23
+                    es._keep_best_weights(trainer)
                     with instructions.region(f"r{r} copy EarlyStopping (in place)"):
                         es._keep_best_weights(trainer)
                 with instructions.region(f"r{r} copy raw (state_dict + .to(cpu, copy=True))"):

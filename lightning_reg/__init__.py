@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from lightning_reg.callbacks.checkpoint import AtomicModelCheckpoint
     from lightning_reg.callbacks.early_stopping import EarlyStopping
+    from lightning_reg.callbacks.penalized_loss import PenalizedLoss
     from lightning_reg.callbacks.penalty_mixin import PenaltyLossMixin
     from lightning_reg.callbacks.restore_best_weights import RestoreBestWeights
     from lightning_reg.callbacks.rng_state import RNGState
@@ -69,6 +70,7 @@ _HOMES = {
     "ImageFolderDataModule": "lightning_reg.data",
     "MNISTDataModule": "lightning_reg.data",
     "PenaltyLossMixin": "lightning_reg.callbacks.penalty_mixin",
+    "PenalizedLoss": "lightning_reg.callbacks.penalized_loss",
     **dict.fromkeys(
         (
             "Constant",
@@ -110,6 +112,7 @@ __all__ = [
     "AtomicModelCheckpoint",
     "EarlyStopping",
     "MaxNorm",
+    "PenalizedLoss",
     "PenaltyLossMixin",
     "RestoreBestWeights",
     "RNGState",

@@ -21,13 +21,21 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
-from lightning_reg import AtomicModelCheckpoint, EarlyStopping, MaxNorm, RNGState, ScheduledDropout, WeightPenalty
+from lightning_reg import (
+    AtomicModelCheckpoint,
+    EarlyStopping,
+    MaxNorm,
+    RestoreBestWeights,
+    RNGState,
+    ScheduledDropout,
+    WeightPenalty,
+)
 
 from helpers import MemoryLogger, TinyModule, make_blobs
 from helpers import fit as shared_fit
 
 STEPS_PER_EPOCH = 8  # 256 samples, batch 32
-OURS = (WeightPenalty, MaxNorm, ScheduledDropout, EarlyStopping, RNGState)
+OURS = (WeightPenalty, MaxNorm, ScheduledDropout, EarlyStopping, RestoreBestWeights, RNGState)
 
 
 class MomentumModule(TinyModule):
@@ -116,8 +124,15 @@ def check_early_stopping(callbacks: list[pl.Callback], trainer: pl.Trainer, mode
             assert summary["reason"] and summary["message"], summary
         if cb.restore_best_weights:
             assert summary["restored_epoch"] == summary["best_epoch"], summary
-            for key, value in cb.best_weights.items():
-                assert torch.equal(model.state_dict()[key].detach().cpu(), value), key
+            assert cb.restorer is not None and cb.restorer.best_epoch == summary["best_epoch"], summary
+    check_restore(callbacks, trainer, model)
+
+
+def check_restore(callbacks: list[pl.Callback], trainer: pl.Trainer, model: nn.Module) -> None:
+    for cb in [c for c in trainer.callbacks if isinstance(c, RestoreBestWeights)]:
+        assert cb.restored_epoch is not None and cb.restored_epoch == cb.best_epoch, cb.run_summary()
+        for key, value in cb.best_weights.items():
+            assert torch.equal(model.state_dict()[key].detach().cpu(), value), key
 
 
 def check_all(callbacks: list[pl.Callback], trainer: pl.Trainer, model: nn.Module) -> None:
@@ -194,6 +209,12 @@ REGISTRY: list[Entry] = [
         ],
         ("es_gl/wait", "es_gl/gl"),
         check_early_stopping,
+    ),
+    Entry(
+        "restore_best_weights",  # alone: the best validation loss comes back however training ended
+        lambda: [RestoreBestWeights("val/loss")],
+        (),
+        check_restore,
     ),
     Entry(
         "all_together",

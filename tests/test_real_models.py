@@ -281,7 +281,7 @@ def test_early_stopping_restores_batchnorm_running_stats_and_all_buffers() -> No
     assert "net.bn1.running_mean" in buffers and "net.layer4.1.bn2.num_batches_tracked" in buffers
     state = run.model.state_dict()
     for key in buffers:
-        assert torch.equal(state[key], es.best_weights[key]), key
+        assert torch.equal(state[key], es.restorer.best_weights[key]), key
     assert not torch.equal(final.state["net.bn1.running_mean"], state["net.bn1.running_mean"])
     assert int(final.state["net.bn1.num_batches_tracked"]) > int(state["net.bn1.num_batches_tracked"])
 

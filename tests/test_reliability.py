@@ -208,7 +208,7 @@ def test_nan_loss_stops_cleanly_with_reason_and_restores_best(name: str) -> None
     assert summary["restored_epoch"] == summary["best_epoch"] in (0, 1)
     weights = run.weights()
     assert all(torch.isfinite(v).all() for v in weights.values())
-    assert_same({k: v for k, v in weights.items()}, dict(guard.best_weights), "restored weights")
+    assert_same({k: v for k, v in weights.items()}, dict(guard.restorer.best_weights), "restored weights")
 
 
 KILL_SCRIPT = """

@@ -3,6 +3,7 @@
 from lightning_reg.callbacks.checkpoint import AtomicModelCheckpoint
 from lightning_reg.callbacks.early_stopping import EarlyStopping
 from lightning_reg.callbacks.history import MetricsHistory
+from lightning_reg.callbacks.penalized_loss import PenalizedLoss
 from lightning_reg.callbacks.restore_best_weights import RestoreBestWeights
 from lightning_reg.callbacks.rng_state import RNGState
 from lightning_reg.callbacks.scheduled_dropout import ScheduledDropout
@@ -14,6 +15,7 @@ __all__ = [
     "EarlyStopping",
     "MaxNorm",
     "MetricsHistory",
+    "PenalizedLoss",
     "RestoreBestWeights",
     "RNGState",
     "ScheduledDropout",
