@@ -8,7 +8,6 @@ the decision across ranks, logs the criterion's diagnostics and keeps the state 
 
 from __future__ import annotations
 
-import ast
 import logging
 import math
 from typing import Any
@@ -21,6 +20,7 @@ from lightning.pytorch.utilities.rank_zero import rank_prefixed_message, rank_ze
 from typing_extensions import override
 
 from lightning_reg._lightning_internals import EarlyStoppingReason, store_epoch_end_values, trainer_callbacks
+from lightning_reg.callbacks._early_stopping_legacy import legacy_state
 from lightning_reg.callbacks._state_key import memo_state_key
 from lightning_reg.callbacks.config_error import CallbackConfigError, lightning_config_errors
 from lightning_reg.callbacks.log_helpers import warn_if_state_missing
@@ -62,50 +62,40 @@ def _as_float(value: Any) -> float:
 class EarlyStopping(_LightningEarlyStopping):
     """Stop when a monitored metric stops improving: Lightning's arguments and defaults, plus Keras' and Prechelt's.
 
-    It is a subclass of Lightning's ``EarlyStopping`` for identity only: Lightning runs ``on_train_epoch_end`` of
+    A subclass of Lightning's ``EarlyStopping`` for identity only: Lightning runs ``on_train_epoch_end`` of
     early-stopping and checkpoint callbacks after the LightningModule's own hook, and ``trainer.early_stopping_callback``
-    finds them by type. No Lightning method runs; the state is this class's own. ``docs/early_stopping.md`` compares
-    it with Lightning's and Keras' row by row.
+    finds them by type. No Lightning method runs; the state is this class's own. ``docs/early_stopping.md`` compares it
+    with Lightning's and Keras' argument by argument.
 
     Args:
         monitor: Metric to watch, as logged (e.g. ``"val/loss"``).
-        min_delta: An improvement must beat the best value by more than this. Negative: a value up to
-            ``|min_delta|`` worse still counts as an improvement (Lightning's meaning; Keras takes the absolute value).
+        min_delta: An improvement must beat the best by more than this; negative: Lightning's meaning (Keras: abs).
         patience: Checks without improvement before stopping.
-        verbose: Log each decision.
-        mode: ``"min"``, ``"max"`` or ``"auto"`` (the default, as in Keras; Lightning's default is ``"min"``):
-            the direction of a known metric (the name's last component: ``loss``, ``error``, ``mse`` ... are min;
-            ``acc``, ``auc``, ``f1``, ``r2_score``, ``iou``, ``psnr`` ... are max). An unknown name under ``"auto"``
-            is minimized, with a warning to give the mode. An explicit mode that contradicts a known name (``"max"``
-            on ``val/loss``) is refused.
+        verbose: Log each decision, and the resolved mode once.
+        mode: ``"min"``, ``"max"`` or ``"auto"`` (default, as in Keras; Lightning's is ``"min"``): the direction of a
+            known metric name (:data:`~lightning_reg.core.stopping.KNOWN_METRICS`); an unknown one is minimized, with
+            a warning. A mode that contradicts a known name (``"max"`` on ``val/loss``) is refused.
         strict: Raise when ``monitor`` (or ``train_monitor``) is not logged; the error lists what is.
-        check_finite: Stop when the monitored value is NaN or infinite (Keras counts it as no improvement).
-        stopping_threshold: Stop once the monitored value is better than this.
-        divergence_threshold: Stop once the monitored value is worse than this.
-        check_on_train_epoch_end: Check at the end of the training epoch (default when validation runs once per
-            epoch) rather than at the end of validation.
+        check_finite: Stop at a NaN or infinite value (Keras counts it as no improvement).
+        stopping_threshold: Stop once the value is better than this.
+        divergence_threshold: Stop once the value is worse than this.
+        check_on_train_epoch_end: Check at the training-epoch end (default when validation runs once per epoch).
         log_rank_zero_only: Log the verbose messages on rank 0 only.
-        restore_best_weights: At the end of ``fit`` load the weights of the best check into the model, however
-            training ended (adds a :class:`RestoreBestWeights` fed by this callback's checks).
-        restore_from: ``"memory"`` or ``"checkpoint"``: see :class:`RestoreBestWeights` ``source``.
-        start_from_epoch: Checks before this epoch neither count nor can be restored (Keras' warm-up); only a
-            non-finite value stops there.
-        baseline: An improvement resets the wait only if it also beats this (Keras' rule: an improving check never
-            stops, even below the baseline).
-        baseline_deadline: Our earlier rule instead: stop once ``patience`` checks pass without beating
-            ``baseline``, improving or not.
-        criterion: ``"patience"``, ``"GL"``, ``"PQ"``, ``"UP"``, the name of any registered
-            :class:`~lightning_reg.core.stopping.Criterion` subclass, or an instance of one (its own options set;
-            the shared ones above are set from this callback's arguments).
+        restore_best_weights: At the end of ``fit`` load the best check's weights, however training ended (through a
+            :class:`RestoreBestWeights` fed by this callback's checks).
+        restore_from: ``"memory"`` or ``"checkpoint"``: :class:`RestoreBestWeights`' ``source``.
+        start_from_epoch: Earlier checks neither count nor can be restored (Keras); only a non-finite value stops.
+        baseline: An improvement resets the wait only if it also beats this (Keras: an improving check never stops).
+        baseline_deadline: Our earlier rule: stop once ``patience`` checks pass without beating ``baseline``.
+        criterion: ``"patience"``, ``"GL"``, ``"PQ"``, ``"UP"``, another registered :class:`Criterion` subclass, or an
+            instance (its own options set; the shared ones come from these arguments).
         alpha: Threshold of ``GL`` and ``PQ``. strip: Strip length of ``PQ`` and ``UP``. s: Strips of ``UP``.
         train_monitor: Logged training loss for ``PQ``'s training progress (required for ``PQ``).
         log_prefix: Prefix of the logged diagnostics (``<prefix>wait``, ``<prefix>gl`` ...); ``None`` logs nothing.
 
-    A stop that falls due before ``trainer.min_epochs``/``min_steps`` is not signalled: the rule is evaluated again
-    at each later check, and training stops at the first check where stopping is allowed *and* the rule still says
-    stop (Lightning's callback latches the stop, and then stops at ``min_epochs`` even if the metric improved in
-    between: Lightning #19966). When ``min_steps`` falls before the next check, the stop is signalled at once, so
-    training ends at that step, as with Lightning's.
+    A stop due before ``min_epochs``/``min_steps`` is evaluated again at each later check instead of being latched
+    (Lightning #19966); it is signalled at once when ``min_steps`` falls before the next check, so training ends at
+    that step, as with Lightning's.
 
     Example:
         >>> import lightning.pytorch as pl
@@ -457,29 +447,13 @@ class EarlyStopping(_LightningEarlyStopping):
         states = checkpoint.get("callbacks") or {}
         if self.state_key in states:
             return
-        legacy = next((state for key, state in states.items() if self._is_legacy_key(key)), None)
-        if legacy is not None:  # written before 0.2, under a key that also named the criterion and the restore
+        legacy = legacy_state(states, type(self).__qualname__, self.monitor, self.mode, self.rule)
+        if legacy is not None:
             self.load_state_dict(legacy)
         else:
             warn_if_state_missing(
                 self, trainer, checkpoint, "patience and the best value start over at the resumed epoch."
             )
-
-    def _is_legacy_key(self, key: str) -> bool:
-        name = type(self).__qualname__
-        try:
-            fields = ast.literal_eval(key[len(name) :]) if key.startswith(name + "{") else None
-        except (ValueError, SyntaxError):
-            return False
-        if not isinstance(fields, dict) or "criterion" not in fields:
-            return False
-        fields.pop("restore_best_weights", None)
-        return fields == {
-            "monitor": self.monitor,
-            "mode": self.mode,
-            "criterion": self.rule.name,
-            **self.rule.key_params(),
-        }
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ from test_early_stopping import StopAt, assert_weights_equal, fit, scripted
 from typing_extensions import override
 
 from lightning_reg import PenalizedLoss, RestoreBestWeights, WeightPenalty
+from lightning_reg.core import stopping
 from lightning_reg.core.stopping import CRITERIA, Criterion, criterion_class
 from lightning_reg.errors import ConfigError
 
@@ -94,24 +95,33 @@ def test_penalized_loss_names_what_validation_logs():
 # ---------------------------------------------------------------------------- a new criterion: one class, one yaml
 
 
-class Plateau(Criterion):
-    """Stops when the last ``k`` values lie within ``width`` of each other."""
+@pytest.fixture
+def plateau():
+    """A criterion defined the way a user defines one; registered while the test runs, then removed again."""
 
-    name = "plateau_test"
-    options = ("k", "width")
+    class Plateau(Criterion):
+        """Stops when the last ``k`` values lie within ``width`` of each other."""
 
-    def __init__(self, k: int = 3, width: float = 0.01, **shared):
-        self.k, self.width = k, width
-        super().__init__(**shared)
+        name = "plateau_test"
+        options = ("k", "width")
 
-    @override
-    def fires(self) -> bool:
-        last = self.history[-self.k :]
-        return len(last) == self.k and max(last) - min(last) <= self.width
+        def __init__(self, k: int = 3, width: float = 0.01, **shared):
+            self.k, self.width = k, width
+            super().__init__(**shared)
 
-    @override
-    def _message(self) -> str:
-        return f"{self.monitor} stayed within {self.width} for {self.k} checks."
+        @override
+        def fires(self) -> bool:
+            last = self.history[-self.k :]
+            return len(last) == self.k and max(last) - min(last) <= self.width
+
+        @override
+        def _message(self) -> str:
+            return f"{self.monitor} stayed within {self.width} for {self.k} checks."
+
+    globals()["Plateau"] = Plateau  # where the yaml's _target_ finds it
+    yield Plateau
+    del globals()["Plateau"]
+    del stopping._REGISTRY[Plateau.name]
 
 
 YAML = """
@@ -127,10 +137,10 @@ criterion:
 """
 
 
-def test_a_new_criterion_is_one_class_plus_one_yaml():
-    assert CRITERIA["plateau_test"] is Plateau and criterion_class("PLATEAU_TEST") is Plateau
+def test_a_new_criterion_is_one_class_plus_one_yaml(plateau):
+    assert CRITERIA["plateau_test"] is plateau and criterion_class("PLATEAU_TEST") is plateau
     es = instantiate(OmegaConf.create(YAML))
-    assert isinstance(es.rule, Plateau) and es.rule.patience == 50
+    assert isinstance(es.rule, plateau) and es.rule.patience == 50
     assert (
         es.state_key
         == "EarlyStopping{'monitor': 'val/score', 'mode': 'min', 'criterion': 'plateau_test', 'k': 3, 'width': 0.02, 'log_prefix': 'es_plateau/'}"
