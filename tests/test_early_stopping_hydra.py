@@ -67,3 +67,12 @@ def test_bad_config_value_is_a_config_error(compose_cfg):
     cfg = compose_cfg("callbacks=[default,early_stopping_gl]", *FAST, "callbacks.early_stopping_gl.alpha=0")
     with pytest.raises(ConfigError, match=r"callbacks.early_stopping_gl: `alpha` must be in \(0.0, inf\]; got 0"):
         train(cfg)
+
+
+def test_restore_best_weights_config_alone_is_what_the_entry_point_tests(compose_cfg, tmp_path: Path):
+    cfg = compose_cfg("callbacks=[default,restore_best_weights,penalized_loss]", *FAST, "trainer.max_epochs=3")
+    train(cfg)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    (report,) = [r for r in metrics["callbacks"].values() if "source" in r]
+    assert report["monitor"] == "val/acc" and report["restored_epoch"] == report["best_epoch"] is not None
+    assert metrics["best"]["tested"] == "restored-best-weights"

@@ -36,6 +36,7 @@ from lightning_reg.app.run_dir import FINISHED, RunDirError, archive_failed_reco
 from lightning_reg.app.run_log import quiet_third_party, say
 from lightning_reg.callbacks.history import MetricsHistory, to_float
 from lightning_reg.callbacks.monitor_check import MonitorCheck
+from lightning_reg.callbacks.restore_best_weights import RestoreBestWeights
 from lightning_reg.callbacks.rng_state import RNGState
 from lightning_reg.core.checks import (
     check_optimizer_args,
@@ -426,7 +427,13 @@ def evaluate(cfg: DictConfig, parts: Parts, fitted: FitResult) -> Evaluation:
     trainer = parts.trainer
     if not check_bool("test", cfg.get("test", True)) or fitted.pruned_epoch is not None:
         return Evaluation()
-    restored = [cb for cb in _callbacks(trainer) if getattr(cb, "restore_best_weights", False)]
+    restored = [
+        cb
+        for cb in _callbacks(trainer)
+        if isinstance(cb, RestoreBestWeights)
+        and cb.restored_epoch is not None
+        or getattr(cb, "restore_best_weights", False)
+    ]
     if restored or not getattr(trainer.checkpoint_callback, "monitor", None):
         # Weights a callback restored (or, with no monitored checkpoint, the final ones) are what to test:
         # loading a checkpoint file here would overwrite them.
