@@ -139,6 +139,12 @@ class EarlyStopping(_LightningEarlyStopping):
         with lightning_config_errors():
             if not isinstance(monitor, str) or not monitor:
                 raise ConfigError(f"`monitor` must be the name of a logged metric, e.g. 'val/loss'; got {monitor!r}.")
+            #: How the mode was chosen, said once at the start of a fit.
+            self.mode_source = (
+                "given"
+                if mode != "auto"
+                else ("auto, a known metric" if named_direction(monitor) else "auto, Lightning's default")
+            )
             if mode == "auto":
                 mode = named_direction(monitor) or self._unknown_direction(monitor)
             check_mode_matches(monitor, mode)
@@ -248,8 +254,10 @@ class EarlyStopping(_LightningEarlyStopping):
         if stage != "fit":
             return
         callbacks = trainer_callbacks(trainer)
-        if self.verbose:
-            rank_zero_info(f"EarlyStopping: {self.monitor} ({self.mode}), {self.rule!r}.")
+        if self.mode_source != "given":  # Lightning's default is "min"; say which way auto went
+            rank_zero_info(
+                f"EarlyStopping: {self.monitor} is {'maximized' if self.mode == 'max' else 'minimized'} (mode {self.mode!r}: {self.mode_source})."
+            )
         if self.restore_best_weights and self.restorer not in callbacks:
             wanted = RestoreBestWeights(
                 self.monitor, self.mode, self.min_delta, self.start_from_epoch, self.restore_from
