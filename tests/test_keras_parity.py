@@ -1,0 +1,141 @@
+"""Parity with Keras 3 (``KERAS_BACKEND=torch``) on identical inputs: the composed affine transform and its fill
+modes (device and cpu path), the ZCA matrix (both formulas), Keras' initialisation and Keras' Adam step.
+
+Keras is test-only (``pip install -e ".[parity]"``); without it every test here skips with that reason.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+keras = pytest.importorskip(
+    "keras", minversion="3.15", reason='keras>=3.15 is not installed (pip install -e ".[parity]")'
+)
+from keras.src.legacy.preprocessing import image as keras_image  # noqa: E402
+
+from lightning_reg.core.augment import AugmentConfig, RandomKerasAffine, augment_batch  # noqa: E402
+from lightning_reg.core.augment.geometric import AFFINE_KEYS, affine_matrices, warp_affine  # noqa: E402
+
+FILL_MODES = ("nearest", "constant", "reflect", "wrap")
+# The issue's composed case: rotation 15, shift 4 / -3, shear 8, zoom 1.08 / 0.93.
+COMPOSED = dict(angle=15.0, shift_x=4.0, shift_y=-3.0, shear=8.0, zoom_x=1.08, zoom_y=0.93)
+
+
+def keras_affine(img: np.ndarray, p: dict[str, float], fill_mode: str, cval: float) -> np.ndarray:
+    """Keras' ``apply_affine_transform`` (scipy, order 1) on a channels-first image with our parameters.
+
+    Our shifts are content displacements along the documented axes (x right, y down); Keras' ``tx``/``ty``
+    move the sampling point, along x and y of its matrix (hence the minus sign). Which config option feeds
+    which of them is Keras' business (``get_random_transform`` swaps them, keras-team/keras#17398).
+    """
+    return keras_image.apply_affine_transform(
+        img.copy(),
+        theta=p.get("angle", 0.0),
+        tx=-p.get("shift_x", 0.0),
+        ty=-p.get("shift_y", 0.0),
+        shear=p.get("shear", 0.0),
+        zx=p.get("zoom_x", 1.0),
+        zy=p.get("zoom_y", 1.0),
+        row_axis=1,
+        col_axis=2,
+        channel_axis=0,
+        fill_mode=fill_mode,
+        cval=cval,
+        order=1,
+    )
+
+
+def params(dtype: torch.dtype = torch.float32, **kw: float) -> dict[str, torch.Tensor]:
+    p = {k: torch.zeros(1, dtype=dtype) for k in AFFINE_KEYS} | {
+        "zoom_x": torch.ones(1, dtype=dtype),
+        "zoom_y": torch.ones(1, dtype=dtype),
+    }
+    return p | {k: torch.full((1,), float(v), dtype=dtype) for k, v in kw.items()}
+
+
+def ours(img: np.ndarray, p: dict[str, float], fill_mode: str, cval: float, dtype: torch.dtype) -> np.ndarray:
+    x = torch.from_numpy(img).to(dtype).unsqueeze(0)
+    theta = affine_matrices(params(dtype, **p), img.shape[-2], img.shape[-1])
+    return warp_affine(x, theta, fill_mode, cval)[0].double().numpy()
+
+
+@pytest.fixture
+def image() -> np.ndarray:
+    return np.random.default_rng(0).random((2, 28, 28))
+
+
+@pytest.mark.parametrize("fill_mode", FILL_MODES)
+@pytest.mark.parametrize(
+    "p",
+    [
+        COMPOSED,
+        dict(angle=-37.0, shift_x=-6.5, shift_y=2.25, shear=-20.0, zoom_x=0.8, zoom_y=1.3),
+        dict(angle=90.0, zoom_x=1.07, zoom_y=1.07),
+        dict(shift_x=-11.0, shift_y=9.5),  # far enough for wrap to fold twice on some rows
+    ],
+    ids=["issue", "strong", "rot90-zoom", "big-shift"],
+)
+def test_composed_affine_and_fill_modes_match_keras(image: np.ndarray, p: dict[str, float], fill_mode: str) -> None:
+    expected = keras_affine(image, p, fill_mode, cval=0.3)
+    # float64: the same arithmetic as scipy up to rounding; float32 (what training uses): bilinear rounding.
+    assert np.abs(ours(image, p, fill_mode, 0.3, torch.float64) - expected).max() < 1e-9
+    assert np.abs(ours(image, p, fill_mode, 0.3, torch.float32) - expected).max() < 1e-5
+
+
+def test_constant_fill_gives_cval_to_every_sample_outside_and_wrap_has_period_n_minus_1() -> None:
+    """The two scipy conventions in isolation, on a ramp: shift by half a pixel and by n - 1 pixels."""
+    ramp = np.tile(np.arange(8.0), (1, 8, 1))
+    half = ours(ramp, dict(shift_x=0.5), "constant", -1.0, torch.float64)
+    assert half[0, 0, 0] == -1.0  # samples x = -0.5: outside, so cval (not a blend of cval and pixel 0)
+    assert np.allclose(half[0, 0, 1:], np.arange(7) + 0.5)
+    # Period 7 on 8 pixels: a shift by 7 samples x - 7, which wraps to x for 0 < x < 7; x = 0 samples -7 -> 7
+    # and x = 7 samples 0 (scipy keeps [0, n - 1] as is). A period of 8 would give 1, ..., 7, 0.
+    expected = np.array([7.0, 1, 2, 3, 4, 5, 6, 0])
+    assert np.array_equal(ours(ramp, dict(shift_x=7.0), "wrap", 0.0, torch.float64)[0, 0], expected)
+    assert np.array_equal(keras_affine(ramp, dict(shift_x=7.0), "wrap", 0.0)[0, 0], expected)
+
+
+@pytest.mark.parametrize("fill_mode", FILL_MODES)
+def test_device_path_matches_keras_per_sample(fill_mode: str) -> None:
+    cfg = AugmentConfig(
+        rotation_range=30,
+        width_shift_range=0.2,
+        height_shift_range=0.15,
+        shear_range=15,
+        zoom_range=0.2,
+        fill_mode=fill_mode,
+        cval=0.25,
+    )
+    x = torch.rand(16, 1, 20, 20, generator=torch.Generator().manual_seed(1))
+    out, p = augment_batch(x, cfg, torch.Generator().manual_seed(2))
+    for i in range(16):
+        pi = {k: float(p[k][i]) for k in ("angle", "shift_x", "shift_y", "shear", "zoom_x", "zoom_y")}
+        expected = keras_affine(x[i].double().numpy(), pi, fill_mode, 0.25)
+        assert np.abs(out[i].double().numpy() - expected).max() < 1e-5, (i, pi)
+
+
+@pytest.mark.parametrize("fill_mode", FILL_MODES)
+def test_cpu_path_matches_keras_per_sample(fill_mode: str) -> None:
+    cfg = AugmentConfig(
+        augment_on="cpu",
+        rotation_range=30,
+        width_shift_range=0.2,
+        height_shift_range=0.15,
+        shear_range=15,
+        zoom_range=0.2,
+        fill_mode=fill_mode,
+        cval=0.25,
+    )
+    record: list[dict[str, float]] = []
+    t = RandomKerasAffine(cfg, record=record)
+    torch.manual_seed(3)
+    x = torch.rand(8, 1, 20, 20)
+    for i in range(8):
+        out = t(x[i])
+        expected = keras_affine(x[i].double().numpy(), record[-1], fill_mode, 0.25)
+        assert np.abs(out.double().numpy() - expected).max() < 1e-5, (i, record[-1])
