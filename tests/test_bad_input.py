@@ -173,6 +173,7 @@ CASES: list[Bad] = [
     Bad("digits-augment-unknown", lambda: DigitsDataModule(augment={"rotate": 10}), "augment", "rotate"),
     Bad("augment-rotation", lambda: AugmentConfig(rotation_range=-1), "augment.rotation_range", "-1"),
     Bad("augment-fill-mode", lambda: AugmentConfig(fill_mode="mirror"), "augment.fill_mode", "'mirror'"),
+    Bad("augment-zca-formula", lambda: AugmentConfig(zca_formula="keras2"), "augment.zca_formula", "'keras2'"),
     Bad("augment-zoom-order", lambda: AugmentConfig(zoom_range=[2, 1]), "augment.zoom_range", "[2, 1]"),
     Bad("augment-erasing-prob", lambda: AugmentConfig(erasing_prob=2), "augment.erasing_prob", "2"),
     Bad("augment-mix-mode", lambda: AugmentConfig(mix_mode="x"), "augment.mix_mode", "'x'"),

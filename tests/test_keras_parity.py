@@ -139,3 +139,60 @@ def test_cpu_path_matches_keras_per_sample(fill_mode: str) -> None:
         out = t(x[i])
         expected = keras_affine(x[i].double().numpy(), record[-1], fill_mode, 0.25)
         assert np.abs(out.double().numpy() - expected).max() < 1e-5, (i, record[-1])
+
+
+def correlated_images(n: int = 3000, seed: int = 0) -> np.ndarray:
+    """(n, 1, 6, 6) images: correlated interior pixels with their own means, and a border that is always 0
+    (like MNIST's), so the second moment has exact null directions."""
+    g = np.random.default_rng(seed)
+    inner = g.standard_normal((n, 16)) @ g.standard_normal((16, 16)) + g.random(16) * 3
+    x = np.zeros((n, 1, 6, 6))
+    x[:, 0, 1:5, 1:5] = inner.reshape(n, 4, 4)
+    return x
+
+
+def keras2_zca(x: np.ndarray, epsilon: float) -> np.ndarray:
+    """Keras 2.x's ``ImageDataGenerator.fit`` ZCA lines, transcribed (Keras 2 does not install beside Keras 3):
+    ``sigma = X^T X / n; u, s, _ = svd(sigma); u * (1 / sqrt(s + eps)) @ u^T``, after the per-channel mean."""
+    flat = (x - x.mean(axis=(0, 2, 3), keepdims=True)).reshape(len(x), -1)
+    sigma = flat.T @ flat / flat.shape[0]
+    u, s, _ = np.linalg.svd(sigma)
+    return (u * (1.0 / np.sqrt(s[np.newaxis] + epsilon))).dot(u.T)
+
+
+def relative(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+@pytest.mark.parametrize("epsilon", [1e-6, 1e-1])
+def test_zca_keras3_formula_is_keras_3s_matrix(epsilon: float) -> None:
+    from lightning_reg.core.augment import fit_standardizer
+
+    x = correlated_images()
+    gen = keras_image.ImageDataGenerator(
+        featurewise_center=True, zca_whitening=True, zca_epsilon=epsilon, data_format="channels_first"
+    )
+    gen.fit(x)
+    ours = fit_standardizer(
+        torch.from_numpy(x), zca=True, zca_epsilon=epsilon, zca_formula="keras3", zca_pixel_mean=False
+    )
+    assert relative(ours.zca.double().numpy(), gen.zca_whitening_matrix) < 1e-5
+    # And the whole standardisation: Keras' standardize() vs our Standardizer on the same images.
+    expected = np.stack([gen.standardize(img.copy()) for img in x[:50]])
+    got = ours(torch.from_numpy(x[:50])).double().numpy()
+    interior = np.s_[:, :, 1:5, 1:5]  # the null directions multiply zeros (up to rounding) by sqrt(n) / eps
+    assert relative(got[interior], expected[interior]) < 1e-4
+    # The classic formula is a different matrix where eps matters (here: the null directions).
+    classic = fit_standardizer(torch.from_numpy(x), zca=True, zca_epsilon=epsilon, zca_pixel_mean=False)
+    assert relative(classic.zca.double().numpy(), gen.zca_whitening_matrix) > 0.1
+
+
+@pytest.mark.parametrize("epsilon", [1e-6, 1e-1])
+def test_zca_classic_formula_is_keras_2s_matrix(epsilon: float) -> None:
+    from lightning_reg.core.augment import fit_standardizer
+
+    x = correlated_images()
+    ours = fit_standardizer(
+        torch.from_numpy(x), zca=True, zca_epsilon=epsilon, zca_formula="classic", zca_pixel_mean=False
+    )
+    assert relative(ours.zca.double().numpy(), keras2_zca(x, epsilon)) < 1e-5
