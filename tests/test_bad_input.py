@@ -188,6 +188,8 @@ CASES: list[Bad] = [
     Bad("mlp-dropout", lambda: MLPClassifier(dropout=1.0), "dropout", "1.0"),
     Bad("mlp-hidden-zero", lambda: MLPClassifier(hidden_sizes=[64, 0]), "hidden_sizes[1]", "0"),
     Bad("mlp-activation", lambda: MLPClassifier(activation="swish"), "activation", "'swish'"),
+    Bad("mlp-init", lambda: MLPClassifier(init="glorot"), "init", "'glorot'"),
+    Bad("cnn-init", lambda: CNNClassifier(init="he"), "init", "'he'"),
     Bad("mlp-num-classes", lambda: MLPClassifier(num_classes=1), "num_classes", "1"),
     Bad("cnn-kernel-size", lambda: CNNClassifier(kernel_size=0), "kernel_size", "0"),
     # The train entry point (python -m lightning_reg.train ...)

@@ -196,3 +196,64 @@ def test_zca_classic_formula_is_keras_2s_matrix(epsilon: float) -> None:
         torch.from_numpy(x), zca=True, zca_epsilon=epsilon, zca_formula="classic", zca_pixel_mean=False
     )
     assert relative(ours.zca.double().numpy(), keras2_zca(x, epsilon)) < 1e-5
+
+
+def test_keras_init_matches_keras_dense_and_conv2d_statistics() -> None:
+    """The source's MLP layer (Dense 784 -> 500) and CNN layer (Conv2D 3 -> 32, 3x3) built by Keras and by
+    ``init="keras"``: the same uniform law (two-sample KS), the same bound, zero biases; torch's default
+    initialisation fails the same comparison."""
+    from scipy.stats import ks_2samp
+
+    from lightning_reg.models import CNNClassifier, MLPClassifier
+
+    keras.utils.set_random_seed(0)
+    dense = keras.layers.Dense(500)
+    dense.build((None, 784))
+    conv = keras.layers.Conv2D(32, 3)
+    conv.build((None, 32, 32, 3))
+    torch.manual_seed(0)
+    mlp = MLPClassifier(input_shape=(1, 28, 28), hidden_sizes=[500], init="keras")
+    cnn = CNNClassifier(input_shape=(3, 32, 32), init="keras")
+    mlp_torch = MLPClassifier(input_shape=(1, 28, 28), hidden_sizes=[500])
+    cases = [
+        (dense, mlp.net[1], mlp_torch.net[1], (6 / (784 + 500)) ** 0.5),
+        (conv, cnn.net[0][0], None, (6 / (3 * 9 + 32 * 9)) ** 0.5),
+    ]
+    for k_layer, ours_layer, torch_layer, limit in cases:
+        k_kernel = keras.ops.convert_to_numpy(k_layer.kernel).ravel()
+        k_bias = keras.ops.convert_to_numpy(k_layer.bias)
+        w = ours_layer.weight.detach().numpy().ravel()
+        assert k_kernel.size == w.size
+        assert np.abs(k_kernel).max() <= limit and np.abs(w).max() <= limit
+        assert np.abs(w).max() > 0.99 * limit
+        assert ks_2samp(w, k_kernel).pvalue > 1e-3
+        assert np.isclose(w.std(), k_kernel.std(), rtol=0.02)
+        assert not k_bias.any() and not ours_layer.bias.detach().any()
+        if torch_layer is not None:
+            assert ks_2samp(torch_layer.weight.detach().numpy().ravel(), k_kernel).pvalue < 1e-6
+            assert torch_layer.bias.detach().abs().max() > 0
+
+
+@pytest.mark.parametrize("weight_decay", [None, 0.01])
+def test_keras_adam_steps_as_keras_adam(weight_decay: float | None) -> None:
+    """20 steps on gradients spanning 1e-6 to 1 (where epsilon's placement matters): ``KerasAdam`` equals
+    ``keras.optimizers.Adam`` bit for bit; ``torch.optim.Adam`` does not."""
+    from lightning_reg.optim import KerasAdam
+
+    g = torch.Generator().manual_seed(0)
+    init = torch.randn(50, generator=g)
+    grads = [torch.randn(50, generator=g) * torch.logspace(-6, 0, 50) for _ in range(20)]
+    variable = keras.Variable(init.clone())
+    k_opt = keras.optimizers.Adam(learning_rate=1e-3, weight_decay=weight_decay)
+    ours = torch.nn.Parameter(init.clone())
+    opt = KerasAdam([ours], lr=1e-3, weight_decay=weight_decay or 0.0)
+    plain = torch.nn.Parameter(init.clone())
+    torch_opt = torch.optim.Adam([plain], lr=1e-3)
+    for grad in grads:
+        k_opt.apply_gradients([(grad.clone(), variable)])
+        ours.grad, plain.grad = grad.clone(), grad.clone()
+        opt.step()
+        torch_opt.step()
+    expected = keras.ops.convert_to_numpy(variable.value)
+    assert np.array_equal(ours.detach().numpy(), expected)
+    assert np.abs(plain.detach().numpy() - expected).max() > 1e-3
