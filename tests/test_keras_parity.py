@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-os.environ.setdefault("KERAS_BACKEND", "torch")
+os.environ["KERAS_BACKEND"] = "torch"  # read when keras is first imported; these tests are defined on it
 keras = pytest.importorskip(
     "keras", minversion="3.15", reason='keras>=3.15 is not installed (pip install -e ".[parity]")'
 )
+if keras.backend.backend() != "torch":
+    pytest.skip(f"keras was imported with the {keras.backend.backend()!r} backend, not torch", allow_module_level=True)
 from keras.src.legacy.preprocessing import image as keras_image  # noqa: E402
 
 from lightning_reg.core.augment import AugmentConfig, RandomKerasAffine, augment_batch  # noqa: E402
@@ -198,6 +200,18 @@ def test_zca_classic_formula_is_keras_2s_matrix(epsilon: float) -> None:
     assert relative(ours.zca.double().numpy(), keras2_zca(x, epsilon)) < 1e-5
 
 
+@pytest.fixture
+def keep_global_rngs():
+    import random
+
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    yield
+    random.setstate(states[0])
+    np.random.set_state(states[1])
+    torch.set_rng_state(states[2])
+
+
+@pytest.mark.usefixtures("keep_global_rngs")
 def test_keras_init_matches_keras_dense_and_conv2d_statistics() -> None:
     """The source's MLP layer (Dense 784 -> 500) and CNN layer (Conv2D 3 -> 32, 3x3) built by Keras and by
     ``init="keras"``: the same uniform law (two-sample KS), the same bound, zero biases; torch's default
@@ -206,7 +220,7 @@ def test_keras_init_matches_keras_dense_and_conv2d_statistics() -> None:
 
     from lightning_reg.models import CNNClassifier, MLPClassifier
 
-    keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(0)  # seeds Python's, numpy's and torch's global generators; restored below
     dense = keras.layers.Dense(500)
     dense.build((None, 784))
     conv = keras.layers.Conv2D(32, 3)
@@ -250,7 +264,7 @@ def test_keras_adam_steps_as_keras_adam(weight_decay: float | None) -> None:
     plain = torch.nn.Parameter(init.clone())
     torch_opt = torch.optim.Adam([plain], lr=1e-3)
     for grad in grads:
-        k_opt.apply_gradients([(grad.clone(), variable)])
+        k_opt.apply_gradients([(grad.to(variable.value.device), variable)])  # Keras puts it on CUDA if it can
         ours.grad, plain.grad = grad.clone(), grad.clone()
         opt.step()
         torch_opt.step()
