@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
+from typing_extensions import override
 
 from lightning_reg.errors import ConfigError, check_range
 
@@ -54,6 +55,7 @@ class KerasAdam(torch.optim.Optimizer):
         defaults = {"lr": lr, "betas": (float(betas[0]), float(betas[1])), "eps": eps, "weight_decay": weight_decay}
         super().__init__(params, defaults)
 
+    @override
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
         loss = None
