@@ -271,3 +271,14 @@ def test_keras_adam_steps_as_keras_adam(weight_decay: float | None) -> None:
     expected = keras.ops.convert_to_numpy(variable.value)
     assert np.array_equal(ours.detach().numpy(), expected)
     assert np.abs(plain.detach().numpy() - expected).max() > 1e-3
+
+
+def test_non_square_images_turn_about_their_centre_where_keras_uses_a_transposed_one() -> None:
+    """A deliberate difference: Keras centres its matrix at (rows/2 - 0.5, cols/2 - 0.5) in (x, y) order, so
+    on a non-square image its 180-degree rotation is not the image flipped both ways; ours is."""
+    img = np.random.default_rng(0).random((1, 10, 20))
+    flipped = img[:, ::-1, ::-1]
+    assert np.abs(ours(img, dict(angle=180.0), "nearest", 0.0, torch.float64) - flipped).max() < 1e-9
+    assert np.abs(keras_affine(img, dict(angle=180.0), "nearest", 0.0) - flipped).max() > 0.1
+    square = img[:, :, :10]  # on square images the two centres coincide
+    assert np.abs(keras_affine(square, dict(angle=180.0), "nearest", 0.0) - square[:, ::-1, ::-1]).max() < 1e-9
