@@ -23,6 +23,8 @@ from keras.src.legacy.preprocessing import image as keras_image  # noqa: E402
 from lightning_reg.core.augment import AugmentConfig, RandomKerasAffine, augment_batch  # noqa: E402
 from lightning_reg.core.augment.geometric import AFFINE_KEYS, affine_matrices, warp_affine  # noqa: E402
 
+# Keras' apply_affine_transform calls scipy.ndimage.interpolation.affine_transform (deprecated namespace).
+pytestmark = pytest.mark.filterwarnings("ignore:Please import `affine_transform`:DeprecationWarning")
 FILL_MODES = ("nearest", "constant", "reflect", "wrap")
 # The issue's composed case: rotation 15, shift 4 / -3, shear 8, zoom 1.08 / 0.93.
 COMPOSED = dict(angle=15.0, shift_x=4.0, shift_y=-3.0, shear=8.0, zoom_x=1.08, zoom_y=0.93)
