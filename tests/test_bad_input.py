@@ -173,6 +173,7 @@ CASES: list[Bad] = [
     Bad("digits-augment-unknown", lambda: DigitsDataModule(augment={"rotate": 10}), "augment", "rotate"),
     Bad("augment-rotation", lambda: AugmentConfig(rotation_range=-1), "augment.rotation_range", "-1"),
     Bad("augment-fill-mode", lambda: AugmentConfig(fill_mode="mirror"), "augment.fill_mode", "'mirror'"),
+    Bad("augment-zca-formula", lambda: AugmentConfig(zca_formula="keras2"), "augment.zca_formula", "'keras2'"),
     Bad("augment-zoom-order", lambda: AugmentConfig(zoom_range=[2, 1]), "augment.zoom_range", "[2, 1]"),
     Bad("augment-erasing-prob", lambda: AugmentConfig(erasing_prob=2), "augment.erasing_prob", "2"),
     Bad("augment-mix-mode", lambda: AugmentConfig(mix_mode="x"), "augment.mix_mode", "'x'"),
@@ -187,6 +188,8 @@ CASES: list[Bad] = [
     Bad("mlp-dropout", lambda: MLPClassifier(dropout=1.0), "dropout", "1.0"),
     Bad("mlp-hidden-zero", lambda: MLPClassifier(hidden_sizes=[64, 0]), "hidden_sizes[1]", "0"),
     Bad("mlp-activation", lambda: MLPClassifier(activation="swish"), "activation", "'swish'"),
+    Bad("mlp-init", lambda: MLPClassifier(init="glorot"), "init", "'glorot'"),
+    Bad("cnn-init", lambda: CNNClassifier(init="he"), "init", "'he'"),
     Bad("mlp-num-classes", lambda: MLPClassifier(num_classes=1), "num_classes", "1"),
     Bad("cnn-kernel-size", lambda: CNNClassifier(kernel_size=0), "kernel_size", "0"),
     # The train entry point (python -m lightning_reg.train ...)

@@ -143,3 +143,18 @@ def test_instruction_count_dumps_are_read_by_region(tmp_path: Path) -> None:
         with instructions.region("native"):
             x = sum(range(10))
         assert x == 45
+
+
+def test_keras_parity_quick(tmp_path: Path) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("keras") is None:  # not imported here: it would pick its default (TensorFlow) backend
+        pytest.skip('keras>=3.15 is not installed (pip install -e ".[parity]")')
+    lines, data = run_bench("keras_parity", tmp_path)
+    assert data["seeds"] == [1] and data["epochs"] == 1
+    for variant in ("baseline", "l1"):
+        for side in ("keras", "ours"):
+            (run,) = data["results"][variant][side]
+            assert 0.0 <= run["test_acc"] <= 1.0
+        assert positive(data["ratios"][variant])
+    assert any(line.startswith("| baseline") for line in lines)

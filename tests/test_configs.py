@@ -119,3 +119,28 @@ def test_config_composes_and_instantiates(compose_cfg, tmp_path: Path, group: st
         assert len(cfg.callbacks) >= 1
         for sub in cfg.callbacks.values():
             assert sub._target_.rsplit(".", 1)[-1] in names
+
+
+@pytest.mark.parametrize("experiment", ["seed001_cifar10_cnn", "seed002_random_search", "seed003_mnist_mlp"])
+def test_source_material_experiments_run_as_the_source_did_in_keras(compose_cfg, experiment: str) -> None:
+    cfg = compose_cfg(f"experiment={experiment}")
+    assert cfg.model.init == "keras"  # glorot-uniform kernels, zero biases
+    assert cfg.data.normalize is False  # x / 255 only
+    assert cfg.optimizer._target_ == "lightning_reg.optim.KerasAdam" and cfg.optimizer.eps == 1e-7
+
+
+def test_seed003_zca_uses_the_sources_formula_and_the_normalized_experiment_keeps_torchs_setup(compose_cfg) -> None:
+    source = compose_cfg("experiment=seed003_mnist_mlp", "variant/seed003_mnist_mlp=dropout_zca")
+    assert (source.data.augment.zca_formula, source.data.augment.zca_pixel_mean) == ("classic", False)
+    normalized = compose_cfg("experiment=seed003_mnist_mlp_normalized", "variant/seed003_mnist_mlp=dropout_zca")
+    assert normalized.model.init == "torch" and normalized.data.normalize is True
+    assert normalized.optimizer._target_ == "torch.optim.Adam"
+    assert normalized.data.augment.zca_whitening and normalized.data.augment.zca_pixel_mean
+    for key in ("batch_size", "val_split"):
+        assert normalized.data[key] == source.data[key]
+    assert normalized.model.hidden_sizes == source.model.hidden_sizes and normalized.model.dropout == 0.25
+    sweeps = [
+        (CONF / "experiment" / f"{e}.yaml").read_text().split("params:")[1]
+        for e in ("seed003_mnist_mlp", "seed003_mnist_mlp_normalized")
+    ]
+    assert sweeps[0] == sweeps[1]  # the same six variants and three seeds

@@ -10,7 +10,7 @@ from lightning_reg.errors import ConfigError
 from lightning_reg.models import CNNClassifier, MLPClassifier, soft_cross_entropy
 
 MODELS = ["mlp", "cnn"]
-OPTIMIZERS = ["sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw"]
+OPTIMIZERS = ["sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw", "keras_adam"]
 
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
@@ -42,6 +42,26 @@ def test_source_material_networks_are_expressible() -> None:
     assert dense == [(4 * 4 * 64, 64), (64, 10)]  # 32 -> 30 -> 15 -> 13 -> 6 -> 4 with 'valid' convs
     assert any(isinstance(m, torch.nn.Dropout) and m.p == 0.5 for m in cnn.modules())
     assert cnn(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_keras_init_gives_glorot_uniform_kernels_and_zero_biases() -> None:
+    torch.manual_seed(0)
+    for model in (
+        MLPClassifier(input_shape=(1, 28, 28), hidden_sizes=[500, 500], batch_norm=True, init="keras"),
+        CNNClassifier(input_shape=(3, 32, 32), batch_norm=True, init="keras"),
+    ):
+        layers = [m for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+        assert len(layers) >= 3
+        for m in layers:
+            fan_in = m.weight[0].numel()
+            fan_out = m.weight.shape[0] * m.weight[0, 0].numel()  # out channels x receptive field
+            limit = (6 / (fan_in + fan_out)) ** 0.5
+            assert m.bias.eq(0).all()
+            assert m.weight.abs().max() <= limit and m.weight.abs().max() > 0.95 * limit
+            assert abs(m.weight.std().item() - limit / 3**0.5) < 0.1 * limit / 3**0.5  # U(-l, l): std l/sqrt(3)
+    torch_mlp = MLPClassifier(input_shape=(1, 28, 28), hidden_sizes=[500])  # torch's default: nonzero biases
+    assert torch_mlp.net[1].bias.abs().max() > 0
+    assert torch_mlp.net[1].weight.abs().max() < 0.6 * (6 / (784 + 500)) ** 0.5
 
 
 def test_batch_norm_and_activation_options() -> None:
@@ -89,6 +109,7 @@ def test_training_step_accepts_soft_targets() -> None:
         ({"hidden_sizes": "64"}, "`hidden_sizes` must be a list", "'64'"),
         ({"num_classes": 1}, "`num_classes` must be an integer in [2, inf]", "1"),
         ({"label_smoothing": -0.1}, "`label_smoothing` must be in [0.0, 1.0)", "-0.1"),
+        ({"init": "glorot"}, "`init` must be one of 'torch', 'keras'", "'glorot'"),
     ],
 )
 def test_mlp_bad_arguments(kwargs: dict, fragment: str, given: str) -> None:
@@ -292,3 +313,28 @@ def test_a_scheduler_needing_total_steps_on_an_unbounded_run_is_a_config_error_n
     with pytest.raises(ConfigError, match=r"`scheduler\.scheduler\.total_steps` is required .* run length is unknown"):
         trainer.fit(model, data)
     assert trainer.global_step == 0
+
+
+def test_keras_adam_resumes_bit_exactly_from_its_state_dict() -> None:
+    from lightning_reg.optim import KerasAdam
+
+    g = torch.Generator().manual_seed(0)
+    grads = [torch.randn(2, 7, generator=g) * 1e-3 for _ in range(10)]
+
+    def run(steps: range, p: torch.nn.Parameter, opt: KerasAdam) -> None:
+        for i in steps:
+            p.grad = grads[i].clone()
+            opt.step()
+
+    straight = torch.nn.Parameter(torch.ones(2, 7))
+    opt = KerasAdam([straight], lr=1e-2, weight_decay=1e-3)
+    run(range(10), straight, opt)
+    first = torch.nn.Parameter(torch.ones(2, 7))
+    opt1 = KerasAdam([first], lr=1e-2, weight_decay=1e-3)
+    run(range(5), first, opt1)
+    state = opt1.state_dict()
+    resumed = torch.nn.Parameter(first.detach().clone())
+    opt2 = KerasAdam([resumed], lr=1e-2, weight_decay=1e-3)
+    opt2.load_state_dict(state)
+    run(range(5, 10), resumed, opt2)
+    assert torch.equal(resumed, straight)

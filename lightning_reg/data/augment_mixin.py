@@ -105,6 +105,8 @@ class AugmentationMixin(_DataModuleBase):
             std_normalization=cfg.featurewise_std_normalization or normalize,
             zca=cfg.zca_whitening,
             zca_epsilon=cfg.zca_epsilon,
+            zca_formula=cfg.zca_formula,
+            zca_pixel_mean=cfg.zca_pixel_mean,
             mean=mean,
             std=std,
         )

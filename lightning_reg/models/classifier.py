@@ -18,7 +18,15 @@ from lightning_reg._lightning_internals import attached_trainer
 from lightning_reg.errors import ConfigError, check_int, check_range
 from lightning_reg.optim import SchedulerSpec
 
-__all__ = ["ACTIVATIONS", "ClassifierModule", "OptimizerFactory", "make_activation", "soft_cross_entropy"]
+__all__ = [
+    "ACTIVATIONS",
+    "INITS",
+    "ClassifierModule",
+    "OptimizerFactory",
+    "keras_init_",
+    "make_activation",
+    "soft_cross_entropy",
+]
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
@@ -31,6 +39,29 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
     "sigmoid": nn.Sigmoid,
 }
+
+
+INITS = ("torch", "keras")
+
+
+def keras_init_(module: nn.Module) -> nn.Module:
+    """Keras' default initialisation, in place: glorot-uniform kernels (``U(-l, l)``, ``l = sqrt(6 / (fan_in +
+    fan_out))``, fans including the receptive field) and zero biases on every Linear and Conv layer.
+
+    torch's default (``kaiming_uniform_(a=sqrt(5))`` kernels and ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``
+    biases) differs; BatchNorm's defaults (weight 1, bias 0) are the same in both.
+
+    Example:
+        >>> lin = keras_init_(nn.Linear(784, 500))
+        >>> bool(lin.bias.eq(0).all()), bool(lin.weight.abs().max() <= (6 / (784 + 500)) ** 0.5)
+        (True, True)
+    """
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return module
 
 
 def make_activation(name: str) -> nn.Module:

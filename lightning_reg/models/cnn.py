@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from lightning_reg.errors import ConfigError, check_int, check_int_list, check_range
-from lightning_reg.models.classifier import ClassifierModule, OptimizerFactory, make_activation
+from lightning_reg.errors import ConfigError, check_choice, check_int, check_int_list, check_range
+from lightning_reg.models.classifier import INITS, ClassifierModule, OptimizerFactory, keras_init_, make_activation
 from lightning_reg.optim import SchedulerSpec
 
 __all__ = ["CNNClassifier"]
@@ -32,6 +32,8 @@ class CNNClassifier(ClassifierModule):
         dense_sizes: widths of the hidden dense layers after flattening.
         dropout: dropout rate between the flatten and the first dense layer, in [0, 1).
         conv_dropout: 2-D dropout rate after every conv block, in [0, 1).
+        init: ``"torch"`` (torch's default initialisation) or ``"keras"`` (glorot-uniform kernels and zero
+            biases, as Keras' Dense/Conv2D; see :func:`~lightning_reg.models.classifier.keras_init_`).
         activation, batch_norm, optimizer, scheduler, label_smoothing: as in :class:`MLPClassifier`.
 
     Example:
@@ -53,6 +55,7 @@ class CNNClassifier(ClassifierModule):
         conv_dropout: float = 0.0,
         activation: str = "relu",
         batch_norm: bool = False,
+        init: str = "torch",
         optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerSpec | None = None,
         label_smoothing: float = 0.0,
@@ -75,6 +78,7 @@ class CNNClassifier(ClassifierModule):
                 )
         check_range("dropout", dropout, 0.0, 1.0, high_inclusive=False)
         check_range("conv_dropout", conv_dropout, 0.0, 1.0, high_inclusive=False)
+        check_choice("init", init, INITS)
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
         layers: list[nn.Module] = []
         ch = input_shape[0]
@@ -106,3 +110,5 @@ class CNNClassifier(ClassifierModule):
             width = d
         head.append(nn.Linear(width, num_classes))
         self.net = nn.Sequential(features, *head)
+        if init == "keras":
+            keras_init_(self.net)

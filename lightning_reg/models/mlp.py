@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from lightning_reg.errors import check_int, check_int_list, check_range
-from lightning_reg.models.classifier import ClassifierModule, OptimizerFactory, make_activation
+from lightning_reg.errors import check_choice, check_int, check_int_list, check_range
+from lightning_reg.models.classifier import INITS, ClassifierModule, OptimizerFactory, keras_init_, make_activation
 from lightning_reg.optim import SchedulerSpec
 
 __all__ = ["MLPClassifier"]
@@ -29,6 +29,8 @@ class MLPClassifier(ClassifierModule):
         dropout: dropout rate after every hidden layer, in [0, 1).
         input_dropout: dropout rate on the flattened input, in [0, 1).
         batch_norm: insert ``BatchNorm1d`` after every hidden Linear.
+        init: ``"torch"`` (torch's default initialisation) or ``"keras"`` (glorot-uniform kernels and zero
+            biases, as Keras' Dense/Conv2D; see :func:`~lightning_reg.models.classifier.keras_init_`).
         optimizer, scheduler, label_smoothing: see :class:`ClassifierModule`.
 
     Example:
@@ -47,6 +49,7 @@ class MLPClassifier(ClassifierModule):
         dropout: float = 0.0,
         input_dropout: float = 0.0,
         batch_norm: bool = False,
+        init: str = "torch",
         optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerSpec | None = None,
         label_smoothing: float = 0.0,
@@ -60,6 +63,7 @@ class MLPClassifier(ClassifierModule):
             check_int(f"hidden_sizes[{i}]", h, low=1)
         check_range("dropout", dropout, 0.0, 1.0, high_inclusive=False)
         check_range("input_dropout", input_dropout, 0.0, 1.0, high_inclusive=False)
+        check_choice("init", init, INITS)
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
         layers: list[nn.Module] = [nn.Flatten()]
         if input_dropout > 0:
@@ -75,3 +79,5 @@ class MLPClassifier(ClassifierModule):
             width = h
         layers.append(nn.Linear(width, num_classes))
         self.net = nn.Sequential(*layers)
+        if init == "keras":
+            keras_init_(self.net)

@@ -15,13 +15,14 @@ from typing import Any
 
 from lightning_reg.errors import ConfigError, check_bool, check_choice, check_int, check_non_negative, check_range
 
-__all__ = ["AUGMENT_ON", "ERASING_VALUES", "FILL_MODES", "MIX_MODES", "POLICIES", "AugmentConfig"]
+__all__ = ["AUGMENT_ON", "ERASING_VALUES", "FILL_MODES", "MIX_MODES", "POLICIES", "ZCA_FORMULAS", "AugmentConfig"]
 
 POLICIES = ("randaugment", "trivialaugment", "autoaugment", "augmix")
 FILL_MODES = ("nearest", "constant", "reflect", "wrap")
 AUGMENT_ON = ("device", "cpu")
 MIX_MODES = ("elem", "batch", "pair")
 ERASING_VALUES = ("zero", "random")
+ZCA_FORMULAS = ("classic", "keras3")
 
 
 def _pair(name: str, value: Any, low: float | None = None) -> tuple[float, float] | None:
@@ -56,6 +57,11 @@ class AugmentConfig:
         crop_padding: random crop after zero-padding by this many pixels (``cifar_standard``: 4).
         featurewise_center, featurewise_std_normalization: per-channel mean/std of the training split.
         zca_whitening, zca_epsilon: ZCA whitening fitted on the training split (implies centering).
+        zca_formula: ``"classic"`` (Keras 2.x and the literature: ``U diag(1/sqrt(lambda + eps)) U^T`` of the
+            covariance) or ``"keras3"`` (Keras 3.15: ``U diag(sqrt(n)/(sigma + eps)) U^T`` from the data's
+            singular values); see :func:`~lightning_reg.core.augment.featurewise.zca_matrix`.
+        zca_pixel_mean: also remove each pixel's mean before whitening (ours; Keras removes only the
+            per-channel mean). Off gives the matrix Keras computes.
         policy: ``None`` or one of ``randaugment, trivialaugment, autoaugment, augmix`` (cpu path only).
         policy_kwargs: keyword arguments for the torchvision policy (e.g. ``num_ops``, ``magnitude``).
         erasing_prob: per-sample probability of random erasing (Cutout); ``erasing_scale``,
@@ -89,6 +95,8 @@ class AugmentConfig:
     featurewise_std_normalization: bool = False
     zca_whitening: bool = False
     zca_epsilon: float = 1e-6
+    zca_formula: str = "classic"
+    zca_pixel_mean: bool = True
     policy: str | None = None
     policy_kwargs: dict[str, Any] = field(default_factory=dict)
     erasing_prob: float = 0.0
@@ -135,6 +143,7 @@ class AugmentConfig:
         self.cval = check_range("augment.cval", self.cval)
         check_int("augment.crop_padding", self.crop_padding, low=0)
         self.zca_epsilon = check_range("augment.zca_epsilon", self.zca_epsilon, 0.0, None, low_inclusive=False)
+        check_choice("augment.zca_formula", self.zca_formula, ZCA_FORMULAS)
         if self.policy is not None:
             check_choice("augment.policy", self.policy, (*POLICIES, None))
             if self.augment_on != "cpu":

@@ -12,7 +12,8 @@ from typing import Any
 
 import torch
 
-from lightning_reg.errors import ConfigError
+from lightning_reg.core.augment.config import ZCA_FORMULAS
+from lightning_reg.errors import ConfigError, check_choice
 
 __all__ = ["Standardizer", "as_float_images", "channel_stats", "fit_standardizer", "zca_matrix"]
 
@@ -86,8 +87,36 @@ def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean.float(), std.float()
 
 
-def zca_matrix(x: torch.Tensor, epsilon: float) -> torch.Tensor:
-    """Keras' ZCA matrix ``U diag(1/sqrt(s + eps)) U^T`` of the (already centred) flattened images.
+def _second_moment(x: torch.Tensor, d: int) -> torch.Tensor:
+    sigma = torch.zeros(d, d, dtype=torch.float64)
+    for i in range(0, x.shape[0], CHUNK):
+        flat = x[i : i + CHUNK].reshape(-1, d).double()
+        sigma += flat.T @ flat
+    return sigma / x.shape[0]
+
+
+def _data_svd(x: torch.Tensor, d: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Singular values and left singular vectors of the ``(d, n)`` data matrix ``X^T`` (what Keras 3 passes
+    to ``np.linalg.svd``), without holding ``X`` in float64: a chunked QR ``X = Q R`` keeps the ``(d, d)``
+    factor ``R``, and ``R = U' S V^T`` gives ``X^T = V S (Q U')^T``."""
+    r: torch.Tensor | None = None
+    for i in range(0, x.shape[0], CHUNK):
+        block = x[i : i + CHUNK].reshape(-1, d).double()
+        r = torch.linalg.qr(block if r is None else torch.cat([r, block]), mode="r")[1]
+    assert r is not None
+    _, s, vh = torch.linalg.svd(r)
+    return vh.T, s
+
+
+def zca_matrix(x: torch.Tensor, epsilon: float, formula: str = "classic") -> torch.Tensor:
+    """The ZCA matrix of the (already centred) flattened images ``x``, by one of two formulas.
+
+    ``classic`` (Keras 2.x, the literature): ``U diag(1/sqrt(lambda + eps)) U^T`` with ``U, lambda`` the
+    eigenvectors and eigenvalues of the second moment ``X^T X / n``. ``keras3`` (Keras 3.15's
+    ``ImageDataGenerator.fit``): ``U diag(sqrt(n)/(sigma + eps)) U^T`` with ``U, sigma`` the left singular
+    vectors and singular values of ``X^T``. Since ``lambda = sigma^2 / n`` the two agree as ``eps -> 0``;
+    ``eps`` regularises the variance in one and the data's scale in the other (``keras3``'s ``eps`` is
+    ``sqrt(n)`` times smaller in variance terms).
 
     Needs more images than features (``C*H*W``); otherwise the covariance is singular and the whitening
     would amplify noise by ``1/sqrt(eps)``.
@@ -99,7 +128,10 @@ def zca_matrix(x: torch.Tensor, epsilon: float) -> torch.Tensor:
         >>> z = (x - x.mean(0)).reshape(500, -1) @ w
         >>> torch.allclose(z.T @ z / 500, torch.eye(4), atol=1e-3)
         True
+        >>> torch.allclose(zca_matrix(x - x.mean(0), 1e-9, "keras3"), zca_matrix(x - x.mean(0), 1e-9), atol=1e-5)
+        True
     """
+    check_choice("augment.zca_formula", formula, ZCA_FORMULAS)
     n = x.shape[0]
     d = x[0].numel()
     if n <= d:
@@ -107,12 +139,10 @@ def zca_matrix(x: torch.Tensor, epsilon: float) -> torch.Tensor:
             f"`augment.zca_whitening` needs more training images than features per image (C*H*W = {d}); got "
             f"{n} images. Use more data, smaller images, or turn zca_whitening off."
         )
-    sigma = torch.zeros(d, d, dtype=torch.float64)
-    for i in range(0, n, CHUNK):
-        flat = x[i : i + CHUNK].reshape(-1, d).double()
-        sigma += flat.T @ flat
-    sigma /= n
-    u, s, _ = torch.linalg.svd(sigma)
+    if formula == "keras3":
+        u, s = _data_svd(x, d)
+        return ((u * (n**0.5 / (s + epsilon))) @ u.T).float()
+    u, s, _ = torch.linalg.svd(_second_moment(x, d))
     return ((u * (1.0 / torch.sqrt(s + epsilon))) @ u.T).float()
 
 
@@ -122,13 +152,17 @@ def fit_standardizer(
     std_normalization: bool = False,
     zca: bool = False,
     zca_epsilon: float = 1e-6,
+    zca_formula: str = "classic",
+    zca_pixel_mean: bool = True,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
 ) -> Standardizer:
     """Fit the requested statistics on training images ``x`` (given ``mean``/``std`` win over fitted ones).
 
-    ZCA implies centring, as in Keras. It is fitted on the centred (and std-normalized, when requested) data,
-    after removing each pixel's mean, so whitened training data has covariance ~ I.
+    ZCA implies centring, as in Keras. It is fitted on the centred (and std-normalized, when requested) data
+    with ``zca_formula`` (see :func:`zca_matrix`). With ``zca_pixel_mean`` (our addition; neither Keras does
+    it) each pixel's mean is removed first as well, so whitened training data has covariance ~ I even where
+    pixel means differ; without it the matrix is the one Keras computes on the same data.
 
     Example:
         >>> s = fit_standardizer(torch.rand(100, 3, 4, 4), center=True)
@@ -158,6 +192,8 @@ def fit_standardizer(
         flat = torch.cat(chunks).reshape(x.shape[0], -1)
         # Keras whitens the second moment around the per-channel mean; removing the per-pixel mean as well
         # makes the output covariance the identity even where pixel means differ (image borders).
-        out.zca_mean = flat.double().mean(0).float()
-        out.zca = zca_matrix(flat - out.zca_mean, zca_epsilon)
+        if zca_pixel_mean:
+            out.zca_mean = flat.double().mean(0).float()
+            flat = flat - out.zca_mean
+        out.zca = zca_matrix(flat, zca_epsilon, zca_formula)
     return out

@@ -86,8 +86,8 @@ def sample_affine_params(
 def affine_matrices(params: dict[str, torch.Tensor], height: int, width: int) -> torch.Tensor:
     """Build ``(N, 2, 3)`` ``affine_grid`` matrices (normalized, output -> input) from per-sample params.
 
-    Order, as the cpu path applies it: padded crop, then rotation/shear/zoom about the centre plus shift,
-    then flips.
+    Order, as the cpu path applies it: padded crop, then Keras' affine about the centre (its matrix is
+    rotation . shift . shear . zoom, output -> input), then flips.
 
     Example:
         >>> p = {k: torch.zeros(1) for k in AFFINE_KEYS} | {"zoom_x": torch.ones(1), "zoom_y": torch.ones(1)}
@@ -97,18 +97,19 @@ def affine_matrices(params: dict[str, torch.Tensor], height: int, width: int) ->
     angle = torch.deg2rad(params["angle"])
     shear = torch.deg2rad(params["shear"])
     c, s = torch.cos(angle), torch.sin(angle)
-    ss, cs = torch.sin(shear), torch.cos(shear)
     zx, zy = params["zoom_x"], params["zoom_y"]
-    # Output -> input map in pixel-centred coordinates, composed in closed form (one small op per entry
-    # instead of six batched 3x3 products):  p_in = Z Sh R (F p_out - shift) - crop,
+    # Output -> input map in pixel-centred coordinates (x = column, y = row), composed in Keras' order
+    # (``apply_affine_transform``: rotation . shift . shear . zoom) and in closed form (one small op per entry
+    # instead of batched 3x3 products):  p_in = R (Sh Z F p_out - shift) - crop,
     # R = [[c, -s], [s, c]] (inverse of a counter-clockwise rotation on screen, y pointing down),
-    # Sh = [[1, -sin sh], [0, cos sh]] (Keras' shear), Z = diag(zx, zy), F = diag(+-1, +-1) (flips).
-    l00, l01 = zx * (c - ss * s), zx * (-s - ss * c)
-    l10, l11 = zy * cs * s, zy * cs * c
+    # Sh = [[1, -sin sh], [0, cos sh]] (Keras' shear), Z = diag(zx, zy), F = diag(+-1, +-1) (flips, applied
+    # last to the content as Keras does). R Sh = [[c, -sin(a + sh)], [s, cos(a + sh)]].
+    l00, l01 = zx * c, -zy * torch.sin(angle + shear)
+    l10, l11 = zx * s, zy * torch.cos(angle + shear)
     fx, fy = 1 - 2 * params["hflip"], 1 - 2 * params["vflip"]
     sx, sy = params["shift_x"], params["shift_y"]
-    tx = -(l00 * sx + l01 * sy) - params["crop_x"]
-    ty = -(l10 * sx + l11 * sy) - params["crop_y"]
+    tx = -(c * sx - s * sy) - params["crop_x"]
+    ty = -(s * sx + c * sy) - params["crop_y"]
     # To affine_grid's normalized coordinates (x_norm = x_pix * 2 / W, y_norm = y_pix * 2 / H).
     row0 = torch.stack([l00 * fx, l01 * fy * (height / width), tx * (2.0 / width)], 1)
     row1 = torch.stack([l10 * fx * (width / height), l11 * fy, ty * (2.0 / height)], 1)
@@ -135,27 +136,64 @@ def sampling_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return grid
 
 
+def _edge_tolerance(dtype: torch.dtype, height: int, width: int) -> float:
+    """Pixels within this distance of the first/last pixel centre count as on it: float rounding of the grid
+    (a few ulp of ``size``) must not turn an exact edge sample (an integer shift, a 90-degree rotation) into a
+    fill value or a wrapped one. float32 on 28 pixels: 2.7e-5 pixels; float64: 5e-14."""
+    return 8 * torch.finfo(dtype).eps * max(height, width, 1)
+
+
+def _scipy_wrap(coord: torch.Tensor, size: int, tol: float) -> torch.Tensor:
+    """scipy.ndimage's ``mode="wrap"`` on pixel coordinates: period ``size - 1`` (the first and last pixel
+    centres coincide), ``[0, size - 1]`` kept as is, as ``ni_interpolation.c`` maps them.
+
+    Example:
+        >>> _scipy_wrap(torch.tensor([-1.5, -0.5, 0.0, 4.0, 4.5, 9.5]), 5, 0.0).tolist()  # period 4
+        [2.5, 3.5, 0.0, 4.0, 0.5, 1.5]
+    """
+    if size <= 1:
+        return torch.zeros_like(coord)
+    sz = float(size - 1)
+    coord = torch.where((coord < 0) & (coord >= -tol), torch.zeros_like(coord), coord)
+    coord = torch.where((coord > sz) & (coord <= sz + tol), torch.full_like(coord, sz), coord)
+    below = coord + sz * (torch.floor(-coord / sz) + 1)
+    above = coord - sz * torch.floor(coord / sz)
+    return torch.where(coord < 0, below, torch.where(coord > sz, above, coord))
+
+
 def warp_affine(
     x: torch.Tensor, theta: torch.Tensor, fill_mode: str = "nearest", cval: float = 0.0, mode: str = "bilinear"
 ) -> torch.Tensor:
     """Resample a batch ``(N, C, H, W)`` with per-sample matrices ``(N, 2, 3)`` in one ``grid_sample``.
 
-    ``fill_mode`` follows Keras: ``nearest`` (edge), ``constant`` (``cval``), ``reflect`` (half-sample
-    symmetric) or ``wrap``.
+    ``fill_mode`` follows Keras, i.e. ``scipy.ndimage.affine_transform`` with ``order=1``: ``nearest``
+    (edge), ``constant`` (every sample outside ``[0, n - 1]`` in pixel units gets ``cval``, no blending over
+    the last half pixel), ``reflect`` (half-sample symmetric) or ``wrap`` (scipy's period ``n - 1``).
 
     Example:
         >>> x = torch.arange(16.0).view(1, 1, 4, 4)
         >>> bool(torch.allclose(warp_affine(x, torch.tensor([[[1.0, 0, 0], [0, 1, 0]]])), x))
         True
     """
-    grid = sampling_grid(theta.to(x.dtype), x.shape[-2], x.shape[-1])
+    h, w = x.shape[-2], x.shape[-1]
+    grid = sampling_grid(theta.to(x.dtype), h, w)
+    if fill_mode == "reflect":
+        return F.grid_sample(x, grid, mode=mode, padding_mode="reflection", align_corners=False)
+    if fill_mode == "nearest":
+        return F.grid_sample(x, grid, mode=mode, padding_mode="border", align_corners=False)
+    # Pixel coordinates (align_corners=False): x_pix = ((g + 1) * W - 1) / 2.
+    tol = _edge_tolerance(x.dtype, h, w)
+    px = ((grid[..., 0] + 1) * w - 1) / 2
+    py = ((grid[..., 1] + 1) * h - 1) / 2
     if fill_mode == "wrap":
-        grid = torch.remainder(grid + 1.0, 2.0) - 1.0
-    if fill_mode == "constant":
-        # grid_sample is linear in x, so sampling x - cval with zero padding and adding cval back fills with cval.
-        return F.grid_sample(x - cval, grid, mode=mode, padding_mode="zeros", align_corners=False) + cval
-    padding = {"nearest": "border", "reflect": "reflection", "wrap": "border"}[fill_mode]
-    return F.grid_sample(x, grid, mode=mode, padding_mode=padding, align_corners=False)
+        px, py = _scipy_wrap(px, w, tol), _scipy_wrap(py, h, tol)
+        grid = torch.stack([(2 * px + 1) / w - 1, (2 * py + 1) / h - 1], -1)
+        return F.grid_sample(x, grid, mode=mode, padding_mode="border", align_corners=False)
+    if fill_mode != "constant":
+        raise ValueError(f"fill_mode must be one of nearest, constant, reflect, wrap; got {fill_mode!r}")
+    inside = (px >= -tol) & (px <= w - 1 + tol) & (py >= -tol) & (py <= h - 1 + tol)
+    out = F.grid_sample(x, grid, mode=mode, padding_mode="border", align_corners=False)
+    return torch.where(inside.unsqueeze(1), out, torch.full((), cval, dtype=out.dtype, device=out.device))
 
 
 def apply_geometry(
