@@ -238,12 +238,13 @@ def test_the_port_passes_with_lightnings_own_class():
     assert "37 passed" in result.stdout
 
 
-def test_the_resolved_mode_is_said_once_per_fit(caplog):
+def test_the_resolved_mode_is_said_once_per_fit(caplog, tmp_path):
     class Logs(BoringModel):
         def on_validation_epoch_end(self):
             self.log("val_acc", 0.5)
 
     with caplog.at_level("INFO"):
-        Trainer(callbacks=EarlyStopping("val_acc"), max_epochs=2, limit_train_batches=1, **QUIET).fit(Logs())
+        trainer = Trainer(default_root_dir=tmp_path, callbacks=EarlyStopping("val_acc"), max_epochs=2, **QUIET)
+        trainer.fit(Logs())
     said = [r.getMessage() for r in caplog.records if "EarlyStopping: val_acc is" in r.getMessage()]
     assert said == ["EarlyStopping: val_acc is maximized (mode 'max': auto, a known metric)."]
