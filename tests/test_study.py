@@ -177,11 +177,20 @@ def _open(cfg, arguments=()):  # noqa: ANN001, ANN202
         (["hydra.sweeper.sampler._target_=torch.nn.Linear"], "must build an optuna sampler|sampler"),
         (["hydra.sweeper.pruner._target_=optuna.pruners.NoSuchPruner"], "hydra.sweeper.pruner"),
         (["hydra.sweeper.pruner._target_=torch.nn.Identity"], "must build an optuna.pruners.BasePruner.*Identity"),
-        (["hydra/sweeper/pruner=median", "optimized_metric=test/acc"], "needs a validation metric.*'test/acc'"),
-        (["hydra/sweeper/pruner=median", "optimized_metric=null"], "optimized_metric` must name 1 metric"),
+        (
+            ["hydra/sweeper/lightning_reg_pruner=median", "optimized_metric=test/acc"],
+            "needs a validation metric.*'test/acc'",
+        ),
+        (
+            ["hydra/sweeper/lightning_reg_pruner=median", "optimized_metric=null"],
+            "needs a validation metric.*None",
+        ),
+        (["optimized_metric=[val/acc,val/loss]"], "optimized_metric` must name 1 metric"),
+        (["hydra.sweeper.pruner=median"], "pruner` must be a config node.*lightning_reg_pruner=<name>.*got 'median'"),
+        (["hydra.sweeper.sampler=tpe"], r"sampler` must be a config node.*\(tpe, random, gp.*got 'tpe'"),
         (
             [
-                "hydra/sweeper/pruner=median",
+                "hydra/sweeper/lightning_reg_pruner=median",
                 "hydra.sweeper.direction=[maximize,minimize]",
                 "optimized_metric=[val/acc,fit_seconds]",
             ],
@@ -190,14 +199,14 @@ def _open(cfg, arguments=()):  # noqa: ANN001, ANN202
         (["hydra.sweeper.direction=[maximize,minimize]"], "must name 2 metric"),
         (
             [
-                "hydra/sweeper/sampler=grid",
+                "hydra/sweeper/lightning_reg_sampler=grid",
                 "|optimizer.lr=choice(0.1,0.01)",
                 "|model.dropout=choice(0.0,0.5)",
                 "|data.batch_size=64",
             ],
             "n_trials` is 20 but the grid has 4 points",
         ),
-        (["hydra/sweeper/sampler=grid"], "interval"),
+        (["hydra/sweeper/lightning_reg_sampler=grid"], "interval"),
         (["hydra.sweeper.params=null"], "nothing to search"),
     ],
 )
@@ -213,8 +222,8 @@ def test_the_sweeper_refuses_bad_input_before_any_trial(
 
 def test_an_unknown_sampler_or_pruner_name_lists_the_choices(sweep_cfg) -> None:
     for group in ("sampler", "pruner"):
-        with pytest.raises(MissingConfigException, match=f"hydra/sweeper/{group}/nope"):
-            sweep_cfg(f"hydra/sweeper/{group}=nope")
+        with pytest.raises(MissingConfigException, match=f"hydra/sweeper/lightning_reg_{group}/nope"):
+            sweep_cfg(f"hydra/sweeper/lightning_reg_{group}=nope")
 
 
 def test_a_study_with_another_direction_is_refused(sweep_cfg, tmp_path: Path) -> None:
@@ -231,7 +240,7 @@ def test_every_sampler_and_pruner_config_composes_and_builds(sweep_cfg) -> None:
     for name in SAMPLER_NAMES:
         grid = ["optimizer.lr=choice(0.1,0.01)", "model.dropout=0.0", "data.batch_size=64"] if name == "grid" else []
         cfg = sweep_cfg(
-            f"hydra/sweeper/sampler={name}",
+            f"hydra/sweeper/lightning_reg_sampler={name}",
             "hydra.sweeper.sampler.seed=3",
             f"hydra.sweeper.study_name=s_{name}",
             *(["hydra.sweeper.n_trials=2"] if grid else []),
@@ -239,7 +248,7 @@ def test_every_sampler_and_pruner_config_composes_and_builds(sweep_cfg) -> None:
         plan = _open(cfg, grid)
         assert type(plan.study.sampler).__name__.lower().startswith(name.replace("nsgaii", "nsgaii")[:3]), name
     for name in PRUNER_NAMES:
-        plan = _open(sweep_cfg(f"hydra/sweeper/pruner={name}", "hydra.sweeper.study_name=p_" + name))
+        plan = _open(sweep_cfg(f"hydra/sweeper/lightning_reg_pruner={name}", "hydra.sweeper.study_name=p_" + name))
         assert plan.prune == (name != "none")
         assert type(plan.study.pruner).__module__.startswith("optuna.pruners")
 

@@ -9,6 +9,7 @@ may run in this process, in a pool or on a SLURM node.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ class LightningRegOptunaSweeper(Sweeper):
     Example:
         .. code-block:: bash
 
-            python -m lightning_reg.train -m hparams_search=digits_optuna hydra/sweeper/pruner=median
+            python -m lightning_reg.train -m hparams_search=digits_optuna hydra/sweeper/lightning_reg_pruner=median
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -83,6 +84,16 @@ class LightningRegOptunaSweeper(Sweeper):
 
     # -- the sweep ---------------------------------------------------------------------------------
     def sweep(self, arguments: list[str]) -> Any:
+        from lightning_reg.errors import ConfigError
+
+        try:
+            return self._sweep(arguments)
+        except ConfigError as err:
+            # Bad input (or a sweep that failed as a whole): one line and exit status 2, no traceback.
+            print(f"lightning_reg: error: {err}", file=sys.stderr, flush=True)
+            sys.exit(2)
+
+    def _sweep(self, arguments: list[str]) -> Any:
         from lightning_reg.study.setup import open_study
 
         assert self.config is not None

@@ -62,7 +62,7 @@ class SearchSpace:
             raise ConfigError(
                 f"the grid sampler needs a finite set of values for every parameter; {', '.join(continuous)} "
                 "is an interval(...). Use choice(...) or range(...) for it, or another sampler "
-                "(hydra/sweeper/sampler=tpe, random, qmc, ...)."
+                "(hydra/sweeper/lightning_reg_sampler=tpe, random, qmc, ...)."
             )
         return {k: list(v) for k, v in self.grid_values.items() if v is not None}
 
