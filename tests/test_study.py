@@ -62,13 +62,13 @@ def test_the_hydra_grammar_maps_onto_optuna_distributions() -> None:
     )
     d = space.distributions
     assert d["a"] == CategoricalDistribution((4, 5))  # the command line replaced the config's entry
-    assert d["b"] == IntDistribution(2, 6, step=4)  # range(2, 10, 4) = 2, 6, as Python's range
+    assert d["b"] == IntDistribution(2, 10, step=4)  # range(2, 10, 4): 2, 6, 10, as Hydra's Optuna sweeper
     assert d["c"] == FloatDistribution(0.0, 1.0)
     assert d["d"] == FloatDistribution(1e-4, 1e-1, log=True)
     assert d["e"] == IntDistribution(1, 8)
-    assert d["f"] == IntDistribution(1, 8, log=True)
+    assert d["f"] == IntDistribution(1, 9, log=True)
     assert d["g"] == CategoricalDistribution(("x", "y"))
-    assert d["h"] == FloatDistribution(0.0, 0.75, step=0.25)
+    assert d["h"] == FloatDistribution(0.0, 1.0, step=0.25)
     assert space.fixed == ["trainer.max_epochs=3"]
     assert space.grid_values["b"] == [2, 6] and space.grid_values["c"] is None
 
@@ -197,15 +197,6 @@ def _open(cfg, arguments=()):  # noqa: ANN001, ANN202
             "cannot prune a multi-objective study",
         ),
         (["hydra.sweeper.direction=[maximize,minimize]"], "must name 2 metric"),
-        (
-            [
-                "hydra/sweeper/lightning_reg_sampler=grid",
-                "|optimizer.lr=choice(0.1,0.01)",
-                "|model.dropout=choice(0.0,0.5)",
-                "|data.batch_size=64",
-            ],
-            "n_trials` is 20 but the grid has 4 points",
-        ),
         (["hydra/sweeper/lightning_reg_sampler=grid"], "interval"),
         (["hydra.sweeper.params=null"], "nothing to search"),
     ],
@@ -218,6 +209,13 @@ def test_the_sweeper_refuses_bad_input_before_any_trial(
     with pytest.raises(ConfigError, match=match):
         _open(cfg, [o[1:] for o in overrides if o.startswith("|")])
     assert not (tmp_path / "sweep" / "0").exists()
+
+
+def test_the_grid_caps_n_trials_at_its_size_as_hydras_sweeper(sweep_cfg) -> None:
+    # This used to be refused ("n_trials is 20 but the grid has 4 points"); Hydra's Optuna sweeper caps it.
+    cfg = sweep_cfg("hydra/sweeper/lightning_reg_sampler=grid")
+    plan = _open(cfg, ["optimizer.lr=choice(0.1,0.01)", "model.dropout=choice(0.0,0.5)", "data.batch_size=64"])
+    assert cfg.hydra.sweeper.n_trials == 20 and plan.options["n_trials"] == 4
 
 
 def test_an_unknown_sampler_or_pruner_name_lists_the_choices(sweep_cfg) -> None:
@@ -295,6 +293,29 @@ def test_four_workers_on_one_study_finish_exactly_n_trials(tmp_path: Path) -> No
     assert all(t.user_attrs[ATTR["status"]] == "surplus" for t in trials if t not in finished)
     # Four workers with the same seed: the duplicate draws were detected and redrawn.
     assert len({t.params["x"] for t in finished}) == 12
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_one_seeded_worker_is_reproducible(tmp_path: Path, sampler: str) -> None:
+    # A discrete space, so the sampler draws points again: those are this worker's own, never "another
+    # worker's" (issue #24: trial 6 was failed as a duplicate and the sampler reseeded at random).
+    space = parse_search_space({"p": "range(0.0, 0.5, 0.1)", "b": "choice(32, 64, 128)"}, [])
+
+    def launch(specs):  # noqa: ANN001, ANN202 - a deterministic task function of the trial's overrides
+        kv = [dict(o.split("=") for o in s.overrides) for s in specs]
+        return [JobOutcome(round(float(k["p"]) - int(k["b"]) / 1000, 6)) for k in kv]
+
+    def run(where: Path) -> list[dict]:
+        samplers = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
+        kw = {"n_startup_trials": 3} if sampler == "tpe" else {}
+        study = _study(where, sampler=samplers[sampler](seed=123, **kw))
+        StudyWorker(study, space, launch, n_trials=12).run()
+        assert all(t.state != TrialState.FAIL for t in study.trials)  # nothing failed as a "duplicate"
+        return [t.params for t in study.trials]
+
+    first, second = run(tmp_path / "a"), run(tmp_path / "b")
+    assert first == second and len(first) == 12
+    assert len({tuple(sorted(p.items())) for p in first}) < 12  # the sampler did repeat a point
 
 
 def test_a_failed_job_counts_as_a_finished_failed_trial(tmp_path: Path) -> None:

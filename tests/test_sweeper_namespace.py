@@ -224,3 +224,36 @@ def test_a_leftover_hydra_optuna_target_is_one_line(tmp_path: Path) -> None:
     lines = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
     assert len(lines) == 1 and "remove the `_target_` line" in lines[0], proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and not (tmp_path / "sweep" / "0").exists()
+
+
+@pytest.mark.parametrize(
+    "args,says",
+    [
+        (
+            ["hydra.sweeper.pruner=median", "x=interval(0,4)"],
+            ["`hydra.sweeper.pruner`", "lightning_reg_pruner=<name>", "median, percentile", "got 'median'"],
+        ),
+        (["xq=interval(0,4)"], ["`hydra.sweeper.params.xq`", "no key 'xq'", "did you mean 'x'", "got 'xq=0.0'"]),
+        (["x=interval(0.5, 0.1)"], ["`hydra.sweeper.params.x`", "needs low < high", "got 0.5, 0.1"]),
+        (["x=tag(log, interval(0, 1))"], ["`hydra.sweeper.params.x`", "needs low > 0", "got 0"]),
+        (
+            ["hydra.sweeper.direction=max", "x=interval(0,4)"],
+            ["`hydra.sweeper.direction`", "'minimize' or 'maximize'", "got 'max'"],
+        ),
+        (
+            ["hydra.sweeper.max_failure_rate=2", "x=interval(0,4)"],
+            ["`hydra.sweeper.max_failure_rate`", "[0.0, 1.0]", "got 2"],
+        ),
+        (
+            ["hydra.sweeper.custom_search_space=nope.fn", "x=interval(0,4)"],
+            ["`hydra.sweeper.custom_search_space`", "got 'nope.fn'"],
+        ),
+    ],
+)
+def test_bad_sweep_input_is_one_line_before_any_trial(tmp_path: Path, args: list[str], says: list[str]) -> None:
+    proc, out = sweep(tmp_path, *args)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith("lightning_reg: error: "), proc.stderr[-3000:]
+    assert all(s in errors[0] for s in says), errors[0]
+    assert "Traceback" not in proc.stderr and not (out / "0").exists()

@@ -53,10 +53,17 @@ class LightningRegOptunaSweeperConf:
     study_name: str | None = None
     # Finished trials (complete, pruned, or failed by their job) for the whole study, over all workers.
     n_trials: Any = 20
+    # Hydra's key: the sweep fails (exit status 1) once more than this fraction of the trials this worker told
+    # failed. Hydra's default is 0.0 (the first failed trial ends the sweep); ours is 1.0 (a failed trial is a
+    # result and the search goes on). Either way a sweep that ends with no complete trial exits 1.
+    max_failure_rate: Any = 1.0
     # Jobs this worker launches at once (through its launcher); more workers: run the command again.
     n_jobs: Any = 1
     # The search space: key -> choice(...), range(...), interval(...), tag(log, ...), as in Hydra's sweeper.
     params: dict[str, Any] | None = None
+    # Hydra's key: the dotted path of a function (cfg, trial) -> None that defines more parameters with the trial
+    # API (trial.suggest_float(...)) after the params above are drawn; each becomes a job override too.
+    custom_search_space: str | None = None
     # Evaluate every trial over k folds (data.fold=0..k-1, data.num_folds=k), each fold its own job; the
     # trial's value is the mean and pruning acts on the folds' running mean. null: one job per trial.
     folds: Any = None

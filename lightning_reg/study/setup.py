@@ -67,6 +67,7 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
     n_trials = o.get("n_trials", 20)
     out["n_trials"] = None if n_trials is None else check_int("hydra.sweeper.n_trials", n_trials, low=1)
     out["n_jobs"] = check_int("hydra.sweeper.n_jobs", o.get("n_jobs", 1), low=1)
+    out["max_failure_rate"] = check_range("hydra.sweeper.max_failure_rate", o.get("max_failure_rate", 1.0), 0.0, 1.0)
     folds = o.get("folds")
     out["folds"] = None if folds is None else check_int("hydra.sweeper.folds", folds, low=2)
     hb = o.get("heartbeat_interval", 10)
@@ -112,7 +113,34 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"`hydra.sweeper.params` must map config keys to search spaces; got {out['params']!r}.")
     out["sampler"] = o.get("sampler")
     out["pruner"] = o.get("pruner")
+    custom = o.get("custom_search_space")
+    if custom is not None and (not isinstance(custom, str) or "." not in custom):
+        raise ConfigError(
+            "`hydra.sweeper.custom_search_space` must be null or the dotted path of a function (cfg, trial) -> None, "
+            f"e.g. my_app.search.extend; got {custom!r}."
+        )
+    out["custom_search_space"] = custom
     return out
+
+
+def _extender(path: str | None, config: DictConfig) -> Callable[[optuna.trial.Trial], None] | None:
+    """``custom_search_space``'s function, bound to the sweep's config (as Hydra's sweeper calls it)."""
+    if path is None:
+        return None
+    from hydra.utils import get_method
+
+    try:
+        fn = get_method(path)
+    except Exception as err:  # noqa: BLE001 - hydra's import error text
+        reason = str(err).strip().splitlines()[0]
+        raise ConfigError(
+            f"`hydra.sweeper.custom_search_space` must name a function (cfg, trial) -> None; got {path!r} ({reason})."
+        ) from None
+
+    def extend(trial: optuna.trial.Trial) -> None:
+        fn(config, trial)
+
+    return extend
 
 
 #: Hydra's Optuna sweeper names the stock grid sampler, which calls ``study.stop()`` (refused outside
@@ -238,6 +266,7 @@ class StudyPlan:
     monitor: Any
     prune: bool
     node: int
+    extend: Callable[[optuna.trial.Trial], None] | None = None
 
     def worker(self, launch: Callable[[Sequence[Any]], Sequence[Any]]) -> StudyWorker:
         o = self.options
@@ -252,6 +281,8 @@ class StudyPlan:
             num_folds=o["folds"],
             poll_interval=o["poll_interval"],
             study_name=self.study_name,
+            max_failure_rate=o["max_failure_rate"],
+            extend=self.extend,
         )
 
     def after_run(self, worker: StudyWorker, told: Sequence[optuna.trial.FrozenTrial]) -> None:
@@ -308,6 +339,7 @@ def open_study(options: Mapping[str, Any], arguments: Sequence[str], config: Dic
     o["sampler"] = resolve_sampler_node(o["sampler"], config)
     o["pruner"] = _check_node("pruner", o["pruner"], PRUNER_GROUP, PRUNER_NAMES)
     space = parse_search_space(o["params"], arguments)
+    extend = _extender(o["custom_search_space"], config)
     if not space.distributions:
         raise ConfigError(
             "the sweep has nothing to search: give `hydra.sweeper.params` or a sweep override "
@@ -341,10 +373,9 @@ def open_study(options: Mapping[str, Any], arguments: Sequence[str], config: Dic
         if o["n_trials"] is None:
             o["n_trials"] = size
         elif o["n_trials"] > size:
-            raise ConfigError(
-                f"`hydra.sweeper.n_trials` is {o['n_trials']} but the grid has {size} points; a grid trial is never "
-                f"repeated. Set hydra.sweeper.n_trials={size} (or null for the whole grid)."
-            )
+            # As Hydra's Optuna sweeper: a grid trial is never repeated, so the grid's size caps n_trials.
+            log.info("n_trials %d capped at %d, the grid's size", o["n_trials"], size)
+            o["n_trials"] = size
     elif o["n_trials"] is None:
         raise ConfigError("`hydra.sweeper.n_trials` may be null only with the grid sampler; give a number of trials.")
     url = o["storage"] or default_storage_url(sweep_dir)
@@ -393,4 +424,4 @@ def open_study(options: Mapping[str, Any], arguments: Sequence[str], config: Dic
     multirun = sweep_dir / "multirun.yaml"
     if not multirun.exists():
         OmegaConf.save(config, multirun)
-    return StudyPlan(study, space, o, o["study_name"], url, sweep_dir, monitor, prune, node_rank())
+    return StudyPlan(study, space, o, o["study_name"], url, sweep_dir, monitor, prune, node_rank(), extend)
