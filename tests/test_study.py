@@ -126,6 +126,11 @@ def test_the_grid_needs_finite_values() -> None:
         ({"storage": 5}, "storage` must be null or a database URL"),
         ({"storage": "postgresql://u:pw@h/db"}, "study_name` must be set.*u:\\*\\*\\*@h"),
         ({"study_name": " "}, "study_name` must be a non-empty string"),
+        (
+            {"n_trial": 5},
+            "`hydra.sweeper.n_trial` is not an option.*options are sampler, pruner, direction.*got n_trial=5",
+        ),
+        ({"search_space": {"x": {}}}, "search_space` is not an option.*write the same keys under params"),
     ],
 )
 def test_bad_sweeper_options_are_named(options: dict, match: str) -> None:

@@ -55,6 +55,20 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
         ...
         lightning_reg.errors.ConfigError: `hydra.sweeper.n_trials` must be an integer in [1, inf]; got 0.
     """
+    import dataclasses
+
+    from hydra_plugins.lightning_reg_optuna.config import LightningRegOptunaSweeperConf
+
+    allowed = [f.name for f in dataclasses.fields(LightningRegOptunaSweeperConf) if not f.name.startswith("_")]
+    for key in options:
+        if key not in allowed and not str(key).startswith("_"):
+            hint = (
+                " (Hydra's deprecated search_space: write the same keys under params)" if key == "search_space" else ""
+            )
+            raise ConfigError(
+                f"`hydra.sweeper.{key}` is not an option of hydra/sweeper=lightning_reg_optuna{hint}; the options are "
+                f"{', '.join(a for a in allowed if a != 'defaults')}; got {key}={_plain(options[key])!r}."
+            )
     o = {k: _plain(v) for k, v in options.items()}
     direction = o.get("direction", "minimize")
     directions = list(direction) if isinstance(direction, (list, tuple)) else [direction]
