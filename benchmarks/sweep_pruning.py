@@ -3,7 +3,7 @@
 Part 1, pruning: the digits TPE search (``hparams_search=digits_optuna``: 20 trials of up to 30 epochs, the
 preset's seeds) with the preset's pruner (``top_quarter``: Optuna's percentile pruner, best 25%, 2 start-up
 trials), with Optuna's median pruner (its defaults: 5 start-up trials, no warm-up) and with
-``hydra/sweeper/pruner=none``. Launches rotate through the three forms in each repeat. For each launch: total
+``hydra/sweeper/lightning_reg_pruner=none``. Launches rotate through the three forms in each repeat. For each launch: total
 epochs trained over all trials (from every trial's ``metrics.json``), wall time, and the best validation value. The unpruned search's seed
 noise comes from its confirmation step: its best trial re-run with seeds 1, 2, 3 (``hydra.sweeper.confirm``),
 whose sample std is the yardstick for "the pruned search found as good a configuration".
@@ -87,7 +87,12 @@ PRUNERS = ("top_quarter", "median", "none")
 
 def run_search(pruner: str, root: Path, repeat: int, overrides: list[str], threads: int) -> dict[str, Any]:
     sweep = root / f"{pruner}_{repeat}"
-    args = ["hparams_search=digits_optuna", f"torch_threads={threads}", f"hydra/sweeper/pruner={pruner}", *overrides]
+    args = [
+        "hparams_search=digits_optuna",
+        f"torch_threads={threads}",
+        f"hydra/sweeper/lightning_reg_pruner={pruner}",
+        *overrides,
+    ]
     if pruner == "none":
         args += ["hydra.sweeper.confirm.top_k=1", "hydra.sweeper.confirm.seeds=[1,2,3]"]
     t0 = time.perf_counter()
@@ -102,7 +107,7 @@ def run_search(pruner: str, root: Path, repeat: int, overrides: list[str], threa
 
 def run_workers(n: int, root: Path, repeat: int, overrides: list[str]) -> dict[str, Any]:
     sweep = root / f"workers{n}_{repeat}"
-    args = ["hparams_search=digits_random", "hydra/sweeper/pruner=none", "torch_threads=1", *overrides]
+    args = ["hparams_search=digits_random", "hydra/sweeper/lightning_reg_pruner=none", "torch_threads=1", *overrides]
     t0 = time.perf_counter()
     procs = [
         subprocess.Popen(

@@ -19,7 +19,7 @@ FAST = ["trainer=debug", "trainer.enable_model_summary=false"]
 #: Prune every trial after epoch 1 (val/acc never exceeds 1.1): deterministic pruning for the DDP and
 #: multi-node tests.
 ALWAYS_PRUNE = [
-    "hydra/sweeper/pruner=none",
+    "hydra/sweeper/lightning_reg_pruner=none",
     "hydra.sweeper.pruner._target_=optuna.pruners.ThresholdPruner",
     "+hydra.sweeper.pruner.lower=1.1",
     "+hydra.sweeper.pruner.n_warmup_steps=1",

@@ -85,7 +85,7 @@ def test_optuna_sweep_on_sqlite_is_quiet_and_trial_logs_hold_the_pruning_line(tm
         f"hydra.sweeper.storage=sqlite:///{tmp_path / 'study.db'}",
         "trainer=debug",
         # Prune every trial after epoch 1 (val/acc never exceeds 1.1), so each job logs the pruning line.
-        "hydra/sweeper/pruner=none",
+        "hydra/sweeper/lightning_reg_pruner=none",
         "hydra.sweeper.pruner._target_=optuna.pruners.ThresholdPruner",
         "+hydra.sweeper.pruner.lower=1.1",
         "+hydra.sweeper.pruner.n_warmup_steps=1",

@@ -62,13 +62,13 @@ def test_the_hydra_grammar_maps_onto_optuna_distributions() -> None:
     )
     d = space.distributions
     assert d["a"] == CategoricalDistribution((4, 5))  # the command line replaced the config's entry
-    assert d["b"] == IntDistribution(2, 6, step=4)  # range(2, 10, 4) = 2, 6, as Python's range
+    assert d["b"] == IntDistribution(2, 10, step=4)  # range(2, 10, 4): 2, 6, 10, as Hydra's Optuna sweeper
     assert d["c"] == FloatDistribution(0.0, 1.0)
     assert d["d"] == FloatDistribution(1e-4, 1e-1, log=True)
     assert d["e"] == IntDistribution(1, 8)
-    assert d["f"] == IntDistribution(1, 8, log=True)
+    assert d["f"] == IntDistribution(1, 9, log=True)
     assert d["g"] == CategoricalDistribution(("x", "y"))
-    assert d["h"] == FloatDistribution(0.0, 0.75, step=0.25)
+    assert d["h"] == FloatDistribution(0.0, 1.0, step=0.25)
     assert space.fixed == ["trainer.max_epochs=3"]
     assert space.grid_values["b"] == [2, 6] and space.grid_values["c"] is None
 
@@ -126,6 +126,11 @@ def test_the_grid_needs_finite_values() -> None:
         ({"storage": 5}, "storage` must be null or a database URL"),
         ({"storage": "postgresql://u:pw@h/db"}, "study_name` must be set.*u:\\*\\*\\*@h"),
         ({"study_name": " "}, "study_name` must be a non-empty string"),
+        (
+            {"n_trial": 5},
+            "`hydra.sweeper.n_trial` is not an option.*options are sampler, pruner, direction.*got n_trial=5",
+        ),
+        ({"search_space": {"x": {}}}, "search_space` is not an option.*write the same keys under params"),
     ],
 )
 def test_bad_sweeper_options_are_named(options: dict, match: str) -> None:
@@ -177,27 +182,27 @@ def _open(cfg, arguments=()):  # noqa: ANN001, ANN202
         (["hydra.sweeper.sampler._target_=torch.nn.Linear"], "must build an optuna sampler|sampler"),
         (["hydra.sweeper.pruner._target_=optuna.pruners.NoSuchPruner"], "hydra.sweeper.pruner"),
         (["hydra.sweeper.pruner._target_=torch.nn.Identity"], "must build an optuna.pruners.BasePruner.*Identity"),
-        (["hydra/sweeper/pruner=median", "optimized_metric=test/acc"], "needs a validation metric.*'test/acc'"),
-        (["hydra/sweeper/pruner=median", "optimized_metric=null"], "optimized_metric` must name 1 metric"),
+        (
+            ["hydra/sweeper/lightning_reg_pruner=median", "optimized_metric=test/acc"],
+            "needs a validation metric.*'test/acc'",
+        ),
+        (
+            ["hydra/sweeper/lightning_reg_pruner=median", "optimized_metric=null"],
+            "needs a validation metric.*None",
+        ),
+        (["optimized_metric=[val/acc,val/loss]"], "optimized_metric` must name 1 metric"),
+        (["hydra.sweeper.pruner=median"], "pruner` must be a config node.*lightning_reg_pruner=<name>.*got 'median'"),
+        (["hydra.sweeper.sampler=tpe"], r"sampler` must be a config node.*\(tpe, random, gp.*got 'tpe'"),
         (
             [
-                "hydra/sweeper/pruner=median",
+                "hydra/sweeper/lightning_reg_pruner=median",
                 "hydra.sweeper.direction=[maximize,minimize]",
                 "optimized_metric=[val/acc,fit_seconds]",
             ],
             "cannot prune a multi-objective study",
         ),
         (["hydra.sweeper.direction=[maximize,minimize]"], "must name 2 metric"),
-        (
-            [
-                "hydra/sweeper/sampler=grid",
-                "|optimizer.lr=choice(0.1,0.01)",
-                "|model.dropout=choice(0.0,0.5)",
-                "|data.batch_size=64",
-            ],
-            "n_trials` is 20 but the grid has 4 points",
-        ),
-        (["hydra/sweeper/sampler=grid"], "interval"),
+        (["hydra/sweeper/lightning_reg_sampler=grid"], "interval"),
         (["hydra.sweeper.params=null"], "nothing to search"),
     ],
 )
@@ -211,10 +216,17 @@ def test_the_sweeper_refuses_bad_input_before_any_trial(
     assert not (tmp_path / "sweep" / "0").exists()
 
 
+def test_the_grid_caps_n_trials_at_its_size_as_hydras_sweeper(sweep_cfg) -> None:
+    # This used to be refused ("n_trials is 20 but the grid has 4 points"); Hydra's Optuna sweeper caps it.
+    cfg = sweep_cfg("hydra/sweeper/lightning_reg_sampler=grid")
+    plan = _open(cfg, ["optimizer.lr=choice(0.1,0.01)", "model.dropout=choice(0.0,0.5)", "data.batch_size=64"])
+    assert cfg.hydra.sweeper.n_trials == 20 and plan.options["n_trials"] == 4
+
+
 def test_an_unknown_sampler_or_pruner_name_lists_the_choices(sweep_cfg) -> None:
     for group in ("sampler", "pruner"):
-        with pytest.raises(MissingConfigException, match=f"hydra/sweeper/{group}/nope"):
-            sweep_cfg(f"hydra/sweeper/{group}=nope")
+        with pytest.raises(MissingConfigException, match=f"hydra/sweeper/lightning_reg_{group}/nope"):
+            sweep_cfg(f"hydra/sweeper/lightning_reg_{group}=nope")
 
 
 def test_a_study_with_another_direction_is_refused(sweep_cfg, tmp_path: Path) -> None:
@@ -231,7 +243,7 @@ def test_every_sampler_and_pruner_config_composes_and_builds(sweep_cfg) -> None:
     for name in SAMPLER_NAMES:
         grid = ["optimizer.lr=choice(0.1,0.01)", "model.dropout=0.0", "data.batch_size=64"] if name == "grid" else []
         cfg = sweep_cfg(
-            f"hydra/sweeper/sampler={name}",
+            f"hydra/sweeper/lightning_reg_sampler={name}",
             "hydra.sweeper.sampler.seed=3",
             f"hydra.sweeper.study_name=s_{name}",
             *(["hydra.sweeper.n_trials=2"] if grid else []),
@@ -239,7 +251,7 @@ def test_every_sampler_and_pruner_config_composes_and_builds(sweep_cfg) -> None:
         plan = _open(cfg, grid)
         assert type(plan.study.sampler).__name__.lower().startswith(name.replace("nsgaii", "nsgaii")[:3]), name
     for name in PRUNER_NAMES:
-        plan = _open(sweep_cfg(f"hydra/sweeper/pruner={name}", "hydra.sweeper.study_name=p_" + name))
+        plan = _open(sweep_cfg(f"hydra/sweeper/lightning_reg_pruner={name}", "hydra.sweeper.study_name=p_" + name))
         assert plan.prune == (name != "none")
         assert type(plan.study.pruner).__module__.startswith("optuna.pruners")
 
@@ -286,6 +298,29 @@ def test_four_workers_on_one_study_finish_exactly_n_trials(tmp_path: Path) -> No
     assert all(t.user_attrs[ATTR["status"]] == "surplus" for t in trials if t not in finished)
     # Four workers with the same seed: the duplicate draws were detected and redrawn.
     assert len({t.params["x"] for t in finished}) == 12
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_one_seeded_worker_is_reproducible(tmp_path: Path, sampler: str) -> None:
+    # A discrete space, so the sampler draws points again: those are this worker's own, never "another
+    # worker's" (issue #24: trial 6 was failed as a duplicate and the sampler reseeded at random).
+    space = parse_search_space({"p": "range(0.0, 0.5, 0.1)", "b": "choice(32, 64, 128)"}, [])
+
+    def launch(specs):  # noqa: ANN001, ANN202 - a deterministic task function of the trial's overrides
+        kv = [dict(o.split("=") for o in s.overrides) for s in specs]
+        return [JobOutcome(round(float(k["p"]) - int(k["b"]) / 1000, 6)) for k in kv]
+
+    def run(where: Path) -> list[dict]:
+        samplers = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
+        kw = {"n_startup_trials": 3} if sampler == "tpe" else {}
+        study = _study(where, sampler=samplers[sampler](seed=123, **kw))
+        StudyWorker(study, space, launch, n_trials=12).run()
+        assert all(t.state != TrialState.FAIL for t in study.trials)  # nothing failed as a "duplicate"
+        return [t.params for t in study.trials]
+
+    first, second = run(tmp_path / "a"), run(tmp_path / "b")
+    assert first == second and len(first) == 12
+    assert len({tuple(sorted(p.items())) for p in first}) < 12  # the sampler did repeat a point
 
 
 def test_a_failed_job_counts_as_a_finished_failed_trial(tmp_path: Path) -> None:

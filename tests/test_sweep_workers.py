@@ -22,8 +22,8 @@ pytestmark = pytest.mark.slow
 
 GRID = [
     "hparams_search=digits_random",
-    "hydra/sweeper/sampler=grid",
-    "hydra/sweeper/pruner=median",
+    "hydra/sweeper/lightning_reg_sampler=grid",
+    "hydra/sweeper/lightning_reg_pruner=median",
     "hydra.sweeper.pruner.n_startup_trials=2",
     "hydra.sweeper.pruner.n_warmup_steps=0",
     "optimizer.lr=choice(0.0001,0.001,0.01)",
@@ -292,7 +292,7 @@ def test_folds_and_confirmed_winners_share_one_mechanism(tmp_path: Path) -> None
     log = tmp_path / "cv.log"
     args = [
         "hparams_search=digits_random",
-        "hydra/sweeper/sampler=grid",
+        "hydra/sweeper/lightning_reg_sampler=grid",
         "optimizer.lr=choice(0.001,0.01)",
         "model.dropout=0.0",
         "data.batch_size=64",

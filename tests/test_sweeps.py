@@ -315,7 +315,9 @@ def test_optuna_search_configs_compose_with_a_seeded_sampler(name: str, sampler:
     assert type(batch).__name__ == "CategoricalDistribution" and batch.choices == (32, 64, 128)
     from lightning_reg.study.engine import build_pruner
 
-    pruner = build_pruner(OmegaConf.to_container(sweeper.pruner))  # conf/hydra/sweeper/pruner/top_quarter.yaml
+    pruner = build_pruner(
+        OmegaConf.to_container(sweeper.pruner)
+    )  # conf/hydra/sweeper/lightning_reg_pruner/top_quarter.yaml
     expected = "PercentilePruner" if name == "digits_optuna" else "NopPruner"
     assert type(pruner).__name__ == expected
     if name == "digits_optuna":

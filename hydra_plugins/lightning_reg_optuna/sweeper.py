@@ -9,6 +9,7 @@ may run in this process, in a pool or on a SLURM node.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ class LightningRegOptunaSweeper(Sweeper):
     Example:
         .. code-block:: bash
 
-            python -m lightning_reg.train -m hparams_search=digits_optuna hydra/sweeper/pruner=median
+            python -m lightning_reg.train -m hparams_search=digits_optuna hydra/sweeper/lightning_reg_pruner=median
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -81,8 +82,63 @@ class LightningRegOptunaSweeper(Sweeper):
             outcomes.append(JobOutcome(value, failed=ret.status != JobStatus.COMPLETED, job_dir=job_dir))
         return outcomes
 
+    def _check_keys(self, space: Any) -> None:
+        """Compose one job with every swept key (at its first value) before any trial is drawn; a key the task's
+        config lacks is one ConfigError naming it and the closest keys there are."""
+        import difflib
+        import re
+
+        from omegaconf import OmegaConf
+
+        from lightning_reg.errors import ConfigError
+        from lightning_reg.study.search_space import format_value
+
+        def first(dist: Any) -> Any:
+            return dist.choices[0] if hasattr(dist, "choices") else dist.low
+
+        probe = [*space.fixed, *space.overrides({k: first(d) for k, d in space.distributions.items()})]
+        try:
+            self.validate_batch_is_legal([probe])
+        except Exception as err:  # noqa: BLE001 - Hydra's composition errors, re-worded below
+            text = str(err).strip()
+            match = re.search(r"override '([^']+)'", text)
+            if match is None:
+                raise ConfigError(f"a job of this sweep cannot be composed: {text.splitlines()[0]}") from None
+            key = match.group(1)
+            assert self.config is not None
+            task = {k: v for k, v in OmegaConf.to_container(self.config, resolve=False).items() if k != "hydra"}
+            keys: list[str] = []
+
+            def walk(node: Any, prefix: str) -> None:
+                if isinstance(node, dict):
+                    for k, v in node.items():
+                        keys.append(f"{prefix}{k}")
+                        walk(v, f"{prefix}{k}.")
+
+            walk(task, "")
+            close = difflib.get_close_matches(key, keys, n=3)
+            where = f"hydra.sweeper.params.{key}" if key in space.distributions else key
+            hint = f"did you mean {', '.join(map(repr, close))}?" if close else "a new key needs a leading +"
+            given = f"{key}={format_value(first(space.distributions[key]))}" if key in space.distributions else key
+            raise ConfigError(f"`{where}`: the task's config has no key {key!r} ({hint}); got {given!r}.") from None
+
     # -- the sweep ---------------------------------------------------------------------------------
     def sweep(self, arguments: list[str]) -> Any:
+        from lightning_reg.errors import ConfigError
+        from lightning_reg.study.worker import SweepFailed
+
+        try:
+            return self._sweep(arguments)
+        except ConfigError as err:
+            # Bad input, found before any trial: one line and exit status 2, no traceback.
+            print(f"lightning_reg: error: {err}", file=sys.stderr, flush=True)
+            sys.exit(2)
+        except SweepFailed as err:
+            # Too many failed trials, or none completed: exit status 1, as Hydra's Optuna sweeper.
+            print(f"lightning_reg: sweep failed: {err}", file=sys.stderr, flush=True)
+            sys.exit(1)
+
+    def _sweep(self, arguments: list[str]) -> Any:
         from lightning_reg.study.setup import open_study
 
         assert self.config is not None
@@ -92,6 +148,15 @@ class LightningRegOptunaSweeper(Sweeper):
             n = worker.follow(plan.node)
             log.info("node %d trained %d trial(s) of study %r with node 0", plan.node, n, plan.study_name)
             return []
+        from optuna.trial import TrialState
+
+        from lightning_reg.study.worker import SweepFailed
+
+        self._check_keys(plan.space)
         told = worker.run()
         plan.after_run(worker, told)
+        # Every trial failed (none complete, none pruned): the sweep failed, as Hydra's exits 1.
+        if not plan.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+            first = f"; first error: {worker.errors[0]}" if worker.errors else ""
+            raise SweepFailed(f"no trial of study {plan.study_name!r} completed ({len(told)} run here){first}")
         return told

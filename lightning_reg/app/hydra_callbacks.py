@@ -24,6 +24,30 @@ def _refuse(err: Exception) -> None:
     sys.exit(2)
 
 
+HYDRA_OPTUNA_TARGET = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+
+
+def leftover_sweeper_target(config: DictConfig) -> str | None:
+    """The one-line message for a config that chose ``hydra/sweeper=lightning_reg_optuna`` but still sets
+    Hydra's Optuna sweeper class as ``hydra.sweeper._target_`` (left from before the move); ``None`` otherwise.
+
+    Example:
+        >>> cfg = OmegaConf.create({"hydra": {"sweeper": {"_target_": HYDRA_OPTUNA_TARGET},
+        ...                                   "runtime": {"choices": {"hydra/sweeper": "lightning_reg_optuna"}}}})
+        >>> print(leftover_sweeper_target(cfg))  # doctest: +ELLIPSIS
+        `hydra.sweeper._target_` is ...OptunaSweeper (Hydra's Optuna sweeper) but hydra/sweeper is ...
+    """
+    target = OmegaConf.select(config, "hydra.sweeper._target_")
+    choice = OmegaConf.select(config, "hydra.runtime.choices", default=None) or {}
+    if target != HYDRA_OPTUNA_TARGET or choice.get("hydra/sweeper") != "lightning_reg_optuna":
+        return None
+    return (
+        f"`hydra.sweeper._target_` is {target} (Hydra's Optuna sweeper) but hydra/sweeper is "
+        "lightning_reg_optuna: remove the `_target_` line under hydra.sweeper from your config "
+        "(lightning_reg_optuna sets its own)."
+    )
+
+
 class RunDirCallback(Callback):
     """Refuse to write into a finished run, an unfinished run without its own ``ckpt_path``, or another sweep's
     directory, before Hydra writes ``.hydra/*`` or ``multirun.yaml`` there (see :mod:`lightning_reg.app.run_dir`).
@@ -61,6 +85,9 @@ class RunDirCallback(Callback):
         from lightning_reg.app.run_dir import check_sweep_dir
         from lightning_reg.errors import ConfigError
 
+        leftover = leftover_sweeper_target(config)
+        if leftover:
+            _refuse(ConfigError(leftover))
         sweep_dir = OmegaConf.select(config, "hydra.sweep.dir")
         if sweep_dir is None:
             return

@@ -60,7 +60,7 @@ ATTR = {
     "confirm": "lightning_reg:confirm",  # study attribute: the confirmation table
 }
 
-#: Sampler names of ``hydra/sweeper/sampler=<name>`` and the Optuna classes they build.
+#: Sampler names of ``hydra/sweeper/lightning_reg_sampler=<name>`` and the Optuna classes they build.
 SAMPLERS = {
     "tpe": "optuna.samplers.TPESampler",
     "random": "optuna.samplers.RandomSampler",
@@ -71,7 +71,7 @@ SAMPLERS = {
     "nsgaii": "optuna.samplers.NSGAIISampler",
 }
 
-#: Pruner names of ``hydra/sweeper/pruner=<name>`` and the Optuna classes they build.
+#: Pruner names of ``hydra/sweeper/lightning_reg_pruner=<name>`` and the Optuna classes they build.
 PRUNERS = {
     "none": "optuna.pruners.NopPruner",
     "median": "optuna.pruners.MedianPruner",

@@ -3,7 +3,9 @@
 ``params`` entries (and sweep overrides on the command line) use Hydra's override grammar:
 
 - ``choice(a, b, c)`` or ``a,b,c``: a categorical parameter;
-- ``range(start, stop[, step])``: integers (or floats) ``start, start+step, ... < stop``, as Python's ``range``;
+- ``range(start, stop[, step])``: integers (or floats) from ``start`` to ``stop`` inclusive in steps, as Hydra's
+  Optuna sweeper maps it; the grid sampler takes Python's ``range`` (``stop`` excluded), as Hydra's does;
+- ``shuffle(range(...))``: a categorical parameter of the range's values;
 - ``interval(low, high)``: a continuous parameter in ``[low, high]``; ``int(interval(low, high))`` for integers;
 - ``tag(log, interval(...))`` or ``tag(log, range(...))``: sampled on a log scale.
 
@@ -52,8 +54,14 @@ class SearchSpace:
     grid_values: dict[str, list[Any] | None] = field(default_factory=dict)
 
     def overrides(self, params: Mapping[str, Any]) -> list[str]:
-        """The job overrides for one trial's parameter values."""
-        return [f"{key}={format_value(params[key])}" for key in self.distributions]
+        """The job overrides for one trial's parameter values (those of a custom search space after the rest).
+
+        Example:
+            >>> SearchSpace({"a": None}).overrides({"z": 2, "a": 1})
+            ['a=1', 'z=2']
+        """
+        keys = [*self.distributions, *(k for k in params if k not in self.distributions)]
+        return [f"{key}={format_value(params[key])}" for key in keys]
 
     def grid(self) -> dict[str, list[Any]]:
         """The search space as a grid for :class:`optuna.samplers.GridSampler`; intervals have no grid."""
@@ -62,7 +70,7 @@ class SearchSpace:
             raise ConfigError(
                 f"the grid sampler needs a finite set of values for every parameter; {', '.join(continuous)} "
                 "is an interval(...). Use choice(...) or range(...) for it, or another sampler "
-                "(hydra/sweeper/sampler=tpe, random, qmc, ...)."
+                "(hydra/sweeper/lightning_reg_sampler=tpe, random, qmc, ...)."
             )
         return {k: list(v) for k, v in self.grid_values.items() if v is not None}
 
@@ -118,15 +126,22 @@ def _distribution(key: str, override: Override) -> tuple[BaseDistribution, list[
         values = list(value.range())
         if not values:
             raise ConfigError(f"`hydra.sweeper.params.{key}`: range({start}, {stop}, {step}) is empty.")
+        if value.shuffle:
+            # As Hydra's Optuna sweeper: shuffle(range(...)) is a categorical of the range's values.
+            if log:
+                raise ConfigError(f"`hydra.sweeper.params.{key}`: tag(log, ...) does not apply to shuffle(range()).")
+            return CategoricalDistribution(values), values
+        # As Hydra's Optuna sweeper: range(start, stop, step) samples from start to stop *inclusive* in steps
+        # (Optuna's int and discrete float distributions); the grid sampler takes Python's range, stop excluded.
         if all(isinstance(x, int) for x in (start, stop, step)):
             if log and step != 1:
                 raise ConfigError(f"`hydra.sweeper.params.{key}`: a log-scale range needs step 1; got step {step}.")
-            return IntDistribution(int(values[0]), int(values[-1]), log=log, step=1 if log else int(step)), values
+            return IntDistribution(int(start), int(stop), log=log, step=1 if log else int(step)), values
         if log:
             raise ConfigError(
                 f"`hydra.sweeper.params.{key}`: a log-scale range must be over integers; got {start}, {stop}, {step}."
             )
-        return FloatDistribution(float(values[0]), float(values[-1]), step=float(step)), [float(v) for v in values]
+        return FloatDistribution(float(start), float(stop), step=float(step)), [float(v) for v in values]
     if isinstance(value, IntervalSweep):
         low, high = _number(key, value.start), _number(key, value.end)
         if not low < high:

@@ -55,6 +55,20 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
         ...
         lightning_reg.errors.ConfigError: `hydra.sweeper.n_trials` must be an integer in [1, inf]; got 0.
     """
+    import dataclasses
+
+    from hydra_plugins.lightning_reg_optuna.config import LightningRegOptunaSweeperConf
+
+    allowed = [f.name for f in dataclasses.fields(LightningRegOptunaSweeperConf) if not f.name.startswith("_")]
+    for key in options:
+        if key not in allowed and not str(key).startswith("_"):
+            hint = (
+                " (Hydra's deprecated search_space: write the same keys under params)" if key == "search_space" else ""
+            )
+            raise ConfigError(
+                f"`hydra.sweeper.{key}` is not an option of hydra/sweeper=lightning_reg_optuna{hint}; the options are "
+                f"{', '.join(a for a in allowed if a != 'defaults')}; got {key}={_plain(options[key])!r}."
+            )
     o = {k: _plain(v) for k, v in options.items()}
     direction = o.get("direction", "minimize")
     directions = list(direction) if isinstance(direction, (list, tuple)) else [direction]
@@ -67,6 +81,7 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
     n_trials = o.get("n_trials", 20)
     out["n_trials"] = None if n_trials is None else check_int("hydra.sweeper.n_trials", n_trials, low=1)
     out["n_jobs"] = check_int("hydra.sweeper.n_jobs", o.get("n_jobs", 1), low=1)
+    out["max_failure_rate"] = check_range("hydra.sweeper.max_failure_rate", o.get("max_failure_rate", 1.0), 0.0, 1.0)
     folds = o.get("folds")
     out["folds"] = None if folds is None else check_int("hydra.sweeper.folds", folds, low=2)
     hb = o.get("heartbeat_interval", 10)
@@ -112,6 +127,81 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"`hydra.sweeper.params` must map config keys to search spaces; got {out['params']!r}.")
     out["sampler"] = o.get("sampler")
     out["pruner"] = o.get("pruner")
+    custom = o.get("custom_search_space")
+    if custom is not None and (not isinstance(custom, str) or "." not in custom):
+        raise ConfigError(
+            "`hydra.sweeper.custom_search_space` must be null or the dotted path of a function (cfg, trial) -> None, "
+            f"e.g. my_app.search.extend; got {custom!r}."
+        )
+    out["custom_search_space"] = custom
+    return out
+
+
+def _extender(path: str | None, config: DictConfig) -> Callable[[optuna.trial.Trial], None] | None:
+    """``custom_search_space``'s function, bound to the sweep's config (as Hydra's sweeper calls it)."""
+    if path is None:
+        return None
+    from hydra.utils import get_method
+
+    try:
+        fn = get_method(path)
+    except Exception as err:  # noqa: BLE001 - hydra's import error text
+        reason = str(err).strip().splitlines()[0]
+        raise ConfigError(
+            f"`hydra.sweeper.custom_search_space` must name a function (cfg, trial) -> None; got {path!r} ({reason})."
+        ) from None
+
+    def extend(trial: optuna.trial.Trial) -> None:
+        fn(config, trial)
+
+    return extend
+
+
+#: Hydra's Optuna sweeper names the stock grid sampler, which calls ``study.stop()`` (refused outside
+#: ``optimize``); ours is the same sampler without that call.
+_GRID_TARGETS = ("optuna.samplers.GridSampler", "optuna.samplers._grid.GridSampler")
+
+
+def _check_node(key: str, node: Any, group: str, names: Sequence[str]) -> dict[str, Any]:
+    """A sampler or pruner config as a plain dict; a bare name (``hydra.sweeper.pruner=median``) is refused."""
+    if node is None:
+        return {}
+    if not isinstance(node, Mapping):
+        raise ConfigError(
+            f"`hydra.sweeper.{key}` must be a config node: choose one with {group}=<name> ({', '.join(names)}) "
+            f"or give hydra.sweeper.{key}._target_=<class>; got {node!r}."
+        )
+    return dict(node)
+
+
+def resolve_sampler_node(node: Any, config: DictConfig | None = None) -> dict[str, Any]:
+    """The sampler config to build, from ``hydra.sweeper.sampler`` as composed.
+
+    A sampler of Hydra's Optuna sweeper (``hydra/sweeper/sampler=<name>``, when that plugin is installed) is
+    merged over our default preset; the preset's keys that the chosen config does not have are dropped here, so
+    that ``hydra/sweeper/sampler=random`` builds a RandomSampler and not a RandomSampler with TPE's arguments.
+
+    Example:
+        >>> resolve_sampler_node({"_target_": "optuna.samplers.GridSampler", "_partial_": True, "seed": None})
+        {'_target_': 'lightning_reg.study.engine.GridSamplerAskTell', 'seed': None}
+    """
+    from hydra_plugins.lightning_reg_optuna.config import SAMPLER_GROUP, SAMPLER_NAMES, _samplers
+
+    out = _check_node("sampler", node, SAMPLER_GROUP, SAMPLER_NAMES)
+    choices = OmegaConf.select(config, "hydra.runtime.choices") if config is not None else None
+    theirs = choices.get("hydra/sweeper/sampler") if choices is not None else None
+    if theirs and choices is not None:
+        ours = _samplers().get(str(choices.get(SAMPLER_GROUP) or ""), {})
+        from hydra.core.config_store import ConfigStore
+
+        try:
+            their_keys = set(ConfigStore.instance().load(f"hydra/sweeper/sampler/{theirs}.yaml").node.keys())
+        except Exception:  # noqa: BLE001 - a yaml file on the search path, not a stored node
+            their_keys = {"_target_", "_partial_"}
+        out = {k: v for k, v in out.items() if k in their_keys or k not in ours}
+    out.pop("_partial_", None)
+    if out.get("_target_") in _GRID_TARGETS:
+        out["_target_"] = "lightning_reg.study.engine.GridSamplerAskTell"
     return out
 
 
@@ -133,6 +223,19 @@ def _is_grid(node: Any) -> bool:
     return isinstance(cls, type) and issubclass(cls, optuna.samplers.GridSampler)
 
 
+def _drop_unknown_nulls(node: dict[str, Any], cls: Any) -> dict[str, Any]:
+    """Our presets list every argument of the current Optuna; one this Optuna lacks is dropped when null."""
+    import inspect
+
+    try:
+        params = inspect.signature(cls.__init__).parameters
+    except (TypeError, ValueError):
+        return node
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return node
+    return {k: v for k, v in node.items() if k.startswith("_") or k in params or v is not None}
+
+
 def _build_sampler(node: Any, space: SearchSpace) -> optuna.samplers.BaseSampler:
     from hydra.utils import instantiate
 
@@ -140,6 +243,7 @@ def _build_sampler(node: Any, space: SearchSpace) -> optuna.samplers.BaseSampler
     target = node.get("_target_")
     if _is_grid(node) and node.get("search_space") is None:
         node["search_space"] = space.grid()
+    node = _drop_unknown_nulls(node, _sampler_class(node))
     try:
         sampler = instantiate(node, _convert_="all")
     except Exception as err:  # noqa: BLE001
@@ -176,6 +280,7 @@ class StudyPlan:
     monitor: Any
     prune: bool
     node: int
+    extend: Callable[[optuna.trial.Trial], None] | None = None
 
     def worker(self, launch: Callable[[Sequence[Any]], Sequence[Any]]) -> StudyWorker:
         o = self.options
@@ -190,6 +295,8 @@ class StudyPlan:
             num_folds=o["folds"],
             poll_interval=o["poll_interval"],
             study_name=self.study_name,
+            max_failure_rate=o["max_failure_rate"],
+            extend=self.extend,
         )
 
     def after_run(self, worker: StudyWorker, told: Sequence[optuna.trial.FrozenTrial]) -> None:
@@ -240,8 +347,13 @@ class StudyPlan:
 
 def open_study(options: Mapping[str, Any], arguments: Sequence[str], config: DictConfig) -> StudyPlan:
     """Check everything, open (or create, or resume) the study; no job runs here."""
+    from hydra_plugins.lightning_reg_optuna.config import PRUNER_GROUP, PRUNER_NAMES
+
     o = check_options(options)
+    o["sampler"] = resolve_sampler_node(o["sampler"], config)
+    o["pruner"] = _check_node("pruner", o["pruner"], PRUNER_GROUP, PRUNER_NAMES)
     space = parse_search_space(o["params"], arguments)
+    extend = _extender(o["custom_search_space"], config)
     if not space.distributions:
         raise ConfigError(
             "the sweep has nothing to search: give `hydra.sweeper.params` or a sweep override "
@@ -250,7 +362,8 @@ def open_study(options: Mapping[str, Any], arguments: Sequence[str], config: Dic
     monitor = _plain(config.get("optimized_metric"))
     n_obj = len(o["directions"])
     monitors = monitor if isinstance(monitor, list) else [monitor]
-    if len(monitors) != n_obj or any(not isinstance(m, str) or not m for m in monitors):
+    # No optimized_metric: the task function's return value is the objective (as in Hydra's Optuna sweeper).
+    if monitor is not None and (len(monitors) != n_obj or any(not isinstance(m, str) or not m for m in monitors)):
         raise ConfigError(
             f"`optimized_metric` must name {n_obj} metric(s), one per `hydra.sweeper.direction` "
             f"{o['directions']!r}; got {monitor!r}."
@@ -260,12 +373,12 @@ def open_study(options: Mapping[str, Any], arguments: Sequence[str], config: Dic
     if prune and n_obj > 1:
         raise ConfigError(
             "`hydra.sweeper.pruner` cannot prune a multi-objective study (Optuna reports one "
-            f"value per step); use hydra/sweeper/pruner=none with direction {o['directions']!r}."
+            f"value per step); use hydra/sweeper/lightning_reg_pruner=none with direction {o['directions']!r}."
         )
-    if prune and not str(monitors[0]).startswith("val/"):
+    if prune and (monitor is None or not str(monitors[0]).startswith("val/")):
         raise ConfigError(
             f"`hydra.sweeper.pruner` needs a validation metric to judge after each epoch, but `optimized_metric` "
-            f"is {monitors[0]!r}. Set optimized_metric=val/<name> (e.g. val/acc) or hydra/sweeper/pruner=none."
+            f"is {monitors[0]!r}. Set optimized_metric=val/<name> (e.g. val/acc) or hydra/sweeper/lightning_reg_pruner=none."
         )
     sweep_dir = Path(str(config.hydra.sweep.dir))
     grid_sampler = _is_grid(o["sampler"])
@@ -274,10 +387,9 @@ def open_study(options: Mapping[str, Any], arguments: Sequence[str], config: Dic
         if o["n_trials"] is None:
             o["n_trials"] = size
         elif o["n_trials"] > size:
-            raise ConfigError(
-                f"`hydra.sweeper.n_trials` is {o['n_trials']} but the grid has {size} points; a grid trial is never "
-                f"repeated. Set hydra.sweeper.n_trials={size} (or null for the whole grid)."
-            )
+            # As Hydra's Optuna sweeper: a grid trial is never repeated, so the grid's size caps n_trials.
+            log.info("n_trials %d capped at %d, the grid's size", o["n_trials"], size)
+            o["n_trials"] = size
     elif o["n_trials"] is None:
         raise ConfigError("`hydra.sweeper.n_trials` may be null only with the grid sampler; give a number of trials.")
     url = o["storage"] or default_storage_url(sweep_dir)
@@ -298,13 +410,13 @@ def open_study(options: Mapping[str, Any], arguments: Sequence[str], config: Dic
                 f"study {o['study_name']!r} in {mask_url(url)!r} exists with direction {have!r}; this sweep asks for "
                 f"{directions!r}. Use another hydra.sweeper.study_name, or the study's direction."
             )
-    sampler_node = dict(o["sampler"] or {})
+    sampler_conf = dict(o["sampler"] or {})
     n_existing = len(existing.get_trials(deepcopy=False)) if existing is not None else 0
-    if n_existing and isinstance(sampler_node.get("seed"), int) and not grid_sampler:
+    if n_existing and isinstance(sampler_conf.get("seed"), int) and not grid_sampler:
         # A resumed (or second) worker: the seed as given would replay the draws of the first one. Not for
         # the grid: its seed orders the grid, and every worker must number the points alike.
-        sampler_node["seed"] = sampler_node["seed"] + n_existing
-    sampler = _build_sampler(sampler_node, space)
+        sampler_conf["seed"] = sampler_conf["seed"] + n_existing
+    sampler = _build_sampler(sampler_conf, space)
     study = optuna.create_study(
         study_name=o["study_name"],
         storage=storage,
@@ -321,8 +433,9 @@ def open_study(options: Mapping[str, Any], arguments: Sequence[str], config: Dic
         log.info(
             "resuming study %r in %s: %d of %d trial(s) finished", o["study_name"], mask_url(url), done, o["n_trials"]
         )
+    log.info("study %r: sampler %s, pruner %s", o["study_name"], type(sampler).__name__, type(pruner).__name__)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     multirun = sweep_dir / "multirun.yaml"
     if not multirun.exists():
         OmegaConf.save(config, multirun)
-    return StudyPlan(study, space, o, o["study_name"], url, sweep_dir, monitor, prune, node_rank())
+    return StudyPlan(study, space, o, o["study_name"], url, sweep_dir, monitor, prune, node_rank(), extend)

@@ -48,6 +48,7 @@ from lightning_reg.study.search_space import SearchSpace
 
 __all__ = [
     "JobOutcome",
+    "SweepFailed",
     "JobSpec",
     "StudyWorker",
     "Variant",
@@ -59,6 +60,13 @@ __all__ = [
 ]
 
 log = logging.getLogger("lightning_reg.study")
+
+
+class SweepFailed(RuntimeError):
+    """The sweep as a whole failed: too many failed trials (``max_failure_rate``), or none completed.
+
+    The sweeper prints it as one line and exits with status 1, as Hydra's Optuna sweeper exits 1.
+    """
 
 
 @dataclass
@@ -225,6 +233,8 @@ class StudyWorker:
         poll_interval: float = 2.0,
         study_name: str | None = None,
         storage_in_link: str | None = None,
+        max_failure_rate: float = 1.0,
+        extend: Callable[[optuna.trial.Trial], None] | None = None,
     ) -> None:
         self.study = study
         self.storage = storage_of(study)
@@ -238,6 +248,9 @@ class StudyWorker:
         self.poll_interval = poll_interval
         self.study_name = study_name or study.study_name
         self.storage_in_link = storage_in_link
+        self.max_failure_rate = max_failure_rate
+        self.extend = extend
+        self.errors: list[str] = []
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.n_objectives = len(study.directions)
         self.told: list[FrozenTrial] = []
@@ -272,7 +285,10 @@ class StudyWorker:
         continuous = any(
             isinstance(d, optuna.distributions.FloatDistribution) for d in self.space.distributions.values()
         )
-        if continuous and trial.params and any(t.params == trial.params for t in others):
+        # Only the trials of other workers: this worker's own sampler may well draw a point again (a TPE or a
+        # random sampler on discrete values does), and reseeding it then would make a seeded sweep irreproducible.
+        theirs = [t for t in others if t.user_attrs.get(ATTR["worker"]) != self.worker_id]
+        if continuous and trial.params and any(t.params == trial.params for t in theirs):
             return "duplicate"
         return None
 
@@ -281,6 +297,8 @@ class StudyWorker:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
                 trial = self.study.ask(fixed_distributions=self.space.distributions)
+            # Marked as this worker's before the duplicate check, so that the check can tell its own trials.
+            trial.set_user_attr(ATTR["worker"], self.worker_id)
             trials = self._trials()
             frozen = next(t for t in trials if t.number == trial.number)
             why = self._slot(frozen, trials)
@@ -300,7 +318,8 @@ class StudyWorker:
             self.study.sampler.reseed_rng()
         else:
             return None
-        trial.set_user_attr(ATTR["worker"], self.worker_id)
+        if self.extend is not None:
+            self.extend(trial)  # custom_search_space: more params, drawn with the trial API
         if self.group is not None:
             trial.set_user_attr(ATTR["group"], self.group)
             trial.set_user_attr(ATTR["group_seq"], self._group_seq)
@@ -356,6 +375,7 @@ class StudyWorker:
         ]
         if any(o.failed for o in outcomes) or any(s in (None, "failed", "diverged") for s in statuses):
             why = next((o.error for o in outcomes if o.error), None) or ", ".join(str(s) for s in statuses)
+            self.errors.append(f"trial {trial.number}: {why}")
             trial.set_user_attr(ATTR["status"], "failed")
             log.warning("trial %d failed (%s)", trial.number, why)
             return self.study.tell(trial, state=TrialState.FAIL)
@@ -373,6 +393,7 @@ class StudyWorker:
         if any(v is None for v in values):
             trial.set_user_attr(ATTR["status"], "failed")
             log.warning("trial %d failed: a job returned no finite value for %s", trial.number, self.monitor)
+            self.errors.append(f"trial {trial.number}: no finite value returned ({[o.value for o in outcomes]!r})")
             return self.study.tell(trial, state=TrialState.FAIL)
         if self.num_folds:
             self._report_fold_means(trial, attrs)
@@ -452,12 +473,31 @@ class StudyWorker:
                         "is dropped and its retry counts",
                         trial.number,
                     )
+            self._check_failure_rate()
             if self._interrupted:
                 log.warning("interrupted: stopping after telling the trial(s) that were running")
                 raise KeyboardInterrupt
         if self.group is not None:
             self.study.set_user_attr(f"{ATTR['group']}:{self.group}:done", self._group_seq)
         return self.told
+
+    def _check_failure_rate(self) -> None:
+        """Raise :class:`SweepFailed` once more than ``max_failure_rate`` of the study's ``n_trials`` failed.
+
+        Checked after each batch, over the whole study (every worker's trials): the sweep stops as soon as the
+        fraction can no longer end up within the rate. With 0.0, the first failed trial ends the sweep.
+        """
+        failed = [
+            t
+            for t in self.study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+            if t.user_attrs.get(ATTR["status"]) == "failed"
+        ]
+        if len(failed) > self.max_failure_rate * self.n_trials:
+            first = self.errors[0] if self.errors else f"trial {failed[0].number}"
+            raise SweepFailed(
+                f"{len(failed)} trial(s) failed, more than `hydra.sweeper.max_failure_rate`={self.max_failure_rate:g} "
+                f"of n_trials={self.n_trials}; first error: {first}"
+            )
 
     def _requeue(self, batch: Sequence[optuna.trial.Trial]) -> None:
         """Fail the interrupted trials and queue their parameters again, so a resumed sweep runs them."""
