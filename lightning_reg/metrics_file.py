@@ -36,6 +36,7 @@ from typing import Any, cast
 
 from typing_extensions import Required, TypedDict
 
+from lightning_reg.atomic import write_text
 from lightning_reg.errors import mask_secrets
 
 __all__ = [
@@ -262,8 +263,11 @@ def json_safe(obj: Any) -> Any:
 
 
 def write_metrics(path: Path | str, record: Mapping[str, Any]) -> Path:
-    """Write ``record`` (a :class:`RunMetrics`) to ``path`` with the current ``schema_version``; return the path."""
+    """Write ``record`` (a :class:`RunMetrics`) to ``path`` with the current ``schema_version``; return the path.
+
+    Atomically (:func:`lightning_reg.atomic.write_text`): a full disk raises
+    :class:`~lightning_reg.atomic.WriteError` and leaves no file, or the previous one, never an empty one.
+    """
     path = Path(path)
     data = {"schema_version": SCHEMA_VERSION, **{k: v for k, v in record.items() if k != "schema_version"}}
-    path.write_text(json.dumps(json_safe(data), indent=2))
-    return path
+    return write_text(path, json.dumps(json_safe(data), indent=2))

@@ -34,6 +34,7 @@ from lightning_reg.app.config import conf_dir, find_conf_dir, instantiate_node, 
 from lightning_reg.app.distributed import hydra_ddp_children, is_child_rank, write_job_config
 from lightning_reg.app.run_dir import FINISHED, RunDirError, archive_failed_record, check_run_dir, run_state
 from lightning_reg.app.run_log import quiet_third_party, say
+from lightning_reg.atomic import is_filesystem_error
 from lightning_reg.callbacks.history import MetricsHistory, to_float
 from lightning_reg.callbacks.monitor_check import MonitorCheck
 from lightning_reg.callbacks.rng_state import RNGState
@@ -605,6 +606,10 @@ def lookup_metric(summary: Mapping[str, Any], name: str | None) -> float | None:
     return None
 
 
+def _has_last(cfg: DictConfig) -> bool:
+    return (Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt").is_file()
+
+
 def _record_failure(cfg: DictConfig, err: BaseException) -> None:
     try:
         out = Path(cfg.paths.output_dir)
@@ -621,8 +626,11 @@ def _record_failure(cfg: DictConfig, err: BaseException) -> None:
             "config": _str_keys(config),
         }
         write_metrics(out / FILE_NAME, record)
-    except Exception:  # noqa: BLE001 - never mask the real error
-        log.exception("could not record the failure in metrics.json")
+    except Exception as record_err:  # noqa: BLE001 - never mask the real error
+        if is_filesystem_error(record_err):  # the full disk again: one line, and no (empty) metrics.json
+            log.error("the failure is not recorded: %s", record_err)
+        else:
+            log.exception("could not record the failure in metrics.json")
 
 
 @contextlib.contextmanager
@@ -676,6 +684,7 @@ def run_job(cfg: DictConfig) -> float | list[float] | None:
             sys.exit(2)
         if multirun or not isinstance(err, ConfigError):
             _record_failure(cfg, err)
+        disk = is_filesystem_error(err)  # a full disk, no permission: the cause in one line, no traceback
         if multirun:
             # Hydra's sweepers abort the whole sweep (and skip the end-of-sweep report) when a job raises.
             # A failed job is recorded in its metrics.json instead, listed by the report, and returns None,
@@ -685,13 +694,17 @@ def run_job(cfg: DictConfig) -> float | list[float] | None:
                 Path(cfg.paths.output_dir) / FILE_NAME,
                 type(err).__name__,
                 err,
-                exc_info=not isinstance(err, ConfigError),
+                exc_info=not (isinstance(err, ConfigError) or disk),
             )
             print(mask_secrets(f"lightning_reg: run failed: {type(err).__name__}: {err}"), file=sys.stderr, flush=True)
             return None
         if isinstance(err, ConfigError):
             say(mask_secrets(f"lightning_reg: error: {err}"), error=True)
             sys.exit(2)
+        if disk:
+            resume = " Free space (or fix the permission) and resume with ckpt_path=last."
+            say(mask_secrets(f"lightning_reg: error: {err}.{resume if _has_last(cfg) else ''}"), error=True)
+            sys.exit(1)
         raise
     optimized = summary.get("optimized_value")
     if isinstance(optimized, list):

@@ -20,15 +20,7 @@ import lightning.pytorch as pl
 from typing_extensions import override
 
 from lightning_reg._lightning_internals import CheckpointSaveHooks, is_local_path
-
-TMP_SUFFIX = ".tmp"
-
-
-def replace_atomically(tmp_path: str, path: str) -> None:
-    """Flush ``tmp_path`` to disk and move it over ``path`` in one atomic step (``os.replace``)."""
-    with open(tmp_path, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp_path, path)
+from lightning_reg.atomic import TMP_SUFFIX, WriteError, is_filesystem_error, replace_atomically
 
 
 class AtomicModelCheckpoint(CheckpointSaveHooks):
@@ -36,7 +28,9 @@ class AtomicModelCheckpoint(CheckpointSaveHooks):
 
     Each checkpoint is written to ``<file>.tmp`` in the target directory and then renamed over ``<file>``
     with ``os.replace``, so a reader (or a resumed run) sees either the previous complete checkpoint or
-    the new complete one, never a partial file, however the writing process dies. Remote paths (``s3://``
+    the new complete one, never a partial file, however the writing process dies; a write that fails (a full
+    disk) removes its partial file and raises :class:`~lightning_reg.atomic.WriteError`, one line naming the
+    checkpoint and the cause, with the previous checkpoint intact. Remote paths (``s3://``
     ...) use Lightning's own saving unchanged; strategies that save a directory per checkpoint (DeepSpeed,
     sharded FSDP) get the directory moved into place after it is complete (not a single atomic step). The shipped ``callbacks/last_checkpoint`` and ``callbacks/model_checkpoint`` configs
     use this class.
@@ -78,7 +72,14 @@ class AtomicModelCheckpoint(CheckpointSaveHooks):
             self.lightning_save(trainer, filepath)
             return
         tmp = filepath + TMP_SUFFIX
-        trainer.save_checkpoint(tmp, self.save_weights_only)  # all ranks; ends with a barrier
+        try:
+            trainer.save_checkpoint(tmp, self.save_weights_only)  # all ranks; ends with a barrier
+        except OSError as err:  # a full disk, no permission: the partial file goes, the previous one stays
+            if trainer.is_global_zero and os.path.isfile(tmp):
+                os.unlink(tmp)
+            if is_filesystem_error(err):
+                raise WriteError(filepath, err) from err
+            raise
         if trainer.is_global_zero:
             if os.path.isfile(tmp):
                 replace_atomically(tmp, filepath)

@@ -18,6 +18,7 @@ from typing import Any
 import optuna
 from omegaconf import DictConfig, OmegaConf
 
+from lightning_reg.atomic import atomic_write, write_text
 from lightning_reg.errors import ConfigError, check_int, check_range
 from lightning_reg.study.engine import (
     ATTR,
@@ -216,7 +217,7 @@ class StudyPlan:
             "told_by_this_worker": [t.number for t in told],
         }
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
-        (self.sweep_dir / "study.json").write_text(json.dumps(summary, indent=2, default=str))
+        write_text(self.sweep_dir / "study.json", json.dumps(summary, indent=2, default=str))
         # What Hydra's Optuna sweeper wrote, for the tools that read it.
         complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
         if complete:
@@ -228,7 +229,8 @@ class StudyPlan:
                 results["solutions"] = [
                     {"params": dict(t.params), "values": list(t.values)} for t in self.study.best_trials
                 ]
-            OmegaConf.save(OmegaConf.create(results), self.sweep_dir / "optimization_results.yaml")
+            with atomic_write(self.sweep_dir / "optimization_results.yaml") as fh:
+                OmegaConf.save(OmegaConf.create(results), fh)
         log.info(
             "study %r: %d finished trial(s) (%s); this worker ran %d",
             self.study_name,
@@ -324,5 +326,6 @@ def open_study(options: Mapping[str, Any], arguments: Sequence[str], config: Dic
     sweep_dir.mkdir(parents=True, exist_ok=True)
     multirun = sweep_dir / "multirun.yaml"
     if not multirun.exists():
-        OmegaConf.save(config, multirun)
+        with atomic_write(multirun) as fh:
+            OmegaConf.save(config, fh)
     return StudyPlan(study, space, o, o["study_name"], url, sweep_dir, monitor, prune, node_rank())
