@@ -64,8 +64,9 @@ SCHEMA_VERSION = "1.0"
 #: The version given to files written before ``schema_version`` existed.
 LEGACY_VERSION = "0.0"
 #: What ``status`` says: trained to its end; trained, but a loss was not finite at the end of fit; stopped by
-#: the Optuna pruner; raised an error (``error`` and ``traceback`` say which).
-STATUSES = ("completed", "diverged", "pruned", "failed")
+#: the Optuna pruner; raised an error (``error`` and ``traceback`` say which); stopped by SIGTERM (a preemption)
+#: after writing ``checkpoints/last.ckpt``, to be resumed with ``ckpt_path=last``.
+STATUSES = ("completed", "diverged", "pruned", "failed", "interrupted")
 
 
 class MetricsFileError(ValueError):
