@@ -38,6 +38,7 @@ __all__ = [
     "is_finished",
     "is_live",
     "mask_url",
+    "check_sqlite_storage",
     "open_storage",
     "storage_of",
     "trial_id_of",
@@ -166,6 +167,60 @@ def default_storage_url(sweep_dir: str | Path) -> str:
     return f"sqlite:///{Path(sweep_dir).absolute() / 'optuna.db'}"
 
 
+_OPTUNA_TABLES = ("studies", "trials", "version_info")
+
+
+def _sqlite_problem(path: Path) -> str | None:
+    """Why the existing file at ``path`` is not an Optuna SQLite storage, or ``None`` when it is one."""
+    import sqlite3
+
+    if path.stat().st_size == 0:
+        return "an empty file (0 bytes)"
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)
+        try:
+            tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as err:
+        return f"not a readable SQLite database ({err})"
+    missing = [t for t in _OPTUNA_TABLES if t not in tables]
+    if missing:
+        return f"an SQLite database without Optuna's table(s) {', '.join(missing)}"
+    return None
+
+
+def check_sqlite_storage(url: str, wait: float = 5.0) -> None:
+    """Refuse an SQLite storage file that exists but is not an Optuna study storage (empty, damaged, other tables),
+    before anything is written into it. A missing file is a new storage. A file another worker is creating at
+    this moment gets ``wait`` seconds to receive its tables.
+
+    Example:
+        >>> import tempfile
+        >>> empty = Path(tempfile.mkdtemp()) / "optuna.db"
+        >>> empty.touch()
+        >>> check_sqlite_storage(f"sqlite:///{empty}", wait=0)
+        Traceback (most recent call last):
+        ...
+        lightning_reg.errors.ConfigError: the study storage 'sqlite:///.../optuna.db' is an empty file (0 bytes), not an Optuna study: refusing to open it as a new study. Move the file away if it is a leftover, or use a fresh hydra.sweep.dir (or another hydra.sweeper.storage).
+    """
+    if not url.startswith("sqlite:///"):
+        return
+    name = url.split("sqlite:///", 1)[1].split("?", 1)[0]
+    if not name or name == ":memory:" or not Path(name).exists():
+        return
+    path = Path(name)
+    deadline = time.monotonic() + wait
+    while (why := _sqlite_problem(path)) is not None and time.monotonic() < deadline:
+        time.sleep(0.25)
+    if why is not None:
+        raise ConfigError(
+            f"the study storage {mask_url(url)!r} is {why}, not an Optuna study: refusing to open it as a new "
+            "study. Move the file away if it is a leftover, or use a fresh hydra.sweep.dir (or another "
+            "hydra.sweeper.storage)."
+        )
+
+
 def open_storage(
     url: str,
     *,
@@ -191,6 +246,7 @@ def open_storage(
             "`hydra.sweeper.storage` must be null (an SQLite file in the sweep directory) or a database URL "
             f"such as sqlite:///path/optuna.db or postgresql://user:password@host:5432/db; got {mask_url(str(url))!r}."
         )
+    check_sqlite_storage(url)
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite:"):
         path = url.split("sqlite:///", 1)[-1]

@@ -240,6 +240,60 @@ class StudyPlan:
         )
 
 
+#: The study attributes that say what the study is: written when it is created, compared by every joining worker.
+SPACE_ATTR = "lightning_reg:search_space"
+METRIC_ATTR = "lightning_reg:optimized_metric"
+
+
+def _space_record(space: SearchSpace) -> dict[str, str]:
+    return {k: optuna.distributions.distribution_to_json(d) for k, d in sorted(space.distributions.items())}
+
+
+def _space_difference(before: Mapping[str, str], now: Mapping[str, str]) -> str:
+    """The keys whose distributions differ between two recorded search spaces, in words.
+
+    Example:
+        >>> from lightning_reg.study.search_space import parse_search_space
+        >>> a = _space_record(parse_search_space({"x": "interval(0, 1)", "y": "choice(1, 2)"}, []))
+        >>> b = _space_record(parse_search_space({"x": "interval(0, 2)", "z": "choice(1, 2)"}, []))
+        >>> _space_difference(a, b)
+        'x: FloatDistribution(high=1.0, log=False, low=0.0, step=None) in the study, FloatDistribution(high=2.0, log=False, low=0.0, step=None) here; y: in the study, not in this sweep; z: new in this sweep'
+    """
+
+    def show(text: str) -> str:
+        return repr(optuna.distributions.json_to_distribution(text))
+
+    parts = []
+    for key in sorted(set(before) | set(now)):
+        if key not in now:
+            parts.append(f"{key}: in the study, not in this sweep")
+        elif key not in before:
+            parts.append(f"{key}: new in this sweep")
+        elif before[key] != now[key]:
+            parts.append(f"{key}: {show(before[key])} in the study, {show(now[key])} here")
+    return "; ".join(parts)
+
+
+def _check_same_study(
+    existing: optuna.Study, name: str, url: str, directions: list[str], monitor: Any, space: SearchSpace
+) -> None:
+    """A joining worker (or a resumed sweep) must run THE study: same direction, objective and search space."""
+    ways = "Use another hydra.sweeper.study_name, or a fresh hydra.sweep.dir (or storage), for a new study."
+    where = f"study {name!r} in {mask_url(url)!r}"
+    have = [d.name.lower() for d in existing.directions]
+    if have != directions:
+        raise ConfigError(f"{where} exists with direction {have!r}; this sweep asks for {directions!r}. {ways}")
+    attrs = existing.user_attrs
+    if METRIC_ATTR in attrs and attrs[METRIC_ATTR] != monitor:
+        raise ConfigError(
+            f"{where} optimizes optimized_metric={attrs[METRIC_ATTR]!r}; this sweep optimizes {monitor!r}. {ways}"
+        )
+    if SPACE_ATTR in attrs:
+        diff = _space_difference(attrs[SPACE_ATTR], _space_record(space))
+        if diff:
+            raise ConfigError(f"{where} has another search space ({diff}). {ways}")
+
+
 def open_study(options: Mapping[str, Any], arguments: Sequence[str], config: DictConfig) -> StudyPlan:
     """Check everything, open (or create, or resume) the study; no job runs here."""
     o = check_options(options)
@@ -294,12 +348,7 @@ def open_study(options: Mapping[str, Any], arguments: Sequence[str], config: Dic
     except KeyError:
         existing = None
     if existing is not None:
-        have = [d.name.lower() for d in existing.directions]
-        if have != directions:
-            raise ConfigError(
-                f"study {o['study_name']!r} in {mask_url(url)!r} exists with direction {have!r}; this sweep asks for "
-                f"{directions!r}. Use another hydra.sweeper.study_name, or the study's direction."
-            )
+        _check_same_study(existing, o["study_name"], url, directions, monitor, space)
     sampler_node = dict(o["sampler"] or {})
     n_existing = len(existing.get_trials(deepcopy=False)) if existing is not None else 0
     if n_existing and isinstance(sampler_node.get("seed"), int) and not grid_sampler:
@@ -316,8 +365,9 @@ def open_study(options: Mapping[str, Any], arguments: Sequence[str], config: Dic
         load_if_exists=True,
     )
     if existing is None:
-        study.set_user_attr("lightning_reg:optimized_metric", monitor)
+        study.set_user_attr(METRIC_ATTR, monitor)
         study.set_user_attr("lightning_reg:params", {k: str(v) for k, v in o["params"].items()})
+        study.set_user_attr(SPACE_ATTR, _space_record(space))
     else:
         done = len(finished_trials(study.get_trials(deepcopy=False)))
         log.info(
