@@ -53,7 +53,7 @@ ATTR = {
     "epochs": "lightning_reg:epochs_trained",
     "max_epochs": "lightning_reg:max_epochs",
     "job_dir": "lightning_reg:job_dir",
-    "subdir": "lightning_reg:subdir",  # the job directory a retry resumes (set when the trial first runs)
+    "subdir": "lightning_reg:subdir",  # the job directory a requeued (interrupted) trial's retry resumes
     "worker": "lightning_reg:worker",
     "group": "lightning_reg:group",
     "group_seq": "lightning_reg:group_seq",

@@ -490,16 +490,13 @@ class StudyWorker:
     def subdir_of(self, trial: optuna.trial.Trial) -> tuple[str, bool]:
         """The job directory (under the sweep directory) of ``trial`` and whether its job resumes there.
 
-        A retry (a trial queued again after an interruption, or after its worker died and its heartbeat
-        stopped) inherits the ``lightning_reg:subdir`` of the trial it repeats and resumes that job's
-        directory with ``ckpt_path=last`` (a fresh start where no checkpoint was written); any other trial
-        gets its number. Recorded on the trial, so that a retry of a retry finds the same directory.
+        A trial queued again after an interruption (SIGTERM, Ctrl-C: :meth:`_requeue`) carries the
+        ``lightning_reg:subdir`` of the job it repeats and resumes that directory with ``ckpt_path=last`` (a
+        fresh start where no checkpoint was written); any other trial, a retry after a lost heartbeat included
+        (its first job may still be running on a stalled machine), gets a directory of its own, its number.
         """
         inherited = trial.user_attrs.get(ATTR["subdir"])
-        subdir = str(inherited) if inherited else str(trial.number)
-        if not inherited:
-            trial.set_user_attr(ATTR["subdir"], subdir)
-        return subdir, bool(inherited)
+        return (str(inherited), True) if inherited else (str(trial.number), False)
 
     def _requeue(self, batch: Sequence[optuna.trial.Trial]) -> None:
         """Fail the interrupted trials and queue their parameters again, so a resumed sweep runs them."""
