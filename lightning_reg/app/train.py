@@ -720,7 +720,8 @@ def run_job(cfg: DictConfig) -> float | list[float] | None:
             sys.exit(2)
         if multirun or not isinstance(err, ConfigError):
             _record_failure(cfg, err)
-        disk = is_filesystem_error(err)  # a full disk, no permission: the cause in one line, no traceback
+        # A full disk, no permission, a database gone longer than storage_retry: the cause in one line.
+        disk = is_filesystem_error(err) or type(err).__name__ == "StorageOutage"
         if multirun:
             # Hydra's sweepers abort the whole sweep (and skip the end-of-sweep report) when a job raises.
             # A failed job is recorded in its metrics.json instead, listed by the report, and returns None,

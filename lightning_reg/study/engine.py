@@ -227,12 +227,15 @@ def open_storage(
     heartbeat_interval: int | None = 10,
     grace_period: int | None = None,
     max_retry: int | None = 3,
-) -> optuna.storages.RDBStorage:
+    retry: float | None = None,
+) -> Any:
     """Open (and create, if new) the relational storage at ``url``, with heartbeats and failed-trial retry.
 
     ``url`` is any SQLAlchemy URL Optuna's RDB storage takes: ``sqlite:///path``, ``postgresql://user:pw@host/db``
     (psycopg 3 with SQLAlchemy ≥ 2.1), ``mysql+pymysql://...``. An unreachable server is a
-    :class:`~lightning_reg.errors.ConfigError` that names the URL with its password masked.
+    :class:`~lightning_reg.errors.ConfigError` that names the URL with its password masked. With ``retry``
+    (seconds), every call of the returned storage rides out a database outage that long
+    (:class:`~lightning_reg.study.retry.RetryingStorage`).
 
     Example:
         >>> import tempfile, os
@@ -257,24 +260,41 @@ def open_storage(
     else:
         engine_kwargs["pool_pre_ping"] = True
     callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry) if heartbeat_interval else None
+    from lightning_reg.study.retry import is_outage, wrap
+
+    down_since: float | None = None
     try:
-        for attempt in range(8):
+        attempt = 0
+        while True:
             try:
-                return optuna.storages.RDBStorage(
+                rdb = optuna.storages.RDBStorage(
                     url,
                     engine_kwargs=engine_kwargs,
                     heartbeat_interval=heartbeat_interval,
                     grace_period=grace_period,
                     heartbeat_stale_trial_callback=callback,
                 )
+                if down_since is not None:
+                    log.warning("the study storage reachable again after %.1f s", time.monotonic() - down_since)
+                return wrap(rdb, retry)
             except Exception as err:  # noqa: BLE001 - see below
+                # A database outage while opening: ridden out like any later call (hydra.sweeper.storage_retry).
+                if retry is not None and is_outage(err):
+                    now = time.monotonic()
+                    if down_since is None:
+                        down_since = now
+                        log.warning("the study storage cannot be reached; retrying for up to %.0f s", retry)
+                    if now - down_since < retry:
+                        time.sleep(min(2.0, max(0.05, retry - (now - down_since))))
+                        continue
+                    raise
                 # Workers that start together on a new database race to create its tables; the loser sees
                 # "already exists" (SQLite) or a duplicate key (PostgreSQL). The tables are there: try again.
                 text = str(err).lower()
                 if attempt == 7 or not any(m in text for m in ("already exists", "duplicate key", "unique constraint")):
                     raise
-                time.sleep(0.2 * (attempt + 1))
-        raise AssertionError("unreachable")
+                attempt += 1
+                time.sleep(0.2 * attempt)
     except ModuleNotFoundError as err:
         raise ConfigError(
             f"`hydra.sweeper.storage` {mask_url(url)!r} needs the database driver {err.name!r}, which is not "
@@ -360,8 +380,8 @@ class HeartbeatThread:
             for trial_id in self.trial_ids:
                 try:
                     self.storage.record_heartbeat(trial_id)
-                except Exception:  # noqa: BLE001 - a missed beat is retried; the job must go on
-                    log.warning("could not record the heartbeat of trial id %s", trial_id, exc_info=True)
+                except Exception as err:  # noqa: BLE001 - a missed beat is retried; the job must go on
+                    log.warning("could not record the heartbeat of trial id %s: %s", trial_id, err)
             if self._stop.wait(self.interval):
                 return
 

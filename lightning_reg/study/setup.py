@@ -28,6 +28,7 @@ from lightning_reg.study.engine import (
     mask_url,
     open_storage,
 )
+from lightning_reg.study.retry import DEFAULT_BUDGET
 from lightning_reg.study.search_space import SearchSpace, parse_search_space
 from lightning_reg.study.worker import StudyWorker, node_rank
 
@@ -79,6 +80,7 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
     out["poll_interval"] = check_range(
         "hydra.sweeper.poll_interval", o.get("poll_interval", 1.0), 0.0, None, low_inclusive=False
     )
+    out["storage_retry"] = check_range("hydra.sweeper.storage_retry", o.get("storage_retry", DEFAULT_BUDGET), 0.0)
     confirm = o.get("confirm") or {}
     if not isinstance(confirm, Mapping):
         raise ConfigError(f"`hydra.sweeper.confirm` must be a mapping with top_k and seeds; got {confirm!r}.")
@@ -340,7 +342,11 @@ def open_study(options: Mapping[str, Any], arguments: Sequence[str], config: Dic
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         storage = open_storage(
-            url, heartbeat_interval=o["heartbeat_interval"], grace_period=o["grace_period"], max_retry=o["max_retry"]
+            url,
+            heartbeat_interval=o["heartbeat_interval"],
+            grace_period=o["grace_period"],
+            max_retry=o["max_retry"],
+            retry=o["storage_retry"],
         )
     directions = o["directions"]
     try:

@@ -44,6 +44,7 @@ from lightning_reg.study.engine import (
     trial_id_of,
 )
 from lightning_reg.study.link import TrialLink, fold_means
+from lightning_reg.study.retry import StorageOutage
 from lightning_reg.study.search_space import SearchSpace
 
 __all__ = [
@@ -423,6 +424,11 @@ class StudyWorker:
             signal.signal(signal.SIGTERM, _term)
         try:
             return self._run()
+        except StorageOutage as err:
+            # Longer than hydra.sweeper.storage_retry: the running trial is left to the heartbeat (any worker
+            # fails it once the database is back, and Optuna's retry callback queues it again).
+            log.error("the worker stops: %s", err)
+            raise SystemExit(f"lightning_reg: error: {err}; the worker stops, its running trial is retried") from None
         finally:
             if prev is not None:
                 signal.signal(signal.SIGINT, prev)
@@ -461,6 +467,8 @@ class StudyWorker:
                 self._in_job = True
                 with HeartbeatThread(self.storage, [trial_id_of(t) for t in batch]):
                     outcomes = list(self.launch(specs))
+            except StorageOutage:
+                raise  # the database is gone: the heartbeat fails and retries the trial once it is back
             except BaseException:  # Ctrl-C (Lightning turns it into SystemExit), SIGTERM, or the launcher broke
                 self._requeue(batch)
                 raise
