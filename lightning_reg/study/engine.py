@@ -228,6 +228,7 @@ def open_storage(
     grace_period: int | None = None,
     max_retry: int | None = 3,
     retry: float | None = None,
+    wait_to_open: bool = False,
 ) -> Any:
     """Open (and create, if new) the relational storage at ``url``, with heartbeats and failed-trial retry.
 
@@ -235,7 +236,9 @@ def open_storage(
     (psycopg 3 with SQLAlchemy ≥ 2.1), ``mysql+pymysql://...``. An unreachable server is a
     :class:`~lightning_reg.errors.ConfigError` that names the URL with its password masked. With ``retry``
     (seconds), every call of the returned storage rides out a database outage that long
-    (:class:`~lightning_reg.study.retry.RetryingStorage`).
+    (:class:`~lightning_reg.study.retry.RetryingStorage`); with ``wait_to_open`` too, so does opening it (a
+    job's link, opened mid-sweep). A worker opens without waiting: a storage that cannot be reached when the
+    sweep starts (a wrong host or port) is an error at once.
 
     Example:
         >>> import tempfile, os
@@ -279,7 +282,7 @@ def open_storage(
                 return wrap(rdb, retry)
             except Exception as err:  # noqa: BLE001 - see below
                 # A database outage while opening: ridden out like any later call (hydra.sweeper.storage_retry).
-                if retry is not None and is_outage(err):
+                if retry is not None and wait_to_open and is_outage(err):
                     now = time.monotonic()
                     if down_since is None:
                         down_since = now

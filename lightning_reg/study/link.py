@@ -179,7 +179,7 @@ class TrialPruning(Callback):
         pruner = self._pruner if self._pruner is not None else build_pruner(pruner_node)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-            storage = open_storage(url, heartbeat_interval=None, retry=budget)
+            storage = open_storage(url, heartbeat_interval=None, retry=budget, wait_to_open=True)
         self._study = optuna.load_study(study_name=self.link.study, storage=storage, pruner=pruner)
         self._trial = optuna.trial.Trial(self._study, self.link.trial_id)
 
