@@ -35,8 +35,9 @@ from typing import Any
 import optuna
 from optuna.storages import BaseStorage
 from optuna.storages._heartbeat import BaseHeartbeat
+from typing_extensions import override
 
-__all__ = ["DEFAULT_BUDGET", "RetryingStorage", "StorageOutage", "is_outage"]
+__all__ = ["DEFAULT_BUDGET", "RetryingStorage", "StorageOutage", "is_outage", "wrap"]
 
 log = logging.getLogger("lightning_reg.study")
 
@@ -154,14 +155,17 @@ class RetryingStorage(BaseStorage, BaseHeartbeat):
 
     # Optuna checks ``isinstance(storage, BaseHeartbeat)`` and then calls these; an inner storage without
     # heartbeats answers like Optuna's own storages without them.
+    @override
     def get_heartbeat_interval(self) -> int | None:
         fn = getattr(self._inner, "get_heartbeat_interval", None)
         return fn() if fn is not None else None
 
+    @override
     def get_heartbeat_stale_trial_callback(self) -> Any:
         fn = getattr(self._inner, "get_heartbeat_stale_trial_callback", None)
         return fn() if fn is not None else None
 
+    @override
     def get_failed_trial_callback(self) -> Any:
         return self.get_heartbeat_stale_trial_callback()
 
@@ -171,7 +175,7 @@ def _delegate(name: str) -> Callable[..., Any]:
         return self._call(name, getattr(self._inner, name), *args, **kwargs)
 
     method.__name__ = name
-    return method
+    return override(method)
 
 
 _PASS_THROUGH = {"get_heartbeat_interval", "get_heartbeat_stale_trial_callback", "get_failed_trial_callback"}
