@@ -15,6 +15,7 @@ import contextlib
 import csv
 import inspect
 import logging
+import os
 from collections.abc import Callable, Iterator, Sequence
 from enum import Enum
 from typing import Any
@@ -372,6 +373,55 @@ class AppendingCSVExperimentWriter(_CSVExperimentWriter):
             with self._fs.open(self.metrics_file_path, "r", newline="") as file:
                 header = next(csv.reader(file), [])
             self.metrics_keys = sorted(set(header))
+
+    @override
+    def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
+        if not _is_local_file_protocol(self.metrics_file_path):
+            super()._rewrite_with_new_header(fieldnames)
+            return
+        from lightning_reg.atomic import atomic_write
+
+        with open(self.metrics_file_path, newline="") as file:
+            rows = list(csv.DictReader(file))
+        with atomic_write(self.metrics_file_path, newline="") as file:  # a new column: old rows kept, or nothing
+            writer = csv.DictWriter(file, fieldnames=fieldnames)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    @override
+    def save(self) -> None:
+        """Lightning's save, except that a write cut short (a full disk) is undone: the rows of ``metrics.csv``
+        before this save stay, no partial row, and :class:`~lightning_reg.atomic.WriteError` names the file."""
+        path = self.metrics_file_path
+        if not self.metrics or not _is_local_file_protocol(path):
+            super().save()
+            return
+        from lightning_reg.atomic import WriteError, is_filesystem_error
+
+        try:
+            new_keys = self._record_new_keys()
+            exists = os.path.isfile(path)
+            if new_keys and exists:
+                self._rewrite_with_new_header(self.metrics_keys)
+            size = os.path.getsize(path) if exists else None
+            try:
+                with open(path, "a" if exists else "w", newline="") as file:
+                    writer = csv.DictWriter(file, fieldnames=self.metrics_keys)
+                    if not exists:
+                        writer.writeheader()
+                    writer.writerows(self.metrics)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    if size is None:
+                        os.unlink(path)
+                    else:
+                        os.truncate(path, size)
+                raise
+        except OSError as err:
+            if is_filesystem_error(err) and not isinstance(err, WriteError):
+                raise WriteError(path, err) from err
+            raise
+        self.metrics = []
 
 
 def csv_logger_experiment(logger: Any) -> AppendingCSVExperimentWriter:

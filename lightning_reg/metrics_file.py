@@ -36,6 +36,7 @@ from typing import Any, cast
 
 from typing_extensions import Required, TypedDict
 
+from lightning_reg.atomic import write_text
 from lightning_reg.errors import mask_secrets
 
 __all__ = [
@@ -63,8 +64,9 @@ SCHEMA_VERSION = "1.0"
 #: The version given to files written before ``schema_version`` existed.
 LEGACY_VERSION = "0.0"
 #: What ``status`` says: trained to its end; trained, but a loss was not finite at the end of fit; stopped by
-#: the Optuna pruner; raised an error (``error`` and ``traceback`` say which).
-STATUSES = ("completed", "diverged", "pruned", "failed")
+#: the Optuna pruner; raised an error (``error`` and ``traceback`` say which); stopped by SIGTERM (a preemption)
+#: after writing ``checkpoints/last.ckpt``, to be resumed with ``ckpt_path=last``.
+STATUSES = ("completed", "diverged", "pruned", "failed", "interrupted")
 
 
 class MetricsFileError(ValueError):
@@ -262,8 +264,11 @@ def json_safe(obj: Any) -> Any:
 
 
 def write_metrics(path: Path | str, record: Mapping[str, Any]) -> Path:
-    """Write ``record`` (a :class:`RunMetrics`) to ``path`` with the current ``schema_version``; return the path."""
+    """Write ``record`` (a :class:`RunMetrics`) to ``path`` with the current ``schema_version``; return the path.
+
+    Atomically (:func:`lightning_reg.atomic.write_text`): a full disk raises
+    :class:`~lightning_reg.atomic.WriteError` and leaves no file, or the previous one, never an empty one.
+    """
     path = Path(path)
     data = {"schema_version": SCHEMA_VERSION, **{k: v for k, v in record.items() if k != "schema_version"}}
-    path.write_text(json.dumps(json_safe(data), indent=2))
-    return path
+    return write_text(path, json.dumps(json_safe(data), indent=2))

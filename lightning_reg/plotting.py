@@ -17,6 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from lightning_reg.atomic import atomic_write
+
 __all__ = ["MissingMatplotlib", "pyplot", "save_figure"]
 
 
@@ -54,6 +56,9 @@ def save_figure(fig: Any, path: Path) -> Path:
     """Lay out, write (110 dpi) and close a figure; return its path."""
     plt = pyplot()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        with atomic_write(path, "wb") as fh:
+            fig.savefig(fh, dpi=110, format=Path(path).suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)
     return path

@@ -75,6 +75,8 @@ class LightningRegOptunaSweeperConf:
     max_retry: Any = 3
     # Seconds between looks at the study while other workers hold the last trials.
     poll_interval: Any = 1.0
+    # Seconds a database outage is ridden out (every storage call retried with backoff) before a worker gives up.
+    storage_retry: Any = 600
 
 
 def _samplers() -> dict[str, dict[str, Any]]:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from lightning_reg.atomic import atomic_write
+
 DDP_CONFIG_NAME = "ddp_job_config"
 
 
@@ -31,7 +33,8 @@ def write_job_config(cfg: DictConfig, output_dir: Path) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     path = target / f"{DDP_CONFIG_NAME}.yaml"
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    OmegaConf.save(OmegaConf.create(resolved), path)
+    with atomic_write(path) as fh:
+        OmegaConf.save(OmegaConf.create(resolved), fh)
     return path
 
 

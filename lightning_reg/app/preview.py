@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lightning_reg.atomic import atomic_write
+
 if TYPE_CHECKING:
     import torch
     from omegaconf import DictConfig
@@ -277,7 +279,8 @@ def write_preview(overrides: Sequence[str], out: str | Path, images: int = 8, dr
     info.add_text("Software", "lightning_reg.app.preview")
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path, pnginfo=info)
+    with atomic_write(path, "wb") as fh:
+        image.save(fh, format="PNG", pnginfo=info)
     return path
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from lightning_reg.atomic import atomic_write, write_text
 from lightning_reg.metrics_file import (
     FILE_NAME,
     MetricsFileError,
@@ -662,7 +663,7 @@ def _csv_num(x: float | None) -> str:
 
 def write_csv(report: Report, path: Path) -> None:
     """One row per configuration, the numbers unrounded (``report.csv``)."""
-    with Path(path).open("w", newline="") as fh:
+    with atomic_write(path, newline="") as fh:
         w = csv.writer(fh)
         stat_cols = [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
         w.writerow(
@@ -699,7 +700,7 @@ def write_csv(report: Report, path: Path) -> None:
 
 def write_runs_csv(report: Report, path: Path) -> None:
     """One row per run (``runs.csv``), so every table entry can be traced back."""
-    with Path(path).open("w", newline="") as fh:
+    with atomic_write(path, newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["configuration", "run_dir", "status", "seed", *METRICS, "error"])
         for c in report.configs:
@@ -734,7 +735,7 @@ def write_report(report: Report, out_dir: Path | None = None, plots: bool = True
     for p in pngs:
         files[p.stem] = p
     files["report.md"] = out / "report.md"
-    files["report.md"].write_text(format_markdown(report, pngs))
+    write_text(files["report.md"], format_markdown(report, pngs))
     files["report.csv"] = out / "report.csv"
     write_csv(report, files["report.csv"])
     files["runs.csv"] = out / "runs.csv"
@@ -769,7 +770,7 @@ def make_report(
         )
         md = files["report.md"]
         title, _, rest = md.read_text().partition("\n")
-        md.write_text(f"{title}\n\n{note}\n{rest}")
+        write_text(md, f"{title}\n\n{note}\n{rest}")
         if echo:
             print(f"\nlightning_reg report: {note}", flush=True)
     if echo:

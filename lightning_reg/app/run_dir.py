@@ -3,7 +3,7 @@
 - **new**: it does not exist, or holds neither checkpoints nor ``metrics.json`` (Hydra's ``.hydra/`` files of a
   run that was refused before training do not count).
 - **unfinished**: it holds checkpoints and no final ``metrics.json`` (the run was killed, or failed and its
-  ``metrics.json`` says ``status: failed``). It is resumed only with a ``ckpt_path`` inside it, or
+  ``metrics.json`` says ``status: failed`` or ``status: interrupted`` (SIGTERM)). It is resumed only with a ``ckpt_path`` inside it, or
   ``ckpt_path=last``; anything else is refused, with the command that would resume it.
 - **finished**: it holds a final ``metrics.json``. Nothing is written into it again; continue its training in
   a new directory with ``ckpt_path=<its checkpoint>``.
@@ -34,6 +34,8 @@ __all__ = [
 ]
 
 NEW, UNFINISHED, FINISHED = "new", "unfinished", "finished"
+#: The ``metrics.json`` statuses of a run that did not end: with checkpoints, its directory is unfinished.
+RESUMABLE = ("failed", "interrupted")
 LAST = "last"
 
 
@@ -88,7 +90,7 @@ def run_state(run_dir: Path) -> str:
     has_ckpts = bool(_checkpoints(run_dir))
     if status is None:
         return UNFINISHED if has_ckpts else NEW
-    if status == "failed" and has_ckpts:
+    if status in RESUMABLE and has_ckpts:
         return UNFINISHED
     return FINISHED
 
@@ -163,12 +165,14 @@ def check_run_dir(run_dir: Path | str, ckpt_path: Any, *, allow_new_last: bool =
 
 
 def archive_failed_record(run_dir: Path) -> Path | None:
-    """Before resuming a failed run, move its ``metrics.json`` (status failed) aside, never deleting it."""
+    """Before resuming a failed or interrupted run, move its ``metrics.json`` aside (``metrics.failed-1.json``,
+    ``metrics.interrupted-1.json``...), never deleting it."""
     path = Path(run_dir) / "metrics.json"
-    if read_status(run_dir) != "failed":
+    status = read_status(run_dir)
+    if status not in RESUMABLE:
         return None
     k = 1
-    while (target := path.with_name(f"metrics.failed-{k}.json")).exists():
+    while (target := path.with_name(f"metrics.{status}-{k}.json")).exists():
         k += 1
     path.rename(target)
     return target

@@ -27,6 +27,7 @@ import lightning.pytorch as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_object
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from lightning_reg._lightning_internals import missing_target_reason, weights_only_kwargs
@@ -34,6 +35,8 @@ from lightning_reg.app.config import conf_dir, find_conf_dir, instantiate_node, 
 from lightning_reg.app.distributed import hydra_ddp_children, is_child_rank, write_job_config
 from lightning_reg.app.run_dir import FINISHED, RunDirError, archive_failed_record, check_run_dir, run_state
 from lightning_reg.app.run_log import quiet_third_party, say
+from lightning_reg.atomic import is_filesystem_error
+from lightning_reg.callbacks.checkpoint import SaveOnSigterm
 from lightning_reg.callbacks.history import MetricsHistory, to_float
 from lightning_reg.callbacks.monitor_check import MonitorCheck
 from lightning_reg.callbacks.restore_best_weights import RestoreBestWeights
@@ -256,6 +259,8 @@ def build(cfg: DictConfig) -> Parts:
         )
     history = MetricsHistory()
     callbacks = _instantiate_dict(cfg.get("callbacks"), "callbacks", pl.Callback) + [history, RNGState()]
+    # SIGTERM (a preemption): last.ckpt written before the run ends, for ckpt_path=last.
+    callbacks.append(SaveOnSigterm(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"))
     optimized = cfg.get("optimized_metric")
     names = list(optimized) if OmegaConf.is_list(optimized) or isinstance(optimized, (list, tuple)) else [optimized]
     # Logged metrics are namespaced (val/acc); run-level numbers such as fit_seconds are not logged.
@@ -612,6 +617,36 @@ def lookup_metric(summary: Mapping[str, Any], name: str | None) -> float | None:
     return None
 
 
+#: The exit status of a run or worker ended by SIGTERM (128 + 15, what a shell reports for a process killed by it).
+SIGTERM_EXIT = 143
+
+
+def _record_interrupted(cfg: DictConfig) -> None:
+    """SIGTERM ended the run: ``metrics.json`` says ``status: interrupted`` (atomically), and one line says how
+    to resume. ``last.ckpt`` was written by :class:`~lightning_reg.callbacks.checkpoint.SaveOnSigterm`."""
+    out = Path(cfg.paths.output_dir)
+    last = out / "checkpoints" / "last.ckpt"
+    record: RunMetrics = {
+        "schema_version": SCHEMA_VERSION,
+        "status": "interrupted",
+        "error": "SIGTERM: the run was stopped (preempted, cancelled or killed) and can be resumed",
+        "seed": cfg.get("seed"),
+        "config": _str_keys(OmegaConf.to_container(cfg, resolve=False)),
+    }
+    try:
+        if not (out / FILE_NAME).exists():
+            out.mkdir(parents=True, exist_ok=True)
+            write_metrics(out / FILE_NAME, record)
+    except Exception as err:  # noqa: BLE001 - the exit status must still say SIGTERM
+        log.error("the interruption is not recorded in metrics.json: %s", err)
+    resume = f"resume with ckpt_path=last ({last})" if last.is_file() else "no checkpoint was written"
+    say(f"lightning_reg: interrupted by SIGTERM; metrics.json says status 'interrupted'; {resume}", error=True)
+
+
+def _has_last(cfg: DictConfig) -> bool:
+    return (Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt").is_file()
+
+
 def _record_failure(cfg: DictConfig, err: BaseException) -> None:
     try:
         out = Path(cfg.paths.output_dir)
@@ -628,8 +663,11 @@ def _record_failure(cfg: DictConfig, err: BaseException) -> None:
             "config": _str_keys(config),
         }
         write_metrics(out / FILE_NAME, record)
-    except Exception:  # noqa: BLE001 - never mask the real error
-        log.exception("could not record the failure in metrics.json")
+    except Exception as record_err:  # noqa: BLE001 - never mask the real error
+        if is_filesystem_error(record_err):  # the full disk again: one line, and no (empty) metrics.json
+            log.error("the failure is not recorded: %s", record_err)
+        else:
+            log.exception("could not record the failure in metrics.json")
 
 
 @contextlib.contextmanager
@@ -671,6 +709,12 @@ def run_job(cfg: DictConfig) -> float | list[float] | None:
                 return value
         with _clean_process_after_job() if multirun and not is_child_rank() else contextlib.nullcontext():
             summary = train(cfg)
+    except SIGTERMException:
+        # Lightning ends fit with this SystemExit (status 0) after SIGTERM: here it becomes status 143, after
+        # last.ckpt (SaveOnSigterm) and metrics.json. A sweep worker stops too and requeues the trial.
+        if not is_child_rank():
+            _record_interrupted(cfg)
+        raise SystemExit(SIGTERM_EXIT) from None
     except Exception as err:
         if is_child_rank():
             raise
@@ -683,6 +727,8 @@ def run_job(cfg: DictConfig) -> float | list[float] | None:
             sys.exit(2)
         if multirun or not isinstance(err, ConfigError):
             _record_failure(cfg, err)
+        # A full disk, no permission, a database gone longer than storage_retry: the cause in one line.
+        disk = is_filesystem_error(err) or type(err).__name__ == "StorageOutage"
         if multirun:
             # Hydra's sweepers abort the whole sweep (and skip the end-of-sweep report) when a job raises.
             # A failed job is recorded in its metrics.json instead, listed by the report, and returns None,
@@ -692,13 +738,17 @@ def run_job(cfg: DictConfig) -> float | list[float] | None:
                 Path(cfg.paths.output_dir) / FILE_NAME,
                 type(err).__name__,
                 err,
-                exc_info=not isinstance(err, ConfigError),
+                exc_info=not (isinstance(err, ConfigError) or disk),
             )
             print(mask_secrets(f"lightning_reg: run failed: {type(err).__name__}: {err}"), file=sys.stderr, flush=True)
             return None
         if isinstance(err, ConfigError):
             say(mask_secrets(f"lightning_reg: error: {err}"), error=True)
             sys.exit(2)
+        if disk:
+            resume = " Free space (or fix the permission) and resume with ckpt_path=last."
+            say(mask_secrets(f"lightning_reg: error: {err}.{resume if _has_last(cfg) else ''}"), error=True)
+            sys.exit(1)
         raise
     optimized = summary.get("optimized_value")
     if isinstance(optimized, list):

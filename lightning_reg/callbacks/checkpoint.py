@@ -20,15 +20,58 @@ import lightning.pytorch as pl
 from typing_extensions import override
 
 from lightning_reg._lightning_internals import CheckpointSaveHooks, is_local_path
+from lightning_reg.atomic import TMP_SUFFIX, WriteError, is_filesystem_error, replace_atomically
 
-TMP_SUFFIX = ".tmp"
+
+def save_checkpoint_atomically(trainer: pl.Trainer, filepath: str, weights_only: bool = False) -> None:
+    """``trainer.save_checkpoint(filepath)`` (on every rank: a collective call), written to ``<file>.tmp`` in the
+    same directory and moved over ``filepath`` atomically by rank 0. A failed write (a full disk) removes the
+    partial file, keeps the previous checkpoint and raises :class:`~lightning_reg.atomic.WriteError`."""
+    tmp = filepath + TMP_SUFFIX
+    try:
+        trainer.save_checkpoint(tmp, weights_only)  # all ranks; ends with a barrier
+    except OSError as err:  # a full disk, no permission: the partial file goes, the previous one stays
+        if trainer.is_global_zero and os.path.isfile(tmp):
+            os.unlink(tmp)
+        if is_filesystem_error(err):
+            raise WriteError(filepath, err) from err
+        raise
+    if trainer.is_global_zero:
+        if os.path.isfile(tmp):
+            replace_atomically(tmp, filepath)
+        elif os.path.isdir(tmp):  # a sharded checkpoint directory: no single file to swap in
+            if os.path.isdir(filepath):
+                shutil.rmtree(filepath)
+            os.replace(tmp, filepath)
+    trainer.strategy.barrier("AtomicModelCheckpoint.replace")
 
 
-def replace_atomically(tmp_path: str, path: str) -> None:
-    """Flush ``tmp_path`` to disk and move it over ``path`` in one atomic step (``os.replace``)."""
-    with open(tmp_path, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp_path, path)
+class SaveOnSigterm(pl.Callback):
+    """On SIGTERM (a SLURM preemption, ``scancel``, a ``kill``), write the run's ``last.ckpt`` before it ends.
+
+    Lightning's signal connector turns SIGTERM into ``SIGTERMException`` at the end of the current batch (on
+    every rank, in sync); this callback's ``on_exception`` then saves the trainer's state atomically to
+    ``filepath``, so that ``ckpt_path=last`` resumes the run. The entry point adds it to every run.
+
+    Example:
+        >>> cb = SaveOnSigterm("run/checkpoints/last.ckpt")
+        >>> cb.saved is None
+        True
+    """
+
+    def __init__(self, filepath: str | os.PathLike[str]) -> None:
+        self.filepath = os.fspath(filepath)
+        self.saved: str | None = None
+
+    @override
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if not isinstance(exception, SIGTERMException) or trainer.state.fn != "fit":
+            return
+        os.makedirs(os.path.dirname(self.filepath) or ".", exist_ok=True)
+        save_checkpoint_atomically(trainer, self.filepath)
+        self.saved = self.filepath
 
 
 class AtomicModelCheckpoint(CheckpointSaveHooks):
@@ -36,7 +79,9 @@ class AtomicModelCheckpoint(CheckpointSaveHooks):
 
     Each checkpoint is written to ``<file>.tmp`` in the target directory and then renamed over ``<file>``
     with ``os.replace``, so a reader (or a resumed run) sees either the previous complete checkpoint or
-    the new complete one, never a partial file, however the writing process dies. Remote paths (``s3://``
+    the new complete one, never a partial file, however the writing process dies; a write that fails (a full
+    disk) removes its partial file and raises :class:`~lightning_reg.atomic.WriteError`, one line naming the
+    checkpoint and the cause, with the previous checkpoint intact. Remote paths (``s3://``
     ...) use Lightning's own saving unchanged; strategies that save a directory per checkpoint (DeepSpeed,
     sharded FSDP) get the directory moved into place after it is complete (not a single atomic step). The shipped ``callbacks/last_checkpoint`` and ``callbacks/model_checkpoint`` configs
     use this class.
@@ -77,20 +122,11 @@ class AtomicModelCheckpoint(CheckpointSaveHooks):
         if not is_local_path(filepath):
             self.lightning_save(trainer, filepath)
             return
-        tmp = filepath + TMP_SUFFIX
-        trainer.save_checkpoint(tmp, self.save_weights_only)  # all ranks; ends with a barrier
-        if trainer.is_global_zero:
-            if os.path.isfile(tmp):
-                replace_atomically(tmp, filepath)
-            elif os.path.isdir(tmp):  # a sharded checkpoint directory: no single file to swap in
-                if os.path.isdir(filepath):
-                    shutil.rmtree(filepath)
-                os.replace(tmp, filepath)
-        trainer.strategy.barrier("AtomicModelCheckpoint.replace")
+        save_checkpoint_atomically(trainer, filepath, self.save_weights_only)
         self.record_saved(trainer, filepath)
         if trainer.is_global_zero:
             for logger in trainer.loggers:
                 logger.after_save_checkpoint(proxy(self))
 
 
-__all__ = ["AtomicModelCheckpoint", "replace_atomically"]
+__all__ = ["AtomicModelCheckpoint", "SaveOnSigterm", "replace_atomically", "save_checkpoint_atomically"]

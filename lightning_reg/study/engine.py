@@ -38,6 +38,7 @@ __all__ = [
     "is_finished",
     "is_live",
     "mask_url",
+    "check_sqlite_storage",
     "open_storage",
     "storage_of",
     "trial_id_of",
@@ -52,6 +53,7 @@ ATTR = {
     "epochs": "lightning_reg:epochs_trained",
     "max_epochs": "lightning_reg:max_epochs",
     "job_dir": "lightning_reg:job_dir",
+    "subdir": "lightning_reg:subdir",  # the job directory a requeued (interrupted) trial's retry resumes
     "worker": "lightning_reg:worker",
     "group": "lightning_reg:group",
     "group_seq": "lightning_reg:group_seq",
@@ -165,18 +167,78 @@ def default_storage_url(sweep_dir: str | Path) -> str:
     return f"sqlite:///{Path(sweep_dir).absolute() / 'optuna.db'}"
 
 
+_OPTUNA_TABLES = ("studies", "trials", "version_info")
+
+
+def _sqlite_problem(path: Path) -> str | None:
+    """Why the existing file at ``path`` is not an Optuna SQLite storage, or ``None`` when it is one."""
+    import sqlite3
+
+    if path.stat().st_size == 0:
+        return "an empty file (0 bytes)"
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)
+        try:
+            tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as err:
+        return f"not a readable SQLite database ({err})"
+    missing = [t for t in _OPTUNA_TABLES if t not in tables]
+    if missing:
+        return f"an SQLite database without Optuna's table(s) {', '.join(missing)}"
+    return None
+
+
+def check_sqlite_storage(url: str, wait: float = 5.0) -> None:
+    """Refuse an SQLite storage file that exists but is not an Optuna study storage (empty, damaged, other tables),
+    before anything is written into it. A missing file is a new storage. A file another worker is creating at
+    this moment gets ``wait`` seconds to receive its tables.
+
+    Example:
+        >>> import tempfile
+        >>> empty = Path(tempfile.mkdtemp()) / "optuna.db"
+        >>> empty.touch()
+        >>> check_sqlite_storage(f"sqlite:///{empty}", wait=0)
+        Traceback (most recent call last):
+        ...
+        lightning_reg.errors.ConfigError: the study storage 'sqlite:///.../optuna.db' is an empty file (0 bytes), not an Optuna study: refusing to open it as a new study. Move the file away if it is a leftover, or use a fresh hydra.sweep.dir (or another hydra.sweeper.storage).
+    """
+    if not url.startswith("sqlite:///"):
+        return
+    name = url.split("sqlite:///", 1)[1].split("?", 1)[0]
+    if not name or name == ":memory:" or not Path(name).exists():
+        return
+    path = Path(name)
+    deadline = time.monotonic() + wait
+    while (why := _sqlite_problem(path)) is not None and time.monotonic() < deadline:
+        time.sleep(0.25)
+    if why is not None:
+        raise ConfigError(
+            f"the study storage {mask_url(url)!r} is {why}, not an Optuna study: refusing to open it as a new "
+            "study. Move the file away if it is a leftover, or use a fresh hydra.sweep.dir (or another "
+            "hydra.sweeper.storage)."
+        )
+
+
 def open_storage(
     url: str,
     *,
     heartbeat_interval: int | None = 10,
     grace_period: int | None = None,
     max_retry: int | None = 3,
-) -> optuna.storages.RDBStorage:
+    retry: float | None = None,
+    wait_to_open: bool = False,
+) -> Any:
     """Open (and create, if new) the relational storage at ``url``, with heartbeats and failed-trial retry.
 
     ``url`` is any SQLAlchemy URL Optuna's RDB storage takes: ``sqlite:///path``, ``postgresql://user:pw@host/db``
     (psycopg 3 with SQLAlchemy ≥ 2.1), ``mysql+pymysql://...``. An unreachable server is a
-    :class:`~lightning_reg.errors.ConfigError` that names the URL with its password masked.
+    :class:`~lightning_reg.errors.ConfigError` that names the URL with its password masked. With ``retry``
+    (seconds), every call of the returned storage rides out a database outage that long
+    (:class:`~lightning_reg.study.retry.RetryingStorage`); with ``wait_to_open`` too, so does opening it (a
+    job's link, opened mid-sweep). A worker opens without waiting: a storage that cannot be reached when the
+    sweep starts (a wrong host or port) is an error at once.
 
     Example:
         >>> import tempfile, os
@@ -190,6 +252,7 @@ def open_storage(
             "`hydra.sweeper.storage` must be null (an SQLite file in the sweep directory) or a database URL "
             f"such as sqlite:///path/optuna.db or postgresql://user:password@host:5432/db; got {mask_url(str(url))!r}."
         )
+    check_sqlite_storage(url)
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite:"):
         path = url.split("sqlite:///", 1)[-1]
@@ -200,24 +263,41 @@ def open_storage(
     else:
         engine_kwargs["pool_pre_ping"] = True
     callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry) if heartbeat_interval else None
+    from lightning_reg.study.retry import is_outage, wrap
+
+    down_since: float | None = None
     try:
-        for attempt in range(8):
+        attempt = 0
+        while True:
             try:
-                return optuna.storages.RDBStorage(
+                rdb = optuna.storages.RDBStorage(
                     url,
                     engine_kwargs=engine_kwargs,
                     heartbeat_interval=heartbeat_interval,
                     grace_period=grace_period,
                     heartbeat_stale_trial_callback=callback,
                 )
+                if down_since is not None:
+                    log.warning("the study storage reachable again after %.1f s", time.monotonic() - down_since)
+                return wrap(rdb, retry)
             except Exception as err:  # noqa: BLE001 - see below
+                # A database outage while opening: ridden out like any later call (hydra.sweeper.storage_retry).
+                if retry is not None and wait_to_open and is_outage(err):
+                    now = time.monotonic()
+                    if down_since is None:
+                        down_since = now
+                        log.warning("the study storage cannot be reached; retrying for up to %.0f s", retry)
+                    if now - down_since < retry:
+                        time.sleep(min(2.0, max(0.05, retry - (now - down_since))))
+                        continue
+                    raise
                 # Workers that start together on a new database race to create its tables; the loser sees
                 # "already exists" (SQLite) or a duplicate key (PostgreSQL). The tables are there: try again.
                 text = str(err).lower()
                 if attempt == 7 or not any(m in text for m in ("already exists", "duplicate key", "unique constraint")):
                     raise
-                time.sleep(0.2 * (attempt + 1))
-        raise AssertionError("unreachable")
+                attempt += 1
+                time.sleep(0.2 * attempt)
     except ModuleNotFoundError as err:
         raise ConfigError(
             f"`hydra.sweeper.storage` {mask_url(url)!r} needs the database driver {err.name!r}, which is not "
@@ -303,8 +383,8 @@ class HeartbeatThread:
             for trial_id in self.trial_ids:
                 try:
                     self.storage.record_heartbeat(trial_id)
-                except Exception:  # noqa: BLE001 - a missed beat is retried; the job must go on
-                    log.warning("could not record the heartbeat of trial id %s", trial_id, exc_info=True)
+                except Exception as err:  # noqa: BLE001 - a missed beat is retried; the job must go on
+                    log.warning("could not record the heartbeat of trial id %s: %s", trial_id, err)
             if self._stop.wait(self.interval):
                 return
 

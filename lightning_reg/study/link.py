@@ -10,6 +10,7 @@ folds' running mean.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -28,6 +29,7 @@ from typing_extensions import override
 from lightning_reg.errors import ConfigError
 from lightning_reg.study import TRIAL_ENV
 from lightning_reg.study.engine import ATTR, build_pruner, default_storage_url, open_storage, storage_of
+from lightning_reg.study.retry import DEFAULT_BUDGET, RetryingStorage, StorageOutage
 
 __all__ = ["ENV", "TrialLink", "TrialPruning", "fold_means", "trial_link_from_env"]
 
@@ -108,14 +110,16 @@ def _hydra_sweeper_node() -> tuple[Any, str | None]:
     return hc.sweeper, str(hc.sweep.dir)
 
 
-def _resolve_storage(link: TrialLink) -> tuple[str, Any]:
+def _resolve_storage(link: TrialLink) -> tuple[str, Any, float]:
     node, sweep_dir = _hydra_sweeper_node()
     url = link.storage or (node.get("storage") if node is not None else None)
     if not url:
         if sweep_dir is None:
             raise ConfigError(f"`{ENV}` names no storage and the job runs outside Hydra; cannot find the study.")
         url = default_storage_url(sweep_dir)
-    return url, (node.get("pruner") if node is not None else None)
+    budget = node.get("storage_retry") if node is not None else None
+    budget = DEFAULT_BUDGET if not isinstance(budget, (int, float)) or isinstance(budget, bool) else float(budget)
+    return url, (node.get("pruner") if node is not None else None), budget
 
 
 class TrialPruning(Callback):
@@ -159,6 +163,7 @@ class TrialPruning(Callback):
         self._trial: optuna.trial.Trial | None = None
         self.pruned_epoch: int | None = None
         self.reported: dict[int, float] = {}
+        self._pending: dict[int, float] = {}  # reports the storage did not take yet (an outage)
 
     @property
     @override
@@ -167,11 +172,14 @@ class TrialPruning(Callback):
 
     # -- storage side (global rank 0 of the leader only) -------------------------------------------
     def _open(self) -> None:
-        url, pruner_node = _resolve_storage(self.link) if self._storage_url is None else (self._storage_url, None)
+        if self._storage_url is None:
+            url, pruner_node, budget = _resolve_storage(self.link)
+        else:
+            url, pruner_node, budget = self._storage_url, None, DEFAULT_BUDGET
         pruner = self._pruner if self._pruner is not None else build_pruner(pruner_node)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-            storage = open_storage(url, heartbeat_interval=None)
+            storage = open_storage(url, heartbeat_interval=None, retry=budget, wait_to_open=True)
         self._study = optuna.load_study(study_name=self.link.study, storage=storage, pruner=pruner)
         self._trial = optuna.trial.Trial(self._study, self.link.trial_id)
 
@@ -186,13 +194,46 @@ class TrialPruning(Callback):
             self._trial.set_user_attr(ATTR["max_epochs"], trainer.max_epochs)
 
     def _decide(self, epoch: int, value: float) -> bool:
-        assert self._trial is not None and self._study is not None
+        """Report ``value`` for ``epoch`` and ask the pruner. During a database outage the report waits (with
+        the earlier ones that waited) and training goes on unpruned; the next epoch or :meth:`record` sends them."""
         self.reported[epoch] = value
+        self._pending[epoch] = value
+        storage = storage_of(self._study) if self._study is not None else None
+        wait = storage.no_wait() if isinstance(storage, RetryingStorage) else contextlib.nullcontext()
+        try:
+            with wait:
+                waited = len(self._pending) - 1
+                self._flush()
+                if waited:
+                    log.warning("trial %d: %d pruning report(s) that waited are sent", self.link.number, waited + 1)
+                return self._judge(epoch, value)
+        except StorageOutage as err:
+            if len(self._pending) == 1:  # one line per outage, not per epoch
+                log.warning(
+                    "trial %d: pruning reports wait from epoch %d on, training goes on: %s",
+                    self.link.number,
+                    epoch,
+                    err,
+                )
+            return False
+
+    def _flush(self) -> None:
+        """Send the reports that waited (one curve attribute for a fold's job)."""
+        assert self._trial is not None
         if self.link.num_folds is None:
-            self._trial.report(value, epoch)
+            for e in sorted(self._pending):
+                self._trial.report(self._pending[e], e)
+                del self._pending[e]
+        elif self._pending:
+            key = f"{ATTR['fold_values']}{self.link.fold}"
+            last = max(self.reported)
+            self._trial.set_user_attr(key, [self.reported.get(e) for e in range(last + 1)])
+            self._pending.clear()
+
+    def _judge(self, epoch: int, value: float) -> bool:
+        assert self._trial is not None and self._study is not None
+        if self.link.num_folds is None:
             return self.link.prune and self._trial.should_prune()
-        key = f"{ATTR['fold_values']}{self.link.fold}"
-        self._trial.set_user_attr(key, [self.reported.get(e) for e in range(epoch + 1)])
         attrs = self._trial.user_attrs
         if attrs.get(ATTR["stop"]):
             return True
@@ -243,6 +284,7 @@ class TrialPruning(Callback):
         """Write the job's outcome on its trial (rank 0 of the leader): the sweeper tells the state from it."""
         if self._trial is None:
             return
+        self._flush()  # reports that waited for the database go first (retried through an outage)
         prefix = "" if self.link.fold is None else f"fold{self.link.fold}:"
         attrs = {ATTR["status"]: status, ATTR["epochs"]: epochs, ATTR["job_dir"]: job_dir}
         if self.pruned_epoch is not None:

@@ -18,6 +18,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from lightning_reg.atomic import atomic_write, write_text
 from lightning_reg.metrics_file import FILE_NAME, read_metrics
 from lightning_reg.study.engine import ATTR, mask_url, open_storage
 from lightning_reg.study.worker import summarize_values
@@ -263,7 +264,7 @@ def write_trials_csv(rep: StudyReport, path: Path) -> None:
     import csv
 
     keys = sorted({k for r in rep.rows for k in r.params})
-    with Path(path).open("w", newline="") as fh:
+    with atomic_write(path, newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["trial", "state", "value", "epochs", "max_epochs", "pruned_epoch", *keys, "job_dir"])
         for r in sorted(rep.rows, key=lambda r: r.number):
@@ -296,7 +297,7 @@ def write_study_report(rep: StudyReport, out_dir: Path, plots: bool = True) -> d
             print(f"lightning_reg.report: {err}")
     files = {p.stem: p for p in pngs}
     files["report.md"] = out / "report.md"
-    files["report.md"].write_text(format_study_markdown(rep, pngs))
+    write_text(files["report.md"], format_study_markdown(rep, pngs))
     files["trials.csv"] = out / "trials.csv"
     write_trials_csv(rep, files["trials.csv"])
     return files

@@ -18,6 +18,7 @@ from typing import Any
 import optuna
 from omegaconf import DictConfig, OmegaConf
 
+from lightning_reg.atomic import atomic_write, write_text
 from lightning_reg.errors import ConfigError, check_int, check_range
 from lightning_reg.study.engine import (
     ATTR,
@@ -27,6 +28,7 @@ from lightning_reg.study.engine import (
     mask_url,
     open_storage,
 )
+from lightning_reg.study.retry import DEFAULT_BUDGET
 from lightning_reg.study.search_space import SearchSpace, parse_search_space
 from lightning_reg.study.worker import StudyWorker, node_rank
 
@@ -93,6 +95,7 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
     out["poll_interval"] = check_range(
         "hydra.sweeper.poll_interval", o.get("poll_interval", 1.0), 0.0, None, low_inclusive=False
     )
+    out["storage_retry"] = check_range("hydra.sweeper.storage_retry", o.get("storage_retry", DEFAULT_BUDGET), 0.0)
     confirm = o.get("confirm") or {}
     if not isinstance(confirm, Mapping):
         raise ConfigError(f"`hydra.sweeper.confirm` must be a mapping with top_k and seeds; got {confirm!r}.")
@@ -323,7 +326,7 @@ class StudyPlan:
             "told_by_this_worker": [t.number for t in told],
         }
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
-        (self.sweep_dir / "study.json").write_text(json.dumps(summary, indent=2, default=str))
+        write_text(self.sweep_dir / "study.json", json.dumps(summary, indent=2, default=str))
         # What Hydra's Optuna sweeper wrote, for the tools that read it.
         complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
         if complete:
@@ -335,7 +338,8 @@ class StudyPlan:
                 results["solutions"] = [
                     {"params": dict(t.params), "values": list(t.values)} for t in self.study.best_trials
                 ]
-            OmegaConf.save(OmegaConf.create(results), self.sweep_dir / "optimization_results.yaml")
+            with atomic_write(self.sweep_dir / "optimization_results.yaml") as fh:
+                OmegaConf.save(OmegaConf.create(results), fh)
         log.info(
             "study %r: %d finished trial(s) (%s); this worker ran %d",
             self.study_name,
@@ -343,6 +347,60 @@ class StudyPlan:
             ", ".join(f"{v} {k}" for k, v in sorted(states.items())),
             len(told),
         )
+
+
+#: The study attributes that say what the study is: written when it is created, compared by every joining worker.
+SPACE_ATTR = "lightning_reg:search_space"
+METRIC_ATTR = "lightning_reg:optimized_metric"
+
+
+def _space_record(space: SearchSpace) -> dict[str, str]:
+    return {k: optuna.distributions.distribution_to_json(d) for k, d in sorted(space.distributions.items())}
+
+
+def _space_difference(before: Mapping[str, str], now: Mapping[str, str]) -> str:
+    """The keys whose distributions differ between two recorded search spaces, in words.
+
+    Example:
+        >>> from lightning_reg.study.search_space import parse_search_space
+        >>> a = _space_record(parse_search_space({"x": "interval(0, 1)", "y": "choice(1, 2)"}, []))
+        >>> b = _space_record(parse_search_space({"x": "interval(0, 2)", "z": "choice(1, 2)"}, []))
+        >>> _space_difference(a, b)
+        'x: FloatDistribution(high=1.0, log=False, low=0.0, step=None) in the study, FloatDistribution(high=2.0, log=False, low=0.0, step=None) here; y: in the study, not in this sweep; z: new in this sweep'
+    """
+
+    def show(text: str) -> str:
+        return repr(optuna.distributions.json_to_distribution(text))
+
+    parts = []
+    for key in sorted(set(before) | set(now)):
+        if key not in now:
+            parts.append(f"{key}: in the study, not in this sweep")
+        elif key not in before:
+            parts.append(f"{key}: new in this sweep")
+        elif before[key] != now[key]:
+            parts.append(f"{key}: {show(before[key])} in the study, {show(now[key])} here")
+    return "; ".join(parts)
+
+
+def _check_same_study(
+    existing: optuna.Study, name: str, url: str, directions: list[str], monitor: Any, space: SearchSpace
+) -> None:
+    """A joining worker (or a resumed sweep) must run THE study: same direction, objective and search space."""
+    ways = "Use another hydra.sweeper.study_name, or a fresh hydra.sweep.dir (or storage), for a new study."
+    where = f"study {name!r} in {mask_url(url)!r}"
+    have = [d.name.lower() for d in existing.directions]
+    if have != directions:
+        raise ConfigError(f"{where} exists with direction {have!r}; this sweep asks for {directions!r}. {ways}")
+    attrs = existing.user_attrs
+    if METRIC_ATTR in attrs and attrs[METRIC_ATTR] != monitor:
+        raise ConfigError(
+            f"{where} optimizes optimized_metric={attrs[METRIC_ATTR]!r}; this sweep optimizes {monitor!r}. {ways}"
+        )
+    if SPACE_ATTR in attrs:
+        diff = _space_difference(attrs[SPACE_ATTR], _space_record(space))
+        if diff:
+            raise ConfigError(f"{where} has another search space ({diff}). {ways}")
 
 
 def open_study(options: Mapping[str, Any], arguments: Sequence[str], config: DictConfig) -> StudyPlan:
@@ -396,7 +454,11 @@ def open_study(options: Mapping[str, Any], arguments: Sequence[str], config: Dic
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         storage = open_storage(
-            url, heartbeat_interval=o["heartbeat_interval"], grace_period=o["grace_period"], max_retry=o["max_retry"]
+            url,
+            heartbeat_interval=o["heartbeat_interval"],
+            grace_period=o["grace_period"],
+            max_retry=o["max_retry"],
+            retry=o["storage_retry"],
         )
     directions = o["directions"]
     try:
@@ -404,12 +466,7 @@ def open_study(options: Mapping[str, Any], arguments: Sequence[str], config: Dic
     except KeyError:
         existing = None
     if existing is not None:
-        have = [d.name.lower() for d in existing.directions]
-        if have != directions:
-            raise ConfigError(
-                f"study {o['study_name']!r} in {mask_url(url)!r} exists with direction {have!r}; this sweep asks for "
-                f"{directions!r}. Use another hydra.sweeper.study_name, or the study's direction."
-            )
+        _check_same_study(existing, o["study_name"], url, directions, monitor, space)
     sampler_conf = dict(o["sampler"] or {})
     n_existing = len(existing.get_trials(deepcopy=False)) if existing is not None else 0
     if n_existing and isinstance(sampler_conf.get("seed"), int) and not grid_sampler:
@@ -426,8 +483,9 @@ def open_study(options: Mapping[str, Any], arguments: Sequence[str], config: Dic
         load_if_exists=True,
     )
     if existing is None:
-        study.set_user_attr("lightning_reg:optimized_metric", monitor)
+        study.set_user_attr(METRIC_ATTR, monitor)
         study.set_user_attr("lightning_reg:params", {k: str(v) for k, v in o["params"].items()})
+        study.set_user_attr(SPACE_ATTR, _space_record(space))
     else:
         done = len(finished_trials(study.get_trials(deepcopy=False)))
         log.info(
@@ -437,5 +495,6 @@ def open_study(options: Mapping[str, Any], arguments: Sequence[str], config: Dic
     sweep_dir.mkdir(parents=True, exist_ok=True)
     multirun = sweep_dir / "multirun.yaml"
     if not multirun.exists():
-        OmegaConf.save(config, multirun)
+        with atomic_write(multirun) as fh:
+            OmegaConf.save(config, fh)
     return StudyPlan(study, space, o, o["study_name"], url, sweep_dir, monitor, prune, node_rank(), extend)

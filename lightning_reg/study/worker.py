@@ -44,6 +44,7 @@ from lightning_reg.study.engine import (
     trial_id_of,
 )
 from lightning_reg.study.link import TrialLink, fold_means
+from lightning_reg.study.retry import StorageOutage
 from lightning_reg.study.search_space import SearchSpace
 
 __all__ = [
@@ -257,6 +258,8 @@ class StudyWorker:
         self.group = group_key()
         self._group_seq = 0
         self._interrupted = False
+        self._terminated = False  # SIGTERM seen
+        self._in_job = False
 
     # -- study bookkeeping ------------------------------------------------------------------------
     def _trials(self) -> list[FrozenTrial]:
@@ -409,13 +412,20 @@ class StudyWorker:
         Ctrl-C stops the worker: a trial interrupted mid-job is failed and queued again. A Ctrl-C that Python
         swallows (it can land in a finalizer, where exceptions are ignored) is still seen through a flag, and
         the worker stops after telling the trial that was running.
+
+        SIGTERM (a SLURM preemption) stops the worker with exit status 143: a job that is training writes its
+        ``last.ckpt`` and ``metrics.json`` (``status: interrupted``) and ends (Lightning's SIGTERM handling, see
+        :mod:`lightning_reg.app.train`); its trial is failed and queued once again, and the retry resumes the
+        job's directory from that checkpoint (:meth:`subdir_of`). Outside a job the worker exits at once.
         """
         import signal
         import threading
 
         prev: Any = None
+        prev_term: Any = None
         if threading.current_thread() is threading.main_thread():
             prev = signal.getsignal(signal.SIGINT)
+            prev_term = signal.getsignal(signal.SIGTERM)
 
             def _flag(signum: int, frame: Any) -> None:
                 self._interrupted = True
@@ -424,12 +434,27 @@ class StudyWorker:
                 else:
                     raise KeyboardInterrupt
 
+            def _term(signum: int, frame: Any) -> None:
+                # Inside a job, Lightning's own handler (which calls this one too) ends the fit after the batch.
+                self._terminated = True
+                if not self._in_job:
+                    log.warning("SIGTERM: the worker stops")
+                    raise SystemExit(143)
+
             signal.signal(signal.SIGINT, _flag)
+            signal.signal(signal.SIGTERM, _term)
         try:
             return self._run()
+        except StorageOutage as err:
+            # Longer than hydra.sweeper.storage_retry: the running trial is left to the heartbeat (any worker
+            # fails it once the database is back, and Optuna's retry callback queues it again).
+            log.error("the worker stops: %s", err)
+            raise SystemExit(f"lightning_reg: error: {err}; the worker stops, its running trial is retried") from None
         finally:
             if prev is not None:
                 signal.signal(signal.SIGINT, prev)
+            if prev_term is not None:
+                signal.signal(signal.SIGTERM, prev_term)
 
     def _run(self) -> list[FrozenTrial]:
         variants = fold_variants(self.num_folds)
@@ -449,7 +474,10 @@ class StudyWorker:
                 continue
             specs: list[JobSpec] = []
             for trial in batch:
-                specs += self.specs_for(trial, trial.params, variants, str(trial.number))
+                subdir, resume = self.subdir_of(trial)
+                specs += self.specs_for(
+                    trial, trial.params, variants, subdir, extra=["ckpt_path=last"] if resume else ()
+                )
             log.info(
                 "worker %s: trial%s %s",
                 self.worker_id,
@@ -457,11 +485,16 @@ class StudyWorker:
                 ", ".join(f"{t.number} {t.params}" for t in batch),
             )
             try:
+                self._in_job = True
                 with HeartbeatThread(self.storage, [trial_id_of(t) for t in batch]):
                     outcomes = list(self.launch(specs))
-            except BaseException:  # Ctrl-C (Lightning turns it into SystemExit), or the launcher broke
+            except StorageOutage:
+                raise  # the database is gone: the heartbeat fails and retries the trial once it is back
+            except BaseException:  # Ctrl-C (Lightning turns it into SystemExit), SIGTERM, or the launcher broke
                 self._requeue(batch)
                 raise
+            finally:
+                self._in_job = False
             for i, trial in enumerate(batch):
                 try:
                     self.told.append(self._tell(trial, outcomes[i * len(variants) : (i + 1) * len(variants)]))
@@ -477,6 +510,9 @@ class StudyWorker:
             if self._interrupted:
                 log.warning("interrupted: stopping after telling the trial(s) that were running")
                 raise KeyboardInterrupt
+            if self._terminated:
+                log.warning("SIGTERM: stopping after telling the trial(s) that were running")
+                raise SystemExit(143)
         if self.group is not None:
             self.study.set_user_attr(f"{ATTR['group']}:{self.group}:done", self._group_seq)
         return self.told
@@ -499,13 +535,27 @@ class StudyWorker:
                 f"of n_trials={self.n_trials}; first error: {first}"
             )
 
+    def subdir_of(self, trial: optuna.trial.Trial) -> tuple[str, bool]:
+        """The job directory (under the sweep directory) of ``trial`` and whether its job resumes there.
+
+        A trial queued again after an interruption (SIGTERM, Ctrl-C: :meth:`_requeue`) carries the
+        ``lightning_reg:subdir`` of the job it repeats and resumes that directory with ``ckpt_path=last`` (a
+        fresh start where no checkpoint was written); any other trial, a retry after a lost heartbeat included
+        (its first job may still be running on a stalled machine), gets a directory of its own, its number.
+        """
+        inherited = trial.user_attrs.get(ATTR["subdir"])
+        return (str(inherited), True) if inherited else (str(trial.number), False)
+
     def _requeue(self, batch: Sequence[optuna.trial.Trial]) -> None:
         """Fail the interrupted trials and queue their parameters again, so a resumed sweep runs them."""
         for trial in batch:
             try:
                 trial.set_user_attr(ATTR["status"], "interrupted")
                 self.study.tell(trial, state=TrialState.FAIL)
-                self.study.enqueue_trial(trial.params, user_attrs={"lightning_reg:retry_of": trial.number})
+                subdir = trial.user_attrs.get(ATTR["subdir"]) or str(trial.number)
+                self.study.enqueue_trial(
+                    trial.params, user_attrs={"lightning_reg:retry_of": trial.number, ATTR["subdir"]: subdir}
+                )
                 log.warning("trial %d interrupted; queued again for the next worker", trial.number)
             except Exception:  # noqa: BLE001 - never mask the interrupt itself
                 log.exception("could not requeue interrupted trial %d", trial.number)

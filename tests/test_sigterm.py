@@ -1,0 +1,121 @@
+"""SIGTERM (a SLURM preemption, ``scancel``) ends a run or a sweep worker with status 143 after ``last.ckpt`` and a
+``metrics.json`` with ``status: interrupted`` are written; the run resumes with ``ckpt_path=last``, and a worker's
+trial is failed, queued once again, and its retry resumes the job's directory from that checkpoint.
+
+Real processes, a real signal, a real SQLite study: nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from optuna.trial import TrialState
+
+from sweep_workers import FAST, env, load, start, wait_all, wait_for
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _metrics(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text())
+
+
+def test_sigterm_ends_a_run_with_143_and_it_resumes(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "lightning_reg.train", f"hydra.run.dir={run}", "trainer.enable_progress_bar=false"]
+    proc = subprocess.Popen(
+        [*cmd, "trainer.max_epochs=400"], cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 180
+    while not (run / "checkpoints" / "epoch_000.ckpt").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    text = stderr.decode()
+    assert proc.returncode == 143, text[-3000:]
+    assert "Traceback" not in text, text[-3000:]
+    assert "interrupted by SIGTERM" in text and "resume with ckpt_path=last" in text
+    record = _metrics(run)
+    assert record["status"] == "interrupted"
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")
+    assert state["global_step"] > 0
+    assert not [p for p in run.rglob("*.tmp")]
+
+    epochs = state["epoch"] + 3
+    resumed = subprocess.run(
+        [*cmd, f"trainer.max_epochs={epochs}", "ckpt_path=last"],
+        cwd=tmp_path,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Restored all states from the checkpoint" in resumed.stderr + resumed.stdout
+    assert _metrics(run)["status"] == "completed" and _metrics(run)["epochs_completed"] == epochs
+    assert json.loads((run / "metrics.interrupted-1.json").read_text())["status"] == "interrupted"  # kept
+
+
+def test_sigterm_ends_a_worker_with_143_and_the_retry_resumes_the_job(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    url = f"sqlite:///{sweep / 'optuna.db'}"
+    args = [
+        "hparams_search=digits_random",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.poll_interval=0.5",
+        "trainer.max_epochs=60",
+        *FAST,
+    ]
+    victim = start(sweep, *args, log=tmp_path / "victim.log")
+
+    def training() -> list:
+        if not (sweep / "optuna.db").exists():
+            return []
+        try:
+            trials = load(url, "digits_random").get_trials(deepcopy=False)
+        except Exception:  # noqa: BLE001 - the study may not exist yet
+            return []
+        return [
+            t
+            for t in trials
+            if t.state == TrialState.RUNNING and (sweep / str(t.number) / "checkpoints" / "last.ckpt").exists()
+        ]
+
+    hit = wait_for(training, 180, "the worker to be training a trial")[0]
+    victim.send_signal(signal.SIGTERM)
+    assert victim.wait(timeout=120) == 143, (tmp_path / "victim.log").read_text()[-4000:]
+    time.sleep(0.5)
+    try:  # every process the worker started ended with it (its own session)
+        os.killpg(victim.pid, 0)
+        alive = True
+    except ProcessLookupError:
+        alive = False
+    assert not alive, "a process of the worker's session outlived it"
+
+    job = sweep / str(hit.number)
+    assert _metrics(job)["status"] == "interrupted"
+    trials = load(url, "digits_random").get_trials(deepcopy=False)
+    failed = next(t for t in trials if t.number == hit.number)
+    assert failed.state == TrialState.FAIL and failed.user_attrs["lightning_reg:status"] == "interrupted"
+    queued = [t for t in trials if t.user_attrs.get("lightning_reg:retry_of") == hit.number]
+    assert len(queued) == 1 and queued[0].state == TrialState.WAITING
+    assert queued[0].system_attrs["fixed_params"] == hit.params  # a waiting trial holds its params here
+
+    log = tmp_path / "second.log"
+    wait_all([start(sweep, *args, log=log)], [log])
+    trials = load(url, "digits_random").get_trials(deepcopy=False)
+    retry = next(t for t in trials if t.user_attrs.get("lightning_reg:retry_of") == hit.number)
+    assert retry.state == TrialState.COMPLETE and retry.user_attrs["lightning_reg:subdir"] == str(hit.number)
+    assert f"Restoring states from the checkpoint path at {job / 'checkpoints' / 'last.ckpt'}" in log.read_text()
+    assert _metrics(job)["status"] == "completed" and _metrics(job)["epochs_completed"] == 60
+    assert _metrics(job)["optimized_value"] == retry.value
+    assert json.loads((job / "metrics.interrupted-1.json").read_text())["status"] == "interrupted"
+    assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 2
