@@ -30,7 +30,7 @@ from hydra.utils import get_object
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from lightning_reg._lightning_internals import missing_target_reason, weights_only_kwargs
+from lightning_reg._lightning_internals import missing_target_reason, trainer_callbacks, weights_only_kwargs
 from lightning_reg.app.config import conf_dir, find_conf_dir, instantiate_node, threads_per_job
 from lightning_reg.app.distributed import hydra_ddp_children, is_child_rank, write_job_config
 from lightning_reg.app.run_dir import FINISHED, RunDirError, archive_failed_record, check_run_dir, run_state
@@ -265,9 +265,12 @@ def build(cfg: DictConfig) -> Parts:
     names = list(optimized) if OmegaConf.is_list(optimized) or isinstance(optimized, (list, tuple)) else [optimized]
     # Logged metrics are namespaced (val/acc); run-level numbers such as fit_seconds are not logged.
     callbacks.append(MonitorCheck(extra=[("optimized_metric", str(m)) for m in names if m and "/" in str(m)]))
-    callbacks += trial_callbacks(cfg.get("optimized_metric"))
     loggers = _instantiate_dict(cfg.get("logger"), "logger", pl.loggers.Logger)
     trainer: pl.Trainer = instantiate_node(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+    # Lightning added the trial's pruning through our callbacks_factory entry point; without the package's entry
+    # points (run from a source tree that was never installed) it is added here.
+    if not any(type(cb).__name__ == "TrialPruning" for cb in _callbacks(trainer)):
+        trainer_callbacks(trainer).extend(trial_callbacks(cfg.get("optimized_metric")))
     return Parts(datamodule, model, trainer, history)
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import lightning.pytorch as pl
 import optuna
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.trainer.states import TrainerFn
 from typing_extensions import override
 
 from lightning_reg.errors import ConfigError
@@ -108,6 +109,13 @@ def _hydra_sweeper_node() -> tuple[Any, str | None]:
         return None, None
     hc = HydraConfig.get()
     return hc.sweeper, str(hc.sweep.dir)
+
+
+def _job_dir() -> str:
+    """The job's output directory: Hydra's, or the working directory outside Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return str(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else os.getcwd()
 
 
 def _resolve_storage(link: TrialLink) -> tuple[str, Any, float]:
@@ -250,6 +258,8 @@ class TrialPruning(Callback):
     # -- every rank --------------------------------------------------------------------------------
     @override
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.state.fn != TrainerFn.FITTING:
+            return  # trainer.validate() in a job reports nothing
         monitor = self.link.monitor
         metrics = trainer.callback_metrics
         if monitor not in metrics:
@@ -279,6 +289,14 @@ class TrialPruning(Callback):
                     monitor,
                     self.reported.get(self.pruned_epoch),
                 )
+
+    @override
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # The outcome on the trial, whatever app runs the job (the sweeper tells PRUNED from it); the lightning_reg
+        # entry point records again at the job's end, with its final status.
+        if self._talks_to_storage(trainer) and self._trial is not None:
+            status = "pruned" if self.pruned_epoch is not None else "completed"
+            self.record(status, int(trainer.current_epoch), _job_dir())
 
     def record(self, status: str, epochs: int, job_dir: str) -> None:
         """Write the job's outcome on its trial (rank 0 of the leader): the sweeper tells the state from it."""

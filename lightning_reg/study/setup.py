@@ -403,6 +403,36 @@ def _check_same_study(
             raise ConfigError(f"{where} has another search space ({diff}). {ways}")
 
 
+def _warn_if_alone(config: DictConfig, sweep_dir: Path) -> None:
+    """Say so when this worker's study is the default file in a sweep dir named by the time it started.
+
+    Hydra's default ``hydra.sweep.dir`` (``multirun/${now:...}``) and most templates' put the start time in the
+    path, so a second worker started with the same command opens a study of its own: the promise is that workers
+    meant to share a study do, or are told that they don't.
+
+    Example:
+        >>> from omegaconf import OmegaConf
+        >>> cfg = OmegaConf.create({"hydra": {"sweep": {"dir": "multirun/${now:%H-%M-%S}"}}})
+        >>> _timestamped(cfg), _timestamped(OmegaConf.create({"hydra": {"sweep": {"dir": "sweeps/s"}}}))
+        (True, False)
+    """
+    if _timestamped(config):
+        log.warning(
+            "this worker has a study of its own: its storage is the default file %s in a sweep dir named by the time "
+            "it started, so a worker started later gets another one. To share one study, give every worker the same "
+            "hydra.sweep.dir=<a fixed path>, or hydra.sweeper.storage=<a database URL> with hydra.sweeper.study_name.",
+            sweep_dir / "optuna.db",
+        )
+
+
+def _timestamped(config: DictConfig) -> bool:
+    sweep = OmegaConf.select(config, "hydra.sweep")
+    if sweep is None:
+        return False
+    raw = OmegaConf.to_container(sweep, resolve=False)  # the text as written, before ${now:...} is filled in
+    return isinstance(raw, dict) and "${now:" in str(raw.get("dir", ""))
+
+
 def open_study(options: Mapping[str, Any], arguments: Sequence[str], config: DictConfig) -> StudyPlan:
     """Check everything, open (or create, or resume) the study; no job runs here."""
     from hydra_plugins.lightning_reg_optuna.config import PRUNER_GROUP, PRUNER_NAMES
@@ -451,6 +481,8 @@ def open_study(options: Mapping[str, Any], arguments: Sequence[str], config: Dic
     elif o["n_trials"] is None:
         raise ConfigError("`hydra.sweeper.n_trials` may be null only with the grid sampler; give a number of trials.")
     url = o["storage"] or default_storage_url(sweep_dir)
+    if not o["storage"]:
+        _warn_if_alone(config, sweep_dir)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         storage = open_storage(
