@@ -113,6 +113,20 @@ def test_two_workers_of_a_foreign_app_prune_and_the_storage_says_so(tmp_path: Pa
     assert all(len(t.intermediate_values) == 6 for t in complete)
     assert {t.user_attrs.get("lightning_reg:worker") for t in trials} != {None}
 
+    # The report from the study alone: the app writes no metrics.json.
+    out = tmp_path / "report"
+    proc = subprocess.run(
+        [sys.executable, "-m", "lightning_reg.report", "--storage", storage, "--study", "foreign", "--out", str(out),
+         "--no-plots"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    report = (out / "report.md").read_text()
+    spent = sum(t.user_attrs["lightning_reg:epochs_trained"] for t in trials)
+    assert spent < 6 * 6 and f"Epochs trained: {spent}, against 36" in report
+    assert f"{len(complete)} complete, {len(pruned)} pruned" in report and "quality=0.9" in report
+    assert not list(tmp_path.glob("sweep/**/metrics.json")), "the app writes none: the report came from the study"
+
 
 def test_a_trainer_outside_any_sweep_gets_nothing(monkeypatch):
     monkeypatch.delenv("LIGHTNING_REG_TRIAL", raising=False)
