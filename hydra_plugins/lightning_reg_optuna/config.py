@@ -16,10 +16,21 @@ PROVIDER = "lightning-reg"
 
 @dataclass
 class ConfirmConf:
-    """Re-run the ``top_k`` best trials with each of ``seeds`` (and test them) once the study is done."""
+    """Re-run the ``top_k`` best trials with each of ``seeds`` once the study is done, with ``overrides`` added
+    (lightning_reg's own search configs add ``test=true``, so the winners are tested)."""
 
     top_k: Any = 0
     seeds: list[Any] = field(default_factory=list)
+    overrides: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class KeysConf:
+    """The task-config keys a fold job or a confirmation job sets: any app's DataModule and seed can take them."""
+
+    fold: Any = "data.fold"
+    num_folds: Any = "data.num_folds"
+    seed: Any = "seed"
 
 
 @dataclass
@@ -68,6 +79,8 @@ class LightningRegOptunaSweeperConf:
     # trial's value is the mean and pruning acts on the folds' running mean. null: one job per trial.
     folds: Any = None
     confirm: ConfirmConf = field(default_factory=ConfirmConf)
+    # The keys `folds` and `confirm` set in each job (checked against the task's config before the study opens).
+    keys: KeysConf = field(default_factory=KeysConf)
     # Seconds between heartbeats of a running trial; a trial silent for grace_period (default 2 x interval)
     # is failed and retried up to max_retry times. null turns heartbeats (and retries) off.
     heartbeat_interval: Any = 10

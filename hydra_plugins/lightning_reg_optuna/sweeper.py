@@ -22,6 +22,30 @@ from omegaconf import DictConfig
 log = logging.getLogger("lightning_reg.study")
 
 
+def _dotted_keys(node: Any, prefix: str = "") -> list[str]:
+    """Every key of a nested mapping, dotted (``data.fold``)."""
+    if not isinstance(node, dict):
+        return []
+    out: list[str] = []
+    for k, v in node.items():
+        out += [f"{prefix}{k}", *_dotted_keys(v, f"{prefix}{k}.")]
+    return out
+
+
+def _option_setting(key: str, space: Any, options: Any) -> str:
+    """The sweeper option through which a job gets ``key``: a swept parameter, a fold or seed key, or a confirm override."""
+    if key in space.distributions:
+        return f"hydra.sweeper.params.{key}"
+    keys = {"fold": "data.fold", "num_folds": "data.num_folds", "seed": "seed", **dict(options.get("keys") or {})}
+    for role, name in keys.items():
+        if name == key:
+            return f"hydra.sweeper.keys.{role}"
+    confirm = options.get("confirm") or {}
+    if any(str(o).split("=", 1)[0].lstrip("+~") == key for o in (confirm.get("overrides") or [])):
+        return "hydra.sweeper.confirm.overrides"
+    return key
+
+
 class LightningRegOptunaSweeper(Sweeper):
     """``hydra/sweeper=lightning_reg_optuna``: a study on current Optuna, shared by any number of workers.
 
@@ -82,45 +106,32 @@ class LightningRegOptunaSweeper(Sweeper):
             outcomes.append(JobOutcome(value, failed=ret.status != JobStatus.COMPLETED, job_dir=job_dir))
         return outcomes
 
-    def _check_keys(self, space: Any) -> None:
-        """Compose one job with every swept key (at its first value) before any trial is drawn; a key the task's
-        config lacks is one ConfigError naming it and the closest keys there are."""
+    def _check_jobs(self, space: Any, probes: list[list[str]]) -> None:
+        """Compose one job of each kind (a trial's, a fold's, a confirmation's) before the study opens; a key the
+        task's config lacks is one ConfigError naming the option that sets it and the closest keys there are."""
         import difflib
         import re
 
         from omegaconf import OmegaConf
 
         from lightning_reg.errors import ConfigError
-        from lightning_reg.study.search_space import format_value
 
-        def first(dist: Any) -> Any:
-            return dist.choices[0] if hasattr(dist, "choices") else dist.low
-
-        probe = [*space.fixed, *space.overrides({k: first(d) for k, d in space.distributions.items()})]
-        try:
-            self.validate_batch_is_legal([probe])
-        except Exception as err:  # noqa: BLE001 - Hydra's composition errors, re-worded below
-            text = str(err).strip()
-            match = re.search(r"override '([^']+)'", text)
-            if match is None:
-                raise ConfigError(f"a job of this sweep cannot be composed: {text.splitlines()[0]}") from None
-            key = match.group(1)
-            assert self.config is not None
-            task = {k: v for k, v in OmegaConf.to_container(self.config, resolve=False).items() if k != "hydra"}
-            keys: list[str] = []
-
-            def walk(node: Any, prefix: str) -> None:
-                if isinstance(node, dict):
-                    for k, v in node.items():
-                        keys.append(f"{prefix}{k}")
-                        walk(v, f"{prefix}{k}.")
-
-            walk(task, "")
-            close = difflib.get_close_matches(key, keys, n=3)
-            where = f"hydra.sweeper.params.{key}" if key in space.distributions else key
-            hint = f"did you mean {', '.join(map(repr, close))}?" if close else "a new key needs a leading +"
-            given = f"{key}={format_value(first(space.distributions[key]))}" if key in space.distributions else key
-            raise ConfigError(f"`{where}`: the task's config has no key {key!r} ({hint}); got {given!r}.") from None
+        for probe in probes:
+            try:
+                self.validate_batch_is_legal([probe])
+            except Exception as err:  # noqa: BLE001 - Hydra's composition errors, re-worded below
+                text = str(err).strip()
+                match = re.search(r"override '([^']+)'", text)
+                if match is None:
+                    raise ConfigError(f"a job of this sweep cannot be composed: {text.splitlines()[0]}") from None
+                key = match.group(1)
+                assert self.config is not None
+                task = {k: v for k, v in OmegaConf.to_container(self.config, resolve=False).items() if k != "hydra"}
+                close = difflib.get_close_matches(key, _dotted_keys(task), n=3)
+                given = next((o for o in probe if o.split("=", 1)[0].lstrip("+~") == key), key)
+                where = _option_setting(key, space, self.options)
+                hint = f"did you mean {', '.join(map(repr, close))}?" if close else "a new key needs a leading +"
+                raise ConfigError(f"`{where}`: the task's config has no key {key!r} ({hint}); got {given!r}.") from None
 
     # -- the sweep ---------------------------------------------------------------------------------
     def sweep(self, arguments: list[str]) -> Any:
@@ -142,7 +153,7 @@ class LightningRegOptunaSweeper(Sweeper):
         from lightning_reg.study.setup import open_study
 
         assert self.config is not None
-        plan = open_study(self.options, arguments, self.config)
+        plan = open_study(self.options, arguments, self.config, check_jobs=self._check_jobs)
         worker = plan.worker(self._launch)
         if plan.node > 0:
             n = worker.follow(plan.node)
@@ -152,7 +163,6 @@ class LightningRegOptunaSweeper(Sweeper):
 
         from lightning_reg.study.worker import SweepFailed
 
-        self._check_keys(plan.space)
         told = worker.run()
         plan.after_run(worker, told)
         # Every trial failed (none complete, none pruned): the sweep failed, as Hydra's exits 1.

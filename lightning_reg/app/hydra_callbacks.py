@@ -14,7 +14,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from typing_extensions import override
 
-__all__ = ["ReportCallback", "RunDirCallback"]
+__all__ = ["HYDRA_OPTUNA_TARGET", "ReportCallback", "RunDirCallback", "leftover_sweeper_target"]
 
 log = logging.getLogger("lightning_reg.app.report")
 

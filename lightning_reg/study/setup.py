@@ -30,9 +30,9 @@ from lightning_reg.study.engine import (
 )
 from lightning_reg.study.retry import DEFAULT_BUDGET
 from lightning_reg.study.search_space import SearchSpace, parse_search_space
-from lightning_reg.study.worker import StudyWorker, node_rank
+from lightning_reg.study.worker import StudyWorker, SweepFailed, node_rank
 
-__all__ = ["StudyPlan", "check_options", "open_study"]
+__all__ = ["StudyPlan", "check_options", "job_probes", "open_study", "resolve_sampler_node"]
 
 log = logging.getLogger("lightning_reg.study")
 
@@ -111,7 +111,24 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
         )
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"`hydra.sweeper.confirm.seeds` must not repeat a seed; got {seeds!r}.")
-    out["confirm"] = {"top_k": top_k, "seeds": seeds}
+    overrides = confirm.get("overrides") or []
+    if not isinstance(overrides, (list, tuple)) or not all(isinstance(x, str) and "=" in x for x in overrides):
+        raise ConfigError(
+            f"`hydra.sweeper.confirm.overrides` must be a list of key=value overrides for the confirmation jobs, "
+            f"e.g. [test=true]; got {overrides!r}."
+        )
+    out["confirm"] = {"top_k": top_k, "seeds": seeds, "overrides": list(overrides)}
+    keys = o.get("keys") or {}
+    if not isinstance(keys, Mapping):
+        raise ConfigError(f"`hydra.sweeper.keys` must be a mapping of fold, num_folds and seed; got {keys!r}.")
+    out["keys"] = {}
+    for role, default in (("fold", "data.fold"), ("num_folds", "data.num_folds"), ("seed", "seed")):
+        key = keys.get(role, default)
+        if not isinstance(key, str) or not key or "=" in key:
+            raise ConfigError(
+                f"`hydra.sweeper.keys.{role}` must be the task-config key a job sets (default {default!r}); got {key!r}."
+            )
+        out["keys"][role] = key
     storage = o.get("storage")
     if storage is not None and not isinstance(storage, str):
         raise ConfigError(f"`hydra.sweeper.storage` must be null or a database URL string; got {storage!r}.")
@@ -300,6 +317,7 @@ class StudyPlan:
             study_name=self.study_name,
             max_failure_rate=o["max_failure_rate"],
             extend=self.extend,
+            keys=o["keys"],
         )
 
     def after_run(self, worker: StudyWorker, told: Sequence[optuna.trial.FrozenTrial]) -> None:
@@ -307,12 +325,16 @@ class StudyPlan:
         trials = self.study.get_trials(deepcopy=False)
         done = finished_trials(trials)
         confirm = self.options["confirm"]
+        failure: SweepFailed | None = None
         if confirm["top_k"] and ATTR["confirm"] not in self.study.user_attrs:
             last = max(done, key=lambda t: (t.datetime_complete or t.datetime_start, t.number), default=None)
             owner = not told or (last is not None and any(t.number == last.number for t in told))
             if owner:
                 log.info("confirming the top %d trial(s) with seeds %s", confirm["top_k"], confirm["seeds"])
-                worker.confirm(confirm["top_k"], confirm["seeds"])
+                try:
+                    worker.confirm(confirm["top_k"], confirm["seeds"], confirm["overrides"])
+                except SweepFailed as err:
+                    failure = err
         states: dict[str, int] = {}
         for t in trials:
             states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
@@ -347,6 +369,8 @@ class StudyPlan:
             ", ".join(f"{v} {k}" for k, v in sorted(states.items())),
             len(told),
         )
+        if failure is not None:  # after study.json and the results are written: the study itself is fine
+            raise failure
 
 
 #: The study attributes that say what the study is: written when it is created, compared by every joining worker.
@@ -433,8 +457,46 @@ def _timestamped(config: DictConfig) -> bool:
     return isinstance(raw, dict) and "${now:" in str(raw.get("dir", ""))
 
 
-def open_study(options: Mapping[str, Any], arguments: Sequence[str], config: DictConfig) -> StudyPlan:
-    """Check everything, open (or create, or resume) the study; no job runs here."""
+def job_probes(space: SearchSpace, o: Mapping[str, Any]) -> list[list[str]]:
+    """The overrides of one job of each kind this sweep will launch (a trial's, a fold's, a confirmation's), with
+    every swept key at a first value: composing them checks each key the jobs set before any trial is drawn.
+
+    Example:
+        >>> from lightning_reg.study.search_space import parse_search_space
+        >>> space = parse_search_space({"x": "choice(1, 2)"}, [])
+        >>> o = {"folds": 2, "confirm": {"top_k": 1, "seeds": [7], "overrides": ["test=true"]},
+        ...      "keys": {"fold": "data.fold", "num_folds": "data.num_folds", "seed": "seed"}}
+        >>> job_probes(space, o)
+        [['x=1'], ['x=1', 'data.fold=0', 'data.num_folds=2'], ['x=1', 'seed=7', 'test=true']]
+    """
+    from lightning_reg.study.worker import fold_variants, seed_variants
+
+    def first(dist: Any) -> Any:
+        return dist.choices[0] if hasattr(dist, "choices") else dist.low
+
+    base = [*space.fixed, *space.overrides({k: first(d) for k, d in space.distributions.items()})]
+    probes = [base]
+    if o.get("folds"):
+        probes.append([*base, *fold_variants(o["folds"], o["keys"])[0].overrides])
+    confirm = o.get("confirm") or {}
+    if confirm.get("top_k"):
+        probes.append(
+            [*base, *seed_variants(confirm["seeds"][:1], o["keys"]["seed"])[0].overrides, *confirm["overrides"]]
+        )
+    return probes
+
+
+def open_study(
+    options: Mapping[str, Any],
+    arguments: Sequence[str],
+    config: DictConfig,
+    check_jobs: Callable[[SearchSpace, list[list[str]]], None] | None = None,
+) -> StudyPlan:
+    """Check everything, open (or create, or resume) the study; no job runs here.
+
+    ``check_jobs(space, probes)`` composes the jobs' configs (the sweeper passes Hydra's composition): it runs after
+    every option is checked and before the storage is opened, so a key the task lacks leaves nothing behind.
+    """
     from hydra_plugins.lightning_reg_optuna.config import PRUNER_GROUP, PRUNER_NAMES
 
     o = check_options(options)
@@ -480,6 +542,8 @@ def open_study(options: Mapping[str, Any], arguments: Sequence[str], config: Dic
             o["n_trials"] = size
     elif o["n_trials"] is None:
         raise ConfigError("`hydra.sweeper.n_trials` may be null only with the grid sampler; give a number of trials.")
+    if check_jobs is not None:
+        check_jobs(space, job_probes(space, o))
     url = o["storage"] or default_storage_url(sweep_dir)
     if not o["storage"]:
         _warn_if_alone(config, sweep_dir)

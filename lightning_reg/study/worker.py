@@ -26,7 +26,7 @@ import statistics
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,18 +129,21 @@ class Variant:
     num_folds: int | None = None
 
 
-def fold_variants(num_folds: int | None) -> list[Variant]:
+#: The task-config keys a fold job and a confirmation job set (``hydra.sweeper.keys``).
+DEFAULT_KEYS = {"fold": "data.fold", "num_folds": "data.num_folds", "seed": "seed"}
+
+
+def fold_variants(num_folds: int | None, keys: Mapping[str, str] = DEFAULT_KEYS) -> list[Variant]:
     """The k jobs of a cross-validated configuration (one plain job without folds)."""
     if not num_folds:
         return [Variant("")]
-    return [
-        Variant(f"fold{i}", [f"data.fold={i}", f"data.num_folds={num_folds}"], i, num_folds) for i in range(num_folds)
-    ]
+    fold, total = keys["fold"], keys["num_folds"]
+    return [Variant(f"fold{i}", [f"{fold}={i}", f"{total}={num_folds}"], i, num_folds) for i in range(num_folds)]
 
 
-def seed_variants(seeds: Sequence[int]) -> list[Variant]:
+def seed_variants(seeds: Sequence[int], key: str = DEFAULT_KEYS["seed"]) -> list[Variant]:
     """The m jobs of a confirmed configuration, one per fresh seed."""
-    return [Variant(f"seed{s}", [f"seed={s}"]) for s in seeds]
+    return [Variant(f"seed{s}", [f"{key}={s}"]) for s in seeds]
 
 
 def summarize_values(values: Sequence[float | None]) -> dict[str, Any]:
@@ -236,7 +239,9 @@ class StudyWorker:
         storage_in_link: str | None = None,
         max_failure_rate: float = 1.0,
         extend: Callable[[optuna.trial.Trial], None] | None = None,
+        keys: Mapping[str, str] = DEFAULT_KEYS,
     ) -> None:
+        self.keys = dict(keys)
         self.study = study
         self.storage = storage_of(study)
         self.space = space
@@ -457,7 +462,7 @@ class StudyWorker:
                 signal.signal(signal.SIGTERM, prev_term)
 
     def _run(self) -> list[FrozenTrial]:
-        variants = fold_variants(self.num_folds)
+        variants = fold_variants(self.num_folds, self.keys)
         per_batch = max(1, self.n_jobs // len(variants))
         while True:
             trials = self._trials()
@@ -568,7 +573,7 @@ class StudyWorker:
                 "cannot find node 0's trials. Start every node with the same MASTER_ADDR and MASTER_PORT."
             )
         seq = 0
-        variants = fold_variants(self.num_folds)
+        variants = fold_variants(self.num_folds, self.keys)
         while True:
             trials = self.study.get_trials(deepcopy=False)
             mine = [
@@ -603,10 +608,10 @@ class StudyWorker:
             if t.value is not None
         )
         best = [t for _, _, t in ranked[:top_k]]
-        variants = seed_variants(seeds)
+        variants = seed_variants(seeds, self.keys["seed"])
         specs: list[JobSpec] = []
         for t in best:
-            specs += self.specs_for(None, t.params, variants, f"confirm/{t.number}", extra=["test=true", *extra])
+            specs += self.specs_for(None, t.params, variants, f"confirm/{t.number}", extra=list(extra))
         outcomes: list[JobOutcome] = []
         for i in range(0, len(specs), max(1, self.n_jobs)):
             outcomes += self.launch(specs[i : i + max(1, self.n_jobs)])
@@ -628,4 +633,10 @@ class StudyWorker:
             }
             table.append(row)
         self.study.set_user_attr(ATTR["confirm"], table)
+        failed = [o for o in outcomes if o.failed]
+        if failed:
+            first = failed[0]
+            raise SweepFailed(
+                f"{len(failed)} of {len(outcomes)} confirmation job(s) failed; first, in {first.job_dir}: {first.error}"
+            )
         return table

@@ -161,3 +161,66 @@ def test_a_worker_with_a_study_of_its_own_is_told_how_to_share_one(tmp_path: Pat
     assert len(said["default"]) == 1 and "hydra.sweep.dir=<a fixed path>" in said["default"][0]
     assert "hydra.sweeper.storage=<a database URL>" in said["default"][0]
     assert said["fixed"] == []
+
+
+# ---------------------------------------------------------------------------- folds and confirmation in any app
+
+APP_KEYS = APP.replace(
+    "    data = DataLoader(",
+    "    if cfg.seed == 13:\n        raise RuntimeError('seed 13 breaks this job')\n    data = DataLoader(",
+).replace("Scripted(cfg.quality)", "Scripted(cfg.quality * (1 + 0.1 * (cfg.split or 0)))")
+CONFIG_KEYS = CONFIG.replace("epochs: 6\n", "epochs: 2\nsplit: null\nsplits: null\nseed: 0\n").replace(
+    "n_trials: 6", "n_trials: 2"
+)
+
+
+def _run(tmp_path: Path, name: str, *args: str) -> subprocess.CompletedProcess:
+    app = tmp_path / "app"
+    app.mkdir(exist_ok=True)
+    (app / "main.py").write_text(APP_KEYS)
+    (app / "config.yaml").write_text(CONFIG_KEYS)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTNING_REG_")}
+    cmd = [
+        sys.executable,
+        "main.py",
+        "-m",
+        f"hydra.sweep.dir={tmp_path / name}",
+        *args,
+    ]
+    return subprocess.run(cmd, cwd=app, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_a_fold_key_the_app_lacks_is_one_line_before_the_study_opens(tmp_path: Path):
+    proc = _run(tmp_path, "nofold", "hydra.sweeper.folds=2")
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (line,) = [x for x in proc.stderr.splitlines() if x.strip()]
+    assert line.startswith("lightning_reg: error: `hydra.sweeper.keys.fold`: the task's config has no key 'data.fold'")
+    assert "got 'data.fold=0'" in line
+    assert not (tmp_path / "nofold" / "optuna.db").exists(), "nothing is written before the jobs' keys are checked"
+
+
+def test_folds_run_through_the_apps_own_keys(tmp_path: Path):
+    proc = _run(
+        tmp_path,
+        "folds",
+        "hydra.sweeper.folds=2",
+        "hydra.sweeper.keys.fold=split",
+        "hydra.sweeper.keys.num_folds=splits",
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    study = optuna.load_study(study_name="foreign", storage=f"sqlite:///{tmp_path / 'folds' / 'optuna.db'}")
+    for t in study.get_trials():
+        q = t.params["quality"]  # fold i scales val/acc by 1 + 0.1 i: the trial's value is the folds' mean
+        assert t.state == TrialState.COMPLETE and t.value == pytest.approx(q * (1 + 1.1) / 2 * 2 / 6, rel=1e-5)
+
+
+def test_a_failed_confirmation_job_is_reported_and_the_sweep_exits_non_zero(tmp_path: Path):
+    proc = _run(tmp_path, "confirm", "hydra.sweeper.confirm.top_k=1", "hydra.sweeper.confirm.seeds=[1,13]")
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    lines = [x for x in proc.stderr.splitlines() if x.startswith("lightning_reg:")]
+    assert len(lines) == 1 and "1 of 2 confirmation job(s) failed" in lines[0], proc.stderr[-2000:]
+    assert "seed13" in lines[0] and "RuntimeError: seed 13 breaks this job" in lines[0]
+    study = optuna.load_study(study_name="foreign", storage=f"sqlite:///{tmp_path / 'confirm' / 'optuna.db'}")
+    (row,) = study.user_attrs["lightning_reg:confirm"]
+    assert row["seeds"] == [1, 13] and row["values"][0] is not None and row["values"][1] is None
+    assert (tmp_path / "confirm" / "study.json").is_file()
