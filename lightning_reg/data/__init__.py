@@ -12,6 +12,7 @@ from lightning_reg.core.augment import (
 )
 from lightning_reg.data.augment_mixin import AugmentationMixin, check_soft_targets, with_augmentation
 from lightning_reg.data.digits import DigitsDataModule
+from lightning_reg.data.folds import FoldsMixin, with_folds
 from lightning_reg.data.resident import DeviceResidentLoader
 from lightning_reg.data.tokens import SyntheticTokensDataModule
 from lightning_reg.data.vision import (
@@ -23,6 +24,7 @@ from lightning_reg.data.vision import (
 )
 
 __all__ = [
+    "FoldsMixin",
     "AugmentConfig",
     "AugmentationMixin",
     "CIFAR10DataModule",
@@ -42,4 +44,5 @@ __all__ = [
     "fit_standardizer",
     "mix_batch",
     "with_augmentation",
+    "with_folds",
 ]
