@@ -383,6 +383,8 @@ class AppendingCSVExperimentWriter(_CSVExperimentWriter):
 
         with open(self.metrics_file_path, newline="") as file:
             rows = list(csv.DictReader(file))
+        for row in rows:  # a row longer than the header (a file cut short by an earlier version): extra cells dropped
+            row.pop(None, None)
         with atomic_write(self.metrics_file_path, newline="") as file:  # a new column: old rows kept, or nothing
             writer = csv.DictWriter(file, fieldnames=fieldnames)
             writer.writeheader()
@@ -398,6 +400,7 @@ class AppendingCSVExperimentWriter(_CSVExperimentWriter):
             return
         from lightning_reg.atomic import WriteError, is_filesystem_error
 
+        before = list(self.metrics_keys)
         try:
             new_keys = self._record_new_keys()
             exists = os.path.isfile(path)
@@ -418,6 +421,9 @@ class AppendingCSVExperimentWriter(_CSVExperimentWriter):
                         os.truncate(path, size)
                 raise
         except OSError as err:
+            # The header on disk is still the old one: forget the new keys, so the save Lightning retries at
+            # teardown (logger.finalize) rewrites the header first instead of appending rows longer than it.
+            self.metrics_keys = before
             if is_filesystem_error(err) and not isinstance(err, WriteError):
                 raise WriteError(path, err) from err
             raise

@@ -151,3 +151,30 @@ def test_a_run_whose_disk_fills_up_says_so_in_one_line_and_resumes(small_disk: P
     record = json.loads((run / "metrics.json").read_text())
     assert record["status"] == "completed", record.get("error")
     assert record["epochs_completed"] == epoch + 3
+
+
+def test_a_new_csv_column_on_a_full_disk_never_leaves_rows_longer_than_the_header(small_disk: Path) -> None:
+    # Found by CI: the header rewrite for a new column failed on the full disk, the keys were already extended,
+    # and the save Lightning retries at teardown appended rows longer than the header; resuming then failed.
+    import csv
+
+    from lightning_reg._lightning_internals import AppendingCSVExperimentWriter
+
+    writer = AppendingCSVExperimentWriter(str(small_disk / "logs"))
+    for step in range(400):  # > 4 KB, so rewriting it needs more than the one page left free below
+        writer.log_metrics({"loss": 1.0 / (step + 1)}, step=step)
+    writer.save()
+    page = small_disk / "page"
+    page.write_bytes(b"\0" * 4096)
+    filler = fill(small_disk)
+    page.unlink()  # exactly one page free: a short row fits, a rewrite of the file does not
+    writer.log_metrics({"loss": 0.5, "acc": 0.75}, step=400)
+    for _ in range(2):  # the save, then Lightning's retry in logger.finalize
+        with pytest.raises(WriteError):
+            writer.save()
+    filler.unlink()
+    writer.save()
+    with open(writer.metrics_file_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert all(None not in row for row in rows) and len(rows) == 401
+    assert rows[-1]["acc"] == "0.75" and rows[0]["acc"] == ""
