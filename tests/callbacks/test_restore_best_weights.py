@@ -150,3 +150,10 @@ def test_a_new_criterion_is_one_class_plus_one_yaml(plateau):
     assert (es.stop_reason, es.stopped_epoch) == ("plateau_test", 4)
     assert es.stopping_reason_message.startswith("val/score stayed within 0.02 for 3 checks.")
     assert not math.isnan(es.run_summary()["best_score"])
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [({"metric": ""}, r"`metric` must be a logged metric's name; got ''"),
+                                               ({"name": 3}, r"`name` must be a logged metric's name; got 3")])  # fmt: skip
+def test_penalized_loss_bad_arguments_name_the_option(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        PenalizedLoss(**kwargs)
