@@ -474,22 +474,28 @@ class StudyWorker:
             if free <= 0:
                 time.sleep(self.poll_interval)  # other workers hold the last slots; one of them may die
                 continue
-            batch = [t for t in (self._ask() for _ in range(free)) if t is not None]
-            if not batch:
-                continue
-            specs: list[JobSpec] = []
-            for trial in batch:
-                subdir, resume = self.subdir_of(trial)
-                specs += self.specs_for(
-                    trial, trial.params, variants, subdir, extra=["ckpt_path=last"] if resume else ()
-                )
-            log.info(
-                "worker %s: trial%s %s",
-                self.worker_id,
-                "s" if len(batch) > 1 else "",
-                ", ".join(f"{t.number} {t.params}" for t in batch),
-            )
+            batch: list[optuna.trial.Trial] = []
             try:
+                # From the first ask on, a Ctrl-C or SIGTERM requeues what was asked: a trial left RUNNING before
+                # its heartbeat started would never be failed, and every later worker would wait for it.
+                for _ in range(free):
+                    asked = self._ask()
+                    if asked is not None:
+                        batch.append(asked)
+                if not batch:
+                    continue
+                specs: list[JobSpec] = []
+                for trial in batch:
+                    subdir, resume = self.subdir_of(trial)
+                    specs += self.specs_for(
+                        trial, trial.params, variants, subdir, extra=["ckpt_path=last"] if resume else ()
+                    )
+                log.info(
+                    "worker %s: trial%s %s",
+                    self.worker_id,
+                    "s" if len(batch) > 1 else "",
+                    ", ".join(f"{t.number} {t.params}" for t in batch),
+                )
                 self._in_job = True
                 with HeartbeatThread(self.storage, [trial_id_of(t) for t in batch]):
                     outcomes = list(self.launch(specs))
