@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from lightning_reg.data.splits import check_folds, kfold_split
-from lightning_reg.errors import ConfigError
+from lightning_reg.errors import ConfigError, check_int
 
 __all__ = ["FoldsMixin", "with_folds"]
 
@@ -101,6 +101,7 @@ def with_folds(
         >>> len(dm.train_dataloader().dataset), len(dm.val_dataloader().dataset)
         (20, 10)
     """
+    seed = check_int("seed", seed)
     if check_folds(fold, num_folds) is None:
         return datamodule
     if not isinstance(datamodule, pl.LightningDataModule):
@@ -110,5 +111,5 @@ def with_folds(
     base = type(datamodule)
     datamodule.__class__ = type(f"Folded{base.__name__}", (FoldsMixin, base), {})
     folded: Any = datamodule
-    folded.fold, folded.num_folds, folded.fold_seed = fold, num_folds, int(seed)
+    folded.fold, folded.num_folds, folded.fold_seed = fold, num_folds, seed
     return datamodule

@@ -70,3 +70,8 @@ def test_no_fold_leaves_the_datamodule_unchanged_and_bad_folds_are_one_line():
         with_folds(UserDM(), fold=3, num_folds=3)
     with pytest.raises(ConfigError, match=r"`fold` and `num_folds` go together"):
         with_folds(UserDM(), fold=1)
+
+
+def test_a_seed_that_is_not_an_integer_is_one_line():
+    with pytest.raises(ConfigError, match=r"`seed` must be an integer; got 1.5"):
+        with_folds(UserDM(), fold=0, num_folds=3, seed=1.5)
