@@ -1,4 +1,4 @@
-"""The registry behind tests/test_reliability.py: every callback with its typical configuration, and a harness.
+"""The registry behind tests/reliability/test_reliability.py: every callback with its typical configuration, and a harness.
 
 Each :class:`Entry` builds fresh callback instances and knows what they log and how to check that they did
 their job after a fit. The harness (:func:`fit`) trains the small real model of ``tests/helpers.py``
@@ -363,7 +363,7 @@ def assert_same(a: Any, b: Any, where: str = "") -> None:
 
 # ------------------------------------------------------------------------------------ real architectures
 # One entry per family (timm ViT, timm ConvNeXt, torchvision ResNet-18, Hugging Face BERT): a model builder, its
-# data, and the callbacks it is tested with. Used by tests/test_real_models.py (resume, bf16-mixed, DDP).
+# data, and the callbacks it is tested with. Used by tests/real_models/test_real_models.py (resume, bf16-mixed, DDP).
 # timm and transformers are optional: the builders import them, the tests importorskip them.
 def synthetic_images(n: int, shape: tuple[int, int, int], classes: int = 10, seed: int = 0) -> TensorDataset:
     centers = torch.randn(classes, *shape, generator=torch.Generator().manual_seed(seed))

@@ -281,7 +281,7 @@ def test_rank_zero_info_writes_to_the_rank_zero_loggers() -> None:
 
 
 def test_pytree_module_that_the_leafspec_warning_filter_names_exists() -> None:
-    # Where it still calls LeafSpec() under a torch that deprecates it, tests/test_run_log.py sees the warning go.
+    # Where it still calls LeafSpec() under a torch that deprecates it, tests/app/test_run_log.py sees the warning go.
     try:
         importlib.import_module(internals.PYTREE_MODULE)
     except ImportError:

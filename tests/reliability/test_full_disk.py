@@ -21,7 +21,7 @@ import torch
 from lightning_reg.atomic import WriteError, atomic_write, write_text
 from lightning_reg.metrics_file import read_metrics, write_metrics
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 #: Lines that are not ours and that every run printed before lightning_reg.app.run_log filtered them.
 NOISE = {

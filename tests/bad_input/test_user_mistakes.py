@@ -119,7 +119,7 @@ def test_a_run_dir_under_a_regular_file_is_one_line_exit_2(tmp_path: Path) -> No
     import subprocess
 
     (tmp_path / "afile").write_text("not a folder")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.run(
         [sys.executable, "-m", "lightning_reg.train", "trainer=debug", f"hydra.run.dir={tmp_path / 'afile' / 'run'}"],
         cwd=tmp_path,

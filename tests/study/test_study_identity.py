@@ -20,7 +20,7 @@ from lightning_reg.app.train import CONF_DIR
 from lightning_reg.errors import ConfigError
 from lightning_reg.study.setup import SPACE_ATTR, open_study
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

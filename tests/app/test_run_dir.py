@@ -18,8 +18,8 @@ import pytest
 
 from lightning_reg.app.run_dir import RunDirError, check_run_dir, check_sweep_dir, run_state
 
-REPO = Path(__file__).resolve().parents[1]
-TESTS = Path(__file__).resolve().parent
+REPO = Path(__file__).resolve().parents[2]
+TESTS = Path(__file__).resolve().parents[1]
 TINY = ["trainer=debug", "trainer.max_epochs=4", "seed=3"]
 
 

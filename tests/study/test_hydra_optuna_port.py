@@ -21,7 +21,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 
 from lightning_reg.study.search_space import parse_search_space
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # The example app of Hydra's plugin (example/sphere.py and its config), our sweeper named.
 SPHERE = """

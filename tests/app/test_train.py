@@ -16,7 +16,7 @@ from omegaconf import OmegaConf, open_dict
 from lightning_reg.app.train import train
 from lightning_reg.errors import ConfigError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FAST = [
     "trainer.max_epochs=3",
     "+trainer.limit_train_batches=5",

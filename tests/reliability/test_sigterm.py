@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from sweep_workers import FAST, env, load, start, wait_all, wait_for
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _metrics(run: Path) -> dict:

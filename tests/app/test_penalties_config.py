@@ -17,7 +17,7 @@ from lightning_reg.app.train import train
 from lightning_reg.core.schedules import Linear
 from lightning_reg.errors import ConfigError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 EXPECTED = {
     "l1": (WeightPenalty, {"mode": "gradient"}, {"l1": 1e-5, "l2": 0.0}),

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from lightning_reg.app import report as rep
 from lightning_reg.app.train import CONF_DIR, _instantiate_dict, build_model
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONF = Path(CONF_DIR)
 
 
