@@ -15,6 +15,7 @@ from typing import Any
 import optuna  # noqa: F401 - the doctests use it
 
 from lightning_reg.study.link import TrialLink
+from lightning_reg.study.options import KeysConf, default
 
 __all__ = [
     "DEFAULT_KEYS",
@@ -90,7 +91,7 @@ class Variant:
 
 
 #: The task-config keys a fold job and a confirmation job set (``hydra.sweeper.keys``).
-DEFAULT_KEYS = {"fold": "data.fold", "num_folds": "data.num_folds", "seed": "seed"}
+DEFAULT_KEYS = {role: default(role, KeysConf) for role in ("fold", "num_folds", "seed")}
 
 
 def fold_variants(num_folds: int | None, keys: Mapping[str, str] = DEFAULT_KEYS) -> list[Variant]:

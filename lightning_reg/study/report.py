@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 from lightning_reg.atomic import atomic_write, write_text
 from lightning_reg.metrics_file import FILE_NAME, read_metrics
 from lightning_reg.study.engine import ATTR, mask_url, open_storage
-from lightning_reg.study.worker import summarize_values
+from lightning_reg.study.jobs import summarize_values
 
 __all__ = [
     "StudyReport",
@@ -160,7 +160,7 @@ def load_study_report(storage_url: str, study_name: str) -> StudyReport:
         study_name,
         mask_url(storage_url),
         [d.name.lower() for d in study.directions],
-        study.user_attrs.get("lightning_reg:optimized_metric"),
+        study.user_attrs.get(ATTR["optimized_metric"]),
     )
     for t in trials:
         status = t.user_attrs.get(ATTR["status"])

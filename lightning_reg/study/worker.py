@@ -11,9 +11,8 @@ when the study holds ``n_trials`` finished trials. The study is the only coordin
 - a worker that dies leaves a running trial whose heartbeat stops; any live worker fails it after the grace
   period and Optuna's retry callback queues it again, and a worker with nothing to do waits for that.
 
-One configuration may need several jobs: the k folds of a cross-validated trial, or the m seeds of a confirmed
-winner. Both are :class:`Variant` lists given to :meth:`StudyWorker.specs_for`: one mechanism for "one
-configuration, several jobs".
+What a worker launches is in :mod:`~lightning_reg.study.jobs`; multi-node following in
+:mod:`~lightning_reg.study.nodes`; confirmed winners in :mod:`~lightning_reg.study.confirm`.
 """
 
 from __future__ import annotations
@@ -50,26 +49,14 @@ from lightning_reg.study.jobs import (
     Variant,
     _as_values,
     fold_variants,
-    seed_variants,
-    summarize_values,
 )
 from lightning_reg.study.link import TrialLink, fold_means
-from lightning_reg.study.nodes import FollowerMixin, group_key, node_rank
+from lightning_reg.study.nodes import FollowerMixin, group_key
+from lightning_reg.study.options import default
 from lightning_reg.study.retry import StorageOutage
 from lightning_reg.study.search_space import SearchSpace
 
-__all__ = [
-    "JobOutcome",
-    "SweepFailed",
-    "JobSpec",
-    "StudyWorker",
-    "Variant",
-    "fold_variants",
-    "group_key",
-    "node_rank",
-    "seed_variants",
-    "summarize_values",
-]
+__all__ = ["StudyWorker"]
 
 log = logging.getLogger("lightning_reg.study")
 
@@ -113,10 +100,10 @@ class StudyWorker(FollowerMixin, ConfirmMixin):
         monitor: str | Sequence[str] | None = None,
         prune: bool = False,
         num_folds: int | None = None,
-        poll_interval: float = 2.0,
+        poll_interval: float = default("poll_interval"),
         study_name: str | None = None,
         storage_in_link: str | None = None,
-        max_failure_rate: float = 1.0,
+        max_failure_rate: float = default("max_failure_rate"),
         extend: Callable[[optuna.trial.Trial], None] | None = None,
         keys: Mapping[str, str] = DEFAULT_KEYS,
     ) -> None:
@@ -180,6 +167,16 @@ class StudyWorker(FollowerMixin, ConfirmMixin):
         return None
 
     def _ask(self) -> optuna.trial.Trial | None:
+        """This worker's next trial, or ``None`` when other workers took the last slots.
+
+        Two promises are kept here that Optuna's ask-and-tell does not make across processes:
+
+        - ``n_trials`` counts the study's finished trials over all workers (Hydra's meaning) and is never
+          exceeded: a trial asked in a race for the last slot is failed as ``surplus`` before it runs;
+        - workers started from one seeded config do not all run the same points: a trial whose values another
+          worker already drew is failed as ``surplus`` and this worker's sampler leaves that stream. A worker's
+          own repeats are left alone, so one seeded worker is reproducible.
+        """
         for _attempt in range(5):
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
@@ -192,12 +189,13 @@ class StudyWorker(FollowerMixin, ConfirmMixin):
             if why is None:
                 break
             trial.set_user_attr(ATTR["status"], "surplus")
-            if "grid_id" in frozen.system_attrs:
-                # Optuna's grid sampler counts every finished trial's grid point as visited, a failed one too;
-                # a trial that never ran must give its point back.
-                self.storage.set_trial_system_attr(trial_id_of(trial), "search_space", {})
             self.study.tell(trial, state=TrialState.FAIL)
             if why == "full":
+                if "grid_id" in frozen.system_attrs:
+                    # Promise: a grid sweep runs each point once, also when it is resumed with a larger n_trials.
+                    # Optuna's grid sampler counts this failed trial's point as visited, so the point is queued
+                    # again (a duplicate's point is held by the trial it duplicates, so only "full" needs this).
+                    self.study.enqueue_trial(frozen.params)
                 log.info("trial %d not run: other workers took the last slots", trial.number)
                 return None
             # Another worker's sampler drew the same values (same seed): leave that stream and draw again.
@@ -284,7 +282,7 @@ class StudyWorker(FollowerMixin, ConfirmMixin):
             return self.study.tell(trial, state=TrialState.FAIL)
         if self.num_folds:
             self._report_fold_means(trial, attrs)
-            trial.set_user_attr("lightning_reg:fold_results", [v[0] if len(v) == 1 else v for v in values if v])
+            trial.set_user_attr(ATTR["fold_results"], [v[0] if len(v) == 1 else v for v in values if v])
         told = [statistics.fmean(v[k] for v in values if v) for k in range(self.n_objectives)]
         trial.set_user_attr(ATTR["status"], "completed")
         return self.study.tell(trial, told if self.n_objectives > 1 else told[0])
@@ -444,7 +442,7 @@ class StudyWorker(FollowerMixin, ConfirmMixin):
                 self.study.tell(trial, state=TrialState.FAIL)
                 subdir = trial.user_attrs.get(ATTR["subdir"]) or str(trial.number)
                 self.study.enqueue_trial(
-                    trial.params, user_attrs={"lightning_reg:retry_of": trial.number, ATTR["subdir"]: subdir}
+                    trial.params, user_attrs={ATTR["retry_of"]: trial.number, ATTR["subdir"]: subdir}
                 )
                 log.warning("trial %d interrupted; queued again for the next worker", trial.number)
             except Exception:  # noqa: BLE001 - never mask the interrupt itself
