@@ -38,7 +38,8 @@ def save_checkpoint_atomically(trainer: pl.Trainer, filepath: str, weights_only:
             raise WriteError(filepath, err) from err
         raise
     if trainer.is_global_zero and not os.path.exists(tmp):
-        # Lightning 2.6.6's _atomic_save (fabric/utilities/cloud_io.py) catches a PermissionError and drops it: the
+        # Lightning 2.6.6's _atomic_save (fabric/utilities/cloud_io.py) catches a PermissionError and drops it (upstream
+        # Lightning-AI/pytorch-lightning#21800, fixed after 2.6.6): the
         # save "succeeds" with nothing written, and the run would train on with no checkpoint. Find the cause.
         try:
             with open(tmp, "wb"):
