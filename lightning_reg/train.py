@@ -44,6 +44,12 @@ def main() -> Any:
     except FileNotFoundError as err:
         print(f"lightning_reg: error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
+    from lightning_reg.app.hydra_callbacks import sweeper_option_typo
+
+    typo = sweeper_option_typo(sys.argv[1:], config_path)
+    if typo is not None:
+        print(f"lightning_reg: error: {typo}", file=sys.stderr, flush=True)
+        sys.exit(2)
     return hydra.main(version_base="1.3", config_path=config_path, config_name="train")(run_job)()
 
 
