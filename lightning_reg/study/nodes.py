@@ -22,7 +22,7 @@ from lightning_reg.study.jobs import fold_variants
 if TYPE_CHECKING:
     from lightning_reg.study.worker import StudyWorker
 
-__all__ = ["group_key", "node_rank", "FollowerMixin"]
+__all__ = ["FollowerMixin", "descendants", "group_key", "node_rank", "signal_descendants"]
 
 log = logging.getLogger("lightning_reg.study")
 
@@ -47,6 +47,48 @@ def node_rank(environ: dict[str, str] | None = None) -> int:
             except ValueError:
                 raise ConfigError(f"environment variable {key} must be an integer node rank; got {value!r}.") from None
     return 0
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, grandchildren...), from Linux's ``/proc``; ``[]`` elsewhere.
+
+    Example:
+        >>> import subprocess, sys
+        >>> child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        >>> child.pid in descendants(os.getpid()) or not os.path.isdir("/proc")
+        True
+        >>> child.kill(); _ = child.wait()
+    """
+    if not os.path.isdir("/proc"):
+        return []
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def signal_descendants(signum: int) -> None:
+    """Send ``signum`` to every process this one started, directly or not: a worker's SIGTERM reaches its jobs in
+    other processes (joblib's loky workers, a job's DDP ranks) whatever started them. A plain ``kill <pid>``
+    signals one process; ``scancel`` signals the whole step, and then this signal is a harmless second one
+    (multiprocessing's and loky's resource trackers ignore SIGTERM)."""
+    for pid in descendants(os.getpid()):
+        try:
+            os.kill(pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 class FollowerMixin:

@@ -51,7 +51,7 @@ from lightning_reg.study.jobs import (
     fold_variants,
 )
 from lightning_reg.study.link import TrialLink, fold_means
-from lightning_reg.study.nodes import FollowerMixin, group_key
+from lightning_reg.study.nodes import FollowerMixin, group_key, signal_descendants
 from lightning_reg.study.options import default
 from lightning_reg.study.retry import StorageOutage
 from lightning_reg.study.search_space import SearchSpace
@@ -317,11 +317,13 @@ class StudyWorker(FollowerMixin, ConfirmMixin):
                     raise KeyboardInterrupt
 
             def _term(signum: int, frame: Any) -> None:
-                # Inside a job, Lightning's own handler (which calls this one too) ends the fit after the batch.
+                # Inside a job, Lightning's own handler (which calls this one too) ends the fit after the batch;
+                # jobs in processes of their own (joblib's workers) get the signal from here and end the same way.
                 self._terminated = True
                 if not self._in_job:
                     log.warning("SIGTERM: the worker stops")
                     raise SystemExit(143)
+                signal_descendants(signum)
 
             signal.signal(signal.SIGINT, _flag)
             signal.signal(signal.SIGTERM, _term)

@@ -119,3 +119,53 @@ def test_sigterm_ends_a_worker_with_143_and_the_retry_resumes_the_job(tmp_path: 
     assert _metrics(job)["optimized_value"] == retry.value
     assert json.loads((job / "metrics.interrupted-1.json").read_text())["status"] == "interrupted"
     assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 2
+
+
+def _alive_in_session(sid: int) -> list[str]:
+    """The processes of session ``sid`` that still run (exited ones not yet reaped do not count)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":
+            out.append(entry)
+    return out
+
+
+def test_sigterm_reaches_the_jobs_a_joblib_worker_runs_in_other_processes(tmp_path: Path) -> None:
+    # A plain `kill <worker pid>` signals the worker only; its jobs train in joblib's (loky's) processes. Before,
+    # the worker waited for them and never exited; now it forwards the signal, and both jobs end as an in-process
+    # job does: last.ckpt, metrics.json `interrupted`, the trials failed and queued again, exit status 143.
+    if not os.path.isdir("/proc"):
+        import pytest
+
+        pytest.skip("finding a worker's child processes needs Linux's /proc")
+    sweep = tmp_path / "sweep"
+    url = f"sqlite:///{sweep / 'optuna.db'}"
+    args = [
+        "hparams_search=digits_random",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.n_jobs=2",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "trainer.max_epochs=5000",
+        *FAST,
+    ]
+    victim = start(sweep, *args, log=tmp_path / "victim.log")
+    wait_for(lambda: len(list(sweep.glob("*/checkpoints/last.ckpt"))) >= 2, 300, "both jobs to be training")
+    victim.send_signal(signal.SIGTERM)
+    assert victim.wait(timeout=180) == 143, (tmp_path / "victim.log").read_text()[-4000:]
+    wait_for(lambda: not _alive_in_session(victim.pid), 30, "every process of the worker's session to end")
+
+    trials = load(url, "digits_random").get_trials(deepcopy=False)
+    interrupted = [t for t in trials if t.user_attrs.get("lightning_reg:status") == "interrupted"]
+    assert sorted(t.number for t in interrupted) == [0, 1] and all(t.state == TrialState.FAIL for t in interrupted)
+    queued = sorted(t.user_attrs.get("lightning_reg:retry_of") for t in trials if t.state == TrialState.WAITING)
+    assert queued == [0, 1]
+    for number in (0, 1):
+        assert _metrics(sweep / str(number))["status"] == "interrupted"
