@@ -18,6 +18,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "penalties"
 sys.path.insert(0, str(FIXTURES))
 
 from make_v0_2 import K_EPOCHS, RESUME_TO, callbacks  # noqa: E402
+
 from reliability_registry import assert_same, fit  # noqa: E402
 
 
