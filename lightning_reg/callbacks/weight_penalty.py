@@ -24,7 +24,7 @@ from typing_extensions import override
 from lightning_reg.callbacks._penalty_hooks import _Bucket, _group_by_optimizer, _StepHooksMixin, _summary_line
 from lightning_reg.callbacks._state_key import memo_state_key
 from lightning_reg.callbacks.log_helpers import log_due, log_to_loggers, warn_if_state_missing
-from lightning_reg.callbacks.max_norm import MaxNorm
+from lightning_reg.callbacks.constraints import MaxNorm
 from lightning_reg.core.penalties import (
     PenaltySpec,
     Selector,
