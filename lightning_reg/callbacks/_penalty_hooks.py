@@ -3,66 +3,45 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from torch import Tensor
 from torch.utils.hooks import RemovableHandle
 
-from lightning_reg.core.penalties import (
-    PenalizedParam,
-    PenaltySpec,
-    selection_summary,
-)
+from lightning_reg.core.penalties import PenalizedParam, PenaltySpec, selection_summary
+from lightning_reg.core.penalty_rules import Bucket, PenaltyRule
 from lightning_reg.errors import ConfigError, check_int
-
-
-@dataclass
-class _Bucket:
-    """Parameters of one optimizer param group that share coefficients (one fused foreach call each)."""
-
-    group: dict[str, Any]
-    l1: float
-    l2: float
-    params: list[Tensor] = field(default_factory=list)
-
-    def lr(self, owner: str) -> float:
-        if "lr" not in self.group:
-            raise ConfigError(
-                f"{owner} needs the learning rate of each optimizer param group (it reads `param_group['lr']`); "
-                f"this optimizer's param group has keys {sorted(self.group)}. Use mode='gradient' instead."
-            )
-        return float(self.group["lr"])
 
 
 def _group_by_optimizer(
     optimizers: Sequence[torch.optim.Optimizer], selected: Sequence[PenalizedParam], owner: str
-) -> tuple[dict[int, list[_Bucket]], list[str]]:
-    """Map each optimizer to the buckets of selected parameters it owns; return also the names no optimizer owns."""
+) -> tuple[dict[int, list[Bucket]], list[str]]:
+    """Map each optimizer to the buckets (param group, rule) of selected parameters it owns; return also the names
+    no optimizer owns."""
     by_id = {id(p.param): p for p in selected}
     claimed: set[int] = set()
-    plans: dict[int, list[_Bucket]] = {}
+    plans: dict[int, list[Bucket]] = {}
     for opt in optimizers:
-        buckets: dict[tuple[int, float, float], _Bucket] = {}
+        buckets: dict[tuple[int, PenaltyRule], Bucket] = {}
         for gi, group in enumerate(opt.param_groups):
             for param in group["params"]:
                 sp = by_id.get(id(param))
                 if sp is None or id(param) in claimed:
                     continue
                 claimed.add(id(param))
-                key = (gi, sp.l1, sp.l2)
+                key = (gi, sp.rule)
                 if key not in buckets:
-                    buckets[key] = _Bucket(group, sp.l1, sp.l2)
+                    buckets[key] = Bucket(group, sp.rule, owner)
                 buckets[key].params.append(param)
+                buckets[key].dims.append(sp.unit_dim)
         if buckets:
             plans[id(opt)] = list(buckets.values())
     orphans = [p.name for p in selected if id(p.param) not in claimed]
     if not claimed:
         raise ConfigError(
-            f"{owner}: none of the selected parameters ({', '.join(p.name for p in selected)}) is in any optimizer "
-            "returned by configure_optimizers(), so nothing would be penalized."
+            f"{owner.partition('(')[0]}: none of the selected parameters ({', '.join(p.name for p in selected)}) is "
+            "in any optimizer returned by configure_optimizers(), so nothing would be penalized."
         )
     return plans, orphans
 
@@ -122,6 +101,25 @@ class _StepHooksMixin:
 
     def _after_optimizer_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         raise NotImplementedError
+
+    @staticmethod
+    def _grad_(plan: Sequence[Bucket], scale: float) -> None:
+        """Each bucket's rule on its gradients, under one ``no_grad`` (the foreach ops must not be recorded)."""
+        with torch.no_grad():
+            for bucket in plan:
+                bucket.rule.grad_(bucket.params, scale)
+
+    @staticmethod
+    def _after_step_(plan: Sequence[Bucket], scale: float) -> None:
+        """Each bucket's rule on its weights after the optimizer step, under one ``no_grad``."""
+        with torch.no_grad():
+            for bucket in plan:
+                bucket.rule.after_step_(bucket, scale)
+
+    def _measure(self, plans: dict[int, list[Bucket]], scale: float) -> dict[str, float]:
+        """The rule's logged values over every bucket (its :meth:`~PenaltyRule.report` of their stats)."""
+        stats = [bucket.rule.stats(bucket) for plan in plans.values() for bucket in plan]
+        return self.spec.rule.report(stats, scale, self.spec.variants)
 
     def measure(self) -> dict[str, float]:
         raise NotImplementedError

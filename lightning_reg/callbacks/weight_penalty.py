@@ -1,6 +1,7 @@
 """Weight penalties (L1, L2, elastic net; coupled, proximal or decoupled) and max-norm as Lightning callbacks.
 
-The math lives in :mod:`lightning_reg.core.penalties`; this module decides *when* to call it:
+The math lives in the rule objects of :mod:`lightning_reg.core.penalty_rules`; this module decides *when* to call
+them:
 
 - the gradient part in ``on_before_optimizer_step``, which Lightning calls once per optimizer step, after
   the closure's backward (and after accumulation, the DDP all-reduce and AMP unscaling) and before the
@@ -21,21 +22,12 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
-from lightning_reg.callbacks._penalty_hooks import _Bucket, _group_by_optimizer, _StepHooksMixin, _summary_line
+from lightning_reg.callbacks._penalty_hooks import _group_by_optimizer, _StepHooksMixin, _summary_line
 from lightning_reg.callbacks._state_key import memo_state_key
-from lightning_reg.callbacks.log_helpers import log_due, log_to_loggers, warn_if_state_missing
 from lightning_reg.callbacks.constraints import MaxNorm
-from lightning_reg.core.penalties import (
-    PenaltySpec,
-    Selector,
-    check_mode,
-    count_zeros,
-    decoupled_step_,
-    l1_norm,
-    penalty_grad_inplace,
-    soft_threshold_,
-    sq_l2_norm,
-)
+from lightning_reg.callbacks.log_helpers import log_due, log_to_loggers, warn_if_state_missing
+from lightning_reg.core.penalties import MODES, PenaltySpec, Selector, check_mode
+from lightning_reg.core.penalty_rules import Bucket, PenaltyRule, make_rule, rule_class
 from lightning_reg.core.schedules import ScheduleLike
 from lightning_reg.errors import ConfigError
 
@@ -126,20 +118,37 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
         schedule: ScheduleLike | None = None,
         log_every_n_steps: int | None = None,
         embeddings: bool = True,
+        rule: PenaltyRule | Mapping[str, Any] | None = None,
     ) -> None:
-        self.mode = check_mode(mode)
-        self.spec = PenaltySpec(
-            l1=l1, l2=l2, include=include, exclude=exclude, groups=groups, schedule=schedule, embeddings=embeddings
-        )
-        if self.mode == "proximal" and not self.spec.any_l1:
-            raise ConfigError(
-                "`mode='proximal'` soft-thresholds the L1 term, so it needs `l1` > 0; got l1=0.0 "
-                f"(l2={self.spec.l2}). For a pure L2 penalty use mode='gradient' or mode='decoupled'."
+        if rule is None:
+            self.spec = PenaltySpec(
+                l1=l1,
+                l2=l2,
+                include=include,
+                exclude=exclude,
+                groups=groups,
+                schedule=schedule,
+                embeddings=embeddings,
+                rule=rule_class(check_mode(mode), "mode", MODES),
             )
-        if not self.spec.any_l1 and not self.spec.any_l2:
+        else:
+            if l1 != 0.0 or l2 != 0.0 or mode != "gradient":
+                raise ConfigError(
+                    "`rule` replaces `l1`, `l2` and `mode` (its arguments are its own); got "
+                    f"rule={rule!r} with l1={l1!r}, l2={l2!r}, mode={mode!r}."
+                )
+            self.spec = PenaltySpec(
+                include=include,
+                exclude=exclude,
+                groups=groups,
+                schedule=schedule,
+                embeddings=embeddings,
+                rule=make_rule(rule),
+            )
+        if self.spec.rule.does_nothing(self.spec.variants):
             rank_zero_warn("WeightPenalty(l1=0, l2=0) does nothing; set `l1` and/or `l2` > 0.")
         self._init_common(include, exclude, log_every_n_steps)
-        self._plans: dict[int, list[_Bucket]] = {}
+        self._plans: dict[int, list[Bucket]] = {}
         self._pending: set[int] = set()
         # Closure evaluations in the current step, per optimizer: SAM declares 2 (`evaluations_per_step`).
         self._evaluations: dict[int, int] = {}
@@ -148,24 +157,36 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
         self._scale = self.spec.scale_at(0, 0)
 
     @property
+    def mode(self) -> str:
+        """The rule's name: ``"gradient"``, ``"proximal"``, ``"decoupled"`` or that of a rule given as ``rule=``."""
+        return self.spec.rule.name
+
+    @mode.setter
+    def mode(self, mode: str) -> None:
+        # Another L1/L2 rule with the same coefficients, for the base and every group.
+        cls = rule_class(check_mode(mode), "mode", MODES)
+        self.spec.rule = cls(**self.spec.rule.as_dict())
+        self.spec.group_rules = {k: cls(**r.as_dict()) for k, r in self.spec.group_rules.items()}
+        self.spec.rule.check_variants(self.spec.variants)
+
+    @property
+    def _legacy_key(self) -> bool:
+        """Whether the rule is one of ``mode``'s (the state key then keeps its form of before the rules)."""
+        return self.spec.rule.name in MODES and type(self.spec.rule) is rule_class(self.spec.rule.name)
+
+    @property
     @override
     def state_key(self) -> str:
         # Memoized: Lightning reads it at every hook call (see lightning_reg.callbacks._state_key).
         return memo_state_key(
             self,
-            (
-                self.spec.l1,
-                self.spec.l2,
-                self.mode,
-                self._include,
-                self._exclude,
-                self.spec.groups,
-                self.spec.embeddings,
-            ),
+            (self.spec.rule, self._include, self._exclude, self.spec.groups, self.spec.embeddings),
             lambda: self._generate_state_key(
-                l1=self.spec.l1,
-                l2=self.spec.l2,
-                mode=self.mode,
+                **(
+                    {"l1": self.spec.l1, "l2": self.spec.l2, "mode": self.mode}
+                    if self._legacy_key
+                    else {"rule": self.mode, **self.spec.rule.as_dict()}
+                ),
                 **self._selector_key(),
                 groups=self.spec.groups or None,
                 # Only when set, so the state keys of existing checkpoints stay valid.
@@ -181,17 +202,24 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
                 raise ConfigError(f"WeightPenalty cannot be used with {type(opt).__name__}. {_CLOSURE_HINT}")
         # Re-resolve: strategy.setup() may have moved or wrapped the model since `setup`.
         self._selected = self.spec.resolve(pl_module, owner="WeightPenalty")
-        self._plans, orphans = _group_by_optimizer(trainer.optimizers, self._selected, "WeightPenalty")
+        self._plans, orphans = _group_by_optimizer(
+            trainer.optimizers, self._selected, f"WeightPenalty(mode={self.mode!r})"
+        )
         self._trainer = trainer
         self._pending.clear()
         self._register_post_hooks(trainer.optimizers)
         self._final = None
         rank_zero_info(
-            f"WeightPenalty(l1={self.spec.l1}, l2={self.spec.l2}, mode={self.mode!r}): penalizing "
+            f"WeightPenalty({self._describe()}): penalizing "
             f"{_summary_line(pl_module, self._selected)} across {len(self._plans)} optimizer(s)."
         )
         if orphans:
             rank_zero_warn(f"WeightPenalty: selected parameters not in any optimizer are not penalized: {orphans}.")
+
+    def _describe(self) -> str:
+        if self._legacy_key:
+            return f"l1={self.spec.l1}, l2={self.spec.l2}, mode={self.mode!r}"
+        return ", ".join(f"{k}={v!r}" for k, v in {"rule": self.mode, **self.spec.rule.as_dict()}.items())
 
     def _scale_now(self, trainer: pl.Trainer) -> float:
         key = (trainer.global_step, trainer.current_epoch)
@@ -216,34 +244,20 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
                 + _CLOSURE_HINT
             )
         self._pending.add(id(optimizer))
-        if self.mode == "decoupled":
+        if not self.spec.rule.uses_grad:
             return
         # Without a schedule the multiplier is 1.0 at every step: no trainer counters to read.
         scale = 1.0 if self.spec.schedule is None else self._scale_now(trainer)
         if scale == 0.0:
             return
-        proximal = self.mode == "proximal"
-        with torch.no_grad():  # one context for every bucket (the foreach ops must not be recorded)
-            for bucket in plan:
-                l1 = 0.0 if proximal else bucket.l1 * scale
-                l2 = bucket.l2 * scale
-                if l1 == 0.0 and l2 == 0.0:
-                    continue
-                # `.grad` is read every step: zero_grad(set_to_none=True) gives new gradient tensors.
-                maybe_grads = [p.grad for p in bucket.params]
-                grads = [g for g in maybe_grads if g is not None]
-                if len(grads) == len(maybe_grads):
-                    params = bucket.params
-                else:
-                    params = [p for p, g in zip(bucket.params, maybe_grads) if g is not None]
-                penalty_grad_inplace(params, grads, l1, l2)
+        self._grad_(plan, scale)
 
     @override
     def _after_optimizer_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         plan = self._plans.get(id(optimizer))
         if plan is None or self._trainer is None:
             return
-        needs_grad = self.mode == "gradient" or (self.mode == "proximal" and self.spec.any_l2)
+        needs_grad = self.spec.rule.needs_grad(self.spec.variants)
         if id(optimizer) not in self._pending and needs_grad:
             raise ConfigError(
                 f"WeightPenalty: {type(optimizer).__name__}.step() ran without Lightning's on_before_optimizer_step "
@@ -253,37 +267,16 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
         self._pending.discard(id(optimizer))
         self._evaluations.pop(id(optimizer), None)
         self._steps += 1
-        if self.mode == "gradient":
+        if not self.spec.rule.uses_after_step:
             return
-        scale = self._scale_now(self._trainer)
-        for bucket in plan:
-            lr = bucket.lr("WeightPenalty(mode=" + repr(self.mode) + ")")
-            if self.mode == "proximal":
-                soft_threshold_(bucket.params, lr * bucket.l1 * scale)
-            else:
-                decoupled_step_(bucket.params, lr, bucket.l1 * scale, bucket.l2 * scale)
+        self._after_step_(plan, self._scale_now(self._trainer))
 
     # ---------------------------------------------------------------------------------------- logging
     @override
     def measure(self) -> dict[str, float]:
         """Current penalty values (``reg/l1``, ``reg/l2``), L1 sparsity and scale, over the penalized weights."""
         scale = self._scale
-        out: dict[str, float] = {}
-        l1_zero = l1_numel = 0
-        l1_total = l2_total = 0.0
-        for plan in self._plans.values():
-            for b in plan:
-                if b.l1 > 0:
-                    l1_total += b.l1 * float(l1_norm(b.params))
-                    l1_zero += count_zeros(b.params)
-                    l1_numel += sum(p.numel() for p in b.params)
-                if b.l2 > 0:
-                    l2_total += b.l2 * float(sq_l2_norm(b.params))
-        if self.spec.any_l1:
-            out["reg/l1"] = scale * l1_total
-            out["reg/l1_zero_frac"] = l1_zero / max(1, l1_numel)
-        if self.spec.any_l2:
-            out["reg/l2"] = scale * l2_total
+        out = self._measure(self._plans, scale)
         if self.spec.schedule is not None:
             out["reg/scale"] = scale
         return out
@@ -309,14 +302,14 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
             self._trainer = None
 
     def run_summary(self) -> dict[str, Any]:
-        """Coefficients, selection size, optimizer steps penalized and the penalty values at the end of fit.
+        """Coefficients (the rule's arguments), selection size, optimizer steps penalized and the penalty values at
+        the end of fit.
 
         These describe the final weights of the fit, also after a ``trainer.test(ckpt_path="best")`` that
         reloads an earlier callback state (as ``python -m lightning_reg.train`` does).
         """
         return {
-            "l1": self.spec.l1,
-            "l2": self.spec.l2,
+            **self.spec.rule.as_dict(),
             "mode": self.mode,
             "penalized_tensors": len(self._selected),
             "penalized_params": sum(p.param.numel() for p in self._selected),

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
@@ -39,6 +40,7 @@ from lightning_reg.core.penalty_math import (
     soft_threshold_,
     sq_l2_norm,
 )
+from lightning_reg.core.penalty_rules import Coupled, PenaltyRule
 from lightning_reg.core.schedules import Schedule, ScheduleLike, as_schedule
 from lightning_reg.core.selection import (
     EMBEDDING_TYPES,
@@ -53,7 +55,7 @@ from lightning_reg.core.selection import (
     selection_summary,
     unit_dim,
 )
-from lightning_reg.errors import ConfigError, check_choice, check_non_negative
+from lightning_reg.errors import ConfigError, check_choice
 
 __all__ = [
     "EMBEDDING_TYPES",
@@ -95,7 +97,7 @@ MODES = ("gradient", "proximal", "decoupled")
 
 @dataclass(frozen=True)
 class PenalizedParam:
-    """One selected parameter with its (unscheduled) coefficients and its output-unit dimension.
+    """One selected parameter with its rule (the base rule, or its group's) and its output-unit dimension.
 
     Example:
         >>> model = nn.Sequential(nn.Linear(4, 3), nn.ConvTranspose2d(1, 2, 3))
@@ -105,45 +107,54 @@ class PenalizedParam:
 
     name: str
     param: nn.Parameter
-    l1: float
-    l2: float
+    rule: PenaltyRule
     unit_dim: int = 0
 
+    @property
+    def l1(self) -> float:
+        """The rule's (unscheduled) L1 coefficient; 0 for a rule without one."""
+        return float(getattr(self.rule, "l1", 0.0))
 
-def _check_groups(groups: Mapping[str, Mapping[str, float]] | None) -> dict[str, dict[str, float]]:
+    @property
+    def l2(self) -> float:
+        """The rule's (unscheduled) L2 coefficient; 0 for a rule without one."""
+        return float(getattr(self.rule, "l2", 0.0))
+
+
+def _check_groups(groups: Mapping[str, Mapping[str, Any]] | None, rule: PenaltyRule) -> dict[str, PenaltyRule]:
+    """Each group's rule: the base ``rule`` with the group's arguments, checked by the rule."""
     if groups is None:
         return {}
     if not isinstance(groups, Mapping):
         raise ConfigError(
             "`groups` must map a parameter-name glob or module type to coefficients, e.g. "
-            f"{{'head.*': {{'l2': 1e-3}}}}; got {groups!r}."
+            f"{{'head.*': {rule.group_example}}}; got {groups!r}."
         )
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, PenaltyRule] = {}
     for key, coefs in groups.items():
         if not isinstance(key, str) or not key:
             raise ConfigError(f"`groups` keys must be parameter-name globs or module type names; got {key!r}.")
-        if not isinstance(coefs, Mapping) or not coefs or set(coefs) - {"l1", "l2"}:
-            raise ConfigError(
-                f"`groups[{key!r}]` must be a mapping with keys among 'l1', 'l2' (e.g. {{'l2': 1e-3}}); got {coefs!r}."
-            )
-        out[key] = {k: check_non_negative(f"groups[{key!r}].{k}", v) for k, v in coefs.items()}
+        out[key] = rule.replace(key, coefs)
     return out
 
 
 class PenaltySpec:
-    """Validated coefficients, selection and schedule; resolves to :class:`PenalizedParam` on a model.
+    """A validated rule, selection, per-group rules and schedule; resolves to :class:`PenalizedParam` on a model.
 
-    The effective coefficients at a step are ``base × schedule.at(step, epoch)``: the schedule is a
-    multiplier (e.g. ``Linear(0, 1, end_at=1000)`` warms the penalty up from zero).
+    The rule acts at ``scale = schedule.at(step, epoch)``: the schedule is a multiplier of its coefficients
+    (e.g. ``Linear(0, 1, end_at=1000)`` warms the penalty up from zero).
 
     Args:
-        l1, l2: base coefficients (>= 0), Keras convention ``l1·Σ|w| + l2·Σw²``.
-        include, exclude: selection (see the module docstring).
-        groups: per-group overrides ``{glob or type name: {"l1": a, "l2": b}}``; the first matching key
-            wins; a key that matches no selected parameter is an error (a typo otherwise goes unnoticed).
+        l1, l2: base coefficients (>= 0), Keras convention ``l1·Σ|w| + l2·Σw²``, of the default rule.
+        include, exclude: selection (see :mod:`lightning_reg.core.selection`).
+        groups: per-group arguments ``{glob or type name: {"l1": a, "l2": b}}`` (the rule's arguments); the first
+            matching key wins; a key that matches no selected parameter is an error (a typo otherwise goes
+            unnoticed).
         schedule: multiplier schedule: a :class:`~lightning_reg.core.schedules.Schedule`, a number, a mapping
             ``{"name": "linear", ...}`` or a callable ``t -> float``; ``None`` means 1.
         embeddings: select the weights of ``nn.Embedding``/``EmbeddingBag`` layers (and heads tied to them).
+        rule: the rule: a :class:`~lightning_reg.core.penalty_rules.PenaltyRule`, or a rule class built with
+            ``l1`` and ``l2``; ``None`` is :class:`~lightning_reg.core.penalty_rules.Coupled` (the gradient).
 
     Example:
         >>> from torch import nn
@@ -158,30 +169,52 @@ class PenaltySpec:
         l2: float = 0.0,
         include: Sequence[Selector] | None = None,
         exclude: Sequence[Selector] | None = None,
-        groups: Mapping[str, Mapping[str, float]] | None = None,
+        groups: Mapping[str, Mapping[str, Any]] | None = None,
         schedule: ScheduleLike | None = None,
         embeddings: bool = True,
+        rule: PenaltyRule | type[PenaltyRule] | None = None,
     ) -> None:
         if not isinstance(embeddings, bool):
             raise ConfigError(f"`embeddings` must be True or False; got {embeddings!r}.")
         self.embeddings = embeddings
-        self.l1 = check_non_negative("l1", l1)
-        self.l2 = check_non_negative("l2", l2)
+        if rule is None or isinstance(rule, type):
+            self.rule: PenaltyRule = (rule or Coupled)(l1=l1, l2=l2)  # type: ignore[call-arg]
+        else:
+            self.rule = rule
         self.include = Selectors.parse("include", include)
         self.exclude = Selectors.parse("exclude", exclude)
-        self.groups = _check_groups(groups)
+        self.group_rules = _check_groups(groups, self.rule)
+        #: The groups' checked arguments (plain values, as given).
+        given: Mapping[str, Mapping[str, Any]] = groups or {}
+        self.groups: dict[str, dict[str, Any]] = {
+            k: {a: getattr(r, a) for a in given[k]} for k, r in self.group_rules.items()
+        }
         self._group_selectors: dict[str, Selectors] = {
             k: Selectors.parse(f"groups[{k!r}]", [k]) or Selectors() for k in self.groups
         }
         self.schedule: Schedule | None = None if schedule is None else as_schedule(schedule, "schedule")
+        self.rule.check_variants(self.variants)
+
+    @property
+    def variants(self) -> list[PenaltyRule]:
+        """The base rule, then each group's rule."""
+        return [self.rule, *self.group_rules.values()]
+
+    @property
+    def l1(self) -> float:
+        return float(getattr(self.rule, "l1", 0.0))
+
+    @property
+    def l2(self) -> float:
+        return float(getattr(self.rule, "l2", 0.0))
 
     @property
     def any_l1(self) -> bool:
-        return self.l1 > 0 or any(g.get("l1", 0.0) > 0 for g in self.groups.values())
+        return any(getattr(r, "l1", 0.0) > 0 for r in self.variants)
 
     @property
     def any_l2(self) -> bool:
-        return self.l2 > 0 or any(g.get("l2", 0.0) > 0 for g in self.groups.values())
+        return any(getattr(r, "l2", 0.0) > 0 for r in self.variants)
 
     def scale_at(self, step: int, epoch: int) -> float:
         """The schedule multiplier at a trainer position (1.0 without a schedule)."""
@@ -211,14 +244,13 @@ class PenaltySpec:
         used: Counter[str] = Counter()
         out = []
         for name, param, module in chosen:
-            l1, l2 = self.l1, self.l2
+            own = self.rule
             for key, sel in self._group_selectors.items():
                 if sel.matches(name, module, kernels_only_for_types=False, param=param):
-                    l1 = self.groups[key].get("l1", l1)
-                    l2 = self.groups[key].get("l2", l2)
+                    own = self.group_rules[key]
                     used[key] += 1
                     break
-            out.append(PenalizedParam(name, param, l1, l2, unit_dim(module)))
+            out.append(PenalizedParam(name, param, own, unit_dim(module)))
         unused = [k for k in self.groups if not used[k]]
         if unused:
             raise ConfigError(
