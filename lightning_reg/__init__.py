@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from lightning_reg.callbacks.checkpoint import AtomicModelCheckpoint
+    from lightning_reg.callbacks.constraints import MinMaxNorm, NonNeg, UnitNorm
     from lightning_reg.callbacks.early_stopping import EarlyStopping
     from lightning_reg.callbacks.penalized_loss import PenalizedLoss
     from lightning_reg.callbacks.penalty_mixin import PenaltyLossMixin
@@ -61,6 +62,9 @@ _HOMES = {
     "ScheduledDropout": "lightning_reg.callbacks.scheduled_dropout",
     "StochasticDepth": "lightning_reg.callbacks.stochastic_depth",
     "MaxNorm": "lightning_reg.callbacks.weight_penalty",
+    "MinMaxNorm": "lightning_reg.callbacks.constraints",
+    "NonNeg": "lightning_reg.callbacks.constraints",
+    "UnitNorm": "lightning_reg.callbacks.constraints",
     "WeightPenalty": "lightning_reg.callbacks.weight_penalty",
     "AugmentationMixin": "lightning_reg.data",
     "AugmentConfig": "lightning_reg.data",
@@ -112,12 +116,15 @@ __all__ = [
     "AtomicModelCheckpoint",
     "EarlyStopping",
     "MaxNorm",
+    "MinMaxNorm",
+    "NonNeg",
     "PenalizedLoss",
     "PenaltyLossMixin",
     "RestoreBestWeights",
     "RNGState",
     "ScheduledDropout",
     "StochasticDepth",
+    "UnitNorm",
     "WeightPenalty",
     # data
     "AugmentConfig",

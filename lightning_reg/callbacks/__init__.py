@@ -1,6 +1,7 @@
 """Lightning callbacks shipped by lightning_reg."""
 
 from lightning_reg.callbacks.checkpoint import AtomicModelCheckpoint
+from lightning_reg.callbacks.constraints import MinMaxNorm, NonNeg, UnitNorm
 from lightning_reg.callbacks.early_stopping import EarlyStopping
 from lightning_reg.callbacks.history import MetricsHistory
 from lightning_reg.callbacks.penalized_loss import PenalizedLoss
@@ -15,10 +16,13 @@ __all__ = [
     "EarlyStopping",
     "MaxNorm",
     "MetricsHistory",
+    "MinMaxNorm",
+    "NonNeg",
     "PenalizedLoss",
     "RestoreBestWeights",
     "RNGState",
     "ScheduledDropout",
     "StochasticDepth",
+    "UnitNorm",
     "WeightPenalty",
 ]

@@ -107,7 +107,7 @@ class _StepHooksMixin:
         """Each bucket's rule on its gradients, under one ``no_grad`` (the foreach ops must not be recorded)."""
         with torch.no_grad():
             for bucket in plan:
-                bucket.rule.grad_(bucket.params, scale)
+                bucket.rule.grad_(bucket, scale)
 
     @staticmethod
     def _after_step_(plan: Sequence[Bucket], scale: float) -> None:

@@ -1,4 +1,5 @@
-"""Weight constraints as Lightning callbacks: :class:`MaxNorm` (the math is in :mod:`lightning_reg.core.penalty_rules`).
+"""Weight constraints as Lightning callbacks: :class:`MaxNorm`, and Keras' :class:`MinMaxNorm`, :class:`UnitNorm` and
+:class:`NonNeg` (the math is in :mod:`lightning_reg.core.penalty_rules` and :mod:`lightning_reg.core.keras_rules`).
 
 A constraint acts after every optimizer step, in a step post-hook on each optimizer (see
 :mod:`lightning_reg.callbacks.weight_penalty`), on the parameters that optimizer owns: in automatic and manual
@@ -18,6 +19,7 @@ from typing_extensions import override
 from lightning_reg.callbacks._penalty_hooks import _group_by_optimizer, _StepHooksMixin, _summary_line
 from lightning_reg.callbacks._state_key import memo_state_key
 from lightning_reg.callbacks.log_helpers import log_due, log_to_loggers, warn_if_state_missing
+from lightning_reg.core import keras_rules
 from lightning_reg.core import penalty_rules as rules
 from lightning_reg.core.penalties import PenaltySpec, Selector
 from lightning_reg.core.penalty_rules import Bucket, PenaltyRule
@@ -193,4 +195,87 @@ class MaxNorm(Constraint):
         self._set_argument("max_norm", value)
 
 
-__all__ = ["Constraint", "MaxNorm"]
+class MinMaxNorm(Constraint):
+    """Keras' ``MinMaxNorm`` constraint: after every optimizer step, each unit's norm ``n`` moves toward
+    ``[min_value, max_value]``: ``w ← w·(rate·clip(n, min_value, max_value) + (1 − rate)·n) / (ε + n)``.
+
+    Units as in :class:`MaxNorm` (a row of a Linear weight, an output channel of a Conv kernel); the same selection
+    arguments. ``rate=1`` enforces the interval at every step; a smaller rate moves each norm part of the way.
+    ``axis=None`` takes the norm over every dimension but the unit's (Keras' ``axis=0`` on a Dense kernel, whose
+    layout is our weight transposed); a list names the torch dimensions. Logs ``reg/max_unit_norm`` and
+    ``reg/min_unit_norm``.
+
+    Args:
+        min_value, max_value: the interval (``0 <= min_value <= max_value``).
+        rate: how far toward the interval each step moves a norm, in ``[0, 1]``.
+        axis: the torch dimensions each norm runs over; ``None``: all but the output unit's.
+        include, exclude, log_every_n_steps, embeddings: as :class:`MaxNorm`'s.
+
+    Example:
+        >>> MinMaxNorm(0.5, 2.0).state_key
+        "MinMaxNorm{'min_value': 0.5, 'max_value': 2.0, 'rate': 1.0, 'axis': None, 'include': None, 'exclude': None}"
+    """
+
+    rule_class = keras_rules.MinMaxNorm
+
+    def __init__(
+        self,
+        min_value: float = 0.0,
+        max_value: float = 1.0,
+        rate: float = 1.0,
+        axis: int | Sequence[int] | None = None,
+        include: Sequence[Selector] | None = None,
+        exclude: Sequence[Selector] | None = None,
+        log_every_n_steps: int | None = None,
+        embeddings: bool = True,
+    ) -> None:
+        rule = keras_rules.MinMaxNorm(min_value=min_value, max_value=max_value, rate=rate, axis=axis)  # type: ignore[arg-type]
+        self._init_constraint(rule, include, exclude, log_every_n_steps, embeddings)
+
+
+class UnitNorm(Constraint):
+    """Keras' ``UnitNorm`` constraint: after every optimizer step, each unit's incoming weights get norm 1
+    (``w ← w / (ε + n)``). Units, ``axis`` and the selection as in :class:`MinMaxNorm`. Logs ``reg/max_unit_norm``
+    and ``reg/min_unit_norm``.
+
+    Example:
+        >>> UnitNorm().state_key
+        "UnitNorm{'axis': None, 'include': None, 'exclude': None}"
+    """
+
+    rule_class = keras_rules.UnitNorm
+
+    def __init__(
+        self,
+        axis: int | Sequence[int] | None = None,
+        include: Sequence[Selector] | None = None,
+        exclude: Sequence[Selector] | None = None,
+        log_every_n_steps: int | None = None,
+        embeddings: bool = True,
+    ) -> None:
+        rule = keras_rules.UnitNorm(axis=axis)  # type: ignore[arg-type]
+        self._init_constraint(rule, include, exclude, log_every_n_steps, embeddings)
+
+
+class NonNeg(Constraint):
+    """Keras' ``NonNeg`` constraint: after every optimizer step, the negative selected weights are set to zero
+    (``w ← w·[w ≥ 0]``). The selection as in :class:`MaxNorm`. Logs ``reg/zero_frac``.
+
+    Example:
+        >>> NonNeg(include=["net.0.weight"]).state_key
+        "NonNeg{'include': ['net.0.weight'], 'exclude': None}"
+    """
+
+    rule_class = keras_rules.NonNeg
+
+    def __init__(
+        self,
+        include: Sequence[Selector] | None = None,
+        exclude: Sequence[Selector] | None = None,
+        log_every_n_steps: int | None = None,
+        embeddings: bool = True,
+    ) -> None:
+        self._init_constraint(keras_rules.NonNeg(), include, exclude, log_every_n_steps, embeddings)
+
+
+__all__ = ["Constraint", "MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm"]

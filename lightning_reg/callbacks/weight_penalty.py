@@ -96,6 +96,12 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
         embeddings: penalize ``nn.Embedding``/``EmbeddingBag`` weights (word/position/token-type embeddings,
             and a language-model head tied to them, counted once). Default ``True``, as Hugging Face's
             ``Trainer`` decays them; ``False`` leaves them out.
+        rule: any penalty rule (:mod:`lightning_reg.core.penalty_rules`), or a mapping ``{"name": ..., **arguments}``,
+            in place of ``l1``/``l2``/``mode``; ``groups`` then carry that rule's arguments. E.g.
+            ``rule={"name": "orthogonal", "factor": 0.01, "mode": "rows"}`` (Keras' ``OrthogonalRegularizer``).
+        bias: the biases' own coefficients, e.g. ``{"l2": 1e-3}`` (Keras' ``bias_regularizer``): the ``bias`` of
+            every module whose kernel is selected is penalized by the same mode with these coefficients (those
+            not given are the kernels'). ``None`` (default): biases are left out.
 
     Example:
         >>> import lightning.pytorch as pl
@@ -119,6 +125,7 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
         log_every_n_steps: int | None = None,
         embeddings: bool = True,
         rule: PenaltyRule | Mapping[str, Any] | None = None,
+        bias: Mapping[str, float] | None = None,
     ) -> None:
         if rule is None:
             self.spec = PenaltySpec(
@@ -130,6 +137,7 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
                 schedule=schedule,
                 embeddings=embeddings,
                 rule=rule_class(check_mode(mode), "mode", MODES),
+                bias=bias,
             )
         else:
             if l1 != 0.0 or l2 != 0.0 or mode != "gradient":
@@ -144,6 +152,7 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
                 schedule=schedule,
                 embeddings=embeddings,
                 rule=make_rule(rule),
+                bias=bias,
             )
         if self.spec.rule.does_nothing(self.spec.variants):
             rank_zero_warn("WeightPenalty(l1=0, l2=0) does nothing; set `l1` and/or `l2` > 0.")
@@ -180,7 +189,7 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
         # Memoized: Lightning reads it at every hook call (see lightning_reg.callbacks._state_key).
         return memo_state_key(
             self,
-            (self.spec.rule, self._include, self._exclude, self.spec.groups, self.spec.embeddings),
+            (self.spec.rule, self._include, self._exclude, self.spec.groups, self.spec.embeddings, self.spec.bias),
             lambda: self._generate_state_key(
                 **(
                     {"l1": self.spec.l1, "l2": self.spec.l2, "mode": self.mode}
@@ -191,6 +200,7 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
                 groups=self.spec.groups or None,
                 # Only when set, so the state keys of existing checkpoints stay valid.
                 **({} if self.spec.embeddings else {"embeddings": False}),
+                **({} if self.spec.bias is None else {"bias": self.spec.bias}),
             ),
         )
 
@@ -309,8 +319,11 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
         reloads an earlier callback state (as ``python -m lightning_reg.train`` does).
         """
         return {
-            **self.spec.rule.as_dict(),
-            "mode": self.mode,
+            **(
+                {"l1": self.spec.l1, "l2": self.spec.l2, "mode": self.mode}
+                if self._legacy_key
+                else {"rule": self.mode, **self.spec.rule.as_dict()}
+            ),
             "penalized_tensors": len(self._selected),
             "penalized_params": sum(p.param.numel() for p in self._selected),
             **self._summary_values(),

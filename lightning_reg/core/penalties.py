@@ -155,6 +155,9 @@ class PenaltySpec:
         embeddings: select the weights of ``nn.Embedding``/``EmbeddingBag`` layers (and heads tied to them).
         rule: the rule: a :class:`~lightning_reg.core.penalty_rules.PenaltyRule`, or a rule class built with
             ``l1`` and ``l2``; ``None`` is :class:`~lightning_reg.core.penalty_rules.Coupled` (the gradient).
+        bias: the biases' own arguments (``{"l2": 1e-3}``): the ``bias`` of every module that owns a selected
+            kernel is then penalized too, by the base rule with these arguments (Keras' ``bias_regularizer``).
+            ``None`` (the default) leaves biases out. ``groups`` apply to kernels only.
 
     Example:
         >>> from torch import nn
@@ -173,6 +176,7 @@ class PenaltySpec:
         schedule: ScheduleLike | None = None,
         embeddings: bool = True,
         rule: PenaltyRule | type[PenaltyRule] | None = None,
+        bias: Mapping[str, Any] | None = None,
     ) -> None:
         if not isinstance(embeddings, bool):
             raise ConfigError(f"`embeddings` must be True or False; got {embeddings!r}.")
@@ -193,12 +197,17 @@ class PenaltySpec:
             k: Selectors.parse(f"groups[{k!r}]", [k]) or Selectors() for k in self.groups
         }
         self.schedule: Schedule | None = None if schedule is None else as_schedule(schedule, "schedule")
+        #: The biases' rule: the base rule with the arguments of ``bias`` (None: biases are left out).
+        self.bias_rule: PenaltyRule | None = None if bias is None else self.rule.replace("bias", bias, option="bias")
+        self.bias: dict[str, Any] | None = (
+            None if bias is None or self.bias_rule is None else {a: getattr(self.bias_rule, a) for a in bias}
+        )
         self.rule.check_variants(self.variants)
 
     @property
     def variants(self) -> list[PenaltyRule]:
-        """The base rule, then each group's rule."""
-        return [self.rule, *self.group_rules.values()]
+        """The base rule, then each group's rule, then the biases'."""
+        return [self.rule, *self.group_rules.values(), *([self.bias_rule] if self.bias_rule is not None else [])]
 
     @property
     def l1(self) -> float:
@@ -224,6 +233,18 @@ class PenaltySpec:
         if not value >= 0.0:  # also catches NaN
             raise ConfigError(f"`schedule` must give values >= 0; it gave {value!r} at step {step}, epoch {epoch}.")
         return value
+
+    def _biases(self, model: nn.Module, chosen: list[tuple[str, nn.Parameter, nn.Module]]) -> list[PenalizedParam]:
+        """The ``bias`` of every module that owns a selected kernel, with :attr:`bias_rule` (Keras' ``bias_regularizer``
+        beside its ``kernel_regularizer``)."""
+        assert self.bias_rule is not None
+        owners = {id(m) for _, _, m in chosen}
+        taken = {id(p) for _, p, _ in chosen}
+        return [
+            PenalizedParam(name, param, self.bias_rule, 0)
+            for name, param, module in owned_parameters(model)
+            if id(module) in owners and name.rpartition(".")[2] == "bias" and id(param) not in taken
+        ]
 
     def resolve(self, model: nn.Module, owner: str = "WeightPenalty") -> list[PenalizedParam]:
         """Select parameters and attach coefficients; raises :class:`ConfigError` if nothing matches."""
@@ -251,6 +272,8 @@ class PenaltySpec:
                     used[key] += 1
                     break
             out.append(PenalizedParam(name, param, own, unit_dim(module)))
+        if self.bias_rule is not None:
+            out += self._biases(model, chosen)
         unused = [k for k in self.groups if not used[k]]
         if unused:
             raise ConfigError(
@@ -263,3 +286,7 @@ class PenaltySpec:
 def check_mode(mode: str) -> str:
     """Validate ``mode`` (one of :data:`MODES`)."""
     return check_choice("mode", mode, MODES)
+
+
+# The Keras constraints and regularizer register themselves as rules (they import penalty_rules, not this module).
+from lightning_reg.core import keras_rules as _keras_rules  # noqa: E402, F401

@@ -18,7 +18,7 @@ arguments replaced (:meth:`PenaltyRule.replace`), checked again. A subclass with
 Example:
     >>> rule = Coupled(l1=0.5, l2=0.25)
     >>> w = torch.tensor([1.0, -2.0, 0.0]); w.grad = torch.zeros(3)
-    >>> rule.grad_([w], scale=1.0); w.grad.tolist()  # l1·sign(w) + 2·l2·w
+    >>> rule.grad_(Bucket({}, rule, params=[w], dims=[0]), scale=1.0); w.grad.tolist()  # l1·sign(w) + 2·l2·w
     [1.0, -1.5, 0.0]
     >>> rule.replace("head.*", {"l2": 1e-3})
     Coupled(l1=0.5, l2=0.001)
@@ -157,15 +157,16 @@ class PenaltyRule:
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.arguments()}
 
-    def replace(self, key: str, overrides: Any) -> PenaltyRule:
-        """This rule with the arguments of ``groups[key]`` replaced, checked under that name."""
+    def replace(self, key: str, overrides: Any, option: str | None = None) -> PenaltyRule:
+        """This rule with the arguments of ``groups[key]`` (or of ``option``) replaced, checked under that name."""
         names = self.arguments()
+        where = option if option is not None else f"groups[{key!r}]"
         if not isinstance(overrides, Mapping) or not overrides or set(overrides) - set(names):
             raise ConfigError(
-                f"`groups[{key!r}]` must be a mapping with keys among {', '.join(map(repr, names))} "
+                f"`{where}` must be a mapping with keys among {', '.join(map(repr, names))} "
                 f"(e.g. {self.group_example}); got {overrides!r}."
             )
-        return dataclasses.replace(self, **type(self).checked(f"groups[{key!r}].", overrides))
+        return dataclasses.replace(self, **type(self).checked(f"{where}.", overrides))
 
     def check_variants(self, variants: Sequence[PenaltyRule]) -> None:
         """Checks over the base rule and the groups' rules together (``variants``, base first)."""
@@ -179,14 +180,15 @@ class PenaltyRule:
         return False
 
     # ------------------------------------------------------------------------------------ math
-    def grad_(self, params: Sequence[Tensor], scale: float) -> None:
-        """Before the optimizer step: add the penalty's gradient (times ``scale``) to the parameters' ``.grad``."""
+    def grad_(self, bucket: Bucket, scale: float) -> None:
+        """Before the optimizer step: add the penalty's gradient (times ``scale``) to the bucket's ``param.grad``."""
 
     def after_step_(self, bucket: Bucket, scale: float) -> None:
         """After the optimizer step: change the bucket's weights in place."""
 
-    def value(self, params: Sequence[Tensor], scale: float) -> Tensor:
-        """The differentiable penalty (times ``scale``), for a loss; constraints have none."""
+    def value(self, params: Sequence[Tensor], scale: float, dims: Sequence[int] | None = None) -> Tensor:
+        """The differentiable penalty (times ``scale``), for a loss; constraints have none. ``dims``: each
+        parameter's output-unit dimension (default 0)."""
         raise ConfigError(f"{type(self).__name__} is a constraint: it has no penalty value to add to a loss.")
 
     def stats(self, bucket: Bucket) -> dict[str, float]:
@@ -219,7 +221,7 @@ class ElasticRule(PenaltyRule):
         return not any(getattr(r, "l1", 0.0) > 0 or getattr(r, "l2", 0.0) > 0 for r in variants)
 
     @override
-    def value(self, params: Sequence[Tensor], scale: float) -> Tensor:
+    def value(self, params: Sequence[Tensor], scale: float, dims: Sequence[int] | None = None) -> Tensor:
         return penalty_value(params, params, self.l1 * scale, self.l2 * scale)
 
     @override
@@ -266,11 +268,11 @@ class Coupled(ElasticRule):
         return True
 
     @override
-    def grad_(self, params: Sequence[Tensor], scale: float) -> None:
+    def grad_(self, bucket: Bucket, scale: float) -> None:
         l1, l2 = self.l1 * scale, self.l2 * scale
         if l1 == 0.0 and l2 == 0.0:
             return
-        with_grad, grads = with_grads(params)
+        with_grad, grads = with_grads(bucket.params)
         penalty_grad_inplace(list(with_grad), grads, l1, l2)
 
 
@@ -295,11 +297,11 @@ class Proximal(ElasticRule):
         return any(getattr(r, "l2", 0.0) > 0 for r in variants)
 
     @override
-    def grad_(self, params: Sequence[Tensor], scale: float) -> None:
+    def grad_(self, bucket: Bucket, scale: float) -> None:
         l2 = self.l2 * scale
         if l2 == 0.0:
             return
-        with_grad, grads = with_grads(params)
+        with_grad, grads = with_grads(bucket.params)
         penalty_grad_inplace(list(with_grad), grads, 0.0, l2)
 
     @override

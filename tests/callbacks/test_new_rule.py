@@ -39,12 +39,12 @@ class Toward(PenaltyRule):
     def needs_grad(self, variants: Sequence[PenaltyRule]) -> bool:
         return True
 
-    def grad_(self, params: Sequence[Tensor], scale: float) -> None:
-        params, grads = with_grads(params)
+    def grad_(self, bucket, scale: float) -> None:
+        params, grads = with_grads(bucket.params)
         for p, g in zip(params, grads):
             g.add_(p - self.center, alpha=2.0 * self.strength * scale)
 
-    def value(self, params: Sequence[Tensor], scale: float) -> Tensor:
+    def value(self, params: Sequence[Tensor], scale: float, dims=None) -> Tensor:
         return self.strength * scale * torch.stack([(p - self.center).pow(2).sum() for p in params]).sum()
 
     def stats(self, bucket) -> dict[str, float]:
