@@ -19,6 +19,7 @@ import importlib.util
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from lightning_reg.callbacks.activity import ActivityRegularization
     from lightning_reg.callbacks.checkpoint import AtomicModelCheckpoint
     from lightning_reg.callbacks.constraints import MinMaxNorm, NonNeg, UnitNorm
     from lightning_reg.callbacks.early_stopping import EarlyStopping
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
 
 #: Where each public name lives; :func:`__getattr__` imports it from there on first use.
 _HOMES = {
+    "ActivityRegularization": "lightning_reg.callbacks.activity",
     "AtomicModelCheckpoint": "lightning_reg.callbacks.checkpoint",
     "EarlyStopping": "lightning_reg.callbacks.early_stopping",
     "RestoreBestWeights": "lightning_reg.callbacks.restore_best_weights",
@@ -113,6 +115,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     # callbacks and mixins
+    "ActivityRegularization",
     "AtomicModelCheckpoint",
     "EarlyStopping",
     "MaxNorm",

@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from lightning_reg import (
+    ActivityRegularization,
     AtomicModelCheckpoint,
     EarlyStopping,
     MaxNorm,
@@ -39,6 +40,7 @@ from helpers import fit as shared_fit
 
 STEPS_PER_EPOCH = 8  # 256 samples, batch 32
 OURS = (
+    ActivityRegularization,
     WeightPenalty,
     MaxNorm,
     MinMaxNorm,
@@ -136,6 +138,13 @@ def check_keras_constraints(callbacks: list[pl.Callback], trainer: pl.Trainer, m
                 assert bool((weight >= 0).all()) and float((weight == 0).float().mean()) > 0, name
 
 
+def check_activity(callbacks: list[pl.Callback], trainer: pl.Trainer, model: nn.Module) -> None:
+    for cb in _ours(callbacks, ActivityRegularization):
+        summary = cb.run_summary()
+        assert summary["batches"] > 0 and summary["modules"] == ["net.1"], summary
+        assert math.isfinite(summary["final_activity"]) and summary["final_activity"] > 0, summary
+
+
 def check_dropout(callbacks: list[pl.Callback], trainer: pl.Trainer, model: nn.Module) -> None:
     for cb in _ours(callbacks, ScheduledDropout):
         summary = cb.run_summary()
@@ -219,6 +228,12 @@ REGISTRY: list[Entry] = [
         lambda: [WeightPenalty(rule={"name": "orthogonal", "factor": 0.1, "mode": "columns"})],
         ("reg/orthogonal",),
         check_penalty,
+    ),
+    Entry(
+        "activity_l2",
+        lambda: [ActivityRegularization(l1=1e-3, l2=1e-2, modules=["ReLU"])],
+        ("reg/activity",),
+        check_activity,
     ),
     Entry("bias_l2", lambda: [WeightPenalty(l2=1e-3, bias={"l2": 1e-2})], ("reg/l2",), check_penalty),
     Entry(

@@ -1,5 +1,6 @@
 """Lightning callbacks shipped by lightning_reg."""
 
+from lightning_reg.callbacks.activity import ActivityRegularization
 from lightning_reg.callbacks.checkpoint import AtomicModelCheckpoint
 from lightning_reg.callbacks.constraints import MinMaxNorm, NonNeg, UnitNorm
 from lightning_reg.callbacks.early_stopping import EarlyStopping
@@ -12,6 +13,7 @@ from lightning_reg.callbacks.stochastic_depth import StochasticDepth
 from lightning_reg.callbacks.weight_penalty import MaxNorm, WeightPenalty
 
 __all__ = [
+    "ActivityRegularization",
     "AtomicModelCheckpoint",
     "EarlyStopping",
     "MaxNorm",

@@ -115,3 +115,28 @@ def test_kernel_and_bias_regularizers_match_a_keras_dense_layer(kernel, bias) ->
             p.rule.grad_(Bucket({}, p.rule, params=[p.param], dims=[0]), 1.0)
     torch.testing.assert_close(linear.weight.grad.T, keras_grads[0], **TOL)
     torch.testing.assert_close(linear.bias.grad, keras_grads[1], **TOL)
+
+
+@pytest.mark.parametrize("l1, l2", [(1e-2, 0.0), (0.0, 3e-2), (1e-2, 3e-2)])
+def test_activity_regularization_matches_a_keras_dense_layer(l1: float, l2: float) -> None:
+    from lightning_reg import ActivityRegularization
+
+    torch.manual_seed(0)
+    linear = nn.Linear(6, 4)
+    x = torch.randn(5, 6)
+    layer = keras.layers.Dense(4, activation="relu", activity_regularizer=keras.regularizers.L1L2(l1, l2))
+    layer.build((None, 6))
+    layer.set_weights([linear.weight.detach().T.numpy(), linear.bias.detach().numpy()])
+    layer(x)
+    keras_value = sum(layer.losses)
+    keras_grads = torch.autograd.grad(keras_value, [layer.kernel.value, layer.bias.value])
+
+    # Ours: the callback's hook on the ReLU after the Linear; the loss itself is zero, so the gradient is the penalty's.
+    model = nn.Sequential(linear, nn.ReLU())
+    cb = ActivityRegularization(l1=l1, l2=l2, modules=["ReLU"])
+    handle = model[1].register_forward_hook(cb._forward_hook)
+    (model(x) * 0.0).sum().backward()
+    handle.remove()
+    torch.testing.assert_close(cb._value, torch.as_tensor(keras_value).detach().float(), **TOL)
+    torch.testing.assert_close(linear.weight.grad.T, keras_grads[0], **TOL)
+    torch.testing.assert_close(linear.bias.grad, keras_grads[1], **TOL)
