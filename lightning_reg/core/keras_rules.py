@@ -95,8 +95,8 @@ class MinMaxNorm(_NormConstraint):
     name: ClassVar[str] = "min_max_norm"
     group_example: ClassVar[str] = "{'max_value': 2.0}"
 
-    @override
     @classmethod
+    @override
     def checked(cls, prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, value in values.items():
@@ -132,8 +132,8 @@ class UnitNorm(_NormConstraint):
     name: ClassVar[str] = "unit_norm"
     group_example: ClassVar[str] = "{'axis': [1]}"
 
-    @override
     @classmethod
+    @override
     def checked(cls, prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
         return {k: _check_axis(prefix + k, v) for k, v in values.items()}
 
@@ -204,8 +204,8 @@ class Orthogonal(PenaltyRule):
     uses_grad: ClassVar[bool] = True
     group_example: ClassVar[str] = "{'factor': 0.1}"
 
-    @override
     @classmethod
+    @override
     def checked(cls, prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
         return {
             k: check_choice(prefix + k, v, ("rows", "columns")) if k == "mode" else check_non_negative(prefix + k, v)
