@@ -17,6 +17,7 @@ import pytest
 from torch.optim.lr_scheduler import StepLR
 
 from lightning_reg import (
+    ActivityRegularization,
     AtomicModelCheckpoint,
     AugmentConfig,
     CIFAR10DataModule,
@@ -120,6 +121,15 @@ CASES: list[Bad] = [
         "l2=0.0001",
     ),
     Bad("penalty-bias-key", lambda: WeightPenalty(l2=1e-4, bias={"l3": 1.0}), "bias", "l3"),
+    Bad("activity-l1-negative", lambda: ActivityRegularization(l1=-1.0), "l1", "-1.0"),
+    Bad("activity-modules-type", lambda: ActivityRegularization(l2=1.0, modules=[3]), "modules", "3"),
+    Bad("activity-modules-empty", lambda: ActivityRegularization(l2=1.0, modules=[]), "modules", "[]"),
+    Bad(
+        "activity-modules-match-nothing",
+        fit_with(ActivityRegularization(l2=1.0, modules=["Conv2d"])),
+        "modules",
+        "Conv2d",
+    ),
     Bad("penalty-bias-negative", lambda: WeightPenalty(l2=1e-4, bias={"l2": -1.0}), "bias.l2", "-1.0"),
     # ScheduledDropout
     Bad("dropout-rate-one", lambda: ScheduledDropout(1.0), "schedule", "1.0"),
@@ -242,6 +252,7 @@ CASES: list[Bad] = [
         "rate",
         "2",
     ),
+    Bad("train-activity-l2", ("callbacks=[default,activity_l2]", "callbacks.activity_l2.l2=-1"), "l2", "-1"),
     Bad("train-unit-norm", ("callbacks=[default,unit_norm]", "callbacks.unit_norm.axis=x"), "axis", "'x'"),
     Bad(
         "train-orthogonal",
