@@ -62,10 +62,18 @@ class PenaltyLossMixin:
         groups: Mapping[str, Mapping[str, float]] | None = None,
         schedule: ScheduleLike | None = None,
         embeddings: bool = True,
+        bias: Mapping[str, float] | None = None,
     ) -> None:
         """Set the coefficients, selection and schedule (arguments as in :class:`~lightning_reg.WeightPenalty`)."""
         self._penalty_spec = PenaltySpec(
-            l1=l1, l2=l2, include=include, exclude=exclude, groups=groups, schedule=schedule, embeddings=embeddings
+            l1=l1,
+            l2=l2,
+            include=include,
+            exclude=exclude,
+            groups=groups,
+            schedule=schedule,
+            embeddings=embeddings,
+            bias=bias,
         )
         self._penalty_buckets = None
 
