@@ -19,7 +19,9 @@ import importlib.util
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from lightning_reg.callbacks.activity import ActivityRegularization
     from lightning_reg.callbacks.checkpoint import AtomicModelCheckpoint
+    from lightning_reg.callbacks.constraints import MinMaxNorm, NonNeg, UnitNorm
     from lightning_reg.callbacks.early_stopping import EarlyStopping
     from lightning_reg.callbacks.penalized_loss import PenalizedLoss
     from lightning_reg.callbacks.penalty_mixin import PenaltyLossMixin
@@ -54,6 +56,7 @@ if TYPE_CHECKING:
 
 #: Where each public name lives; :func:`__getattr__` imports it from there on first use.
 _HOMES = {
+    "ActivityRegularization": "lightning_reg.callbacks.activity",
     "AtomicModelCheckpoint": "lightning_reg.callbacks.checkpoint",
     "EarlyStopping": "lightning_reg.callbacks.early_stopping",
     "RestoreBestWeights": "lightning_reg.callbacks.restore_best_weights",
@@ -61,6 +64,9 @@ _HOMES = {
     "ScheduledDropout": "lightning_reg.callbacks.scheduled_dropout",
     "StochasticDepth": "lightning_reg.callbacks.stochastic_depth",
     "MaxNorm": "lightning_reg.callbacks.weight_penalty",
+    "MinMaxNorm": "lightning_reg.callbacks.constraints",
+    "NonNeg": "lightning_reg.callbacks.constraints",
+    "UnitNorm": "lightning_reg.callbacks.constraints",
     "WeightPenalty": "lightning_reg.callbacks.weight_penalty",
     "AugmentationMixin": "lightning_reg.data",
     "AugmentConfig": "lightning_reg.data",
@@ -109,15 +115,19 @@ def __dir__() -> list[str]:
 
 __all__ = [
     # callbacks and mixins
+    "ActivityRegularization",
     "AtomicModelCheckpoint",
     "EarlyStopping",
     "MaxNorm",
+    "MinMaxNorm",
+    "NonNeg",
     "PenalizedLoss",
     "PenaltyLossMixin",
     "RestoreBestWeights",
     "RNGState",
     "ScheduledDropout",
     "StochasticDepth",
+    "UnitNorm",
     "WeightPenalty",
     # data
     "AugmentConfig",

@@ -22,12 +22,16 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from lightning_reg import (
+    ActivityRegularization,
     AtomicModelCheckpoint,
     EarlyStopping,
     MaxNorm,
+    MinMaxNorm,
+    NonNeg,
     RestoreBestWeights,
     RNGState,
     ScheduledDropout,
+    UnitNorm,
     WeightPenalty,
 )
 
@@ -35,7 +39,18 @@ from helpers import MemoryLogger, TinyModule, make_blobs
 from helpers import fit as shared_fit
 
 STEPS_PER_EPOCH = 8  # 256 samples, batch 32
-OURS = (WeightPenalty, MaxNorm, ScheduledDropout, EarlyStopping, RestoreBestWeights, RNGState)
+OURS = (
+    ActivityRegularization,
+    WeightPenalty,
+    MaxNorm,
+    MinMaxNorm,
+    UnitNorm,
+    NonNeg,
+    ScheduledDropout,
+    EarlyStopping,
+    RestoreBestWeights,
+    RNGState,
+)
 
 
 class MomentumModule(TinyModule):
@@ -92,7 +107,7 @@ def check_penalty(callbacks: list[pl.Callback], trainer: pl.Trainer, model: nn.M
     for cb in _ours(callbacks, WeightPenalty):
         summary = cb.run_summary()
         assert summary["optimizer_steps"] > 0, summary
-        assert summary["penalized_tensors"] == 2, summary
+        assert summary["penalized_tensors"] == (2 if cb.spec.bias_rule is None else 4), summary
         for key in ("final_l1", "final_l2"):
             if key in summary:
                 assert math.isfinite(summary[key]) and summary[key] > 0, summary
@@ -106,6 +121,28 @@ def check_max_norm(callbacks: list[pl.Callback], trainer: pl.Trainer, model: nn.
         for name in ("net.0.weight", "net.2.weight"):
             weight = model.get_parameter(name)
             assert float(weight.detach().float().norm(dim=1).max()) <= cb.max_norm * (1 + 1e-5), name
+
+
+def check_keras_constraints(callbacks: list[pl.Callback], trainer: pl.Trainer, model: nn.Module) -> None:
+    for cb in _ours(callbacks, (MinMaxNorm, UnitNorm, NonNeg)):
+        assert cb.run_summary()["optimizer_steps"] > 0
+        for name in [p.name for p in cb._selected]:
+            weight = model.get_parameter(name).detach().float()
+            norms = weight.norm(dim=1)
+            if isinstance(cb, MinMaxNorm):  # rate 1: inside the interval after every step
+                assert cb.rule.min_value * (1 - 1e-5) <= float(norms.min()), name
+                assert float(norms.max()) <= cb.rule.max_value * (1 + 1e-5), name
+            elif isinstance(cb, UnitNorm):
+                torch.testing.assert_close(norms, torch.ones_like(norms), rtol=1e-5, atol=1e-6)
+            else:
+                assert bool((weight >= 0).all()) and float((weight == 0).float().mean()) > 0, name
+
+
+def check_activity(callbacks: list[pl.Callback], trainer: pl.Trainer, model: nn.Module) -> None:
+    for cb in _ours(callbacks, ActivityRegularization):
+        summary = cb.run_summary()
+        assert summary["batches"] > 0 and summary["modules"] == ["net.1"], summary
+        assert math.isfinite(summary["final_activity"]) and summary["final_activity"] > 0, summary
 
 
 def check_dropout(callbacks: list[pl.Callback], trainer: pl.Trainer, model: nn.Module) -> None:
@@ -178,6 +215,27 @@ REGISTRY: list[Entry] = [
     ),
     Entry("decoupled", lambda: [WeightPenalty(l2=1e-2, mode="decoupled")], ("reg/l2",), check_penalty),
     Entry("max_norm", lambda: [MaxNorm(0.5)], ("reg/max_unit_norm",), check_max_norm),
+    Entry(
+        "min_max_norm",
+        lambda: [MinMaxNorm(0.5, 1.0)],
+        ("reg/max_unit_norm", "reg/min_unit_norm"),
+        check_keras_constraints,
+    ),
+    Entry("unit_norm", lambda: [UnitNorm()], ("reg/max_unit_norm", "reg/min_unit_norm"), check_keras_constraints),
+    Entry("non_neg", lambda: [NonNeg(include=["net.0.weight"])], ("reg/zero_frac",), check_keras_constraints),
+    Entry(
+        "orthogonal",
+        lambda: [WeightPenalty(rule={"name": "orthogonal", "factor": 0.1, "mode": "columns"})],
+        ("reg/orthogonal",),
+        check_penalty,
+    ),
+    Entry(
+        "activity_l2",
+        lambda: [ActivityRegularization(l1=1e-3, l2=1e-2, modules=["ReLU"])],
+        ("reg/activity",),
+        check_activity,
+    ),
+    Entry("bias_l2", lambda: [WeightPenalty(l2=1e-3, bias={"l2": 1e-2})], ("reg/l2",), check_penalty),
     Entry(
         "dropout_step",
         lambda: [

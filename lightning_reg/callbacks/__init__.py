@@ -1,6 +1,8 @@
 """Lightning callbacks shipped by lightning_reg."""
 
+from lightning_reg.callbacks.activity import ActivityRegularization
 from lightning_reg.callbacks.checkpoint import AtomicModelCheckpoint
+from lightning_reg.callbacks.constraints import MinMaxNorm, NonNeg, UnitNorm
 from lightning_reg.callbacks.early_stopping import EarlyStopping
 from lightning_reg.callbacks.history import MetricsHistory
 from lightning_reg.callbacks.penalized_loss import PenalizedLoss
@@ -11,14 +13,18 @@ from lightning_reg.callbacks.stochastic_depth import StochasticDepth
 from lightning_reg.callbacks.weight_penalty import MaxNorm, WeightPenalty
 
 __all__ = [
+    "ActivityRegularization",
     "AtomicModelCheckpoint",
     "EarlyStopping",
     "MaxNorm",
     "MetricsHistory",
+    "MinMaxNorm",
+    "NonNeg",
     "PenalizedLoss",
     "RestoreBestWeights",
     "RNGState",
     "ScheduledDropout",
     "StochasticDepth",
+    "UnitNorm",
     "WeightPenalty",
 ]

@@ -9,7 +9,8 @@ import torch
 from torch import Tensor, nn
 
 from lightning_reg._lightning_internals import attached_trainer
-from lightning_reg.core.penalties import PenaltySpec, Selector, penalty_value
+from lightning_reg.core.penalties import PenaltySpec, Selector
+from lightning_reg.core.penalty_rules import PenaltyRule
 from lightning_reg.core.schedules import ScheduleLike
 from lightning_reg.errors import ConfigError
 
@@ -50,7 +51,7 @@ class PenaltyLossMixin:
     """
 
     _penalty_spec: PenaltySpec | None = None
-    _penalty_buckets: list[tuple[float, float, list[nn.Parameter]]] | None = None
+    _penalty_buckets: list[tuple[PenaltyRule, list[nn.Parameter]]] | None = None
 
     def configure_penalty(
         self,
@@ -61,10 +62,18 @@ class PenaltyLossMixin:
         groups: Mapping[str, Mapping[str, float]] | None = None,
         schedule: ScheduleLike | None = None,
         embeddings: bool = True,
+        bias: Mapping[str, float] | None = None,
     ) -> None:
         """Set the coefficients, selection and schedule (arguments as in :class:`~lightning_reg.WeightPenalty`)."""
         self._penalty_spec = PenaltySpec(
-            l1=l1, l2=l2, include=include, exclude=exclude, groups=groups, schedule=schedule, embeddings=embeddings
+            l1=l1,
+            l2=l2,
+            include=include,
+            exclude=exclude,
+            groups=groups,
+            schedule=schedule,
+            embeddings=embeddings,
+            bias=bias,
         )
         self._penalty_buckets = None
 
@@ -78,14 +87,15 @@ class PenaltyLossMixin:
             )
         return self._penalty_spec
 
-    def _resolve_penalty(self) -> list[tuple[float, float, list[nn.Parameter]]]:
+    def _resolve_penalty(self) -> list[tuple[PenaltyRule, list[nn.Parameter]]]:
         if self._penalty_buckets is None:
             if not isinstance(self, nn.Module):
                 raise ConfigError(f"PenaltyLossMixin must be mixed into an nn.Module; got {type(self).__name__}.")
-            buckets: dict[tuple[float, float], list[nn.Parameter]] = {}
+            # One term per rule (the base rule and each group's): rules with equal arguments are equal.
+            buckets: dict[PenaltyRule, list[nn.Parameter]] = {}
             for p in self.penalty_spec.resolve(self, owner=f"{type(self).__name__}.penalty_loss"):
-                buckets.setdefault((p.l1, p.l2), []).append(p.param)
-            self._penalty_buckets = [(l1, l2, ps) for (l1, l2), ps in buckets.items()]
+                buckets.setdefault(p.rule, []).append(p.param)
+            self._penalty_buckets = list(buckets.items())
         return self._penalty_buckets
 
     def penalty_scale(self) -> float:
@@ -101,7 +111,7 @@ class PenaltyLossMixin:
             log: also ``self.log("reg/penalty", ...)`` it (on step).
         """
         scale = self.penalty_scale()
-        terms = [penalty_value(ps, ps, l1 * scale, l2 * scale) for l1, l2, ps in self._resolve_penalty()]
+        terms = [rule.value(ps, scale) for rule, ps in self._resolve_penalty()]
         total = torch.stack(terms).sum() if len(terms) > 1 else terms[0]
         if log:
             if not isinstance(self, pl.LightningModule):

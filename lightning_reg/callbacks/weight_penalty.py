@@ -1,6 +1,7 @@
 """Weight penalties (L1, L2, elastic net; coupled, proximal or decoupled) and max-norm as Lightning callbacks.
 
-The math lives in :mod:`lightning_reg.core.penalties`; this module decides *when* to call it:
+The math lives in the rule objects of :mod:`lightning_reg.core.penalty_rules`; this module decides *when* to call
+them:
 
 - the gradient part in ``on_before_optimizer_step``, which Lightning calls once per optimizer step, after
   the closure's backward (and after accumulation, the DDP all-reduce and AMP unscaling) and before the
@@ -14,34 +15,21 @@ The math lives in :mod:`lightning_reg.core.penalties`; this module decides *when
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from torch import Tensor
-from torch.utils.hooks import RemovableHandle
 from typing_extensions import override
 
+from lightning_reg.callbacks._penalty_hooks import _group_by_optimizer, _StepHooksMixin, _summary_line
 from lightning_reg.callbacks._state_key import memo_state_key
+from lightning_reg.callbacks.constraints import MaxNorm
 from lightning_reg.callbacks.log_helpers import log_due, log_to_loggers, warn_if_state_missing
-from lightning_reg.core.penalties import (
-    PenalizedParam,
-    PenaltySpec,
-    Selector,
-    check_mode,
-    count_zeros,
-    decoupled_step_,
-    l1_norm,
-    max_norm_inplace,
-    penalty_grad_inplace,
-    selection_summary,
-    soft_threshold_,
-    sq_l2_norm,
-)
+from lightning_reg.core.penalties import MODES, PenaltySpec, Selector, check_mode
+from lightning_reg.core.penalty_rules import Bucket, PenaltyRule, make_rule, rule_class
 from lightning_reg.core.schedules import ScheduleLike
-from lightning_reg.errors import ConfigError, check_int, check_range
+from lightning_reg.errors import ConfigError
 
 _CLOSURE_HINT = (
     "Closure-based optimizers (LBFGS and the like) evaluate the loss and gradients several times per step, so a "
@@ -50,124 +38,6 @@ _CLOSURE_HINT = (
     "`self.configure_penalty(l1=..., l2=...)` in `__init__` and return `loss + self.penalty_loss()` from "
     "`training_step`."
 )
-
-
-@dataclass
-class _Bucket:
-    """Parameters of one optimizer param group that share coefficients (one fused foreach call each)."""
-
-    group: dict[str, Any]
-    l1: float
-    l2: float
-    params: list[Tensor] = field(default_factory=list)
-
-    def lr(self, owner: str) -> float:
-        if "lr" not in self.group:
-            raise ConfigError(
-                f"{owner} needs the learning rate of each optimizer param group (it reads `param_group['lr']`); "
-                f"this optimizer's param group has keys {sorted(self.group)}. Use mode='gradient' instead."
-            )
-        return float(self.group["lr"])
-
-
-def _group_by_optimizer(
-    optimizers: Sequence[torch.optim.Optimizer], selected: Sequence[PenalizedParam], owner: str
-) -> tuple[dict[int, list[_Bucket]], list[str]]:
-    """Map each optimizer to the buckets of selected parameters it owns; return also the names no optimizer owns."""
-    by_id = {id(p.param): p for p in selected}
-    claimed: set[int] = set()
-    plans: dict[int, list[_Bucket]] = {}
-    for opt in optimizers:
-        buckets: dict[tuple[int, float, float], _Bucket] = {}
-        for gi, group in enumerate(opt.param_groups):
-            for param in group["params"]:
-                sp = by_id.get(id(param))
-                if sp is None or id(param) in claimed:
-                    continue
-                claimed.add(id(param))
-                key = (gi, sp.l1, sp.l2)
-                if key not in buckets:
-                    buckets[key] = _Bucket(group, sp.l1, sp.l2)
-                buckets[key].params.append(param)
-        if buckets:
-            plans[id(opt)] = list(buckets.values())
-    orphans = [p.name for p in selected if id(p.param) not in claimed]
-    if not claimed:
-        raise ConfigError(
-            f"{owner}: none of the selected parameters ({', '.join(p.name for p in selected)}) is in any optimizer "
-            "returned by configure_optimizers(), so nothing would be penalized."
-        )
-    return plans, orphans
-
-
-def _summary_line(model: torch.nn.Module, selected: Sequence[PenalizedParam], limit: int = 8) -> str:
-    # Names for small models; counts per owning module type (selected and left out) always, so a
-    # 100-tensor model gives a few readable lines rather than a wall of names.
-    counts = selection_summary(model, [p.param for p in selected])
-    if len(selected) > limit:
-        return counts
-    return f"{counts} (selected: {', '.join(p.name for p in selected)})"
-
-
-class _StepHooksMixin:
-    """Resolves the selection at setup, registers a post-step hook on every optimizer of the fit and removes them
-    again at teardown."""
-
-    spec: PenaltySpec
-    _handles: list[RemovableHandle]
-    _steps: int
-    _last: dict[str, float]
-    _final: dict[str, float] | None
-
-    def _init_common(self, include: Any, exclude: Any, log_every_n_steps: int | None) -> None:
-        """State both callbacks keep: the selection arguments, logging period, counters and hooks."""
-        if log_every_n_steps is not None:
-            check_int("log_every_n_steps", log_every_n_steps, low=0)
-        self.log_every_n_steps = log_every_n_steps
-        self._include, self._exclude = include, exclude
-        self._selected: list[PenalizedParam] = []
-        self._handles = []
-        self._steps = 0
-        self._last_logged_step = -1
-        self._last = {}
-        self._final = None
-
-    def _selector_key(self) -> dict[str, list[str] | None]:
-        """The selection arguments as plain strings, for ``state_key``."""
-        return {
-            "include": None if self._include is None else [str(e) for e in self._include],
-            "exclude": None if self._exclude is None else [str(e) for e in self._exclude],
-        }
-
-    def _register_post_hooks(self, optimizers: Sequence[torch.optim.Optimizer]) -> None:
-        self._remove_post_hooks()
-        self._handles = [opt.register_step_post_hook(self._after_optimizer_step) for opt in optimizers]
-
-    def _remove_post_hooks(self) -> None:
-        for handle in getattr(self, "_handles", []):
-            handle.remove()
-        self._handles = []
-
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if stage == "fit":
-            # Resolve early so that an empty selection fails before any training step.
-            self._selected = self.spec.resolve(pl_module, owner=type(self).__name__)
-
-    def _after_optimizer_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        raise NotImplementedError
-
-    def measure(self) -> dict[str, float]:
-        raise NotImplementedError
-
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._last = self.measure()
-        # Snapshot for run_summary(): a later trainer.test(ckpt_path=best) reloads an older callback state.
-        self._final = {"optimizer_steps": self._steps, **self._last}
-
-    def _summary_values(self) -> dict[str, Any]:
-        """Steps and last measured values: as of fit end when a fit ended, else as of now."""
-        final = self._final if self._final is not None else {"optimizer_steps": self._steps, **self._last}
-        return {k if k == "optimizer_steps" else "final_" + k.removeprefix("reg/"): v for k, v in final.items()}
 
 
 class WeightPenalty(_StepHooksMixin, pl.Callback):
@@ -226,6 +96,12 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
         embeddings: penalize ``nn.Embedding``/``EmbeddingBag`` weights (word/position/token-type embeddings,
             and a language-model head tied to them, counted once). Default ``True``, as Hugging Face's
             ``Trainer`` decays them; ``False`` leaves them out.
+        rule: any penalty rule (:mod:`lightning_reg.core.penalty_rules`), or a mapping ``{"name": ..., **arguments}``,
+            in place of ``l1``/``l2``/``mode``; ``groups`` then carry that rule's arguments. E.g.
+            ``rule={"name": "orthogonal", "factor": 0.01, "mode": "rows"}`` (Keras' ``OrthogonalRegularizer``).
+        bias: the biases' own coefficients, e.g. ``{"l2": 1e-3}`` (Keras' ``bias_regularizer``): the ``bias`` of
+            every module whose kernel is selected is penalized by the same mode with these coefficients (those
+            not given are the kernels'). ``None`` (default): biases are left out.
 
     Example:
         >>> import lightning.pytorch as pl
@@ -248,20 +124,40 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
         schedule: ScheduleLike | None = None,
         log_every_n_steps: int | None = None,
         embeddings: bool = True,
+        rule: PenaltyRule | Mapping[str, Any] | None = None,
+        bias: Mapping[str, float] | None = None,
     ) -> None:
-        self.mode = check_mode(mode)
-        self.spec = PenaltySpec(
-            l1=l1, l2=l2, include=include, exclude=exclude, groups=groups, schedule=schedule, embeddings=embeddings
-        )
-        if self.mode == "proximal" and not self.spec.any_l1:
-            raise ConfigError(
-                "`mode='proximal'` soft-thresholds the L1 term, so it needs `l1` > 0; got l1=0.0 "
-                f"(l2={self.spec.l2}). For a pure L2 penalty use mode='gradient' or mode='decoupled'."
+        if rule is None:
+            self.spec = PenaltySpec(
+                l1=l1,
+                l2=l2,
+                include=include,
+                exclude=exclude,
+                groups=groups,
+                schedule=schedule,
+                embeddings=embeddings,
+                rule=rule_class(check_mode(mode), "mode", MODES),
+                bias=bias,
             )
-        if not self.spec.any_l1 and not self.spec.any_l2:
+        else:
+            if l1 != 0.0 or l2 != 0.0 or mode != "gradient":
+                raise ConfigError(
+                    "`rule` replaces `l1`, `l2` and `mode` (its arguments are its own); got "
+                    f"rule={rule!r} with l1={l1!r}, l2={l2!r}, mode={mode!r}."
+                )
+            self.spec = PenaltySpec(
+                include=include,
+                exclude=exclude,
+                groups=groups,
+                schedule=schedule,
+                embeddings=embeddings,
+                rule=make_rule(rule),
+                bias=bias,
+            )
+        if self.spec.rule.does_nothing(self.spec.variants):
             rank_zero_warn("WeightPenalty(l1=0, l2=0) does nothing; set `l1` and/or `l2` > 0.")
         self._init_common(include, exclude, log_every_n_steps)
-        self._plans: dict[int, list[_Bucket]] = {}
+        self._plans: dict[int, list[Bucket]] = {}
         self._pending: set[int] = set()
         # Closure evaluations in the current step, per optimizer: SAM declares 2 (`evaluations_per_step`).
         self._evaluations: dict[int, int] = {}
@@ -270,28 +166,41 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
         self._scale = self.spec.scale_at(0, 0)
 
     @property
+    def mode(self) -> str:
+        """The rule's name: ``"gradient"``, ``"proximal"``, ``"decoupled"`` or that of a rule given as ``rule=``."""
+        return self.spec.rule.name
+
+    @mode.setter
+    def mode(self, mode: str) -> None:
+        # Another L1/L2 rule with the same coefficients, for the base and every group.
+        cls = rule_class(check_mode(mode), "mode", MODES)
+        self.spec.rule = cls(**self.spec.rule.as_dict())
+        self.spec.group_rules = {k: cls(**r.as_dict()) for k, r in self.spec.group_rules.items()}
+        self.spec.rule.check_variants(self.spec.variants)
+
+    @property
+    def _legacy_key(self) -> bool:
+        """Whether the rule is one of ``mode``'s (the state key then keeps its form of before the rules)."""
+        return self.spec.rule.name in MODES and type(self.spec.rule) is rule_class(self.spec.rule.name)
+
+    @property
     @override
     def state_key(self) -> str:
         # Memoized: Lightning reads it at every hook call (see lightning_reg.callbacks._state_key).
         return memo_state_key(
             self,
-            (
-                self.spec.l1,
-                self.spec.l2,
-                self.mode,
-                self._include,
-                self._exclude,
-                self.spec.groups,
-                self.spec.embeddings,
-            ),
+            (self.spec.rule, self._include, self._exclude, self.spec.groups, self.spec.embeddings, self.spec.bias),
             lambda: self._generate_state_key(
-                l1=self.spec.l1,
-                l2=self.spec.l2,
-                mode=self.mode,
+                **(
+                    {"l1": self.spec.l1, "l2": self.spec.l2, "mode": self.mode}
+                    if self._legacy_key
+                    else {"rule": self.mode, **self.spec.rule.as_dict()}
+                ),
                 **self._selector_key(),
                 groups=self.spec.groups or None,
                 # Only when set, so the state keys of existing checkpoints stay valid.
                 **({} if self.spec.embeddings else {"embeddings": False}),
+                **({} if self.spec.bias is None else {"bias": self.spec.bias}),
             ),
         )
 
@@ -303,17 +212,24 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
                 raise ConfigError(f"WeightPenalty cannot be used with {type(opt).__name__}. {_CLOSURE_HINT}")
         # Re-resolve: strategy.setup() may have moved or wrapped the model since `setup`.
         self._selected = self.spec.resolve(pl_module, owner="WeightPenalty")
-        self._plans, orphans = _group_by_optimizer(trainer.optimizers, self._selected, "WeightPenalty")
+        self._plans, orphans = _group_by_optimizer(
+            trainer.optimizers, self._selected, f"WeightPenalty(mode={self.mode!r})"
+        )
         self._trainer = trainer
         self._pending.clear()
         self._register_post_hooks(trainer.optimizers)
         self._final = None
         rank_zero_info(
-            f"WeightPenalty(l1={self.spec.l1}, l2={self.spec.l2}, mode={self.mode!r}): penalizing "
+            f"WeightPenalty({self._describe()}): penalizing "
             f"{_summary_line(pl_module, self._selected)} across {len(self._plans)} optimizer(s)."
         )
         if orphans:
             rank_zero_warn(f"WeightPenalty: selected parameters not in any optimizer are not penalized: {orphans}.")
+
+    def _describe(self) -> str:
+        if self._legacy_key:
+            return f"l1={self.spec.l1}, l2={self.spec.l2}, mode={self.mode!r}"
+        return ", ".join(f"{k}={v!r}" for k, v in {"rule": self.mode, **self.spec.rule.as_dict()}.items())
 
     def _scale_now(self, trainer: pl.Trainer) -> float:
         key = (trainer.global_step, trainer.current_epoch)
@@ -338,34 +254,20 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
                 + _CLOSURE_HINT
             )
         self._pending.add(id(optimizer))
-        if self.mode == "decoupled":
+        if not self.spec.rule.uses_grad:
             return
         # Without a schedule the multiplier is 1.0 at every step: no trainer counters to read.
         scale = 1.0 if self.spec.schedule is None else self._scale_now(trainer)
         if scale == 0.0:
             return
-        proximal = self.mode == "proximal"
-        with torch.no_grad():  # one context for every bucket (the foreach ops must not be recorded)
-            for bucket in plan:
-                l1 = 0.0 if proximal else bucket.l1 * scale
-                l2 = bucket.l2 * scale
-                if l1 == 0.0 and l2 == 0.0:
-                    continue
-                # `.grad` is read every step: zero_grad(set_to_none=True) gives new gradient tensors.
-                maybe_grads = [p.grad for p in bucket.params]
-                grads = [g for g in maybe_grads if g is not None]
-                if len(grads) == len(maybe_grads):
-                    params = bucket.params
-                else:
-                    params = [p for p, g in zip(bucket.params, maybe_grads) if g is not None]
-                penalty_grad_inplace(params, grads, l1, l2)
+        self._grad_(plan, scale)
 
     @override
     def _after_optimizer_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         plan = self._plans.get(id(optimizer))
         if plan is None or self._trainer is None:
             return
-        needs_grad = self.mode == "gradient" or (self.mode == "proximal" and self.spec.any_l2)
+        needs_grad = self.spec.rule.needs_grad(self.spec.variants)
         if id(optimizer) not in self._pending and needs_grad:
             raise ConfigError(
                 f"WeightPenalty: {type(optimizer).__name__}.step() ran without Lightning's on_before_optimizer_step "
@@ -375,37 +277,16 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
         self._pending.discard(id(optimizer))
         self._evaluations.pop(id(optimizer), None)
         self._steps += 1
-        if self.mode == "gradient":
+        if not self.spec.rule.uses_after_step:
             return
-        scale = self._scale_now(self._trainer)
-        for bucket in plan:
-            lr = bucket.lr("WeightPenalty(mode=" + repr(self.mode) + ")")
-            if self.mode == "proximal":
-                soft_threshold_(bucket.params, lr * bucket.l1 * scale)
-            else:
-                decoupled_step_(bucket.params, lr, bucket.l1 * scale, bucket.l2 * scale)
+        self._after_step_(plan, self._scale_now(self._trainer))
 
     # ---------------------------------------------------------------------------------------- logging
     @override
     def measure(self) -> dict[str, float]:
         """Current penalty values (``reg/l1``, ``reg/l2``), L1 sparsity and scale, over the penalized weights."""
         scale = self._scale
-        out: dict[str, float] = {}
-        l1_zero = l1_numel = 0
-        l1_total = l2_total = 0.0
-        for plan in self._plans.values():
-            for b in plan:
-                if b.l1 > 0:
-                    l1_total += b.l1 * float(l1_norm(b.params))
-                    l1_zero += count_zeros(b.params)
-                    l1_numel += sum(p.numel() for p in b.params)
-                if b.l2 > 0:
-                    l2_total += b.l2 * float(sq_l2_norm(b.params))
-        if self.spec.any_l1:
-            out["reg/l1"] = scale * l1_total
-            out["reg/l1_zero_frac"] = l1_zero / max(1, l1_numel)
-        if self.spec.any_l2:
-            out["reg/l2"] = scale * l2_total
+        out = self._measure(self._plans, scale)
         if self.spec.schedule is not None:
             out["reg/scale"] = scale
         return out
@@ -431,15 +312,18 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
             self._trainer = None
 
     def run_summary(self) -> dict[str, Any]:
-        """Coefficients, selection size, optimizer steps penalized and the penalty values at the end of fit.
+        """Coefficients (the rule's arguments), selection size, optimizer steps penalized and the penalty values at
+        the end of fit.
 
         These describe the final weights of the fit, also after a ``trainer.test(ckpt_path="best")`` that
         reloads an earlier callback state (as ``python -m lightning_reg.train`` does).
         """
         return {
-            "l1": self.spec.l1,
-            "l2": self.spec.l2,
-            "mode": self.mode,
+            **(
+                {"l1": self.spec.l1, "l2": self.spec.l2, "mode": self.mode}
+                if self._legacy_key
+                else {"rule": self.mode, **self.spec.rule.as_dict()}
+            ),
             "penalized_tensors": len(self._selected),
             "penalized_params": sum(p.param.numel() for p in self._selected),
             **self._summary_values(),
@@ -473,159 +357,6 @@ class WeightPenalty(_StepHooksMixin, pl.Callback):
         self._last_logged_step = int(state_dict.get("last_logged_step", -1))
         self._last = dict(state_dict.get("last", {}))
         self._scale_key = None
-
-
-# MaxNorm: steps a kernel skips the "all units inside?" check after a check found units outside.
-_RECHECK_EVERY = 8
-
-
-class MaxNorm(_StepHooksMixin, pl.Callback):
-    """Max-norm constraint: after every optimizer step, each unit's incoming weight vector gets norm ≤ ``max_norm``.
-
-    As in the dropout paper (Srivastava et al. 2014), where dropout plus max-norm (c ≈ 3–4) gave the best
-    MNIST results, and Keras' ``MaxNorm`` constraint. A "unit" is a row of a Linear weight (one output
-    neuron), an output channel of a Conv kernel (dim 1 for ConvTranspose, whose kernels are stored
-    ``(in, out, ...)``), one embedding vector of an Embedding. Vectors already inside the ball are untouched.
-
-    Same selection rules as :class:`WeightPenalty` (kernels of Linear/Conv/Embedding-like layers by default;
-    ``include``/``exclude`` take module types and parameter-name globs). It runs as a step post-hook on each
-    optimizer, for the parameters that optimizer owns, in automatic and manual optimization and on every
-    DDP rank (the weights stay identical). Logs ``reg/max_unit_norm`` (largest unit norm after the step).
-
-    Args:
-        max_norm: the radius (> 0).
-        include: module types / names or parameter-name globs (replaces the default selection).
-        exclude: module types / names or parameter-name globs to leave out.
-        log_every_n_steps: logging period in optimizer steps; ``None`` follows the trainer; ``0`` disables.
-        embeddings: constrain embedding vectors too (default ``True``), as :class:`WeightPenalty`.
-
-    Example:
-        >>> import lightning.pytorch as pl
-        >>> from lightning_reg import MaxNorm
-        >>> trainer = pl.Trainer(callbacks=[MaxNorm(max_norm=3.0)], max_epochs=1, logger=False)
-        >>> MaxNorm(3.0).state_key
-        "MaxNorm{'max_norm': 3.0, 'include': None, 'exclude': None}"
-    """
-
-    def __init__(
-        self,
-        max_norm: float = 3.0,
-        include: Sequence[Selector] | None = None,
-        exclude: Sequence[Selector] | None = None,
-        log_every_n_steps: int | None = None,
-        embeddings: bool = True,
-    ) -> None:
-        self.max_norm = check_range("max_norm", max_norm, 0.0, None, low_inclusive=False)
-        # Validates include/exclude with the same rules as the penalties (coefficients unused).
-        self.spec = PenaltySpec(include=include, exclude=exclude, embeddings=embeddings)
-        self._init_common(include, exclude, log_every_n_steps)
-        self._plans: dict[int, list[tuple[Tensor, int]]] = {}
-        self._backoff: dict[int, int] = {}
-
-    @property
-    @override
-    def state_key(self) -> str:
-        return memo_state_key(
-            self,
-            (self.max_norm, self._include, self._exclude, self.spec.embeddings),
-            lambda: self._generate_state_key(
-                max_norm=self.max_norm,
-                **self._selector_key(),
-                **({} if self.spec.embeddings else {"embeddings": False}),
-            ),
-        )
-
-    @override
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._selected = self.spec.resolve(pl_module, owner="MaxNorm")
-        buckets, orphans = _group_by_optimizer(trainer.optimizers, self._selected, "MaxNorm")
-        dims = {id(p.param): p.unit_dim for p in self._selected}
-        self._plans = {k: [(p, dims[id(p)]) for b in v for p in b.params] for k, v in buckets.items()}
-        self._backoff = {}
-        self._register_post_hooks(trainer.optimizers)
-        self._final = None
-        rank_zero_info(f"MaxNorm(max_norm={self.max_norm}): constraining {_summary_line(pl_module, self._selected)}.")
-        if orphans:
-            rank_zero_warn(f"MaxNorm: selected parameters not in any optimizer are not constrained: {orphans}.")
-
-    @override
-    def _after_optimizer_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        plan = self._plans.get(id(optimizer))
-        if plan is None:
-            return
-        backoff = self._backoff
-        with torch.no_grad():  # one context for all kernels
-            for param, dim in plan:
-                # A kernel with units outside the ball at its last check goes straight to renorm_ for the next
-                # few steps (the norm check would only add its cost); every result is renorm_'s, bit for bit.
-                wait = backoff.get(id(param), 0)
-                if max_norm_inplace(param, self.max_norm, dim, check=wait == 0):
-                    backoff[id(param)] = _RECHECK_EVERY if wait == 0 else wait - 1
-                else:
-                    backoff[id(param)] = 0
-        self._steps += 1
-
-    @override
-    def measure(self) -> dict[str, float]:
-        """Largest unit norm over the constrained weights."""
-        norms = [_unit_norms(p, d).max() for plan in self._plans.values() for p, d in plan]
-        return {"reg/max_unit_norm": float(torch.stack(norms).max())} if norms else {}
-
-    @override
-    def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        if not log_due(trainer, self.log_every_n_steps, self._last_logged_step):
-            return
-        self._last_logged_step = trainer.global_step
-        self._last = self.measure()
-        log_to_loggers(trainer, self._last)
-
-    @override
-    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if stage == "fit":
-            self._remove_post_hooks()
-
-    def run_summary(self) -> dict[str, Any]:
-        """Radius, selection size, steps constrained and the largest unit norm at the end of fit."""
-        return {
-            "max_norm": self.max_norm,
-            "constrained_tensors": len(self._selected),
-            **self._summary_values(),
-        }
-
-    @override
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "steps": int(self._steps),
-            "last_logged_step": int(self._last_logged_step),
-            "last": {k: float(v) for k, v in self._last.items()},
-        }
-
-    @override
-    def on_load_checkpoint(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
-    ) -> None:
-        warn_if_state_missing(
-            self,
-            trainer,
-            checkpoint,
-            "the constraint applies from the next optimizer step; its step count starts at zero.",
-        )
-
-    @override
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._steps = int(state_dict.get("steps", 0))
-        self._last_logged_step = int(state_dict.get("last_logged_step", -1))
-        self._last = dict(state_dict.get("last", {}))
-
-
-@torch.no_grad()
-def _unit_norms(param: Tensor, dim: int) -> Tensor:
-    if param.ndim < 2:
-        return param.abs().float()
-    other = tuple(d for d in range(param.ndim) if d != dim)
-    return torch.linalg.vector_norm(param.float(), dim=other)
 
 
 __all__ = ["MaxNorm", "WeightPenalty"]
