@@ -24,6 +24,15 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 REPO = Path(__file__).resolve().parents[1]
+#: tests/ and its layer folders: a script run by a test imports its helpers and test modules from any of them.
+TEST_DIRS = [
+    REPO / "tests",
+    *sorted(
+        d
+        for d in ((REPO / "tests").iterdir() if (REPO / "tests").is_dir() else [])
+        if d.is_dir() and d.name != "fixtures" and not d.name.startswith((".", "_"))
+    ),
+]
 
 
 def make_blobs(n: int = 256, dim: int = 16, classes: int = 4, seed: int = 0) -> TensorDataset:
@@ -124,7 +133,7 @@ def run_ddp_script(body: str, tmp_path: Path, timeout: float = 240) -> subproces
     script = tmp_path / "ddp_script.py"
     script.write_text(
         "import sys, pathlib\n"
-        f"sys.path.insert(0, {str(REPO / 'tests')!r})\n"
+        f"sys.path[:0] = {[str(d) for d in TEST_DIRS]!r}\n"
         f"OUT = pathlib.Path({str(tmp_path)!r})\n" + textwrap.dedent(body) + "\n"
         "import torch.distributed as _dist\n"
         "if _dist.is_available() and _dist.is_initialized():\n"
