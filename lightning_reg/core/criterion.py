@@ -58,6 +58,7 @@ class Criterion(abc.ABC):
         monitor: The monitored value's name, in messages and errors.
 
     Example:
+        >>> from lightning_reg.core.stopping import Patience
         >>> rule = Patience(patience=2)
         >>> [rule.update(v) for v in [1.0, 0.8, 0.9, 0.85]]
         [None, None, None, 'patience']
