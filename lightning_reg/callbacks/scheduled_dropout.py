@@ -26,11 +26,10 @@ from lightning_reg.core.dropout import (
     depth_levels,
     depth_rates,
     find_dropout_modules,
-    inject_dropout,
-    injected_names,
     module_type_names,
     unscheduled_rates,
 )
+from lightning_reg.core.injection import inject_dropout, injected_names
 from lightning_reg.core.schedules import UNITS, Schedule, ScheduleLike, as_schedule, probe_points
 from lightning_reg.errors import ConfigError, check_choice, check_int
 
@@ -106,7 +105,7 @@ class ScheduledDropout(pl.Callback):
             level, so a transformer block's two drop-paths get one rate, as timm gives them.
         inject: add an ``nn.Dropout`` after every module of these types (``["ReLU"]``, ``["Linear"]``,
             ``["nn.GELU"]``, ``["mypkg.Block"]``) at ``setup``, before the optimizer is built. Parameter
-            names and ``state_dict`` keys do not change (see :func:`lightning_reg.core.dropout.inject_dropout`).
+            names and ``state_dict`` keys do not change (see :func:`lightning_reg.core.injection.inject_dropout`).
         inject_skip_last: do not inject after the last matching module (``inject=["Linear"]`` then skips the
             output layer).
         inject_if_absent: inject only if the model has no target module of its own; otherwise schedule
