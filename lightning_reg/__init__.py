@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from lightning_reg.callbacks.checkpoint import AtomicModelCheckpoint
     from lightning_reg.callbacks.early_stopping import EarlyStopping
+    from lightning_reg.callbacks.label_smoothing import LabelSmoothing
     from lightning_reg.callbacks.penalized_loss import PenalizedLoss
     from lightning_reg.callbacks.penalty_mixin import PenaltyLossMixin
     from lightning_reg.callbacks.restore_best_weights import RestoreBestWeights
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
 _HOMES = {
     "AtomicModelCheckpoint": "lightning_reg.callbacks.checkpoint",
     "EarlyStopping": "lightning_reg.callbacks.early_stopping",
+    "LabelSmoothing": "lightning_reg.callbacks.label_smoothing",
     "RestoreBestWeights": "lightning_reg.callbacks.restore_best_weights",
     "RNGState": "lightning_reg.callbacks.rng_state",
     "ScheduledDropout": "lightning_reg.callbacks.scheduled_dropout",
@@ -111,6 +113,7 @@ __all__ = [
     # callbacks and mixins
     "AtomicModelCheckpoint",
     "EarlyStopping",
+    "LabelSmoothing",
     "MaxNorm",
     "PenalizedLoss",
     "PenaltyLossMixin",

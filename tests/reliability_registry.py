@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Sampler, TensorDataset
 from lightning_reg import (
     AtomicModelCheckpoint,
     EarlyStopping,
+    LabelSmoothing,
     MaxNorm,
     RestoreBestWeights,
     RNGState,
@@ -35,11 +36,13 @@ from helpers import MemoryLogger, TinyModule, make_blobs
 from helpers import fit as shared_fit
 
 STEPS_PER_EPOCH = 8  # 256 samples, batch 32
-OURS = (WeightPenalty, MaxNorm, ScheduledDropout, EarlyStopping, RestoreBestWeights, RNGState)
+OURS = (WeightPenalty, MaxNorm, ScheduledDropout, LabelSmoothing, EarlyStopping, RestoreBestWeights, RNGState)
 
 
 class MomentumModule(TinyModule):
     """The helpers' user-style module with SGD + momentum (optimizer state must survive resume too)."""
+
+    accepts_soft_targets = True  # its F.cross_entropy takes probability targets (LabelSmoothing)
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=self.lr, momentum=0.9)
@@ -47,6 +50,8 @@ class MomentumModule(TinyModule):
 
 class TwoOptimizerModule(TinyModule):
     """Manual optimization with one optimizer per layer (Lightning's way of using several optimizers)."""
+
+    accepts_soft_targets = True
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
@@ -73,6 +78,8 @@ class TwoOptimizerModule(TinyModule):
 
 class NaNAfter(TinyModule):
     """Returns a NaN loss from epoch ``nan_epoch`` on (a diverging run), so the weights turn NaN."""
+
+    accepts_soft_targets = True
 
     def __init__(self, nan_epoch: int = 2, **kw: Any) -> None:
         super().__init__(**kw)
@@ -114,6 +121,14 @@ def check_dropout(callbacks: list[pl.Callback], trainer: pl.Trainer, model: nn.M
         assert summary["injected"] == ["net.1.injected_dropout"], summary
         assert summary["final_rate"] == cb.schedule.at(summary["final_step"], summary["final_epoch"]), summary
         assert summary["module_rates"]["net.1.injected_dropout"] == summary["final_rate"], summary
+
+
+def check_label_smoothing(callbacks: list[pl.Callback], trainer: pl.Trainer, model: nn.Module) -> None:
+    for cb in _ours(callbacks, LabelSmoothing):
+        summary = cb.run_summary()
+        assert summary["final_step"] is not None and summary["final_step"] < trainer.global_step, summary
+        assert summary["final_smoothing"] == cb.schedule.at(summary["final_step"], summary["final_epoch"]), summary
+        assert summary["num_classes"] == 4, summary
 
 
 def check_early_stopping(callbacks: list[pl.Callback], trainer: pl.Trainer, model: nn.Module) -> None:
@@ -195,6 +210,12 @@ REGISTRY: list[Entry] = [
         ("reg/dropout_p",),
         check_dropout,
         random=True,
+    ),
+    Entry(
+        "label_smoothing",
+        lambda: [LabelSmoothing({"name": "linear", "start": 0.0, "end": 0.2, "end_at": 24}, num_classes=4)],
+        ("reg/label_smoothing",),
+        check_label_smoothing,
     ),
     Entry(
         "early_stopping",

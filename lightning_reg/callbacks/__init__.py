@@ -3,6 +3,7 @@
 from lightning_reg.callbacks.checkpoint import AtomicModelCheckpoint
 from lightning_reg.callbacks.early_stopping import EarlyStopping
 from lightning_reg.callbacks.history import MetricsHistory
+from lightning_reg.callbacks.label_smoothing import LabelSmoothing
 from lightning_reg.callbacks.penalized_loss import PenalizedLoss
 from lightning_reg.callbacks.restore_best_weights import RestoreBestWeights
 from lightning_reg.callbacks.rng_state import RNGState
@@ -13,6 +14,7 @@ from lightning_reg.callbacks.weight_penalty import MaxNorm, WeightPenalty
 __all__ = [
     "AtomicModelCheckpoint",
     "EarlyStopping",
+    "LabelSmoothing",
     "MaxNorm",
     "MetricsHistory",
     "PenalizedLoss",

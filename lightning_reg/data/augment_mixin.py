@@ -17,7 +17,7 @@ from typing_extensions import override
 from lightning_reg.core.augment.config import AugmentConfig
 from lightning_reg.core.augment.device import augment_batch
 from lightning_reg.core.augment.featurewise import Standardizer, as_float_images, fit_standardizer
-from lightning_reg.core.augment.mixers import mix_batch
+from lightning_reg.core.augment.mixers import mix_batch, smooth_labels
 from lightning_reg.errors import ConfigError, check_int
 
 if TYPE_CHECKING:  # the mixin always sits before a LightningDataModule in the bases: type it as one
@@ -25,14 +25,15 @@ if TYPE_CHECKING:  # the mixin always sits before a LightningDataModule in the b
 else:
     _DataModuleBase = object
 
-__all__ = ["AugmentationMixin", "check_soft_targets", "with_augmentation"]
+__all__ = ["AugmentationMixin", "check_soft_targets", "require_soft_targets", "with_augmentation"]
 
 # Distinct, fixed stream per rank: rank r draws from seed + RANK_STRIDE * r.
 RANK_STRIDE = 1_000_003
 
 
 def check_soft_targets(module: Any, cfg: AugmentConfig) -> None:
-    """Raise :class:`ConfigError` when MixUp/CutMix is on and ``module`` does not declare soft-target support.
+    """Raise :class:`ConfigError` when MixUp/CutMix or label smoothing is on and ``module`` does not declare
+    soft-target support.
 
     A LightningModule opts in with the class attribute ``accepts_soft_targets = True`` (the reference
     models do). We inspect the attribute instead of probing the loss: a loss that silently broadcasts or
@@ -41,13 +42,34 @@ def check_soft_targets(module: Any, cfg: AugmentConfig) -> None:
     Example:
         >>> check_soft_targets(object(), AugmentConfig())  # no mixer: nothing to check
     """
-    if not cfg.has_mixing or module is None:
+    if not cfg.has_soft_targets or module is None:
         return
+    options = [
+        f"`augment.{name}`"
+        for name, on in (
+            ("mixup_alpha", cfg.mixup_alpha > 0),
+            ("cutmix_alpha", cfg.cutmix_alpha > 0),
+            ("label_smoothing", cfg.label_smoothing > 0),
+        )
+        if on
+    ]
+    require_soft_targets(module, "/".join(options), "or turn them off")
+
+
+def require_soft_targets(module: Any, option: str, alternative: str) -> None:
+    """Raise :class:`ConfigError` naming ``option`` unless ``module`` declares ``accepts_soft_targets = True``.
+
+    Example:
+        >>> require_soft_targets(object(), "`smoothing`", "or remove the callback")
+        Traceback (most recent call last):
+        ...
+        lightning_reg.errors.ConfigError: `smoothing` produce(s) soft (N, num_classes) float targets, but object does not declare `accepts_soft_targets = True`. Make its loss accept probability targets (F.cross_entropy does) and set that class attribute, or remove the callback.
+    """
     if not getattr(module, "accepts_soft_targets", False):
         raise ConfigError(
-            f"`augment.mixup_alpha`/`augment.cutmix_alpha` produce soft (N, num_classes) float targets, but "
-            f"{type(module).__name__} does not declare `accepts_soft_targets = True`. Make its loss accept "
-            "probability targets (F.cross_entropy does) and set that class attribute, or turn the mixers off."
+            f"{option} produce(s) soft (N, num_classes) float targets, but {type(module).__name__} does not "
+            "declare `accepts_soft_targets = True`. Make its loss accept probability targets (F.cross_entropy "
+            f"does) and set that class attribute, {alternative}."
         )
 
 
@@ -83,9 +105,11 @@ class AugmentationMixin(_DataModuleBase):
     ) -> None:
         """Validate and store the augmentation config (raises :class:`ConfigError` on bad values)."""
         self.augment_config = AugmentConfig.from_any(augment)
-        if self.augment_config.has_mixing:
+        if self.augment_config.has_soft_targets:
             if num_classes is None:
-                raise ConfigError("`num_classes` is required for MixUp/CutMix soft targets; got None.")
+                raise ConfigError(
+                    "`num_classes` is required for the soft targets of MixUp/CutMix/label_smoothing; got None."
+                )
             check_int("num_classes", num_classes, low=2)
         self.augment_num_classes = num_classes
         self.augment_seed = check_int("seed", seed)
@@ -133,7 +157,7 @@ class AugmentationMixin(_DataModuleBase):
         return gen
 
     def check_soft_targets(self) -> None:
-        """Fail before training when the mixers are on and the attached model cannot take soft targets."""
+        """Fail before training when the mixers or label smoothing are on and the model cannot take soft targets."""
         trainer = getattr(self, "trainer", None)
         module = trainer.lightning_module if trainer is not None else None
         if module is not None:
@@ -155,6 +179,10 @@ class AugmentationMixin(_DataModuleBase):
             if num_classes is None:  # configure_augmentation requires it with the mixers on
                 raise ConfigError("`num_classes` is required for MixUp/CutMix soft targets; got None.")
             x, y, _ = mix_batch(x, y, num_classes, cfg, gen)
+        elif cfg.label_smoothing > 0:
+            if self.augment_num_classes is None:  # configure_augmentation requires it with smoothing on
+                raise ConfigError("`num_classes` is required for label_smoothing soft targets; got None.")
+            y = smooth_labels(y, self.augment_num_classes, cfg.label_smoothing)
         return x, y
 
     @override
@@ -165,7 +193,7 @@ class AugmentationMixin(_DataModuleBase):
         trainer = getattr(self, "trainer", None)
         x, y = batch[0], batch[1]
         if trainer is not None and trainer.training:
-            if self._aug_cfg().has_mixing and not self._soft_targets_checked:
+            if self._aug_cfg().has_soft_targets and not self._soft_targets_checked:
                 self.check_soft_targets()
             x, y = self.augment_training_batch(x, y)
         else:

@@ -24,6 +24,7 @@ from lightning_reg import (
     DigitsDataModule,
     Early,
     EarlyStopping,
+    LabelSmoothing,
     Linear,
     MaxNorm,
     Milestones,
@@ -89,6 +90,17 @@ CASES: list[Bad] = [
     Bad("penalty-include-type", lambda: WeightPenalty(l2=1e-4, include=[3]), "include", "3"),
     Bad("penalty-schedule-name", lambda: WeightPenalty(l2=1e-4, schedule={"name": "nope"}), "schedule.name", "'nope'"),
     Bad("penalty-empty-selection", fit_with(WeightPenalty(l2=1e-4, include=["nothing.*"])), "include", "nothing.*"),
+    # LabelSmoothing
+    Bad("label-smoothing-one", lambda: LabelSmoothing(1.0), "smoothing", "1.0"),
+    Bad("label-smoothing-classes", lambda: LabelSmoothing(0.1, num_classes=1), "num_classes", "1"),
+    Bad("label-smoothing-target", lambda: LabelSmoothing(0.1, target=1.5), "target", "1.5"),
+    Bad(
+        "label-smoothing-hard-loss", fit_with(LabelSmoothing(0.1, num_classes=4)), "accepts_soft_targets", "TinyModule"
+    ),
+    Bad("augment-label-smoothing", lambda: AugmentConfig(label_smoothing=1.2), "augment.label_smoothing", "1.2"),
+    Bad(
+        "tokens-label-smoothing", lambda: SyntheticTokensDataModule(augment={"label_smoothing": 0.1}), "augment", "0.1"
+    ),
     # MaxNorm
     Bad("maxnorm-zero", lambda: MaxNorm(0.0), "max_norm", "0.0"),
     Bad("maxnorm-negative", lambda: MaxNorm(-2), "max_norm", "-2"),

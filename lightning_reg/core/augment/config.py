@@ -70,7 +70,9 @@ class AugmentConfig:
         mix_prob: per-sample probability of mixing; switch_prob: chance of CutMix when both are on.
         mix_mode: ``"elem"`` (own lambda per sample), ``"batch"`` (one lambda) or ``"pair"`` (needs an
             even batch).
-        label_smoothing: smoothing of the mixed one-hot targets.
+        label_smoothing: smoothing ``e`` of the training targets, ``(1 - e) one_hot + e / C`` (Keras'
+            ``label_smoothing``); with MixUp/CutMix on, smoothed before mixing as timm's ``Mixup`` does. Alone
+            it turns the integer labels into soft ``(N, C)`` targets, so the model must take them.
 
     Example:
         >>> cfg = AugmentConfig(rotation_range=20, width_shift_range=0.2, horizontal_flip=True)
@@ -207,6 +209,11 @@ class AugmentConfig:
     @property
     def has_mixing(self) -> bool:
         return self.mixup_alpha > 0 or self.cutmix_alpha > 0
+
+    @property
+    def has_soft_targets(self) -> bool:
+        """Training targets become soft ``(N, C)`` floats: a mixer or label smoothing is on."""
+        return self.has_mixing or self.label_smoothing > 0
 
     @property
     def has_standardization(self) -> bool:
