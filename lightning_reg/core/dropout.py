@@ -50,6 +50,7 @@ __all__ = [
     "depth_rates",
     "find_dropout_modules",
     "float_rate_attributes",
+    "injected_kind",
     "module_type_names",
     "rate_attribute",
     "unscheduled_rates",
@@ -103,12 +104,27 @@ def _stochastic_depth_type() -> type[nn.Module] | None:
 
 
 class InjectedDropout(nn.Dropout):
-    """An ``nn.Dropout`` added by :func:`inject_dropout`; its type marks it so injection is idempotent.
+    """An ``nn.Dropout`` added by :func:`~lightning_reg.core.injection.inject_dropout`; its type marks it so
+    injection is idempotent. Every injected kind has a class attribute ``injected_kind`` (see
+    :func:`injected_kind`).
 
     Example:
         >>> InjectedDropout(0.2)
         InjectedDropout(p=0.2, inplace=False)
     """
+
+    injected_kind = "dropout"
+
+
+def injected_kind(module: nn.Module) -> str | None:
+    """The kind (``"dropout"``, ``"gaussian_noise"``, ...) of a module added by injection, or None.
+
+    Example:
+        >>> injected_kind(InjectedDropout(0.1)), injected_kind(nn.Dropout(0.1))
+        ('dropout', None)
+    """
+    kind = getattr(type(module), "injected_kind", None)
+    return kind if isinstance(kind, str) else None
 
 
 @dataclass
@@ -140,12 +156,15 @@ class DropoutTarget:
 
 
 def rate_attribute(module: nn.Module) -> str | None:
-    """The attribute holding ``module``'s drop rate (``"p"`` or ``"drop_prob"``), or None if it has none.
+    """The attribute holding ``module``'s drop rate (``"p"``, ``"drop_prob"`` or a class's ``rate_attr``), or None.
 
     Example:
         >>> rate_attribute(nn.Dropout2d(0.1)), rate_attribute(nn.ReLU())
         ('p', None)
     """
+    own = getattr(type(module), "rate_attr", None)  # our noise modules name theirs (GaussianNoise: "stddev")
+    if isinstance(own, str):
+        return own
     sd = _stochastic_depth_type()
     if isinstance(module, DROPOUT_TYPES) or (sd is not None and isinstance(module, sd)):
         return "p"
@@ -315,7 +334,7 @@ def find_dropout_modules(
         floats = float_rate_attributes(module)
         if attr is None and not floats:
             continue
-        if not isinstance(module, InjectedDropout):
+        if injected_kind(module) is None:
             if names and not any(fnmatch.fnmatchcase(name, g) for g in names):
                 continue
             if exclude and any(fnmatch.fnmatchcase(name, g) for g in exclude):
