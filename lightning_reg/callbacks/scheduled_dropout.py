@@ -23,6 +23,7 @@ from lightning_reg.core.dropout import (
     RATE_ATTRS,
     DropoutTarget,
     as_list,
+    check_rates,
     depth_levels,
     depth_rates,
     find_dropout_modules,
@@ -30,39 +31,13 @@ from lightning_reg.core.dropout import (
     unscheduled_rates,
 )
 from lightning_reg.core.injection import inject_dropout, injected_names
-from lightning_reg.core.schedules import UNITS, Schedule, ScheduleLike, as_schedule, probe_points
+from lightning_reg.core.schedules import UNITS, ScheduleLike, as_schedule
 from lightning_reg.errors import ConfigError, check_choice, check_int
 
 __all__ = [
     "ScheduledDropout",
     "check_rates",
 ]
-
-
-def check_rates(schedule: Schedule, horizon: int = 10_000) -> None:
-    """Raise :class:`ConfigError` if ``schedule`` leaves ``[0, 1)`` anywhere in ``[0, horizon]``.
-
-    Example:
-        >>> from lightning_reg.core.schedules import Constant
-        >>> check_rates(Constant(1.0))
-        Traceback (most recent call last):
-        ...
-        lightning_reg.errors.ConfigError: `schedule` must give drop rates in [0, 1); Constant(unit='step', value=1.0) gives 1.0 at step 0.
-    """
-
-    def bad(t: int) -> bool:
-        value = float(schedule(t))
-        return math.isnan(value) or not 0.0 <= value < 1.0
-
-    previous = -1
-    for t in probe_points(horizon):
-        if bad(t):
-            first = next(u for u in range(previous + 1, t + 1) if bad(u))  # report the first offending index
-            raise ConfigError(
-                f"`schedule` must give drop rates in [0, 1); {schedule!r} gives {float(schedule(first))!r} at "
-                f"{schedule.unit} {first}."
-            )
-        previous = t
 
 
 class ScheduledDropout(pl.Callback):

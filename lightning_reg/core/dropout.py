@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 
+from lightning_reg.core.schedules import Schedule, probe_points
 from lightning_reg.errors import ConfigError
 
 __all__ = [
@@ -46,6 +48,7 @@ __all__ = [
     "DropoutTarget",
     "InjectedDropout",
     "as_list",
+    "check_rates",
     "depth_levels",
     "depth_rates",
     "find_dropout_modules",
@@ -393,3 +396,29 @@ def depth_rates(rate: float, n: int | Sequence[int], depth_scale: bool = True) -
         return [float(rate)] * len(levels)
     depth = max(levels, default=-1) + 1
     return [float(rate) * (level + 1) / depth for level in levels]
+
+
+def check_rates(schedule: Schedule, horizon: int = 10_000) -> None:
+    """Raise :class:`ConfigError` if ``schedule`` leaves ``[0, 1)`` anywhere in ``[0, horizon]``.
+
+    Example:
+        >>> from lightning_reg.core.schedules import Constant
+        >>> check_rates(Constant(1.0))
+        Traceback (most recent call last):
+        ...
+        lightning_reg.errors.ConfigError: `schedule` must give drop rates in [0, 1); Constant(unit='step', value=1.0) gives 1.0 at step 0.
+    """
+
+    def bad(t: int) -> bool:
+        value = float(schedule(t))
+        return math.isnan(value) or not 0.0 <= value < 1.0
+
+    previous = -1
+    for t in probe_points(horizon):
+        if bad(t):
+            first = next(u for u in range(previous + 1, t + 1) if bad(u))  # report the first offending index
+            raise ConfigError(
+                f"`schedule` must give drop rates in [0, 1); {schedule!r} gives {float(schedule(first))!r} at "
+                f"{schedule.unit} {first}."
+            )
+        previous = t
