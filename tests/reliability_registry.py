@@ -90,6 +90,18 @@ class NaNAfter(TinyModule):
         return loss * float("nan") if self.current_epoch >= self.nan_epoch else loss
 
 
+class FeatureMapReLU(nn.Module):
+    """The hidden ReLU applied to the 32 hidden units seen as ``(N, 2, 4, 4)`` maps: an injection point (``act``) for
+    the feature-map kinds (spatial dropout, DropBlock) that keeps the MLP's parameters and state_dict keys."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(x.view(x.shape[0], 2, 4, 4)).flatten(1)
+
+
 # --------------------------------------------------------------------------------------------- checks
 def _ours(callbacks: list[pl.Callback], kind: type) -> list[Any]:
     return [c for c in callbacks if isinstance(c, kind)]
@@ -121,6 +133,24 @@ def check_dropout(callbacks: list[pl.Callback], trainer: pl.Trainer, model: nn.M
         assert summary["injected"] == ["net.1.injected_dropout"], summary
         assert summary["final_rate"] == cb.schedule.at(summary["final_step"], summary["final_epoch"]), summary
         assert summary["module_rates"]["net.1.injected_dropout"] == summary["final_rate"], summary
+
+
+def check_injected(name: str) -> Callable[[list[pl.Callback], pl.Trainer, nn.Module], None]:
+    """A dropout or noise of one kind injected at ``name`` and scheduled there."""
+
+    def check(callbacks: list[pl.Callback], trainer: pl.Trainer, model: nn.Module) -> None:
+        for cb in _ours(callbacks, ScheduledDropout):
+            summary = cb.run_summary()
+            assert summary["injected"] == [name] and summary["modules"] == [name], summary
+            assert summary["final_rate"] == cb.schedule.at(summary["final_step"], summary["final_epoch"]), summary
+            assert summary["module_rates"][name] == summary["final_rate"], summary
+
+    return check
+
+
+def _injecting(kind: str, **kw: Any) -> Callable[[], list[pl.Callback]]:
+    schedule = {"name": "linear", "start": 0.0, "end": 0.3, "end_at": 24}
+    return lambda: [ScheduledDropout(schedule, inject=["ReLU"], inject_kind=kind, verbose=False, **kw)]
 
 
 def check_label_smoothing(callbacks: list[pl.Callback], trainer: pl.Trainer, model: nn.Module) -> None:
@@ -166,6 +196,8 @@ class Entry:
         check: asserts after a fit that the callbacks did their job.
         random: the callbacks draw random numbers (dropout masks), so runs on different process layouts
             are compared by their logged rates, not their weights.
+        feature_maps: the model's hidden ReLU works on ``(N, 2, 4, 4)`` maps (:class:`FeatureMapReLU`, same
+            parameters), for the kinds that need feature maps.
         manual_error: the documented error for manual optimization with several optimizers (None: works).
     """
 
@@ -174,6 +206,7 @@ class Entry:
     logged: tuple[str, ...]
     check: Callable[[list[pl.Callback], pl.Trainer, nn.Module], None]
     random: bool = False
+    feature_maps: bool = False
     manual_error: str | None = None
     notes: dict[str, str] = field(default_factory=dict)
 
@@ -210,6 +243,43 @@ REGISTRY: list[Entry] = [
         ("reg/dropout_p",),
         check_dropout,
         random=True,
+    ),
+    Entry(
+        "gaussian_noise",
+        _injecting("gaussian_noise"),
+        ("reg/dropout_p",),
+        check_injected("net.1.injected_gaussian_noise"),
+        random=True,
+    ),
+    Entry(
+        "gaussian_dropout",
+        _injecting("gaussian_dropout"),
+        ("reg/dropout_p",),
+        check_injected("net.1.injected_gaussian_dropout"),
+        random=True,
+    ),
+    Entry(
+        "alpha_dropout",
+        _injecting("alpha_dropout"),
+        ("reg/dropout_p",),
+        check_injected("net.1.injected_alpha_dropout"),
+        random=True,
+    ),
+    Entry(
+        "spatial_dropout",
+        _injecting("spatial_dropout"),
+        ("reg/dropout_p",),
+        check_injected("net.1.act.injected_spatial_dropout"),
+        random=True,
+        feature_maps=True,
+    ),
+    Entry(
+        "dropblock",
+        _injecting("dropblock", inject_options={"block_size": 2}, depth_scale=True),
+        ("reg/dropout_p",),
+        check_injected("net.1.act.injected_dropblock"),
+        random=True,
+        feature_maps=True,
     ),
     Entry(
         "label_smoothing",
@@ -341,6 +411,8 @@ def fit(
     into ``ckpt_dir``), deterministically, logging every step to a MemoryLogger; keep what the checks compare."""
     pl.seed_everything(seed, workers=True)
     model = model if model is not None else MomentumModule(lr=0.1)
+    if entry is not None and entry.feature_maps:
+        model.net[1] = FeatureMapReLU()
     cbs = list(callbacks) if callbacks is not None else (entry.make() if entry else [])
     cbs.append(RNGState())
     if ckpt_dir is not None:

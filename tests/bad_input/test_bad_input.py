@@ -127,6 +127,30 @@ CASES: list[Bad] = [
     Bad("dropout-modules-entry", lambda: ScheduledDropout(0.1, modules=[3]), "modules", "3"),
     Bad("dropout-schedule-name", lambda: ScheduledDropout({"name": "nope"}), "schedule", "'nope'"),
     Bad("dropout-inject-type-absent", fit_with(ScheduledDropout(0.1, inject=["GELU"])), "inject", "GELU"),
+    Bad(
+        "dropout-inject-kind",
+        lambda: ScheduledDropout(0.1, inject=["ReLU"], inject_kind="noise"),
+        "inject_kind",
+        "'noise'",
+    ),
+    Bad(
+        "dropout-inject-kind-without-inject",
+        lambda: ScheduledDropout(0.1, inject_kind="dropblock"),
+        "inject_kind",
+        "None",
+    ),
+    Bad(
+        "dropout-inject-options-kind",
+        lambda: ScheduledDropout(0.1, inject=["ReLU"], inject_options={"block_size": 3}),
+        "inject_options",
+        "block_size",
+    ),
+    Bad(
+        "dropblock-block-size",
+        lambda: ScheduledDropout(0.1, inject=["ReLU"], inject_kind="dropblock", inject_options={"block_size": 0}),
+        "block_size",
+        "0",
+    ),
     # EarlyStopping
     Bad("es-monitor-empty", lambda: EarlyStopping(""), "monitor", "''"),
     Bad("es-patience-negative", lambda: EarlyStopping("val/loss", patience=-1), "patience", "-1"),
