@@ -19,6 +19,7 @@ import importlib.util
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from lightning_reg.callbacks.augmix_jsd import AugMixJSD
     from lightning_reg.callbacks.checkpoint import AtomicModelCheckpoint
     from lightning_reg.callbacks.early_stopping import EarlyStopping
     from lightning_reg.callbacks.label_smoothing import LabelSmoothing
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
 #: Where each public name lives; :func:`__getattr__` imports it from there on first use.
 _HOMES = {
     "AtomicModelCheckpoint": "lightning_reg.callbacks.checkpoint",
+    "AugMixJSD": "lightning_reg.callbacks.augmix_jsd",
     "EarlyStopping": "lightning_reg.callbacks.early_stopping",
     "LabelSmoothing": "lightning_reg.callbacks.label_smoothing",
     "RestoreBestWeights": "lightning_reg.callbacks.restore_best_weights",
@@ -112,6 +114,7 @@ def __dir__() -> list[str]:
 __all__ = [
     # callbacks and mixins
     "AtomicModelCheckpoint",
+    "AugMixJSD",
     "EarlyStopping",
     "LabelSmoothing",
     "MaxNorm",

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from lightning_reg import (
     AtomicModelCheckpoint,
+    AugMixJSD,
     EarlyStopping,
     LabelSmoothing,
     MaxNorm,
@@ -36,7 +37,16 @@ from helpers import MemoryLogger, TinyModule, make_blobs
 from helpers import fit as shared_fit
 
 STEPS_PER_EPOCH = 8  # 256 samples, batch 32
-OURS = (WeightPenalty, MaxNorm, ScheduledDropout, LabelSmoothing, EarlyStopping, RestoreBestWeights, RNGState)
+OURS = (
+    WeightPenalty,
+    MaxNorm,
+    ScheduledDropout,
+    LabelSmoothing,
+    AugMixJSD,
+    EarlyStopping,
+    RestoreBestWeights,
+    RNGState,
+)
 
 
 class MomentumModule(TinyModule):
@@ -159,6 +169,13 @@ def check_label_smoothing(callbacks: list[pl.Callback], trainer: pl.Trainer, mod
         assert summary["final_step"] is not None and summary["final_step"] < trainer.global_step, summary
         assert summary["final_smoothing"] == cb.schedule.at(summary["final_step"], summary["final_epoch"]), summary
         assert summary["num_classes"] == 4, summary
+
+
+def check_jsd(callbacks: list[pl.Callback], trainer: pl.Trainer, model: nn.Module) -> None:
+    for cb in _ours(callbacks, AugMixJSD):
+        summary = cb.run_summary()
+        assert summary["final_jsd"] is not None and summary["final_jsd"] > 0, summary
+        assert not model._forward_hooks, "the JSD hook outlived the fit"
 
 
 def check_early_stopping(callbacks: list[pl.Callback], trainer: pl.Trainer, model: nn.Module) -> None:
@@ -286,6 +303,15 @@ REGISTRY: list[Entry] = [
         lambda: [LabelSmoothing({"name": "linear", "start": 0.0, "end": 0.2, "end_at": 24}, num_classes=4)],
         ("reg/label_smoothing",),
         check_label_smoothing,
+    ),
+    Entry(
+        # The two halves of each (shuffled) batch stand for a clean and an augmented split. Under DDP each rank pairs
+        # the halves of its own rows, so layouts are compared by their logged values only (random=True).
+        "augmix_jsd",
+        lambda: [AugMixJSD(alpha=1.0, num_splits=2)],
+        ("reg/jsd",),
+        check_jsd,
+        random=True,
     ),
     Entry(
         "early_stopping",

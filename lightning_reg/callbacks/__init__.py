@@ -1,5 +1,6 @@
 """Lightning callbacks shipped by lightning_reg."""
 
+from lightning_reg.callbacks.augmix_jsd import AugMixJSD
 from lightning_reg.callbacks.checkpoint import AtomicModelCheckpoint
 from lightning_reg.callbacks.early_stopping import EarlyStopping
 from lightning_reg.callbacks.history import MetricsHistory
@@ -13,6 +14,7 @@ from lightning_reg.callbacks.weight_penalty import MaxNorm, WeightPenalty
 
 __all__ = [
     "AtomicModelCheckpoint",
+    "AugMixJSD",
     "EarlyStopping",
     "LabelSmoothing",
     "MaxNorm",

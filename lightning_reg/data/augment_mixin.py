@@ -17,6 +17,7 @@ from typing_extensions import override
 from lightning_reg.core.augment.config import AugmentConfig
 from lightning_reg.core.augment.device import augment_batch
 from lightning_reg.core.augment.featurewise import Standardizer, as_float_images, fit_standardizer
+from lightning_reg.core.augment.jsd import JSDConsistency
 from lightning_reg.core.augment.mixers import mix_batch, smooth_labels
 from lightning_reg.errors import ConfigError, check_int
 
@@ -25,7 +26,13 @@ if TYPE_CHECKING:  # the mixin always sits before a LightningDataModule in the b
 else:
     _DataModuleBase = object
 
-__all__ = ["AugmentationMixin", "check_soft_targets", "require_soft_targets", "with_augmentation"]
+__all__ = [
+    "AugmentationMixin",
+    "check_jsd_precision",
+    "check_soft_targets",
+    "require_soft_targets",
+    "with_augmentation",
+]
 
 # Distinct, fixed stream per rank: rank r draws from seed + RANK_STRIDE * r.
 RANK_STRIDE = 1_000_003
@@ -73,6 +80,19 @@ def require_soft_targets(module: Any, option: str, alternative: str) -> None:
         )
 
 
+def check_jsd_precision(precision: str) -> None:
+    """The JSD gradient is added unscaled: refuse the GradScaler's ``16-mixed`` (bf16 and 32 are fine).
+
+    Example:
+        >>> check_jsd_precision("bf16-mixed")
+    """
+    if precision.startswith("16"):
+        raise ConfigError(
+            f"the AugMix JSD term adds its gradient unscaled, which a GradScaler's precision would mis-scale; use "
+            f"`precision` 'bf16-mixed' or '32-true'; got {precision!r}."
+        )
+
+
 class AugmentationMixin(_DataModuleBase):
     """Adds our augmentation to a LightningDataModule: put it first in the bases and call
     :meth:`configure_augmentation` from ``__init__``.
@@ -117,6 +137,7 @@ class AugmentationMixin(_DataModuleBase):
         self._augment_generator: torch.Generator | None = None
         self._augment_generator_state: torch.Tensor | None = None
         self._soft_targets_checked = False
+        self._jsd: JSDConsistency | None = None
 
     def fit_standardization(
         self, x_train: torch.Tensor, mean: Any = None, std: Any = None, normalize: bool = False
@@ -170,6 +191,9 @@ class AugmentationMixin(_DataModuleBase):
         """Everything a training batch gets after transfer: device-path augmentation, standardization, mixers."""
         cfg = self._aug_cfg()
         x = as_float_images(x)
+        if cfg.jsd_splits and x.ndim == 5:  # (N, views, C, H, W) from SplitViews: split-major rows, labels repeated
+            views = x.shape[1]
+            x, y = x.transpose(0, 1).flatten(0, 1), y.repeat(views, *([1] * (y.ndim - 1)))
         gen = generator if generator is not None else self.augment_generator(x.device)
         if cfg.augment_on == "device" and not cfg.is_identity:
             x, _ = augment_batch(x, cfg, gen)
@@ -195,11 +219,37 @@ class AugmentationMixin(_DataModuleBase):
         if trainer is not None and trainer.training:
             if self._aug_cfg().has_soft_targets and not self._soft_targets_checked:
                 self.check_soft_targets()
+            if self._aug_cfg().jsd_splits and self._jsd is None:
+                self.attach_jsd()
             x, y = self.augment_training_batch(x, y)
         else:
             x = self.standardizer(as_float_images(x))
         rest = tuple(batch[2:])
         return type(batch)((x, y, *rest)) if isinstance(batch, tuple) else [x, y, *rest]
+
+    def attach_jsd(self) -> None:
+        """Hook the JSD consistency term (``augment.jsd_splits``) to the trainer's module, unless an
+        :class:`~lightning_reg.callbacks.AugMixJSD` callback already does it."""
+        trainer = self.trainer
+        if trainer is None:
+            raise RuntimeError("attach_jsd needs the DataModule attached to a Trainer.")
+        module = trainer.lightning_module
+        callbacks: list[Any] = trainer.callbacks  # type: ignore[attr-defined]  # a property Lightning types loosely
+        if any(isinstance(getattr(cb, "jsd", None), JSDConsistency) for cb in callbacks):
+            self._jsd = JSDConsistency(self._aug_cfg().jsd_splits)  # the callback's is the one attached
+            return
+        check_jsd_precision(str(trainer.precision))
+        cfg = self._aug_cfg()
+        scale = 1.0 / trainer.accumulate_grad_batches if module.automatic_optimization else 1.0
+        self._jsd = JSDConsistency(cfg.jsd_splits, cfg.jsd_alpha, scale=scale)
+        self._jsd.attach(module)
+
+    @override
+    def teardown(self, stage: str) -> None:
+        if self._jsd is not None:
+            self._jsd.detach()
+            self._jsd = None
+        super().teardown(stage)
 
     @override
     def state_dict(self) -> dict[str, Any]:

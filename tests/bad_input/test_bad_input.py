@@ -19,6 +19,7 @@ from torch.optim.lr_scheduler import StepLR
 from lightning_reg import (
     AtomicModelCheckpoint,
     AugmentConfig,
+    AugMixJSD,
     CIFAR10DataModule,
     Constant,
     DigitsDataModule,
@@ -97,6 +98,10 @@ CASES: list[Bad] = [
     Bad(
         "label-smoothing-hard-loss", fit_with(LabelSmoothing(0.1, num_classes=4)), "accepts_soft_targets", "TinyModule"
     ),
+    Bad("augmix-jsd-splits", lambda: AugMixJSD(num_splits=1), "num_splits", "1"),
+    Bad("augmix-jsd-alpha", lambda: AugMixJSD(alpha=-1.0), "alpha", "-1.0"),
+    Bad("augment-jsd-splits", lambda: AugmentConfig(jsd_splits=-2), "augment.jsd_splits", "-2"),
+    Bad("augment-jsd-without-policy", lambda: AugmentConfig(jsd_splits=3), "augment.jsd_splits", "policy=None"),
     Bad("augment-label-smoothing", lambda: AugmentConfig(label_smoothing=1.2), "augment.label_smoothing", "1.2"),
     Bad(
         "tokens-label-smoothing", lambda: SyntheticTokensDataModule(augment={"label_smoothing": 0.1}), "augment", "0.1"

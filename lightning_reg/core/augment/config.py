@@ -73,6 +73,12 @@ class AugmentConfig:
         label_smoothing: smoothing ``e`` of the training targets, ``(1 - e) one_hot + e / C`` (Keras'
             ``label_smoothing``); with MixUp/CutMix on, smoothed before mixing as timm's ``Mixup`` does. Alone
             it turns the integer labels into soft ``(N, C)`` targets, so the model must take them.
+        jsd_splits: AugMix's consistency training (timm's ``num_splits``): 0 is off; ``k >= 2`` makes each training
+            batch hold the clean images and ``k - 1`` views through ``policy``, split-major (``k * N`` rows, labels
+            repeated), and adds ``jsd_alpha`` times the Jensen-Shannon consistency of the ``k`` predictions to the
+            gradient, the module's loss counting the clean split (:mod:`lightning_reg.core.augment.jsd`).
+            Needs ``augment_on='cpu'`` and a ``policy``.
+        jsd_alpha: the JSD term's weight (timm and the paper: 12).
 
     Example:
         >>> cfg = AugmentConfig(rotation_range=20, width_shift_range=0.2, horizontal_flip=True)
@@ -111,6 +117,8 @@ class AugmentConfig:
     switch_prob: float = 0.5
     mix_mode: str = "elem"
     label_smoothing: float = 0.0
+    jsd_splits: int = 0
+    jsd_alpha: float = 12.0
 
     def __post_init__(self) -> None:
         import dataclasses
@@ -171,6 +179,15 @@ class AugmentConfig:
         self.label_smoothing = check_range(
             "augment.label_smoothing", self.label_smoothing, 0.0, 1.0, high_inclusive=False
         )
+        check_int("augment.jsd_splits", self.jsd_splits, low=0)
+        self.jsd_alpha = check_non_negative("augment.jsd_alpha", self.jsd_alpha)
+        if self.jsd_splits == 1:
+            raise ConfigError("`augment.jsd_splits` must be 0 (off) or at least 2 (clean + views); got 1.")
+        if self.jsd_splits and (self.policy is None or self.has_mixing):
+            raise ConfigError(
+                "`augment.jsd_splits` needs a `policy` (e.g. 'augmix') on the cpu path and no MixUp/CutMix; got "
+                f"policy={self.policy!r}, mixup_alpha={self.mixup_alpha}, cutmix_alpha={self.cutmix_alpha}."
+            )
 
     @classmethod
     def from_any(cls, value: AugmentConfig | Mapping[str, Any] | None) -> AugmentConfig:
