@@ -13,7 +13,7 @@ import lightning.pytorch as pl
 from typing_extensions import override
 
 from lightning_reg._lightning_internals import callback_metrics_store
-from lightning_reg.callbacks.log_helpers import log_due, log_to_loggers
+from lightning_reg.callbacks.log_helpers import log_due, log_to_loggers, warn_if_state_missing
 from lightning_reg.core.augment.jsd import JSDConsistency
 from lightning_reg.data.augment_mixin import AugmentationMixin, check_jsd_precision
 from lightning_reg.errors import ConfigError
@@ -58,6 +58,7 @@ class AugMixJSD(pl.Callback):
             raise ConfigError(f"`log_name` must be a non-empty string or None; got {log_name!r}.")
         self.log_name = log_name
         self._last_logged_step = -1
+        self._calls_before = 0
 
     @property
     @override
@@ -83,9 +84,20 @@ class AugMixJSD(pl.Callback):
         self.jsd.detach()
 
     @override
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self._calls_before = self.jsd.calls
+
+    @override
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        if self.jsd.calls == self._calls_before:
+            raise ConfigError(
+                f"AugMixJSD: the training step never called {type(pl_module).__name__}'s forward to get (N, C) logits "
+                "with gradient, so no JSD term was added. Call self(x) in training_step."
+            )
         value = self.jsd.last_value
         if self.log_name is None or value is None:
             return
@@ -98,6 +110,12 @@ class AugMixJSD(pl.Callback):
     def state_dict(self) -> dict[str, Any]:
         value = self.jsd.last_value
         return {"last_value": None if value is None else float(value), "last_logged_step": self._last_logged_step}
+
+    @override
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        warn_if_state_missing(self, trainer, checkpoint, "the JSD term keeps no state besides its last logged step.")
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -77,6 +77,8 @@ class JSDConsistency:
         self.clean_only_loss = clean_only_loss
         self.scale = float(scale)
         self.last_value: Tensor | None = None
+        #: forwards the term was added to (a check that the module's forward did return the logits)
+        self.calls = 0
         self._handle: RemovableHandle | None = None
 
     @property
@@ -94,12 +96,10 @@ class JSDConsistency:
             self._handle = None
 
     def _on_forward(self, module: nn.Module, args: Any, output: Any) -> None:
-        if not (module.training and torch.is_grad_enabled()):
+        # Lightning's DDP redirect calls the module's __call__ with training_step as forward: its output (a loss, a
+        # dict) is not the logits. Skip what cannot be logits; `calls` tells whether any forward was.
+        if not (module.training and torch.is_grad_enabled()) or not isinstance(output, Tensor) or output.ndim == 0:
             return
-        if not isinstance(output, Tensor):
-            raise ConfigError(
-                f"the JSD term needs the module's forward to return the logits tensor; it returned {type(output).__name__}."
-            )
         if not output.requires_grad:
             return
         with torch.enable_grad():
@@ -107,6 +107,7 @@ class JSDConsistency:
             value = jsd_consistency(logits, self.num_splits)
             (grad,) = torch.autograd.grad(value, logits)
         self.last_value = value.detach()
+        self.calls += 1
         extra = grad.mul_(self.alpha * self.scale)
         rows = output.shape[0] // self.num_splits
         splits, clean_only = self.num_splits, self.clean_only_loss
