@@ -218,7 +218,7 @@ CASES: list[Bad] = [
     Bad("augment-zoom-order", lambda: AugmentConfig(zoom_range=[2, 1]), "augment.zoom_range", "[2, 1]"),
     Bad("augment-erasing-prob", lambda: AugmentConfig(erasing_prob=2), "augment.erasing_prob", "2"),
     Bad("augment-mix-mode", lambda: AugmentConfig(mix_mode="x"), "augment.mix_mode", "'x'"),
-    Bad("augment-policy-on-device", lambda: AugmentConfig(policy="augmix"), "augment.augment_on", "'device'"),
+    Bad("augment-policy-on-device", lambda: AugmentConfig(policy="autoaugment"), "augment.augment_on", "'device'"),
     Bad(
         "augment-device-policy-kwargs",
         lambda: AugmentConfig(policy="randaugment", policy_kwargs={"magnitude": 40}),

@@ -28,7 +28,7 @@ __all__ = [
 
 POLICIES = ("randaugment", "trivialaugment", "autoaugment", "augmix")
 #: The policies the device path runs too (batched, per sample: ``core/augment/policies.py``).
-DEVICE_POLICIES = ("randaugment", "trivialaugment")
+DEVICE_POLICIES = ("randaugment", "trivialaugment", "augmix")
 FILL_MODES = ("nearest", "constant", "reflect", "wrap")
 AUGMENT_ON = ("device", "cpu")
 MIX_MODES = ("elem", "batch", "pair")
@@ -74,7 +74,7 @@ class AugmentConfig:
         zca_pixel_mean: also remove each pixel's mean before whitening (ours; Keras removes only the
             per-channel mean). Off gives the matrix Keras computes.
         policy: ``None`` or one of ``randaugment, trivialaugment, autoaugment, augmix``; the device path runs
-            ``randaugment`` and ``trivialaugment`` (batched, per sample), the cpu path all four.
+            ``randaugment``, ``trivialaugment`` and ``augmix`` (batched, per sample), the cpu path all four.
         policy_kwargs: keyword arguments for the torchvision policy (e.g. ``num_ops``, ``magnitude``).
         erasing_prob: per-sample probability of random erasing (Cutout); ``erasing_scale``,
             ``erasing_ratio`` and ``erasing_value`` (``"zero"`` or ``"random"``) as in torchvision.
