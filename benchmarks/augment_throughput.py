@@ -56,7 +56,7 @@ from lightning_reg.data import with_augmentation  # noqa: E402
 from lightning_reg.data.vision import ImageTensorDataset, MNISTDataModule  # noqa: E402
 
 NAME = "augment_throughput"
-PRESETS = ("keras_seed", "randaugment", "trivialaugment", "mixup")
+PRESETS = ("keras_seed", "randaugment", "trivialaugment", "augmix", "mixup")
 
 
 def load_preset(name: str) -> dict[str, Any]:
