@@ -43,6 +43,7 @@ __all__ = [
     "InjectedGaussianDropout",
     "InjectedGaussianNoise",
     "InjectedSpatialDropout",
+    "check_inject_options",
     "inject_dropout",
     "injected_child_name",
     "injected_names",

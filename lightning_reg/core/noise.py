@@ -28,6 +28,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from typing_extensions import override
 
 from lightning_reg.errors import ConfigError, check_int
 
@@ -53,11 +54,13 @@ class GaussianNoise(nn.Module):
             raise ConfigError(f"`stddev` must be a number >= 0; got {stddev!r}.")
         self.stddev = float(stddev)
 
+    @override
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.stddev == 0.0:
             return x
         return x + torch.randn_like(x) * self.stddev
 
+    @override
     def extra_repr(self) -> str:
         return f"stddev={self.stddev}"
 
@@ -72,6 +75,7 @@ class GaussianDropout(nn.Dropout):
         (1.0, 0.5)
     """
 
+    @override
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0.0:
             return x
@@ -89,6 +93,7 @@ class SpatialDropout(nn.Dropout):
         ([0.0, 2.0], True)
     """
 
+    @override
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0.0:
             return x
@@ -164,10 +169,12 @@ class DropBlock2d(nn.Module):
         self.block_size = int(block_size)
         self.gamma_scale = float(gamma_scale)
 
+    @override
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.drop_prob == 0.0:
             return x
         return drop_block_2d(x, self.drop_prob, self.block_size, self.gamma_scale)
 
+    @override
     def extra_repr(self) -> str:
         return f"drop_prob={self.drop_prob}, block_size={self.block_size}, gamma_scale={self.gamma_scale}"
