@@ -3,8 +3,9 @@
 Presets, read from ``conf/augment/`` exactly as ``augment=<name>`` composes them:
 
 - ``keras_seed``: rotation 20 deg, shifts 0.2, horizontal flip (Keras' ImageDataGenerator seed setting);
-- ``randaugment``: torchvision RandAugment (2 ops, magnitude 9). A policy runs on the cpu path only, so it has
-  no device figure: the table says so rather than leaving it out;
+- ``randaugment``: torchvision RandAugment (2 ops, magnitude 9); ``trivialaugment``: TrivialAugmentWide. On the
+  device path both run batched with a draw per sample (``core/augment/policies.py``: one torchvision call per
+  (op, magnitude) present in the batch, on uint8 images as on the cpu path);
 - ``mixup``: MixUp (alpha 0.2, a lambda per sample). There is no per-sample part: on the cpu path the
   DataLoader only collates, and MixUp runs batched after transfer on both paths.
 
@@ -50,11 +51,12 @@ from benchmarks.common import (
     write_json,  # noqa: E402
 )
 from lightning_reg.core.augment import AugmentConfig, build_cpu_transform  # noqa: E402
+from lightning_reg.core.augment.config import DEVICE_POLICIES  # noqa: E402
 from lightning_reg.data import with_augmentation  # noqa: E402
 from lightning_reg.data.vision import ImageTensorDataset, MNISTDataModule  # noqa: E402
 
 NAME = "augment_throughput"
-PRESETS = ("keras_seed", "randaugment", "mixup")
+PRESETS = ("keras_seed", "randaugment", "trivialaugment", "augmix", "mixup")
 
 
 def load_preset(name: str) -> dict[str, Any]:
@@ -133,14 +135,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3, help="interleaved timed runs per path; the best counts")
     parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=PRESETS)
+    parser.add_argument("--cpu-batches", type=int, default=None, help="timed batches per cpu-path run (default 20)")
+    parser.add_argument("--device-batches", type=int, default=None, help="timed batches per device-path run (200)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     device = torch.device(args.device)
     # --threads: the main process (the device path); the cpu path's workers use 1 thread each, so the
     # default 1 gives the device path fewer cores than the 2 workers, not more.
     torch.set_num_threads(args.threads)
     quiet_lightning()
-    cpu_batches = 2 if args.quick else 20
-    dev_batches = 4 if args.quick else 200
+    cpu_batches = args.cpu_batches or (2 if args.quick else 20)
+    dev_batches = args.device_batches or (4 if args.quick else 200)
     repeats = 1 if args.quick else args.repeats
     n = args.batch * (cpu_batches + 2)
     root, source = mnist_root(args.data_dir)
@@ -166,7 +170,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows, results = [], []
     for preset_name in args.presets:
         preset = load_preset(preset_name)
-        has_device = not preset.get("policy")
+        has_device = not preset.get("policy") or preset["policy"] in DEVICE_POLICIES
         for shape_name, (x, y) in shapes.items():
             cpu_runs, dev_runs = [], []
             for _ in range(repeats):
@@ -183,6 +187,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "device_best": dev,
                 "device_median": statistics.median(dev_runs) if dev_runs else None,
                 "ratio": dev / cpu if dev else None,
+                "cpu_runs": cpu_runs,
+                "device_runs": dev_runs,
                 "note": "" if has_device else "policy: cpu path only (no device implementation)",
             }
             results.append(rec)

@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from lightning_reg.callbacks.activity import ActivityRegularization
+    from lightning_reg.callbacks.augmix_jsd import AugMixJSD
     from lightning_reg.callbacks.checkpoint import AtomicModelCheckpoint
     from lightning_reg.callbacks.constraints import MinMaxNorm, NonNeg, UnitNorm
     from lightning_reg.callbacks.early_stopping import EarlyStopping
+    from lightning_reg.callbacks.label_smoothing import LabelSmoothing
     from lightning_reg.callbacks.penalized_loss import PenalizedLoss
     from lightning_reg.callbacks.penalty_mixin import PenaltyLossMixin
     from lightning_reg.callbacks.restore_best_weights import RestoreBestWeights
@@ -58,7 +60,9 @@ if TYPE_CHECKING:
 _HOMES = {
     "ActivityRegularization": "lightning_reg.callbacks.activity",
     "AtomicModelCheckpoint": "lightning_reg.callbacks.checkpoint",
+    "AugMixJSD": "lightning_reg.callbacks.augmix_jsd",
     "EarlyStopping": "lightning_reg.callbacks.early_stopping",
+    "LabelSmoothing": "lightning_reg.callbacks.label_smoothing",
     "RestoreBestWeights": "lightning_reg.callbacks.restore_best_weights",
     "RNGState": "lightning_reg.callbacks.rng_state",
     "ScheduledDropout": "lightning_reg.callbacks.scheduled_dropout",
@@ -117,7 +121,9 @@ __all__ = [
     # callbacks and mixins
     "ActivityRegularization",
     "AtomicModelCheckpoint",
+    "AugMixJSD",
     "EarlyStopping",
+    "LabelSmoothing",
     "MaxNorm",
     "MinMaxNorm",
     "NonNeg",

@@ -24,7 +24,9 @@ from torch.utils.data import DataLoader, Sampler, TensorDataset
 from lightning_reg import (
     ActivityRegularization,
     AtomicModelCheckpoint,
+    AugMixJSD,
     EarlyStopping,
+    LabelSmoothing,
     MaxNorm,
     MinMaxNorm,
     NonNeg,
@@ -47,6 +49,8 @@ OURS = (
     UnitNorm,
     NonNeg,
     ScheduledDropout,
+    LabelSmoothing,
+    AugMixJSD,
     EarlyStopping,
     RestoreBestWeights,
     RNGState,
@@ -56,12 +60,16 @@ OURS = (
 class MomentumModule(TinyModule):
     """The helpers' user-style module with SGD + momentum (optimizer state must survive resume too)."""
 
+    accepts_soft_targets = True  # its F.cross_entropy takes probability targets (LabelSmoothing)
+
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=self.lr, momentum=0.9)
 
 
 class TwoOptimizerModule(TinyModule):
     """Manual optimization with one optimizer per layer (Lightning's way of using several optimizers)."""
+
+    accepts_soft_targets = True
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
@@ -89,6 +97,8 @@ class TwoOptimizerModule(TinyModule):
 class NaNAfter(TinyModule):
     """Returns a NaN loss from epoch ``nan_epoch`` on (a diverging run), so the weights turn NaN."""
 
+    accepts_soft_targets = True
+
     def __init__(self, nan_epoch: int = 2, **kw: Any) -> None:
         super().__init__(**kw)
         self.nan_epoch = nan_epoch
@@ -96,6 +106,18 @@ class NaNAfter(TinyModule):
     def training_step(self, batch, batch_idx):
         loss = super().training_step(batch, batch_idx)
         return loss * float("nan") if self.current_epoch >= self.nan_epoch else loss
+
+
+class FeatureMapReLU(nn.Module):
+    """The hidden ReLU applied to the 32 hidden units seen as ``(N, 2, 4, 4)`` maps: an injection point (``act``) for
+    the feature-map kinds (spatial dropout, DropBlock) that keeps the MLP's parameters and state_dict keys."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(x.view(x.shape[0], 2, 4, 4)).flatten(1)
 
 
 # --------------------------------------------------------------------------------------------- checks
@@ -153,6 +175,39 @@ def check_dropout(callbacks: list[pl.Callback], trainer: pl.Trainer, model: nn.M
         assert summary["module_rates"]["net.1.injected_dropout"] == summary["final_rate"], summary
 
 
+def check_injected(name: str) -> Callable[[list[pl.Callback], pl.Trainer, nn.Module], None]:
+    """A dropout or noise of one kind injected at ``name`` and scheduled there."""
+
+    def check(callbacks: list[pl.Callback], trainer: pl.Trainer, model: nn.Module) -> None:
+        for cb in _ours(callbacks, ScheduledDropout):
+            summary = cb.run_summary()
+            assert summary["injected"] == [name] and summary["modules"] == [name], summary
+            assert summary["final_rate"] == cb.schedule.at(summary["final_step"], summary["final_epoch"]), summary
+            assert summary["module_rates"][name] == summary["final_rate"], summary
+
+    return check
+
+
+def _injecting(kind: str, **kw: Any) -> Callable[[], list[pl.Callback]]:
+    schedule = {"name": "linear", "start": 0.0, "end": 0.3, "end_at": 24}
+    return lambda: [ScheduledDropout(schedule, inject=["ReLU"], inject_kind=kind, verbose=False, **kw)]
+
+
+def check_label_smoothing(callbacks: list[pl.Callback], trainer: pl.Trainer, model: nn.Module) -> None:
+    for cb in _ours(callbacks, LabelSmoothing):
+        summary = cb.run_summary()
+        assert summary["final_step"] is not None and summary["final_step"] < trainer.global_step, summary
+        assert summary["final_smoothing"] == cb.schedule.at(summary["final_step"], summary["final_epoch"]), summary
+        assert summary["num_classes"] == 4, summary
+
+
+def check_jsd(callbacks: list[pl.Callback], trainer: pl.Trainer, model: nn.Module) -> None:
+    for cb in _ours(callbacks, AugMixJSD):
+        summary = cb.run_summary()
+        assert summary["final_jsd"] is not None and summary["final_jsd"] > 0, summary
+        assert not model._forward_hooks, "the JSD hook outlived the fit"
+
+
 def check_early_stopping(callbacks: list[pl.Callback], trainer: pl.Trainer, model: nn.Module) -> None:
     for cb in _ours(callbacks, EarlyStopping):
         summary = cb.run_summary()
@@ -188,6 +243,8 @@ class Entry:
         check: asserts after a fit that the callbacks did their job.
         random: the callbacks draw random numbers (dropout masks), so runs on different process layouts
             are compared by their logged rates, not their weights.
+        feature_maps: the model's hidden ReLU works on ``(N, 2, 4, 4)`` maps (:class:`FeatureMapReLU`, same
+            parameters), for the kinds that need feature maps.
         manual_error: the documented error for manual optimization with several optimizers (None: works).
     """
 
@@ -196,6 +253,7 @@ class Entry:
     logged: tuple[str, ...]
     check: Callable[[list[pl.Callback], pl.Trainer, nn.Module], None]
     random: bool = False
+    feature_maps: bool = False
     manual_error: str | None = None
     notes: dict[str, str] = field(default_factory=dict)
 
@@ -252,6 +310,58 @@ REGISTRY: list[Entry] = [
         ],
         ("reg/dropout_p",),
         check_dropout,
+        random=True,
+    ),
+    Entry(
+        "gaussian_noise",
+        _injecting("gaussian_noise"),
+        ("reg/dropout_p",),
+        check_injected("net.1.injected_gaussian_noise"),
+        random=True,
+    ),
+    Entry(
+        "gaussian_dropout",
+        _injecting("gaussian_dropout"),
+        ("reg/dropout_p",),
+        check_injected("net.1.injected_gaussian_dropout"),
+        random=True,
+    ),
+    Entry(
+        "alpha_dropout",
+        _injecting("alpha_dropout"),
+        ("reg/dropout_p",),
+        check_injected("net.1.injected_alpha_dropout"),
+        random=True,
+    ),
+    Entry(
+        "spatial_dropout",
+        _injecting("spatial_dropout"),
+        ("reg/dropout_p",),
+        check_injected("net.1.act.injected_spatial_dropout"),
+        random=True,
+        feature_maps=True,
+    ),
+    Entry(
+        "dropblock",
+        _injecting("dropblock", inject_options={"block_size": 2}, depth_scale=True),
+        ("reg/dropout_p",),
+        check_injected("net.1.act.injected_dropblock"),
+        random=True,
+        feature_maps=True,
+    ),
+    Entry(
+        "label_smoothing",
+        lambda: [LabelSmoothing({"name": "linear", "start": 0.0, "end": 0.2, "end_at": 24}, num_classes=4)],
+        ("reg/label_smoothing",),
+        check_label_smoothing,
+    ),
+    Entry(
+        # The two halves of each (shuffled) batch stand for a clean and an augmented split. Under DDP each rank pairs
+        # the halves of its own rows, so layouts are compared by their logged values only (random=True).
+        "augmix_jsd",
+        lambda: [AugMixJSD(alpha=1.0, num_splits=2)],
+        ("reg/jsd",),
+        check_jsd,
         random=True,
     ),
     Entry(
@@ -378,6 +488,8 @@ def fit(
     into ``ckpt_dir``), deterministically, logging every step to a MemoryLogger; keep what the checks compare."""
     pl.seed_everything(seed, workers=True)
     model = model if model is not None else MomentumModule(lr=0.1)
+    if entry is not None and entry.feature_maps:
+        model.net[1] = FeatureMapReLU()
     cbs = list(callbacks) if callbacks is not None else (entry.make() if entry else [])
     cbs.append(RNGState())
     if ckpt_dir is not None:

@@ -23,47 +23,22 @@ from lightning_reg.core.dropout import (
     RATE_ATTRS,
     DropoutTarget,
     as_list,
+    check_rates,
     depth_levels,
     depth_rates,
     find_dropout_modules,
-    inject_dropout,
-    injected_names,
+    injected_kind,
     module_type_names,
     unscheduled_rates,
 )
-from lightning_reg.core.schedules import UNITS, Schedule, ScheduleLike, as_schedule, probe_points
+from lightning_reg.core.injection import check_inject_options, inject_dropout, injected_names
+from lightning_reg.core.schedules import UNITS, ScheduleLike, as_schedule
 from lightning_reg.errors import ConfigError, check_choice, check_int
 
 __all__ = [
     "ScheduledDropout",
     "check_rates",
 ]
-
-
-def check_rates(schedule: Schedule, horizon: int = 10_000) -> None:
-    """Raise :class:`ConfigError` if ``schedule`` leaves ``[0, 1)`` anywhere in ``[0, horizon]``.
-
-    Example:
-        >>> from lightning_reg.core.schedules import Constant
-        >>> check_rates(Constant(1.0))
-        Traceback (most recent call last):
-        ...
-        lightning_reg.errors.ConfigError: `schedule` must give drop rates in [0, 1); Constant(unit='step', value=1.0) gives 1.0 at step 0.
-    """
-
-    def bad(t: int) -> bool:
-        value = float(schedule(t))
-        return math.isnan(value) or not 0.0 <= value < 1.0
-
-    previous = -1
-    for t in probe_points(horizon):
-        if bad(t):
-            first = next(u for u in range(previous + 1, t + 1) if bad(u))  # report the first offending index
-            raise ConfigError(
-                f"`schedule` must give drop rates in [0, 1); {schedule!r} gives {float(schedule(first))!r} at "
-                f"{schedule.unit} {first}."
-            )
-        previous = t
 
 
 class ScheduledDropout(pl.Callback):
@@ -106,7 +81,10 @@ class ScheduledDropout(pl.Callback):
             level, so a transformer block's two drop-paths get one rate, as timm gives them.
         inject: add an ``nn.Dropout`` after every module of these types (``["ReLU"]``, ``["Linear"]``,
             ``["nn.GELU"]``, ``["mypkg.Block"]``) at ``setup``, before the optimizer is built. Parameter
-            names and ``state_dict`` keys do not change (see :func:`lightning_reg.core.dropout.inject_dropout`).
+            names and ``state_dict`` keys do not change (see :func:`lightning_reg.core.injection.inject_dropout`).
+        inject_kind, inject_options: what ``inject`` adds, one of
+            :data:`~lightning_reg.core.injection.INJECT_KINDS` (``"dropout"``, ``"gaussian_noise"``, ``"dropblock"``
+            ...; docs/dropout.md), and its other arguments (``dropblock``: ``block_size``, ``gamma_scale``).
         inject_skip_last: do not inject after the last matching module (``inject=["Linear"]`` then skips the
             output layer).
         inject_if_absent: inject only if the model has no target module of its own; otherwise schedule
@@ -144,6 +122,8 @@ class ScheduledDropout(pl.Callback):
         exclude: Sequence[str] | None = None,
         depth_scale: bool = False,
         inject: Sequence[str | type] | str | None = None,
+        inject_kind: str = "dropout",
+        inject_options: Mapping[str, Any] | None = None,
         inject_skip_last: bool = False,
         inject_if_absent: bool = False,
         log_name: str | None = "reg/dropout_p",
@@ -181,11 +161,13 @@ class ScheduledDropout(pl.Callback):
         ):
             if not isinstance(value, bool):
                 raise ConfigError(f"`{option}` must be True or False; got {value!r}.")
-        if (inject_skip_last or inject_if_absent) and not self.inject:
+        if (inject_skip_last or inject_if_absent or inject_options or inject_kind != "dropout") and not self.inject:
             raise ConfigError(
-                "`inject_skip_last` and `inject_if_absent` only apply with `inject` (e.g. inject=['ReLU']); "
-                f"got inject={inject!r}."
+                "`inject_skip_last`, `inject_if_absent`, `inject_kind` and `inject_options` only apply with `inject` "
+                f"(e.g. inject=['ReLU']); got inject={inject!r}."
             )
+        self.inject_options = check_inject_options(inject_kind, inject_options)
+        self.inject_kind = inject_kind
         if log_name is not None and (not isinstance(log_name, str) or not log_name):
             raise ConfigError(f"`log_name` must be a non-empty string or None; got {log_name!r}.")
         self.depth_scale = depth_scale
@@ -220,6 +202,7 @@ class ScheduledDropout(pl.Callback):
             tuple(self.exclude),
             self.depth_scale,
             tuple(self.inject),
+            self.inject_kind,
         )
         return memo_state_key(
             self,
@@ -232,6 +215,8 @@ class ScheduledDropout(pl.Callback):
                 exclude=self.exclude,
                 depth_scale=self.depth_scale,
                 inject=[m.__name__ if isinstance(m, type) else m for m in self.inject],
+                # only when not the default, so that existing checkpoints keep their state key
+                **({"inject_kind": self.inject_kind} if self.inject_kind != "dropout" else {}),
             ),
         )
 
@@ -258,8 +243,13 @@ class ScheduledDropout(pl.Callback):
             return f"{default}, StochasticDepth and modules with a float `{DROP_PROB}`"
         return ", ".join(m.__name__ if isinstance(m, type) else str(m) for m in self.modules)
 
+    def _find(self, pl_module: pl.LightningModule) -> list[DropoutTarget]:
+        # Another instance's injected modules (another kind) are that instance's to schedule.
+        found = find_dropout_modules(pl_module, self.modules, self.names, self.exclude)
+        return [t for t in found if not self.inject or injected_kind(t.module) in (None, self.inject_kind)]
+
     def _discover(self, pl_module: pl.LightningModule) -> None:
-        own = find_dropout_modules(pl_module, self.modules, self.names, self.exclude)
+        own = self._find(pl_module)
         if self.inject:
             if self.inject_if_absent and own:
                 if self.verbose:
@@ -270,16 +260,17 @@ class ScheduledDropout(pl.Callback):
                     )
             else:
                 first = self.schedule.at(0, 0)
-                added = inject_dropout(pl_module, self.inject, p=first, skip_last=self.inject_skip_last)
+                options = (self.inject_skip_last, self.inject_kind, self.inject_options)
+                added = inject_dropout(pl_module, self.inject, first, *options)
                 if self.verbose and added:
                     rank_zero_info(
-                        f"ScheduledDropout: injected nn.Dropout after {len(added)} module(s) of type "
+                        f"ScheduledDropout: injected {'nn.Dropout' if self.inject_kind == 'dropout' else self.inject_kind} after {len(added)} module(s) of type "
                         f"{self._inject_label()}{' (skipping the last)' if self.inject_skip_last else ''}: "
                         f"{', '.join(n.rsplit('.', 1)[0] for n in added)}. Parameter names, state_dict keys "
                         "and the optimizer are unchanged."
                     )
-        self._injected = injected_names(pl_module)
-        self._targets = find_dropout_modules(pl_module, self.modules, self.names, self.exclude)
+        self._injected = injected_names(pl_module, self.inject_kind if self.inject else None)
+        self._targets = self._find(pl_module)
         self._levels = depth_levels([t.name for t in self._targets])
         if not self._targets:
             narrowed = ""
@@ -313,8 +304,6 @@ class ScheduledDropout(pl.Callback):
 
     def _inject_label(self) -> str:
         return "[" + ", ".join(m.__name__ if isinstance(m, type) else str(m) for m in self.inject) + "]"
-
-    # -- hooks ---------------------------------------------------------------------------------------
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:

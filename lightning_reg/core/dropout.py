@@ -13,18 +13,14 @@ any ``nn.Module`` in any training loop.
   attributes, config fields no target was built from), for a warning.
 - :func:`depth_rates` spreads a rate over ``L`` modules as NASNet's ScheduledDropPath does:
   ``rate · (l+1)/L`` for module ``l`` (0-based, in model order).
-- :func:`inject_dropout` adds an :class:`InjectedDropout` after every module of the chosen types. The
-  dropout becomes a child of the module it follows and runs in a forward hook, so parameter names and
-  ``state_dict`` keys stay exactly as they were (dropout has no parameters or buffers): checkpoints of
-  the model load with or without injection, and the optimizer is unaffected.
+- Injection (adding dropout-like modules after chosen layer types) lives in
+  :mod:`lightning_reg.core.injection`.
 
 Example:
     >>> from torch import nn
-    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
-    >>> inject_dropout(net, ["ReLU"], p=0.1)
-    ['1.injected_dropout']
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.1), nn.Linear(8, 2))
     >>> [t.name for t in find_dropout_modules(net)]
-    ['1.injected_dropout']
+    ['2']
     >>> depth_rates(0.2, 2)
     [0.1, 0.2]
 """
@@ -33,14 +29,14 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import nn
 
-from lightning_reg._torch_internals import child_module
+from lightning_reg.core.schedules import Schedule, probe_points
 from lightning_reg.errors import ConfigError
 
 __all__ = [
@@ -52,13 +48,12 @@ __all__ = [
     "DropoutTarget",
     "InjectedDropout",
     "as_list",
+    "check_rates",
     "depth_levels",
     "depth_rates",
     "find_dropout_modules",
     "float_rate_attributes",
-    "inject_dropout",
-    "injected_names",
-    "is_injected",
+    "injected_kind",
     "module_type_names",
     "rate_attribute",
     "unscheduled_rates",
@@ -112,12 +107,27 @@ def _stochastic_depth_type() -> type[nn.Module] | None:
 
 
 class InjectedDropout(nn.Dropout):
-    """An ``nn.Dropout`` added by :func:`inject_dropout`; its type marks it so injection is idempotent.
+    """An ``nn.Dropout`` added by :func:`~lightning_reg.core.injection.inject_dropout`; its type marks it so
+    injection is idempotent. Every injected kind has a class attribute ``injected_kind`` (see
+    :func:`injected_kind`).
 
     Example:
         >>> InjectedDropout(0.2)
         InjectedDropout(p=0.2, inplace=False)
     """
+
+    injected_kind = "dropout"
+
+
+def injected_kind(module: nn.Module) -> str | None:
+    """The kind (``"dropout"``, ``"gaussian_noise"``, ...) of a module added by injection, or None.
+
+    Example:
+        >>> injected_kind(InjectedDropout(0.1)), injected_kind(nn.Dropout(0.1))
+        ('dropout', None)
+    """
+    kind = getattr(type(module), "injected_kind", None)
+    return kind if isinstance(kind, str) else None
 
 
 @dataclass
@@ -149,12 +159,15 @@ class DropoutTarget:
 
 
 def rate_attribute(module: nn.Module) -> str | None:
-    """The attribute holding ``module``'s drop rate (``"p"`` or ``"drop_prob"``), or None if it has none.
+    """The attribute holding ``module``'s drop rate (``"p"``, ``"drop_prob"`` or a class's ``rate_attr``), or None.
 
     Example:
         >>> rate_attribute(nn.Dropout2d(0.1)), rate_attribute(nn.ReLU())
         ('p', None)
     """
+    own = getattr(type(module), "rate_attr", None)  # our noise modules name theirs (GaussianNoise: "stddev")
+    if isinstance(own, str):
+        return own
     sd = _stochastic_depth_type()
     if isinstance(module, DROPOUT_TYPES) or (sd is not None and isinstance(module, sd)):
         return "p"
@@ -324,7 +337,7 @@ def find_dropout_modules(
         floats = float_rate_attributes(module)
         if attr is None and not floats:
             continue
-        if not isinstance(module, InjectedDropout):
+        if injected_kind(module) is None:
             if names and not any(fnmatch.fnmatchcase(name, g) for g in names):
                 continue
             if exclude and any(fnmatch.fnmatchcase(name, g) for g in exclude):
@@ -385,89 +398,27 @@ def depth_rates(rate: float, n: int | Sequence[int], depth_scale: bool = True) -
     return [float(rate) * (level + 1) / depth for level in levels]
 
 
-def _apply_injected_dropout(module: nn.Module, args: tuple, output: object) -> object:
-    # Looked up by name (not captured) so deep copies of the model (EMA, SWA) use their own dropout.
-    drop = child_module(module, INJECTED_NAME)
-    if drop is None:
-        return output
-    if not isinstance(output, torch.Tensor):
-        raise TypeError(
-            f"dropout injected after {type(module).__name__} needs a tensor output; it returned "
-            f"{type(output).__name__}. Inject after a module that returns one tensor."
-        )
-    return drop(output)
-
-
-def is_injected(module: nn.Module) -> bool:
-    """True if :func:`inject_dropout` already added a dropout after ``module``."""
-    return isinstance(child_module(module, INJECTED_NAME), InjectedDropout)
-
-
-def inject_dropout(
-    model: nn.Module,
-    after: Sequence[str | type] | str | type,
-    p: float = 0.0,
-    skip_last: bool = False,
-) -> list[str]:
-    """Add an :class:`InjectedDropout` after every module of the types in ``after``; return the new names.
-
-    The dropout becomes the child ``injected_dropout`` of the module it follows, and a forward hook
-    applies it to that module's output, so parameter names and ``state_dict`` keys do not change.
-    Calling it again on the same model adds nothing (already injected modules are skipped) and returns
-    ``[]``.
-
-    Args:
-        model: any module.
-        after: types or class names (``"ReLU"``, ``"nn.GELU"``, ``"mypkg.Block"``); each must match at
-            least one module of ``model``.
-        p: the initial rate of the new modules.
-        skip_last: leave out the last matching module in model order (for ``after=["Linear"]``: no
-            dropout on the logits).
-
-    Raises:
-        ConfigError: an entry of ``after`` matches no module (the message lists the model's module
-            types), or it matches a container (``Sequential``, ``ModuleList``, ``ModuleDict``).
+def check_rates(schedule: Schedule, horizon: int = 10_000) -> None:
+    """Raise :class:`ConfigError` if ``schedule`` leaves ``[0, 1)`` anywhere in ``[0, horizon]``.
 
     Example:
-        >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
-        >>> inject_dropout(net, ["Linear"], skip_last=True)
-        ['0.injected_dropout', '2.injected_dropout']
-        >>> inject_dropout(net, ["Linear"], skip_last=True)
-        []
+        >>> from lightning_reg.core.schedules import Constant
+        >>> check_rates(Constant(1.0))
+        Traceback (most recent call last):
+        ...
+        lightning_reg.errors.ConfigError: `schedule` must give drop rates in [0, 1); Constant(unit='step', value=1.0) gives 1.0 at step 0.
     """
-    specs = [_resolve(s, "inject") for s in as_list(after, "inject")]
-    if not specs:
-        raise ConfigError("`inject` must name at least one module type (e.g. ['ReLU']); got an empty list.")
-    candidates = [(n, m) for n, m in model.named_modules() if n and not isinstance(m, InjectedDropout)]
-    for spec in specs:
-        hits = [(n, m) for n, m in candidates if _matches(m, spec)]
-        label = spec.__name__ if isinstance(spec, type) else spec
-        if not hits:
+
+    def bad(t: int) -> bool:
+        value = float(schedule(t))
+        return math.isnan(value) or not 0.0 <= value < 1.0
+
+    previous = -1
+    for t in probe_points(horizon):
+        if bad(t):
+            first = next(u for u in range(previous + 1, t + 1) if bad(u))  # report the first offending index
             raise ConfigError(
-                f"`inject` names {label!r}, but the model has no module of that type. Module types in the "
-                f"model: {', '.join(module_type_names(model))}."
+                f"`schedule` must give drop rates in [0, 1); {schedule!r} gives {float(schedule(first))!r} at "
+                f"{schedule.unit} {first}."
             )
-        for n, m in hits:
-            if isinstance(m, _CONTAINERS):
-                raise ConfigError(
-                    f"`inject` cannot add dropout after the container {label!r} ({n!r}): it would change the "
-                    "container's own forward. Name the layer type inside it instead (e.g. 'ReLU')."
-                )
-    chosen = [(n, m) for n, m in candidates if any(_matches(m, s) for s in specs)]
-    if skip_last and chosen:
-        chosen = chosen[:-1]
-    added = []
-    for name, module in chosen:
-        if is_injected(module):
-            continue
-        drop = InjectedDropout(float(p))
-        drop.train(module.training)  # a new module starts in train mode; follow the model (eval stays identity)
-        module.add_module(INJECTED_NAME, drop)
-        module.register_forward_hook(_apply_injected_dropout)
-        added.append(f"{name}.{INJECTED_NAME}")
-    return added
-
-
-def injected_names(model: nn.Module) -> list[str]:
-    """Qualified names of the dropout modules :func:`inject_dropout` added to ``model``."""
-    return [n for n, m in model.named_modules() if isinstance(m, InjectedDropout)]
+        previous = t

@@ -17,7 +17,8 @@ from typing_extensions import override
 from lightning_reg.core.augment.config import AugmentConfig
 from lightning_reg.core.augment.device import augment_batch
 from lightning_reg.core.augment.featurewise import Standardizer, as_float_images, fit_standardizer
-from lightning_reg.core.augment.mixers import mix_batch
+from lightning_reg.core.augment.jsd import JSDConsistency
+from lightning_reg.core.augment.mixers import mix_batch, smooth_labels
 from lightning_reg.errors import ConfigError, check_int
 
 if TYPE_CHECKING:  # the mixin always sits before a LightningDataModule in the bases: type it as one
@@ -25,14 +26,21 @@ if TYPE_CHECKING:  # the mixin always sits before a LightningDataModule in the b
 else:
     _DataModuleBase = object
 
-__all__ = ["AugmentationMixin", "check_soft_targets", "with_augmentation"]
+__all__ = [
+    "AugmentationMixin",
+    "check_jsd_precision",
+    "check_soft_targets",
+    "require_soft_targets",
+    "with_augmentation",
+]
 
 # Distinct, fixed stream per rank: rank r draws from seed + RANK_STRIDE * r.
 RANK_STRIDE = 1_000_003
 
 
 def check_soft_targets(module: Any, cfg: AugmentConfig) -> None:
-    """Raise :class:`ConfigError` when MixUp/CutMix is on and ``module`` does not declare soft-target support.
+    """Raise :class:`ConfigError` when MixUp/CutMix or label smoothing is on and ``module`` does not declare
+    soft-target support.
 
     A LightningModule opts in with the class attribute ``accepts_soft_targets = True`` (the reference
     models do). We inspect the attribute instead of probing the loss: a loss that silently broadcasts or
@@ -41,13 +49,47 @@ def check_soft_targets(module: Any, cfg: AugmentConfig) -> None:
     Example:
         >>> check_soft_targets(object(), AugmentConfig())  # no mixer: nothing to check
     """
-    if not cfg.has_mixing or module is None:
+    if not cfg.has_soft_targets or module is None:
         return
+    options = [
+        f"`augment.{name}`"
+        for name, on in (
+            ("mixup_alpha", cfg.mixup_alpha > 0),
+            ("cutmix_alpha", cfg.cutmix_alpha > 0),
+            ("label_smoothing", cfg.label_smoothing > 0),
+        )
+        if on
+    ]
+    require_soft_targets(module, "/".join(options), "or turn them off")
+
+
+def require_soft_targets(module: Any, option: str, alternative: str) -> None:
+    """Raise :class:`ConfigError` naming ``option`` unless ``module`` declares ``accepts_soft_targets = True``.
+
+    Example:
+        >>> require_soft_targets(object(), "`smoothing`", "or remove the callback")
+        Traceback (most recent call last):
+        ...
+        lightning_reg.errors.ConfigError: `smoothing` produce(s) soft (N, num_classes) float targets, but object does not declare `accepts_soft_targets = True`. Make its loss accept probability targets (F.cross_entropy does) and set that class attribute, or remove the callback.
+    """
     if not getattr(module, "accepts_soft_targets", False):
         raise ConfigError(
-            f"`augment.mixup_alpha`/`augment.cutmix_alpha` produce soft (N, num_classes) float targets, but "
-            f"{type(module).__name__} does not declare `accepts_soft_targets = True`. Make its loss accept "
-            "probability targets (F.cross_entropy does) and set that class attribute, or turn the mixers off."
+            f"{option} produce(s) soft (N, num_classes) float targets, but {type(module).__name__} does not "
+            "declare `accepts_soft_targets = True`. Make its loss accept probability targets (F.cross_entropy "
+            f"does) and set that class attribute, {alternative}."
+        )
+
+
+def check_jsd_precision(precision: str) -> None:
+    """The JSD gradient is added unscaled: refuse the GradScaler's ``16-mixed`` (bf16 and 32 are fine).
+
+    Example:
+        >>> check_jsd_precision("bf16-mixed")
+    """
+    if precision.startswith("16"):
+        raise ConfigError(
+            f"the AugMix JSD term adds its gradient unscaled, which a GradScaler's precision would mis-scale; use "
+            f"`precision` 'bf16-mixed' or '32-true'; got {precision!r}."
         )
 
 
@@ -83,9 +125,11 @@ class AugmentationMixin(_DataModuleBase):
     ) -> None:
         """Validate and store the augmentation config (raises :class:`ConfigError` on bad values)."""
         self.augment_config = AugmentConfig.from_any(augment)
-        if self.augment_config.has_mixing:
+        if self.augment_config.has_soft_targets:
             if num_classes is None:
-                raise ConfigError("`num_classes` is required for MixUp/CutMix soft targets; got None.")
+                raise ConfigError(
+                    "`num_classes` is required for the soft targets of MixUp/CutMix/label_smoothing; got None."
+                )
             check_int("num_classes", num_classes, low=2)
         self.augment_num_classes = num_classes
         self.augment_seed = check_int("seed", seed)
@@ -93,6 +137,7 @@ class AugmentationMixin(_DataModuleBase):
         self._augment_generator: torch.Generator | None = None
         self._augment_generator_state: torch.Tensor | None = None
         self._soft_targets_checked = False
+        self._jsd: JSDConsistency | None = None
 
     def fit_standardization(
         self, x_train: torch.Tensor, mean: Any = None, std: Any = None, normalize: bool = False
@@ -133,7 +178,7 @@ class AugmentationMixin(_DataModuleBase):
         return gen
 
     def check_soft_targets(self) -> None:
-        """Fail before training when the mixers are on and the attached model cannot take soft targets."""
+        """Fail before training when the mixers or label smoothing are on and the model cannot take soft targets."""
         trainer = getattr(self, "trainer", None)
         module = trainer.lightning_module if trainer is not None else None
         if module is not None:
@@ -146,6 +191,9 @@ class AugmentationMixin(_DataModuleBase):
         """Everything a training batch gets after transfer: device-path augmentation, standardization, mixers."""
         cfg = self._aug_cfg()
         x = as_float_images(x)
+        if cfg.jsd_splits and x.ndim == 5:  # (N, views, C, H, W) from SplitViews: split-major rows, labels repeated
+            views = x.shape[1]
+            x, y = x.transpose(0, 1).flatten(0, 1), y.repeat(views, *([1] * (y.ndim - 1)))
         gen = generator if generator is not None else self.augment_generator(x.device)
         if cfg.augment_on == "device" and not cfg.is_identity:
             x, _ = augment_batch(x, cfg, gen)
@@ -155,6 +203,10 @@ class AugmentationMixin(_DataModuleBase):
             if num_classes is None:  # configure_augmentation requires it with the mixers on
                 raise ConfigError("`num_classes` is required for MixUp/CutMix soft targets; got None.")
             x, y, _ = mix_batch(x, y, num_classes, cfg, gen)
+        elif cfg.label_smoothing > 0:
+            if self.augment_num_classes is None:  # configure_augmentation requires it with smoothing on
+                raise ConfigError("`num_classes` is required for label_smoothing soft targets; got None.")
+            y = smooth_labels(y, self.augment_num_classes, cfg.label_smoothing)
         return x, y
 
     @override
@@ -165,13 +217,39 @@ class AugmentationMixin(_DataModuleBase):
         trainer = getattr(self, "trainer", None)
         x, y = batch[0], batch[1]
         if trainer is not None and trainer.training:
-            if self._aug_cfg().has_mixing and not self._soft_targets_checked:
+            if self._aug_cfg().has_soft_targets and not self._soft_targets_checked:
                 self.check_soft_targets()
+            if self._aug_cfg().jsd_splits and self._jsd is None:
+                self.attach_jsd()
             x, y = self.augment_training_batch(x, y)
         else:
             x = self.standardizer(as_float_images(x))
         rest = tuple(batch[2:])
         return type(batch)((x, y, *rest)) if isinstance(batch, tuple) else [x, y, *rest]
+
+    def attach_jsd(self) -> None:
+        """Hook the JSD consistency term (``augment.jsd_splits``) to the trainer's module, unless an
+        :class:`~lightning_reg.callbacks.AugMixJSD` callback already does it."""
+        trainer = self.trainer
+        if trainer is None:
+            raise RuntimeError("attach_jsd needs the DataModule attached to a Trainer.")
+        module = trainer.lightning_module
+        callbacks: list[Any] = trainer.callbacks  # type: ignore[attr-defined]  # a property Lightning types loosely
+        if any(isinstance(getattr(cb, "jsd", None), JSDConsistency) for cb in callbacks):
+            self._jsd = JSDConsistency(self._aug_cfg().jsd_splits)  # the callback's is the one attached
+            return
+        check_jsd_precision(str(trainer.precision))
+        cfg = self._aug_cfg()
+        scale = 1.0 / trainer.accumulate_grad_batches if module.automatic_optimization else 1.0
+        self._jsd = JSDConsistency(cfg.jsd_splits, cfg.jsd_alpha, scale=scale)
+        self._jsd.attach(module)
+
+    @override
+    def teardown(self, stage: str) -> None:
+        if self._jsd is not None:
+            self._jsd.detach()
+            self._jsd = None
+        super().teardown(stage)
 
     @override
     def state_dict(self) -> dict[str, Any]:

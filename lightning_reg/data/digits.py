@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 from typing_extensions import override
 
 from lightning_reg.core.augment.config import AugmentConfig
-from lightning_reg.core.augment.cpu import build_cpu_transform
+from lightning_reg.core.augment.cpu import build_train_transform
 from lightning_reg.data.augment_mixin import AugmentationMixin
 from lightning_reg.data.splits import check_folds, check_fractions, kfold_split, stratified_split
 from lightning_reg.data.vision import ImageTensorDataset
@@ -130,7 +130,7 @@ class DigitsDataModule(AugmentationMixin, pl.LightningDataModule):
             self.fit_standardization(x[tr])
         transform = None
         if self.augment_config.augment_on == "cpu" and not self.augment_config.is_identity:
-            transform = build_cpu_transform(self.augment_config, 8, 8)
+            transform = build_train_transform(self.augment_config, 8, 8)
         self.data_train = ImageTensorDataset(x[tr], y[tr], transform)
         self.data_val = ImageTensorDataset(x[va], y[va])
         self.data_test = ImageTensorDataset(x[te], y[te])

@@ -56,12 +56,13 @@ class SyntheticTokensDataModule(pl.LightningDataModule):
         if augment is not None:
             from lightning_reg.core.augment import AugmentConfig
 
-            if not AugmentConfig.from_any(augment).is_identity:
+            cfg = AugmentConfig.from_any(augment)
+            if not cfg.is_identity or cfg.has_soft_targets:
                 off = AugmentConfig()
                 on = {k: v for k, v in dict(augment).items() if getattr(off, k, v) != v}
                 raise ConfigError(
                     "`augment` transforms images; SyntheticTokensDataModule has token ids. Use "
-                    f"augment=none; got an augmentation that is on: {on!r}."
+                    f"augment=none (label smoothing: the LabelSmoothing callback); got an augmentation that is on: {on!r}."
                 )
         check_int("vocab_size", vocab_size, low=3)
         check_int("length", length, low=1)

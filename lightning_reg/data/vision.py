@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from typing_extensions import override
 
 from lightning_reg.core.augment.config import AugmentConfig
-from lightning_reg.core.augment.cpu import build_cpu_transform
+from lightning_reg.core.augment.cpu import build_train_transform
 from lightning_reg.data.augment_mixin import AugmentationMixin
 from lightning_reg.data.resident import DeviceResidentLoader
 from lightning_reg.data.splits import check_folds, kfold_split, split_train_val, stratified_split
@@ -288,7 +288,7 @@ class ImageDataModule(AugmentationMixin, pl.LightningDataModule):
             )
         transform = None
         if train and self.augment_config.augment_on == "cpu" and not self.augment_config.is_identity:
-            transform = build_cpu_transform(self.augment_config, x.shape[-2], x.shape[-1])
+            transform = build_train_transform(self.augment_config, x.shape[-2], x.shape[-1])
         return DataLoader(
             ImageTensorDataset(x, y, transform),
             batch_size=self.batch_size,

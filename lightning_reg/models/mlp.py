@@ -25,7 +25,7 @@ class MLPClassifier(ClassifierModule):
         input_shape: shape of one input, e.g. ``(1, 8, 8)``; flattened.
         num_classes: number of output classes.
         hidden_sizes: widths of the hidden layers (may be empty for logistic regression).
-        activation: one of ``relu, gelu, silu, elu, leaky_relu, tanh, sigmoid``.
+        activation: one of ``relu, gelu, silu, elu, selu, leaky_relu, tanh, sigmoid``.
         dropout: dropout rate after every hidden layer, in [0, 1).
         input_dropout: dropout rate on the flattened input, in [0, 1).
         batch_norm: insert ``BatchNorm1d`` after every hidden Linear.

@@ -20,11 +20,13 @@ from lightning_reg import (
     ActivityRegularization,
     AtomicModelCheckpoint,
     AugmentConfig,
+    AugMixJSD,
     CIFAR10DataModule,
     Constant,
     DigitsDataModule,
     Early,
     EarlyStopping,
+    LabelSmoothing,
     Linear,
     MaxNorm,
     Milestones,
@@ -93,6 +95,21 @@ CASES: list[Bad] = [
     Bad("penalty-include-type", lambda: WeightPenalty(l2=1e-4, include=[3]), "include", "3"),
     Bad("penalty-schedule-name", lambda: WeightPenalty(l2=1e-4, schedule={"name": "nope"}), "schedule.name", "'nope'"),
     Bad("penalty-empty-selection", fit_with(WeightPenalty(l2=1e-4, include=["nothing.*"])), "include", "nothing.*"),
+    # LabelSmoothing
+    Bad("label-smoothing-one", lambda: LabelSmoothing(1.0), "smoothing", "1.0"),
+    Bad("label-smoothing-classes", lambda: LabelSmoothing(0.1, num_classes=1), "num_classes", "1"),
+    Bad("label-smoothing-target", lambda: LabelSmoothing(0.1, target=1.5), "target", "1.5"),
+    Bad(
+        "label-smoothing-hard-loss", fit_with(LabelSmoothing(0.1, num_classes=4)), "accepts_soft_targets", "TinyModule"
+    ),
+    Bad("augmix-jsd-splits", lambda: AugMixJSD(num_splits=1), "num_splits", "1"),
+    Bad("augmix-jsd-alpha", lambda: AugMixJSD(alpha=-1.0), "alpha", "-1.0"),
+    Bad("augment-jsd-splits", lambda: AugmentConfig(jsd_splits=-2), "augment.jsd_splits", "-2"),
+    Bad("augment-jsd-without-policy", lambda: AugmentConfig(jsd_splits=3), "augment.jsd_splits", "policy=None"),
+    Bad("augment-label-smoothing", lambda: AugmentConfig(label_smoothing=1.2), "augment.label_smoothing", "1.2"),
+    Bad(
+        "tokens-label-smoothing", lambda: SyntheticTokensDataModule(augment={"label_smoothing": 0.1}), "augment", "0.1"
+    ),
     # MaxNorm
     Bad("maxnorm-zero", lambda: MaxNorm(0.0), "max_norm", "0.0"),
     Bad("maxnorm-negative", lambda: MaxNorm(-2), "max_norm", "-2"),
@@ -153,6 +170,30 @@ CASES: list[Bad] = [
     Bad("dropout-modules-entry", lambda: ScheduledDropout(0.1, modules=[3]), "modules", "3"),
     Bad("dropout-schedule-name", lambda: ScheduledDropout({"name": "nope"}), "schedule", "'nope'"),
     Bad("dropout-inject-type-absent", fit_with(ScheduledDropout(0.1, inject=["GELU"])), "inject", "GELU"),
+    Bad(
+        "dropout-inject-kind",
+        lambda: ScheduledDropout(0.1, inject=["ReLU"], inject_kind="noise"),
+        "inject_kind",
+        "'noise'",
+    ),
+    Bad(
+        "dropout-inject-kind-without-inject",
+        lambda: ScheduledDropout(0.1, inject_kind="dropblock"),
+        "inject_kind",
+        "None",
+    ),
+    Bad(
+        "dropout-inject-options-kind",
+        lambda: ScheduledDropout(0.1, inject=["ReLU"], inject_options={"block_size": 3}),
+        "inject_options",
+        "block_size",
+    ),
+    Bad(
+        "dropblock-block-size",
+        lambda: ScheduledDropout(0.1, inject=["ReLU"], inject_kind="dropblock", inject_options={"block_size": 0}),
+        "block_size",
+        "0",
+    ),
     # EarlyStopping
     Bad("es-monitor-empty", lambda: EarlyStopping(""), "monitor", "''"),
     Bad("es-patience-negative", lambda: EarlyStopping("val/loss", patience=-1), "patience", "-1"),
@@ -215,7 +256,13 @@ CASES: list[Bad] = [
     Bad("augment-zoom-order", lambda: AugmentConfig(zoom_range=[2, 1]), "augment.zoom_range", "[2, 1]"),
     Bad("augment-erasing-prob", lambda: AugmentConfig(erasing_prob=2), "augment.erasing_prob", "2"),
     Bad("augment-mix-mode", lambda: AugmentConfig(mix_mode="x"), "augment.mix_mode", "'x'"),
-    Bad("augment-policy-on-device", lambda: AugmentConfig(policy="randaugment"), "augment.augment_on", "'device'"),
+    Bad("augment-policy-on-device", lambda: AugmentConfig(policy="autoaugment"), "augment.augment_on", "'device'"),
+    Bad(
+        "augment-device-policy-kwargs",
+        lambda: AugmentConfig(policy="randaugment", policy_kwargs={"magnitude": 40}),
+        "augment.policy_kwargs.magnitude",
+        "40",
+    ),
     Bad("with-augmentation-not-a-datamodule", lambda: with_augmentation(object()), "datamodule", "object"),
     # Schedules and the penalty mixin
     Bad("schedule-unknown", lambda: make_schedule("nope"), "schedule", "'nope'"),

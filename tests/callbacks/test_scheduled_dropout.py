@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from lightning_reg import Early, FromCallable, Late, Linear, ScheduledDropout
-from lightning_reg.core.dropout import InjectedDropout, find_dropout_modules, inject_dropout
+from lightning_reg.core.dropout import InjectedDropout, find_dropout_modules
+from lightning_reg.core.injection import inject_dropout
 from lightning_reg.errors import ConfigError
 
 from helpers import MemoryLogger, TinyModule, loaders

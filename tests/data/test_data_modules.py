@@ -302,7 +302,11 @@ def test_every_augment_preset_composes_instantiates_and_runs(compose_cfg, augmen
     dm.setup("fit")
     x, y = next(iter(dm.train_dataloader()))
     xa, ya = dm.augment_training_batch(x, y)
-    assert xa.shape == x.shape and torch.isfinite(xa).all()
+    if augment == "augmix_jsd":  # (N, 3 views, C, H, W) from the loader: 3N split-major rows after transfer
+        assert x.shape[1] == 3 and xa.shape == (3 * len(x), *x.shape[2:]) and torch.equal(ya, y.repeat(3))
+    else:
+        assert xa.shape == x.shape
+    assert torch.isfinite(xa).all()
     if augment in ("mixup", "cutmix"):
         assert ya.shape == (len(y), 10)
 

@@ -15,9 +15,20 @@ from typing import Any
 
 from lightning_reg.errors import ConfigError, check_bool, check_choice, check_int, check_non_negative, check_range
 
-__all__ = ["AUGMENT_ON", "ERASING_VALUES", "FILL_MODES", "MIX_MODES", "POLICIES", "ZCA_FORMULAS", "AugmentConfig"]
+__all__ = [
+    "AUGMENT_ON",
+    "DEVICE_POLICIES",
+    "ERASING_VALUES",
+    "FILL_MODES",
+    "MIX_MODES",
+    "POLICIES",
+    "ZCA_FORMULAS",
+    "AugmentConfig",
+]
 
 POLICIES = ("randaugment", "trivialaugment", "autoaugment", "augmix")
+#: The policies the device path runs too (batched, per sample: ``core/augment/policies.py``).
+DEVICE_POLICIES = ("randaugment", "trivialaugment", "augmix")
 FILL_MODES = ("nearest", "constant", "reflect", "wrap")
 AUGMENT_ON = ("device", "cpu")
 MIX_MODES = ("elem", "batch", "pair")
@@ -62,7 +73,8 @@ class AugmentConfig:
             singular values); see :func:`~lightning_reg.core.augment.featurewise.zca_matrix`.
         zca_pixel_mean: also remove each pixel's mean before whitening (ours; Keras removes only the
             per-channel mean). Off gives the matrix Keras computes.
-        policy: ``None`` or one of ``randaugment, trivialaugment, autoaugment, augmix`` (cpu path only).
+        policy: ``None`` or one of ``randaugment, trivialaugment, autoaugment, augmix``; the device path runs
+            ``randaugment``, ``trivialaugment`` and ``augmix`` (batched, per sample), the cpu path all four.
         policy_kwargs: keyword arguments for the torchvision policy (e.g. ``num_ops``, ``magnitude``).
         erasing_prob: per-sample probability of random erasing (Cutout); ``erasing_scale``,
             ``erasing_ratio`` and ``erasing_value`` (``"zero"`` or ``"random"``) as in torchvision.
@@ -70,7 +82,15 @@ class AugmentConfig:
         mix_prob: per-sample probability of mixing; switch_prob: chance of CutMix when both are on.
         mix_mode: ``"elem"`` (own lambda per sample), ``"batch"`` (one lambda) or ``"pair"`` (needs an
             even batch).
-        label_smoothing: smoothing of the mixed one-hot targets.
+        label_smoothing: smoothing ``e`` of the training targets, ``(1 - e) one_hot + e / C`` (Keras'
+            ``label_smoothing``); with MixUp/CutMix on, smoothed before mixing as timm's ``Mixup`` does. Alone
+            it turns the integer labels into soft ``(N, C)`` targets, so the model must take them.
+        jsd_splits: AugMix's consistency training (timm's ``num_splits``): 0 is off; ``k >= 2`` makes each training
+            batch hold the clean images and ``k - 1`` views through ``policy``, split-major (``k * N`` rows, labels
+            repeated), and adds ``jsd_alpha`` times the Jensen-Shannon consistency of the ``k`` predictions to the
+            gradient, the module's loss counting the clean split (:mod:`lightning_reg.core.augment.jsd`).
+            Needs ``augment_on='cpu'`` and a ``policy``.
+        jsd_alpha: the JSD term's weight (timm and the paper: 12).
 
     Example:
         >>> cfg = AugmentConfig(rotation_range=20, width_shift_range=0.2, horizontal_flip=True)
@@ -109,6 +129,8 @@ class AugmentConfig:
     switch_prob: float = 0.5
     mix_mode: str = "elem"
     label_smoothing: float = 0.0
+    jsd_splits: int = 0
+    jsd_alpha: float = 12.0
 
     def __post_init__(self) -> None:
         import dataclasses
@@ -146,14 +168,18 @@ class AugmentConfig:
         check_choice("augment.zca_formula", self.zca_formula, ZCA_FORMULAS)
         if self.policy is not None:
             check_choice("augment.policy", self.policy, (*POLICIES, None))
-            if self.augment_on != "cpu":
+            if self.augment_on != "cpu" and self.policy not in DEVICE_POLICIES:
                 raise ConfigError(
-                    f"`augment.policy={self.policy!r}` runs per sample in the DataLoader workers; set "
-                    f"`augment.augment_on='cpu'` (got {self.augment_on!r})."
+                    f"`augment.policy={self.policy!r}` runs per sample in the DataLoader workers (the device path has "
+                    f"{', '.join(DEVICE_POLICIES)}); set `augment.augment_on='cpu'` (got {self.augment_on!r})."
                 )
         if not isinstance(self.policy_kwargs, Mapping):
             raise ConfigError(f"`augment.policy_kwargs` must be a mapping; got {self.policy_kwargs!r}.")
         self.policy_kwargs = dict(self.policy_kwargs)
+        if self.policy in DEVICE_POLICIES and self.augment_on == "device":
+            from lightning_reg.core.augment.policies import check_policy_kwargs  # imports torchvision: only here
+
+            check_policy_kwargs(self.policy, self.policy_kwargs)
         self.erasing_prob = check_range("augment.erasing_prob", self.erasing_prob, 0.0, 1.0)
         self.erasing_scale = _pair("augment.erasing_scale", self.erasing_scale, 0.0)
         self.erasing_ratio = _pair("augment.erasing_ratio", self.erasing_ratio, 0.0)
@@ -169,6 +195,16 @@ class AugmentConfig:
         self.label_smoothing = check_range(
             "augment.label_smoothing", self.label_smoothing, 0.0, 1.0, high_inclusive=False
         )
+        check_int("augment.jsd_splits", self.jsd_splits, low=0)
+        self.jsd_alpha = check_non_negative("augment.jsd_alpha", self.jsd_alpha)
+        if self.jsd_splits == 1:
+            raise ConfigError("`augment.jsd_splits` must be 0 (off) or at least 2 (clean + views); got 1.")
+        if self.jsd_splits and (self.policy is None or self.has_mixing or self.augment_on != "cpu"):
+            raise ConfigError(
+                "`augment.jsd_splits` needs a `policy` (e.g. 'augmix') on the cpu path and no MixUp/CutMix; got "
+                f"policy={self.policy!r}, augment_on={self.augment_on!r}, mixup_alpha={self.mixup_alpha}, "
+                f"cutmix_alpha={self.cutmix_alpha}."
+            )
 
     @classmethod
     def from_any(cls, value: AugmentConfig | Mapping[str, Any] | None) -> AugmentConfig:
@@ -207,6 +243,11 @@ class AugmentConfig:
     @property
     def has_mixing(self) -> bool:
         return self.mixup_alpha > 0 or self.cutmix_alpha > 0
+
+    @property
+    def has_soft_targets(self) -> bool:
+        """Training targets become soft ``(N, C)`` floats: a mixer or label smoothing is on."""
+        return self.has_mixing or self.label_smoothing > 0
 
     @property
     def has_standardization(self) -> bool:

@@ -27,7 +27,9 @@ __all__ = [
     "RandomKerasColor",
     "ToFloatImage",
     "ToUint8Image",
+    "SplitViews",
     "build_cpu_transform",
+    "build_train_transform",
     "make_policy",
 ]
 
@@ -196,3 +198,32 @@ def build_cpu_transform(cfg: AugmentConfig, height: int, width: int) -> v2.Compo
             )
         )
     return v2.Compose(steps)
+
+
+class SplitViews:
+    """The clean image and ``splits - 1`` policy views of it, stacked ``(splits, C, H, W)`` (timm's AugMixDataset).
+
+    ``base`` (crop, affine, flips, colour, erasing) runs once; the policy then runs on its output for each view.
+
+    Example:
+        >>> cfg = AugmentConfig(augment_on="cpu", policy="augmix", jsd_splits=3)
+        >>> build_train_transform(cfg, 8, 8)(torch.rand(1, 8, 8)).shape
+        torch.Size([3, 1, 8, 8])
+    """
+
+    def __init__(self, base: v2.Compose, policy: v2.Compose, splits: int) -> None:
+        self.base, self.policy, self.splits = base, policy, splits
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        clean = self.base(img)
+        return torch.stack([clean] + [self.policy(clean) for _ in range(self.splits - 1)])
+
+
+def build_train_transform(cfg: AugmentConfig, height: int, width: int) -> v2.Compose | SplitViews:
+    """The training split's per-sample transform: :func:`build_cpu_transform`, or :class:`SplitViews` with
+    ``jsd_splits``."""
+    if not cfg.jsd_splits or cfg.policy is None:
+        return build_cpu_transform(cfg, height, width)
+    base = build_cpu_transform(AugmentConfig.from_any({**cfg.__dict__, "policy": None, "jsd_splits": 0}), height, width)
+    policy = v2.Compose([ToUint8Image(), make_policy(cfg.policy, cfg.policy_kwargs), ToFloatImage()])
+    return SplitViews(base, policy, cfg.jsd_splits)

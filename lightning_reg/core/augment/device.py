@@ -1,6 +1,6 @@
 """The device augmentation path (``augment_on="device"``): :func:`augment_batch`, one batched call per training
-batch with a separate draw per sample: crop + affine + flips (one ``grid_sample``), brightness/channel shift,
-erasing.
+batch with a separate draw per sample: the policy (RandAugment, TrivialAugment: :mod:`.policies`), crop + affine +
+flips (one ``grid_sample``), brightness/channel shift, erasing.
 
 It applies the same parameter distributions in the same order as the CPU path
 (:func:`~lightning_reg.core.augment.cpu.build_cpu_transform`).
@@ -14,6 +14,7 @@ from lightning_reg.core.augment.color import apply_color
 from lightning_reg.core.augment.config import AugmentConfig
 from lightning_reg.core.augment.erasing import erase, sample_erasing_boxes
 from lightning_reg.core.augment.geometric import apply_geometry
+from lightning_reg.core.augment.policies import policy_batch
 
 __all__ = ["augment_batch"]
 
@@ -32,6 +33,8 @@ def augment_batch(
         (torch.Size([16, 1, 28, 28]), 16)
     """
     params: dict[str, torch.Tensor] = {}
+    if cfg.policy is not None:  # first, on uint8-rounded images, as the cpu path runs it
+        x = policy_batch(x, cfg.policy, cfg.policy_kwargs, generator)
     if cfg.has_geometry:
         x, p = apply_geometry(x, cfg, generator)
         params.update(p)

@@ -13,7 +13,7 @@ from lightning_reg.core.augment.config import AugmentConfig
 from lightning_reg.core.augment.erasing import box_masks
 from lightning_reg.errors import ConfigError
 
-__all__ = ["cutmix_boxes", "mix_batch", "one_hot_smooth", "sample_beta", "sample_gamma"]
+__all__ = ["cutmix_boxes", "mix_batch", "one_hot_smooth", "sample_beta", "sample_gamma", "smooth_labels"]
 
 
 def sample_gamma(
@@ -70,6 +70,30 @@ def one_hot_smooth(y: torch.Tensor, num_classes: int, smoothing: float = 0.0) ->
     off = smoothing / num_classes
     out = torch.full((y.shape[0], num_classes), off, device=y.device)
     return out.scatter_(1, y.view(-1, 1), 1.0 - smoothing + off)
+
+
+def smooth_labels(y: torch.Tensor, num_classes: int, smoothing: float) -> torch.Tensor:
+    """Label smoothing on the target side: class indices or soft ``(N, C)`` targets to ``(1 - e) y + e / C``.
+
+    Indices become :func:`one_hot_smooth` rows; soft targets (mixed ones, say) are smoothed in place of the
+    one-hot rows they were mixed from, which gives the same result as smoothing first and mixing after
+    (timm's ``Mixup``), because both maps are affine with weights summing to one.
+
+    Example:
+        >>> smooth_labels(torch.tensor([0]), 2, 0.2)
+        tensor([[0.9000, 0.1000]])
+        >>> smooth_labels(torch.tensor([[0.5, 0.5]]), 2, 0.2)
+        tensor([[0.5000, 0.5000]])
+    """
+    if not y.is_floating_point():
+        if y.ndim != 1:
+            raise ConfigError(f"label smoothing needs class indices of shape (N,); got shape {tuple(y.shape)}.")
+        return one_hot_smooth(y, num_classes, smoothing)
+    if y.ndim != 2 or y.shape[1] != num_classes:
+        raise ConfigError(
+            f"label smoothing needs soft targets of shape (N, {num_classes}); got shape {tuple(y.shape)}."
+        )
+    return y * (1.0 - smoothing) + smoothing / num_classes
 
 
 def cutmix_boxes(
