@@ -189,7 +189,7 @@ def test_ema_config_is_a_config_error_without_weight_averaging() -> None:
     if internals.HAS_WEIGHT_AVERAGING:
         assert internals.missing_target_reason("lightning.pytorch.callbacks.EMAWeightAveraging") is None
         return
-    from lightning_reg.app.train import _instantiate_dict
+    from lightning_reg.app.build import _instantiate_dict
 
     node = {"ema": {"_target_": "lightning.pytorch.callbacks.EMAWeightAveraging", "decay": 0.99}}
     with pytest.raises(ConfigError, match=r"callbacks\.ema.*EMAWeightAveraging needs Lightning >= 2\.6"):
