@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lightning_reg._lightning_internals import missing_target_reason, trainer_callbacks
 from lightning_reg.app.config import find_conf_dir, instantiate_node, threads_per_job
-from lightning_reg.app.job import RunSetup, _check_output_dir
+from lightning_reg.app.job import RunSetup, _check_output_dir, trial_callback
 from lightning_reg.callbacks.checkpoint import SaveOnSigterm
 from lightning_reg.callbacks.history import MetricsHistory
 from lightning_reg.callbacks.monitor_check import MonitorCheck
@@ -199,7 +199,7 @@ def build(cfg: DictConfig) -> Parts:
     trainer: pl.Trainer = instantiate_node(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
     # Lightning added the trial's pruning through our callbacks_factory entry point; without the package's entry
     # points (run from a source tree that was never installed) it is added here.
-    if not any(type(cb).__name__ == "TrialPruning" for cb in _callbacks(trainer)):
+    if trial_callback(_callbacks(trainer)) is None:
         trainer_callbacks(trainer).extend(trial_callbacks(cfg.get("optimized_metric")))
     return Parts(datamodule, model, trainer, history)
 

@@ -1,5 +1,6 @@
-"""The multirun policy of one job and its records: a finished job is skipped, a failed or interrupted one leaves a
-``metrics.json`` that says so, the exit status says how it ended, and the process is left clean for the next job.
+"""The multirun policy of one job and its records (:func:`run`): a finished job is skipped, a failed or interrupted one
+leaves a ``metrics.json`` that says so, the exit status says how it ended, and the process is left clean for the
+next job; a finished one writes its ``metrics.json`` and reports to its Optuna trial (:func:`write_summary`).
 
 :class:`RunSetup` is what the run-directory check (:mod:`lightning_reg.app.run_dir`) settles before anything is built.
 """
@@ -9,23 +10,27 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from lightning_reg.app.distributed import is_child_rank
-from lightning_reg.app.run_dir import FINISHED, check_run_dir, run_state
+from lightning_reg.app.run_dir import FINISHED, RunDirError, check_run_dir, run_state
 from lightning_reg.app.run_log import say
 from lightning_reg.atomic import is_filesystem_error
-from lightning_reg.errors import mask_secrets
+from lightning_reg.errors import ConfigError, mask_secrets
 from lightning_reg.metrics_file import (
     FILE_NAME,
     SCHEMA_VERSION,
+    FitResult,
     MetricsFileError,
     RunMetrics,
     SchemaVersionError,
@@ -34,9 +39,16 @@ from lightning_reg.metrics_file import (
     write_metrics,
 )
 
-__all__ = ["SIGTERM_EXIT", "RunSetup", "finished_job_value"]
+__all__ = ["SIGTERM_EXIT", "RunSetup", "finished_job_value", "run", "trial_callback", "write_summary"]
 
 log = logging.getLogger("lightning_reg.app.job")
+
+
+def trial_callback(callbacks: Iterable[Any]) -> Any:
+    """The callback that reports this job to its Optuna trial (``TrialPruning``, added by the sweeper's
+    ``callbacks_factory`` entry point), or ``None``. Found by class name, so that a run outside a sweep never
+    imports Optuna; the one place that knows how a job's result reaches the study."""
+    return next((cb for cb in callbacks if type(cb).__name__ == "TrialPruning"), None)
 
 
 def _str_keys(container: Any) -> dict[str, Any]:
@@ -182,3 +194,85 @@ def _clean_process_after_job() -> Iterator[None]:
             dist.destroy_process_group()
         os.environ.clear()
         os.environ.update(saved)
+
+
+def write_summary(summary: RunMetrics, trainer: pl.Trainer, fitted: FitResult, setup: RunSetup) -> None:
+    """Record the trial (Optuna sweeps), write ``metrics.json`` and print where the results went (rank 0)."""
+    if fitted.trial_callback is not None:
+        fitted.trial_callback.record(summary["status"], fitted.epochs_completed, str(setup.output_dir.absolute()))
+    if not trainer.is_global_zero:
+        return
+    write_metrics(setup.metrics_path, summary)
+    test = summary["test"]
+    log_dirs = sorted({str(lg.log_dir) for lg in trainer.loggers if getattr(lg, "log_dir", None)})
+    stop = summary["early_stop_epoch"]
+    say(
+        f"\nlightning_reg: test/acc={test.get('test/acc', float('nan')):.4f} "
+        f"test/loss={test.get('test/loss', float('nan')):.4f} "
+        f"(last epoch {summary['last_epoch']}{', early stop' if stop is not None else ''}, "
+        f"{fitted.seconds:.1f}s of training)\n"
+        f"lightning_reg: logs in {', '.join(log_dirs) or '(no logger)'}\n"
+        f"lightning_reg: metrics.json written to {setup.metrics_path}"
+    )
+
+
+def run(cfg: DictConfig, train: Callable[[DictConfig], RunMetrics]) -> float | list[float] | None:
+    """One Hydra job under the multirun policy: ``train(cfg)``, unless the job already finished; a failure is
+    recorded in ``metrics.json``, SIGTERM and bad input end in their exit status; returns the optimized metric for
+    sweepers (``None`` for a failed, refused or unfinished job).
+
+    ``train`` is :func:`lightning_reg.app.train.train`; passed in, so that this policy does not import the steps.
+    """
+    multirun = _is_multirun()
+    try:
+        if multirun and not is_child_rank():
+            done, value = finished_job_value(cfg)
+            if done:
+                return value
+        with _clean_process_after_job() if multirun and not is_child_rank() else contextlib.nullcontext():
+            summary = train(cfg)
+    except SIGTERMException:
+        # Lightning ends fit with this SystemExit (status 0) after SIGTERM: here it becomes status 143, after
+        # last.ckpt (SaveOnSigterm) and metrics.json. A sweep worker stops too and requeues the trial.
+        if not is_child_rank():
+            _record_interrupted(cfg)
+        raise SystemExit(SIGTERM_EXIT) from None
+    except Exception as err:
+        if is_child_rank():
+            raise
+        if isinstance(err, RunDirError):
+            # The directory belongs to another run: nothing of this job is written into it.
+            print(f"lightning_reg: {'run refused' if multirun else 'error'}: {err}", file=sys.stderr, flush=True)
+            if multirun:
+                log.error("run refused, nothing written into %s: %s", cfg.paths.output_dir, err)
+                return None
+            sys.exit(2)
+        if multirun or not isinstance(err, ConfigError):
+            _record_failure(cfg, err)
+        # A full disk, no permission, a database gone longer than storage_retry: the cause in one line.
+        disk = is_filesystem_error(err) or type(err).__name__ == "StorageOutage"
+        if multirun:
+            # Hydra's sweepers abort the whole sweep (and skip the end-of-sweep report) when a job raises.
+            # A failed job is recorded in its metrics.json instead, listed by the report, and returns None,
+            # which the Optuna sweeper counts as a failed trial.
+            log.error(
+                "run failed and is recorded in %s: %s: %s",
+                Path(cfg.paths.output_dir) / FILE_NAME,
+                type(err).__name__,
+                err,
+                exc_info=not (isinstance(err, ConfigError) or disk),
+            )
+            print(mask_secrets(f"lightning_reg: run failed: {type(err).__name__}: {err}"), file=sys.stderr, flush=True)
+            return None
+        if isinstance(err, ConfigError):
+            say(mask_secrets(f"lightning_reg: error: {err}"), error=True)
+            sys.exit(2)
+        if disk:
+            resume = " Free space (or fix the permission) and resume with ckpt_path=last."
+            say(mask_secrets(f"lightning_reg: error: {err}.{resume if _has_last(cfg) else ''}"), error=True)
+            sys.exit(1)
+        raise
+    optimized = summary.get("optimized_value")
+    if isinstance(optimized, list):
+        return None if any(v is None for v in optimized) else [float(v) for v in optimized if v is not None]
+    return float(optimized) if optimized is not None else None
