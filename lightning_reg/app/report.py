@@ -29,7 +29,6 @@ from lightning_reg.app.report_aggregate import (
     Report,
     aggregate,
     build,
-    mean_std,
     pretty_override,
 )
 from lightning_reg.app.report_read import (
@@ -54,6 +53,7 @@ from lightning_reg.app.report_render import (
     write_runs_csv,
 )
 from lightning_reg.atomic import write_text
+from lightning_reg.reporting import mean_std
 
 __all__ = [
     "IGNORED_KEYS",

@@ -5,15 +5,15 @@ metric, ranked by mean test accuracy and compared to a baseline (:func:`aggregat
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lightning_reg.app.report_read import ReportError, RunRecord, _read_yaml, load_runs
+from lightning_reg.reporting import mean_std
 
-__all__ = ["METRICS", "ConfigSummary", "Report", "aggregate", "build", "mean_std", "pretty_override"]
+__all__ = ["METRICS", "ConfigSummary", "Report", "aggregate", "build", "pretty_override"]
 
 
 @dataclass
@@ -88,16 +88,6 @@ def pretty_override(override: str) -> str:
     if key == "variant" or key.startswith("variant/"):
         return value
     return f"{key}={value}"
-
-
-def mean_std(values: Sequence[float | None]) -> tuple[float, float, int]:
-    """Mean, sample standard deviation (n - 1) and count of the finite values; NaN where undefined."""
-    xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    if not xs:
-        return math.nan, math.nan, 0
-    mean = statistics.fmean(xs)
-    std = statistics.stdev(xs) if len(xs) > 1 else math.nan
-    return mean, std, len(xs)
 
 
 def _labels(keys: Sequence[tuple[str, ...]]) -> tuple[dict[tuple[str, ...], str], list[str]]:

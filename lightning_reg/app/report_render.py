@@ -12,6 +12,7 @@ from pathlib import Path
 
 from lightning_reg.app.report_aggregate import METRICS, ConfigSummary, Report
 from lightning_reg.atomic import atomic_write, write_text
+from lightning_reg.reporting import markdown_table, plots_section
 
 __all__ = [
     "TABLE_HEADER",
@@ -87,10 +88,7 @@ def table_rows(report: Report) -> list[list[str]]:
 
 def format_table(report: Report) -> str:
     """The configuration table in Markdown (also what the end of a multirun prints)."""
-    rows = table_rows(report)
-    lines = ["| " + " | ".join(TABLE_HEADER) + " |", "|" + "|".join("---" for _ in TABLE_HEADER) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
+    return "\n".join(markdown_table(TABLE_HEADER, table_rows(report)))
 
 
 def format_failures(report: Report) -> str:
@@ -137,8 +135,7 @@ def format_markdown(report: Report, plots: Sequence[Path] = ()) -> str:
         ]
     if report.failed:
         parts += ["", f"## Failed runs ({len(report.failed)})", "", format_failures(report)]
-    if plots:
-        parts += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
+    parts += plots_section(plots)
     return "\n".join(parts) + "\n"
 
 
