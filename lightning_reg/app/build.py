@@ -33,7 +33,8 @@ __all__ = ["CONF_DIR", "Parts", "build", "build_model", "prepare_run"]
 log = logging.getLogger("lightning_reg.app.build")
 
 #: The packaged ``conf/`` folder. Found without raising: when it is missing this is where it should be, and
-#: :func:`~lightning_reg.app.config.conf_dir` (called by :func:`main`) says so when the configs are needed.
+#: :func:`~lightning_reg.app.config.conf_dir` (called by :func:`~lightning_reg.train.main`) says so when the configs are
+#: needed.
 CONF_DIR = str(find_conf_dir() or Path(__file__).resolve().parents[1] / "conf")
 
 

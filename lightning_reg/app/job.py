@@ -57,7 +57,8 @@ def _str_keys(container: Any) -> dict[str, Any]:
 
 @dataclass
 class RunSetup:
-    """What :func:`prepare_run` settles before anything is built: where the run writes, what it resumes.
+    """What :func:`~lightning_reg.app.build.prepare_run` settles before anything is built: where the run writes, what
+    it resumes.
 
     Example:
         >>> import tempfile
