@@ -15,12 +15,11 @@ import lightning_reg
 
 PACKAGE_ROOT = Path(lightning_reg.__file__).parent
 
-# Circles owned by another branch (issue 26: study/ is being reworked there). Checked to be still present, so the
-# entry must go when its circle does; a new circle fails the test.
+# Circles left for a reason, each with it; checked to be still present, so an entry goes when its circle does.
 KNOWN: list[list[str]] = [
-    # study/__init__.py's trial_callbacks imports study.link inside the function; link imports TRIAL_ENV from
-    # the package.
-    ["lightning_reg.study", "lightning_reg.study.link"],
+    # Left to the owner of study/ (issue 26): the worker's mixins import StudyWorker under TYPE_CHECKING for their
+    # `w: StudyWorker` annotations, and the worker imports the mixins.
+    ["lightning_reg.study.confirm", "lightning_reg.study.nodes", "lightning_reg.study.worker"],
 ]
 
 

@@ -36,7 +36,9 @@ def _option_setting(key: str, space: Any, options: Any) -> str:
     """The sweeper option through which a job gets ``key``: a swept parameter, a fold or seed key, or a confirm override."""
     if key in space.distributions:
         return f"hydra.sweeper.params.{key}"
-    keys = {"fold": "data.fold", "num_folds": "data.num_folds", "seed": "seed", **dict(options.get("keys") or {})}
+    from lightning_reg.study.jobs import DEFAULT_KEYS
+
+    keys = {**DEFAULT_KEYS, **dict(options.get("keys") or {})}
     for role, name in keys.items():
         if name == key:
             return f"hydra.sweeper.keys.{role}"
@@ -77,9 +79,9 @@ class LightningRegOptunaSweeper(Sweeper):
     def _launch(self, specs: Sequence[Any]) -> list[Any]:
         from hydra.core.utils import JobStatus
 
+        from lightning_reg.study.jobs import JobOutcome
         from lightning_reg.study.link import ENV
         from lightning_reg.study.search_space import format_value
-        from lightning_reg.study.worker import JobOutcome
 
         batch = []
         for spec in specs:
@@ -136,7 +138,7 @@ class LightningRegOptunaSweeper(Sweeper):
     # -- the sweep ---------------------------------------------------------------------------------
     def sweep(self, arguments: list[str]) -> Any:
         from lightning_reg.errors import ConfigError
-        from lightning_reg.study.worker import SweepFailed
+        from lightning_reg.study.confirm import SweepFailed
 
         try:
             return self._sweep(arguments)
@@ -161,7 +163,7 @@ class LightningRegOptunaSweeper(Sweeper):
             return []
         from optuna.trial import TrialState
 
-        from lightning_reg.study.worker import SweepFailed
+        from lightning_reg.study.confirm import SweepFailed
 
         told = worker.run()
         plan.after_run(worker, told)

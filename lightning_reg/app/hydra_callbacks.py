@@ -14,7 +14,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from typing_extensions import override
 
-__all__ = ["HYDRA_OPTUNA_TARGET", "ReportCallback", "RunDirCallback", "leftover_sweeper_target"]
+__all__ = ["HYDRA_OPTUNA_TARGET", "ReportCallback", "RunDirCallback", "leftover_sweeper_target", "sweeper_option_typo"]
 
 log = logging.getLogger("lightning_reg.app.report")
 
@@ -46,6 +46,61 @@ def leftover_sweeper_target(config: DictConfig) -> str | None:
         "lightning_reg_optuna: remove the `_target_` line under hydra.sweeper from your config "
         "(lightning_reg_optuna sets its own)."
     )
+
+
+def sweeper_option_typo(overrides: list[str], config_dir: str) -> str | None:
+    """The one-line message for a ``hydra.sweeper.<key>=<value>`` override whose key is no option of
+    ``hydra/sweeper=lightning_reg_optuna`` (Hydra's own error is six lines: "Could not override ..."); ``None``
+    otherwise.
+
+    Only an override naming an unknown key costs anything: the config is then composed to see whether our sweeper
+    is the one chosen (another sweeper has other keys), and the message is :func:`~lightning_reg.study.setup.
+    check_options`' own, which lists the options.
+    """
+    import dataclasses
+
+    from lightning_reg.study.options import LightningRegOptunaSweeperConf
+
+    options = {f.name for f in dataclasses.fields(LightningRegOptunaSweeperConf)}
+    with_value = {"--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd", "--package", "-p"}
+    args, skip = [], False
+    for a in overrides:  # the command line's overrides, without Hydra's flags
+        if not skip and not a.startswith("-"):
+            args.append(a)
+        skip = a in with_value
+    overrides = args
+    unknown = [
+        o.split("=", 1)
+        for o in overrides
+        if o.startswith("hydra.sweeper.") and "=" in o and o.split("=", 1)[0].split(".")[2] not in options
+    ]
+    if not unknown:
+        return None
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import ConfigCompositionException
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
+            compose("train", overrides=overrides, return_hydra_config=True)
+        return None
+    except ConfigCompositionException as err:
+        if "LightningRegOptunaSweeperConf" not in str(err.__cause__ or err):
+            return None  # another sweeper's key, or another mistake: Hydra says it
+    except Exception:  # noqa: BLE001 - any other composition problem is Hydra's to report
+        return None
+    finally:
+        GlobalHydra.instance().clear()
+    from lightning_reg.errors import ConfigError
+    from lightning_reg.study.setup import check_options
+
+    key, value = unknown[0]
+    try:
+        check_options({key.split(".")[2]: value})
+    except ConfigError as err:
+        return f"{err} A key of your own needs ++{key}=..."
+    return None
 
 
 class RunDirCallback(Callback):

@@ -13,6 +13,7 @@ Trainer's strategy at setup; every checkpoint the Trainer writes then goes throu
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from typing import Any
@@ -83,6 +84,18 @@ def save_checkpoint_atomically(trainer: pl.Trainer, filepath: str, weights_only:
         if is_filesystem_error(err):
             raise WriteError(filepath, err) from err
         raise
+    if trainer.is_global_zero and not os.path.exists(tmp):
+        # Lightning 2.6.6's _atomic_save (fabric/utilities/cloud_io.py) catches a PermissionError and drops it (upstream
+        # Lightning-AI/pytorch-lightning#21800, fixed after 2.6.6): the
+        # save "succeeds" with nothing written, and the run would train on with no checkpoint. Find the cause.
+        try:
+            with open(tmp, "wb"):
+                pass
+            os.unlink(tmp)
+            cause = OSError(errno.EIO, "the checkpoint was not written (no error was raised)")
+        except OSError as err:
+            cause = err
+        raise WriteError(filepath, cause) from cause
     if trainer.is_global_zero:
         if os.path.isfile(tmp):
             replace_atomically(tmp, filepath)

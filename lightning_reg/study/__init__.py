@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-TRIAL_ENV = "LIGHTNING_REG_TRIAL"
+from lightning_reg.study._env import TRIAL_ENV
 
 __all__ = ["TRIAL_ENV", "callbacks_factory", "trial_callbacks"]
 

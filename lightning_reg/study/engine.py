@@ -25,13 +25,12 @@ from optuna.trial import FrozenTrial, TrialState
 from typing_extensions import override
 
 from lightning_reg.errors import ConfigError
+from lightning_reg.study.options import PRUNER_NAMES
 
 __all__ = [
     "ATTR",
     "GridSamplerAskTell",
     "HeartbeatThread",
-    "PRUNERS",
-    "SAMPLERS",
     "build_pruner",
     "default_storage_url",
     "finished_trials",
@@ -46,7 +45,7 @@ __all__ = [
 
 log = logging.getLogger("lightning_reg.study")
 
-#: User-attribute keys this package writes on trials and studies.
+#: Every user-attribute key this package writes on trials and studies (nothing writes a key not listed here).
 ATTR = {
     "status": "lightning_reg:status",  # completed | pruned | failed | surplus (set by the job or the sweeper)
     "pruned_epoch": "lightning_reg:pruned_epoch",
@@ -59,27 +58,13 @@ ATTR = {
     "group_seq": "lightning_reg:group_seq",
     "fold_values": "lightning_reg:fold_values:",  # + fold index: that fold's per-epoch values
     "stop": "lightning_reg:stop",  # set when one fold of a trial was pruned: the other folds stop too
-    "confirm": "lightning_reg:confirm",  # study attribute: the confirmation table
-}
-
-#: Sampler names of ``hydra/sweeper/lightning_reg_sampler=<name>`` and the Optuna classes they build.
-SAMPLERS = {
-    "tpe": "optuna.samplers.TPESampler",
-    "random": "optuna.samplers.RandomSampler",
-    "gp": "optuna.samplers.GPSampler",
-    "cmaes": "optuna.samplers.CmaEsSampler",
-    "qmc": "optuna.samplers.QMCSampler",
-    "grid": "lightning_reg.study.engine.GridSamplerAskTell",
-    "nsgaii": "optuna.samplers.NSGAIISampler",
-}
-
-#: Pruner names of ``hydra/sweeper/lightning_reg_pruner=<name>`` and the Optuna classes they build.
-PRUNERS = {
-    "none": "optuna.pruners.NopPruner",
-    "median": "optuna.pruners.MedianPruner",
-    "percentile": "optuna.pruners.PercentilePruner",
-    "successive_halving": "optuna.pruners.SuccessiveHalvingPruner",
-    "hyperband": "optuna.pruners.HyperbandPruner",
+    "fold_results": "lightning_reg:fold_results",  # a cross-validated trial's value per fold
+    "retry_of": "lightning_reg:retry_of",  # a requeued trial: the number of the interrupted trial it repeats
+    # Study attributes:
+    "confirm": "lightning_reg:confirm",  # the confirmation table
+    "optimized_metric": "lightning_reg:optimized_metric",  # the metric the study optimizes (checked on joining)
+    "params": "lightning_reg:params",  # the search space as written in hydra.sweeper.params
+    "search_space": "lightning_reg:search_space",  # the parsed search space (checked on joining)
 }
 
 
@@ -331,7 +316,7 @@ def build_pruner(node: Mapping[str, Any] | None) -> optuna.pruners.BasePruner:
         raise ConfigError(f"`hydra.sweeper.pruner`: {type(cause).__name__}: {cause}") from None
     if not isinstance(pruner, optuna.pruners.BasePruner):
         raise ConfigError(
-            f"`hydra.sweeper.pruner` must build an optuna.pruners.BasePruner (names: {', '.join(PRUNERS)}); "
+            f"`hydra.sweeper.pruner` must build an optuna.pruners.BasePruner (names: {', '.join(PRUNER_NAMES)}); "
             f"got {type(pruner).__name__} from {node.get('_target_')!r}."
         )
     return pruner

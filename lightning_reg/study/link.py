@@ -28,7 +28,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from typing_extensions import override
 
 from lightning_reg.errors import ConfigError
-from lightning_reg.study import TRIAL_ENV
+from lightning_reg.study._env import TRIAL_ENV
 from lightning_reg.study.engine import ATTR, build_pruner, default_storage_url, open_storage, storage_of
 from lightning_reg.study.retry import DEFAULT_BUDGET, RetryingStorage, StorageOutage
 

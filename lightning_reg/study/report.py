@@ -160,7 +160,7 @@ def load_study_report(storage_url: str, study_name: str) -> StudyReport:
         study_name,
         mask_url(storage_url),
         [d.name.lower() for d in study.directions],
-        study.user_attrs.get("lightning_reg:optimized_metric"),
+        study.user_attrs.get(ATTR["optimized_metric"]),
     )
     for t in trials:
         status = t.user_attrs.get(ATTR["status"])

@@ -37,12 +37,14 @@ from optuna.storages import BaseStorage
 from optuna.storages._heartbeat import BaseHeartbeat
 from typing_extensions import override
 
+from lightning_reg.study.options import default
+
 __all__ = ["DEFAULT_BUDGET", "RetryingStorage", "StorageOutage", "is_outage", "wrap"]
 
 log = logging.getLogger("lightning_reg.study")
 
 #: Seconds an outage is ridden out by default (``hydra.sweeper.storage_retry``).
-DEFAULT_BUDGET = 600.0
+DEFAULT_BUDGET = float(default("storage_retry"))  # hydra.sweeper.storage_retry's default
 
 
 class StorageOutage(RuntimeError):

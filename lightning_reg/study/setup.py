@@ -20,17 +20,21 @@ from omegaconf import DictConfig, OmegaConf
 
 from lightning_reg.atomic import atomic_write, write_text
 from lightning_reg.errors import ConfigError, check_int, check_range
-from lightning_reg.study.engine import (
-    ATTR,
-    build_pruner,
-    default_storage_url,
-    finished_trials,
-    mask_url,
-    open_storage,
+from lightning_reg.study.confirm import SweepFailed
+from lightning_reg.study.engine import ATTR, build_pruner, default_storage_url, finished_trials, mask_url, open_storage
+from lightning_reg.study.identity import METRIC_ATTR, SPACE_ATTR, _check_same_study, _space_record
+from lightning_reg.study.nodes import node_rank
+from lightning_reg.study.options import (
+    PRUNER_GROUP,
+    PRUNER_NAMES,
+    ConfirmConf,
+    KeysConf,
+    LightningRegOptunaSweeperConf,
+    default,
 )
-from lightning_reg.study.retry import DEFAULT_BUDGET
+from lightning_reg.study.samplers import _build_sampler, _check_node, _is_grid, resolve_sampler_node
 from lightning_reg.study.search_space import SearchSpace, parse_search_space
-from lightning_reg.study.worker import StudyWorker, SweepFailed, node_rank
+from lightning_reg.study.worker import StudyWorker
 
 __all__ = ["StudyPlan", "check_options", "job_probes", "open_study", "resolve_sampler_node"]
 
@@ -59,9 +63,8 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
     """
     import dataclasses
 
-    from hydra_plugins.lightning_reg_optuna.config import LightningRegOptunaSweeperConf
-
     allowed = [f.name for f in dataclasses.fields(LightningRegOptunaSweeperConf) if not f.name.startswith("_")]
+    defaults = {name: default(name) for name in allowed if name != "defaults"}
     for key in options:
         if key not in allowed and not str(key).startswith("_"):
             hint = (
@@ -71,8 +74,8 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
                 f"`hydra.sweeper.{key}` is not an option of hydra/sweeper=lightning_reg_optuna{hint}; the options are "
                 f"{', '.join(a for a in allowed if a != 'defaults')}; got {key}={_plain(options[key])!r}."
             )
-    o = {k: _plain(v) for k, v in options.items()}
-    direction = o.get("direction", "minimize")
+    o = {**defaults, **{k: _plain(v) for k, v in options.items()}}
+    direction = o["direction"]
     directions = list(direction) if isinstance(direction, (list, tuple)) else [direction]
     for d in directions:
         if d not in _DIRECTIONS:
@@ -80,26 +83,26 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
                 f"`hydra.sweeper.direction` must be 'minimize' or 'maximize' (or a list of them); got {direction!r}."
             )
     out: dict[str, Any] = {"directions": directions}
-    n_trials = o.get("n_trials", 20)
+    n_trials = o["n_trials"]
     out["n_trials"] = None if n_trials is None else check_int("hydra.sweeper.n_trials", n_trials, low=1)
-    out["n_jobs"] = check_int("hydra.sweeper.n_jobs", o.get("n_jobs", 1), low=1)
-    out["max_failure_rate"] = check_range("hydra.sweeper.max_failure_rate", o.get("max_failure_rate", 1.0), 0.0, 1.0)
-    folds = o.get("folds")
+    out["n_jobs"] = check_int("hydra.sweeper.n_jobs", o["n_jobs"], low=1)
+    out["max_failure_rate"] = check_range("hydra.sweeper.max_failure_rate", o["max_failure_rate"], 0.0, 1.0)
+    folds = o["folds"]
     out["folds"] = None if folds is None else check_int("hydra.sweeper.folds", folds, low=2)
-    hb = o.get("heartbeat_interval", 10)
+    hb = o["heartbeat_interval"]
     out["heartbeat_interval"] = None if hb is None else check_int("hydra.sweeper.heartbeat_interval", hb, low=1)
-    grace = o.get("grace_period")
+    grace = o["grace_period"]
     out["grace_period"] = None if grace is None else check_int("hydra.sweeper.grace_period", grace, low=1)
-    retry = o.get("max_retry", 3)
+    retry = o["max_retry"]
     out["max_retry"] = None if retry is None else check_int("hydra.sweeper.max_retry", retry, low=0)
     out["poll_interval"] = check_range(
-        "hydra.sweeper.poll_interval", o.get("poll_interval", 1.0), 0.0, None, low_inclusive=False
+        "hydra.sweeper.poll_interval", o["poll_interval"], 0.0, None, low_inclusive=False
     )
-    out["storage_retry"] = check_range("hydra.sweeper.storage_retry", o.get("storage_retry", DEFAULT_BUDGET), 0.0)
-    confirm = o.get("confirm") or {}
+    out["storage_retry"] = check_range("hydra.sweeper.storage_retry", o["storage_retry"], 0.0)
+    confirm = o["confirm"] or {}
     if not isinstance(confirm, Mapping):
         raise ConfigError(f"`hydra.sweeper.confirm` must be a mapping with top_k and seeds; got {confirm!r}.")
-    top_k = check_int("hydra.sweeper.confirm.top_k", confirm.get("top_k", 0), low=0)
+    top_k = check_int("hydra.sweeper.confirm.top_k", confirm.get("top_k", default("top_k", ConfirmConf)), low=0)
     seeds = confirm.get("seeds") or []
     if not isinstance(seeds, (list, tuple)):
         raise ConfigError(f"`hydra.sweeper.confirm.seeds` must be a list of integer seeds; got {seeds!r}.")
@@ -118,22 +121,22 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
             f"e.g. [test=true]; got {overrides!r}."
         )
     out["confirm"] = {"top_k": top_k, "seeds": seeds, "overrides": list(overrides)}
-    keys = o.get("keys") or {}
+    keys = o["keys"] or {}
     if not isinstance(keys, Mapping):
         raise ConfigError(f"`hydra.sweeper.keys` must be a mapping of fold, num_folds and seed; got {keys!r}.")
     out["keys"] = {}
-    for role, default in (("fold", "data.fold"), ("num_folds", "data.num_folds"), ("seed", "seed")):
-        key = keys.get(role, default)
+    for role in ("fold", "num_folds", "seed"):
+        key = keys.get(role, default(role, KeysConf))
         if not isinstance(key, str) or not key or "=" in key:
             raise ConfigError(
-                f"`hydra.sweeper.keys.{role}` must be the task-config key a job sets (default {default!r}); got {key!r}."
+                f"`hydra.sweeper.keys.{role}` must be the task-config key a job sets (default {default(role, KeysConf)!r}); got {key!r}."
             )
         out["keys"][role] = key
-    storage = o.get("storage")
+    storage = o["storage"]
     if storage is not None and not isinstance(storage, str):
         raise ConfigError(f"`hydra.sweeper.storage` must be null or a database URL string; got {storage!r}.")
     out["storage"] = storage or None
-    name = o.get("study_name")
+    name = o["study_name"]
     if name is not None and (not isinstance(name, str) or not name.strip()):
         raise ConfigError(f"`hydra.sweeper.study_name` must be a non-empty string or null; got {name!r}.")
     if out["storage"] and not name:
@@ -142,12 +145,12 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
             f"worker joins the study by that name. Storage: {mask_url(out['storage'])!r}."
         )
     out["study_name"] = name or "study"
-    out["params"] = o.get("params") or {}
+    out["params"] = o["params"] or {}
     if not isinstance(out["params"], Mapping):
         raise ConfigError(f"`hydra.sweeper.params` must map config keys to search spaces; got {out['params']!r}.")
-    out["sampler"] = o.get("sampler")
-    out["pruner"] = o.get("pruner")
-    custom = o.get("custom_search_space")
+    out["sampler"] = o["sampler"]
+    out["pruner"] = o["pruner"]
+    custom = o["custom_search_space"]
     if custom is not None and (not isinstance(custom, str) or "." not in custom):
         raise ConfigError(
             "`hydra.sweeper.custom_search_space` must be null or the dotted path of a function (cfg, trial) -> None, "
@@ -175,105 +178,6 @@ def _extender(path: str | None, config: DictConfig) -> Callable[[optuna.trial.Tr
         fn(config, trial)
 
     return extend
-
-
-#: Hydra's Optuna sweeper names the stock grid sampler, which calls ``study.stop()`` (refused outside
-#: ``optimize``); ours is the same sampler without that call.
-_GRID_TARGETS = ("optuna.samplers.GridSampler", "optuna.samplers._grid.GridSampler")
-
-
-def _check_node(key: str, node: Any, group: str, names: Sequence[str]) -> dict[str, Any]:
-    """A sampler or pruner config as a plain dict; a bare name (``hydra.sweeper.pruner=median``) is refused."""
-    if node is None:
-        return {}
-    if not isinstance(node, Mapping):
-        raise ConfigError(
-            f"`hydra.sweeper.{key}` must be a config node: choose one with {group}=<name> ({', '.join(names)}) "
-            f"or give hydra.sweeper.{key}._target_=<class>; got {node!r}."
-        )
-    return dict(node)
-
-
-def resolve_sampler_node(node: Any, config: DictConfig | None = None) -> dict[str, Any]:
-    """The sampler config to build, from ``hydra.sweeper.sampler`` as composed.
-
-    A sampler of Hydra's Optuna sweeper (``hydra/sweeper/sampler=<name>``, when that plugin is installed) is
-    merged over our default preset; the preset's keys that the chosen config does not have are dropped here, so
-    that ``hydra/sweeper/sampler=random`` builds a RandomSampler and not a RandomSampler with TPE's arguments.
-
-    Example:
-        >>> resolve_sampler_node({"_target_": "optuna.samplers.GridSampler", "_partial_": True, "seed": None})
-        {'_target_': 'lightning_reg.study.engine.GridSamplerAskTell', 'seed': None}
-    """
-    from hydra_plugins.lightning_reg_optuna.config import SAMPLER_GROUP, SAMPLER_NAMES, _samplers
-
-    out = _check_node("sampler", node, SAMPLER_GROUP, SAMPLER_NAMES)
-    choices = OmegaConf.select(config, "hydra.runtime.choices") if config is not None else None
-    theirs = choices.get("hydra/sweeper/sampler") if choices is not None else None
-    if theirs and choices is not None:
-        ours = _samplers().get(str(choices.get(SAMPLER_GROUP) or ""), {})
-        from hydra.core.config_store import ConfigStore
-
-        try:
-            their_keys = set(ConfigStore.instance().load(f"hydra/sweeper/sampler/{theirs}.yaml").node.keys())
-        except Exception:  # noqa: BLE001 - a yaml file on the search path, not a stored node
-            their_keys = {"_target_", "_partial_"}
-        out = {k: v for k, v in out.items() if k in their_keys or k not in ours}
-    out.pop("_partial_", None)
-    if out.get("_target_") in _GRID_TARGETS:
-        out["_target_"] = "lightning_reg.study.engine.GridSamplerAskTell"
-    return out
-
-
-def _sampler_class(node: Any) -> type:
-    """The class the sampler config names (one look-up, shared by the grid checks and the build)."""
-    from hydra.utils import get_class
-
-    target = dict(node or {}).get("_target_", "optuna.samplers.TPESampler")
-    try:
-        return get_class(str(target))
-    except Exception as err:  # noqa: BLE001 - hydra's import error text
-        raise ConfigError(
-            f"`hydra.sweeper.sampler._target_` must name an Optuna sampler class; got {target!r} ({err})."
-        ) from None
-
-
-def _is_grid(node: Any) -> bool:
-    cls = _sampler_class(node)
-    return isinstance(cls, type) and issubclass(cls, optuna.samplers.GridSampler)
-
-
-def _drop_unknown_nulls(node: dict[str, Any], cls: Any) -> dict[str, Any]:
-    """Our presets list every argument of the current Optuna; one this Optuna lacks is dropped when null."""
-    import inspect
-
-    try:
-        params = inspect.signature(cls.__init__).parameters
-    except (TypeError, ValueError):
-        return node
-    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
-        return node
-    return {k: v for k, v in node.items() if k.startswith("_") or k in params or v is not None}
-
-
-def _build_sampler(node: Any, space: SearchSpace) -> optuna.samplers.BaseSampler:
-    from hydra.utils import instantiate
-
-    node = dict(node or {"_target_": "optuna.samplers.TPESampler"})
-    target = node.get("_target_")
-    if _is_grid(node) and node.get("search_space") is None:
-        node["search_space"] = space.grid()
-    node = _drop_unknown_nulls(node, _sampler_class(node))
-    try:
-        sampler = instantiate(node, _convert_="all")
-    except Exception as err:  # noqa: BLE001
-        cause = err.__cause__ or err
-        raise ConfigError(f"`hydra.sweeper.sampler` ({target}): {type(cause).__name__}: {cause}") from None
-    if not isinstance(sampler, optuna.samplers.BaseSampler):
-        raise ConfigError(
-            f"`hydra.sweeper.sampler._target_` must build an optuna sampler; {target!r} built {type(sampler).__name__}."
-        )
-    return sampler
 
 
 @dataclass
@@ -373,60 +277,6 @@ class StudyPlan:
             raise failure
 
 
-#: The study attributes that say what the study is: written when it is created, compared by every joining worker.
-SPACE_ATTR = "lightning_reg:search_space"
-METRIC_ATTR = "lightning_reg:optimized_metric"
-
-
-def _space_record(space: SearchSpace) -> dict[str, str]:
-    return {k: optuna.distributions.distribution_to_json(d) for k, d in sorted(space.distributions.items())}
-
-
-def _space_difference(before: Mapping[str, str], now: Mapping[str, str]) -> str:
-    """The keys whose distributions differ between two recorded search spaces, in words.
-
-    Example:
-        >>> from lightning_reg.study.search_space import parse_search_space
-        >>> a = _space_record(parse_search_space({"x": "interval(0, 1)", "y": "choice(1, 2)"}, []))
-        >>> b = _space_record(parse_search_space({"x": "interval(0, 2)", "z": "choice(1, 2)"}, []))
-        >>> _space_difference(a, b)
-        'x: FloatDistribution(high=1.0, log=False, low=0.0, step=None) in the study, FloatDistribution(high=2.0, log=False, low=0.0, step=None) here; y: in the study, not in this sweep; z: new in this sweep'
-    """
-
-    def show(text: str) -> str:
-        return repr(optuna.distributions.json_to_distribution(text))
-
-    parts = []
-    for key in sorted(set(before) | set(now)):
-        if key not in now:
-            parts.append(f"{key}: in the study, not in this sweep")
-        elif key not in before:
-            parts.append(f"{key}: new in this sweep")
-        elif before[key] != now[key]:
-            parts.append(f"{key}: {show(before[key])} in the study, {show(now[key])} here")
-    return "; ".join(parts)
-
-
-def _check_same_study(
-    existing: optuna.Study, name: str, url: str, directions: list[str], monitor: Any, space: SearchSpace
-) -> None:
-    """A joining worker (or a resumed sweep) must run THE study: same direction, objective and search space."""
-    ways = "Use another hydra.sweeper.study_name, or a fresh hydra.sweep.dir (or storage), for a new study."
-    where = f"study {name!r} in {mask_url(url)!r}"
-    have = [d.name.lower() for d in existing.directions]
-    if have != directions:
-        raise ConfigError(f"{where} exists with direction {have!r}; this sweep asks for {directions!r}. {ways}")
-    attrs = existing.user_attrs
-    if METRIC_ATTR in attrs and attrs[METRIC_ATTR] != monitor:
-        raise ConfigError(
-            f"{where} optimizes optimized_metric={attrs[METRIC_ATTR]!r}; this sweep optimizes {monitor!r}. {ways}"
-        )
-    if SPACE_ATTR in attrs:
-        diff = _space_difference(attrs[SPACE_ATTR], _space_record(space))
-        if diff:
-            raise ConfigError(f"{where} has another search space ({diff}). {ways}")
-
-
 def _warn_if_alone(config: DictConfig, sweep_dir: Path) -> None:
     """Say so when this worker's study is the default file in a sweep dir named by the time it started.
 
@@ -469,16 +319,16 @@ def job_probes(space: SearchSpace, o: Mapping[str, Any]) -> list[list[str]]:
         >>> job_probes(space, o)
         [['x=1'], ['x=1', 'data.fold=0', 'data.num_folds=2'], ['x=1', 'seed=7', 'test=true']]
     """
-    from lightning_reg.study.worker import fold_variants, seed_variants
+    from lightning_reg.study.jobs import fold_variants, seed_variants
 
     def first(dist: Any) -> Any:
         return dist.choices[0] if hasattr(dist, "choices") else dist.low
 
     base = [*space.fixed, *space.overrides({k: first(d) for k, d in space.distributions.items()})]
     probes = [base]
-    if o.get("folds"):
+    if o["folds"]:
         probes.append([*base, *fold_variants(o["folds"], o["keys"])[0].overrides])
-    confirm = o.get("confirm") or {}
+    confirm = o["confirm"] or {}
     if confirm.get("top_k"):
         probes.append(
             [*base, *seed_variants(confirm["seeds"][:1], o["keys"]["seed"])[0].overrides, *confirm["overrides"]]
@@ -497,7 +347,6 @@ def open_study(
     ``check_jobs(space, probes)`` composes the jobs' configs (the sweeper passes Hydra's composition): it runs after
     every option is checked and before the storage is opened, so a key the task lacks leaves nothing behind.
     """
-    from hydra_plugins.lightning_reg_optuna.config import PRUNER_GROUP, PRUNER_NAMES
 
     o = check_options(options)
     o["sampler"] = resolve_sampler_node(o["sampler"], config)
@@ -580,7 +429,7 @@ def open_study(
     )
     if existing is None:
         study.set_user_attr(METRIC_ATTR, monitor)
-        study.set_user_attr("lightning_reg:params", {k: str(v) for k, v in o["params"].items()})
+        study.set_user_attr(ATTR["params"], {k: str(v) for k, v in o["params"].items()})
         study.set_user_attr(SPACE_ATTR, _space_record(space))
     else:
         done = len(finished_trials(study.get_trials(deepcopy=False)))

@@ -11,9 +11,8 @@ when the study holds ``n_trials`` finished trials. The study is the only coordin
 - a worker that dies leaves a running trial whose heartbeat stops; any live worker fails it after the grace
   period and Optuna's retry callback queues it again, and a worker with nothing to do waits for that.
 
-One configuration may need several jobs: the k folds of a cross-validated trial, or the m seeds of a confirmed
-winner. Both are :class:`Variant` lists given to :meth:`StudyWorker.specs_for`: one mechanism for "one
-configuration, several jobs".
+What a worker launches is in :mod:`~lightning_reg.study.jobs`; multi-node following in
+:mod:`~lightning_reg.study.nodes`; confirmed winners in :mod:`~lightning_reg.study.confirm`.
 """
 
 from __future__ import annotations
@@ -27,13 +26,12 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from lightning_reg.errors import ConfigError
+from lightning_reg.study.confirm import ConfirmMixin, SweepFailed
 from lightning_reg.study.engine import (
     ATTR,
     HeartbeatThread,
@@ -43,159 +41,27 @@ from lightning_reg.study.engine import (
     storage_of,
     trial_id_of,
 )
+from lightning_reg.study.jobs import (
+    DEFAULT_KEYS,
+    JobOutcome,
+    JobSpec,
+    Launch,
+    Variant,
+    _as_values,
+    fold_variants,
+)
 from lightning_reg.study.link import TrialLink, fold_means
+from lightning_reg.study.nodes import FollowerMixin, group_key
+from lightning_reg.study.options import default
 from lightning_reg.study.retry import StorageOutage
 from lightning_reg.study.search_space import SearchSpace
 
-__all__ = [
-    "JobOutcome",
-    "SweepFailed",
-    "JobSpec",
-    "StudyWorker",
-    "Variant",
-    "fold_variants",
-    "group_key",
-    "node_rank",
-    "seed_variants",
-    "summarize_values",
-]
+__all__ = ["StudyWorker"]
 
 log = logging.getLogger("lightning_reg.study")
 
 
-class SweepFailed(RuntimeError):
-    """The sweep as a whole failed: too many failed trials (``max_failure_rate``), or none completed.
-
-    The sweeper prints it as one line and exits with status 1, as Hydra's Optuna sweeper exits 1.
-    """
-
-
-@dataclass
-class JobSpec:
-    """One job to launch: its overrides, the sub-directory of the sweep directory, and its trial link.
-
-    Example:
-        >>> from lightning_reg.study.search_space import parse_search_space
-        >>> space = parse_search_space({"model.dropout": "choice(0.0, 0.5)"}, ["trainer=debug"])
-        >>> worker = StudyWorker(optuna.create_study(), space, lambda specs: [], n_trials=1)
-        >>> for spec in worker.specs_for(None, {"model.dropout": 0.5}, fold_variants(2), subdir="7"):
-        ...     print(spec.subdir, spec.overrides)
-        7/fold0 ['trainer=debug', 'model.dropout=0.5', 'data.fold=0', 'data.num_folds=2']
-        7/fold1 ['trainer=debug', 'model.dropout=0.5', 'data.fold=1', 'data.num_folds=2']
-    """
-
-    overrides: list[str]
-    subdir: str
-    link: TrialLink | None = None
-
-
-@dataclass
-class JobOutcome:
-    """What came back from one job: its return value (a float, a list for several objectives, or ``None``).
-
-    Example:
-        >>> from lightning_reg.study.search_space import parse_search_space
-        >>> optuna.logging.set_verbosity(optuna.logging.WARNING)
-        >>> outcomes = iter([JobOutcome(None, failed=True, error="RuntimeError: boom"), JobOutcome(0.5)])
-        >>> space = parse_search_space({"x": "choice(1, 2)"}, [])
-        >>> told = StudyWorker(optuna.create_study(), space, lambda specs: [next(outcomes)], n_trials=2).run()
-        >>> [(t.state.name, t.value) for t in told]  # a failed job fails its trial, which still counts
-        [('FAIL', None), ('COMPLETE', 0.5)]
-    """
-
-    value: Any
-    failed: bool = False
-    error: str | None = None
-    job_dir: str | None = None
-
-
-Launch = Callable[[Sequence[JobSpec]], Sequence[JobOutcome]]
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One job of a configuration: extra overrides and a name for its directory.
-
-    Example:
-        >>> [v.name for v in fold_variants(3)], fold_variants(3)[1].overrides
-        (['fold0', 'fold1', 'fold2'], ['data.fold=1', 'data.num_folds=3'])
-        >>> seed_variants([7])[0].overrides
-        ['seed=7']
-    """
-
-    name: str
-    overrides: list[str] = field(default_factory=list)
-    fold: int | None = None
-    num_folds: int | None = None
-
-
-#: The task-config keys a fold job and a confirmation job set (``hydra.sweeper.keys``).
-DEFAULT_KEYS = {"fold": "data.fold", "num_folds": "data.num_folds", "seed": "seed"}
-
-
-def fold_variants(num_folds: int | None, keys: Mapping[str, str] = DEFAULT_KEYS) -> list[Variant]:
-    """The k jobs of a cross-validated configuration (one plain job without folds)."""
-    if not num_folds:
-        return [Variant("")]
-    fold, total = keys["fold"], keys["num_folds"]
-    return [Variant(f"fold{i}", [f"{fold}={i}", f"{total}={num_folds}"], i, num_folds) for i in range(num_folds)]
-
-
-def seed_variants(seeds: Sequence[int], key: str = DEFAULT_KEYS["seed"]) -> list[Variant]:
-    """The m jobs of a confirmed configuration, one per fresh seed."""
-    return [Variant(f"seed{s}", [f"{key}={s}"]) for s in seeds]
-
-
-def summarize_values(values: Sequence[float | None]) -> dict[str, Any]:
-    """Mean, sample std (n − 1) and count of the finite values.
-
-    Example:
-        >>> summarize_values([0.9, 0.8, None])
-        {'mean': 0.85, 'std': 0.0707, 'n': 2}
-    """
-    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    if not vals:
-        return {"mean": None, "std": None, "n": 0}
-    std = statistics.stdev(vals) if len(vals) > 1 else 0.0
-    return {"mean": round(statistics.fmean(vals), 12), "std": round(std, 4), "n": len(vals)}
-
-
-def _as_values(value: Any, n_objectives: int) -> list[float] | None:
-    if value is None:
-        return None
-    vals = list(value) if isinstance(value, (list, tuple)) else [value]
-    try:
-        out = [float(v) for v in vals]
-    except (TypeError, ValueError):
-        return None
-    if len(out) != n_objectives or not all(math.isfinite(v) for v in out):
-        return None
-    return out
-
-
-def group_key(environ: dict[str, str] | None = None) -> str | None:
-    """The key shared by every node of one multi-node DDP job (``None`` when the job is single-node)."""
-    env = os.environ if environ is None else environ
-    addr, port = env.get("MASTER_ADDR"), env.get("MASTER_PORT")
-    if not addr or not port:
-        return None
-    return f"{addr}:{port}:{env.get('SLURM_JOB_ID', '')}"
-
-
-def node_rank(environ: dict[str, str] | None = None) -> int:
-    """This process's node in a multi-node job started by SLURM or torchrun (0 when there is none)."""
-    env = os.environ if environ is None else environ
-    for key in ("NODE_RANK", "GROUP_RANK", "SLURM_NODEID"):
-        value = env.get(key)
-        if value not in (None, ""):
-            try:
-                return int(value)
-            except ValueError:
-                raise ConfigError(f"environment variable {key} must be an integer node rank; got {value!r}.") from None
-    return 0
-
-
-class StudyWorker:
+class StudyWorker(FollowerMixin, ConfirmMixin):
     """The ask-run-tell loop of one worker process on a shared study (see the module docstring).
 
     Args:
@@ -234,10 +100,10 @@ class StudyWorker:
         monitor: str | Sequence[str] | None = None,
         prune: bool = False,
         num_folds: int | None = None,
-        poll_interval: float = 2.0,
+        poll_interval: float = default("poll_interval"),
         study_name: str | None = None,
         storage_in_link: str | None = None,
-        max_failure_rate: float = 1.0,
+        max_failure_rate: float = default("max_failure_rate"),
         extend: Callable[[optuna.trial.Trial], None] | None = None,
         keys: Mapping[str, str] = DEFAULT_KEYS,
     ) -> None:
@@ -301,6 +167,16 @@ class StudyWorker:
         return None
 
     def _ask(self) -> optuna.trial.Trial | None:
+        """This worker's next trial, or ``None`` when other workers took the last slots.
+
+        Two promises are kept here that Optuna's ask-and-tell does not make across processes:
+
+        - ``n_trials`` counts the study's finished trials over all workers (Hydra's meaning) and is never
+          exceeded: a trial asked in a race for the last slot is failed as ``surplus`` before it runs;
+        - workers started from one seeded config do not all run the same points: a trial whose values another
+          worker already drew is failed as ``surplus`` and this worker's sampler leaves that stream. A worker's
+          own repeats are left alone, so one seeded worker is reproducible.
+        """
         for _attempt in range(5):
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
@@ -313,12 +189,13 @@ class StudyWorker:
             if why is None:
                 break
             trial.set_user_attr(ATTR["status"], "surplus")
-            if "grid_id" in frozen.system_attrs:
-                # Optuna's grid sampler counts every finished trial's grid point as visited, a failed one too;
-                # a trial that never ran must give its point back.
-                self.storage.set_trial_system_attr(trial_id_of(trial), "search_space", {})
             self.study.tell(trial, state=TrialState.FAIL)
             if why == "full":
+                if "grid_id" in frozen.system_attrs:
+                    # Promise: a grid sweep runs each point once, also when it is resumed with a larger n_trials.
+                    # Optuna's grid sampler counts this failed trial's point as visited, so the point is queued
+                    # again (a duplicate's point is held by the trial it duplicates, so only "full" needs this).
+                    self.study.enqueue_trial(frozen.params)
                 log.info("trial %d not run: other workers took the last slots", trial.number)
                 return None
             # Another worker's sampler drew the same values (same seed): leave that stream and draw again.
@@ -405,7 +282,7 @@ class StudyWorker:
             return self.study.tell(trial, state=TrialState.FAIL)
         if self.num_folds:
             self._report_fold_means(trial, attrs)
-            trial.set_user_attr("lightning_reg:fold_results", [v[0] if len(v) == 1 else v for v in values if v])
+            trial.set_user_attr(ATTR["fold_results"], [v[0] if len(v) == 1 else v for v in values if v])
         told = [statistics.fmean(v[k] for v in values if v) for k in range(self.n_objectives)]
         trial.set_user_attr(ATTR["status"], "completed")
         return self.study.tell(trial, told if self.n_objectives > 1 else told[0])
@@ -565,84 +442,8 @@ class StudyWorker:
                 self.study.tell(trial, state=TrialState.FAIL)
                 subdir = trial.user_attrs.get(ATTR["subdir"]) or str(trial.number)
                 self.study.enqueue_trial(
-                    trial.params, user_attrs={"lightning_reg:retry_of": trial.number, ATTR["subdir"]: subdir}
+                    trial.params, user_attrs={ATTR["retry_of"]: trial.number, ATTR["subdir"]: subdir}
                 )
                 log.warning("trial %d interrupted; queued again for the next worker", trial.number)
             except Exception:  # noqa: BLE001 - never mask the interrupt itself
                 log.exception("could not requeue interrupted trial %d", trial.number)
-
-    def follow(self, node: int) -> int:
-        """On node ``node`` > 0 of a multi-node job: train the trials node 0 draws, never tell. Returns the count."""
-        if self.group is None:
-            raise ConfigError(
-                f"this process is node {node} of a multi-node job but MASTER_ADDR/MASTER_PORT are not set, so it "
-                "cannot find node 0's trials. Start every node with the same MASTER_ADDR and MASTER_PORT."
-            )
-        seq = 0
-        variants = fold_variants(self.num_folds, self.keys)
-        while True:
-            trials = self.study.get_trials(deepcopy=False)
-            mine = [
-                t
-                for t in trials
-                if t.user_attrs.get(ATTR["group"]) == self.group and t.user_attrs.get(ATTR["group_seq"]) == seq
-            ]
-            if mine:
-                trial = mine[0]
-                proxy = optuna.trial.Trial(self.study, trial_id_of(trial))
-                specs = self.specs_for(proxy, trial.params, variants, f"{trial.number}/node{node}", role="follower")
-                log.info("node %d follows trial %d %s", node, trial.number, trial.params)
-                self.launch(specs)
-                seq += 1
-                continue
-            done = self.study.user_attrs.get(f"{ATTR['group']}:{self.group}:done")
-            if done is not None and seq >= done:
-                return seq
-            time.sleep(self.poll_interval)
-
-    # -- confirmed winners ------------------------------------------------------------------------------
-    def confirm(self, top_k: int, seeds: Sequence[int], extra: Sequence[str] = ()) -> list[dict[str, Any]]:
-        """Re-run the ``top_k`` best complete trials with each of ``seeds``; record mean ± std per trial."""
-        if top_k <= 0 or not seeds:
-            return []
-        if self.n_objectives > 1:
-            raise ConfigError("`hydra.sweeper.confirm` ranks trials by one objective; this study has several.")
-        sign = -1.0 if self.study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
-        ranked = sorted(
-            (sign * t.value, t.number, t)
-            for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.value is not None
-        )
-        best = [t for _, _, t in ranked[:top_k]]
-        variants = seed_variants(seeds, self.keys["seed"])
-        specs: list[JobSpec] = []
-        for t in best:
-            specs += self.specs_for(None, t.params, variants, f"confirm/{t.number}", extra=list(extra))
-        outcomes: list[JobOutcome] = []
-        for i in range(0, len(specs), max(1, self.n_jobs)):
-            outcomes += self.launch(specs[i : i + max(1, self.n_jobs)])
-        table = []
-        for k, t in enumerate(best):
-            outs = outcomes[k * len(variants) : (k + 1) * len(variants)]
-            values: list[float | None] = []
-            for o in outs:
-                value = _as_values(o.value, 1)
-                values.append(None if value is None else value[0])
-            row: dict[str, Any] = {
-                "trial": t.number,
-                "params": t.params,
-                "trial_value": t.value,
-                "seeds": list(seeds),
-                "values": values,
-                "job_dirs": [o.job_dir for o in outs],
-                "summary": summarize_values(values),
-            }
-            table.append(row)
-        self.study.set_user_attr(ATTR["confirm"], table)
-        failed = [o for o in outcomes if o.failed]
-        if failed:
-            first = failed[0]
-            raise SweepFailed(
-                f"{len(failed)} of {len(outcomes)} confirmation job(s) failed; first, in {first.job_dir}: {first.error}"
-            )
-        return table

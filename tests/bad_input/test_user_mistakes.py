@@ -131,3 +131,45 @@ def test_a_run_dir_under_a_regular_file_is_one_line_exit_2(tmp_path: Path) -> No
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert f"'{tmp_path / 'afile'}' is a file, not a directory" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "sweeper,code,says",
+    [
+        (
+            ["hparams_search=digits_optuna"],
+            2,
+            "`hydra.sweeper.n_trail` is not an option of hydra/sweeper=lightning_reg_optuna",
+        ),
+        ([], 1, "Could not override 'hydra.sweeper.n_trail'"),  # Hydra's basic sweeper: Hydra's own message
+    ],
+)
+def test_a_typoed_sweeper_option_is_one_line_in_our_sweeper_only(
+    tmp_path: Path, sweeper: list[str], code: int, says: str
+) -> None:
+    import os
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lightning_reg.train",
+            "-m",
+            *sweeper,
+            "hydra.sweeper.n_trail=3",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == code, proc.stderr[-2000:]
+    assert says in proc.stderr, proc.stderr[-2000:]
+    if code == 2:
+        errors = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert errors == [errors[0]] and "n_trials" in errors[0] and "got n_trail='3'" in errors[0]
+    assert not (tmp_path / "sweep").exists()

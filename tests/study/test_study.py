@@ -33,11 +33,12 @@ from lightning_reg.study.engine import (
     storage_of,
     trial_id_of,
 )
+from lightning_reg.study.jobs import JobOutcome, summarize_values
 from lightning_reg.study.link import TrialLink, TrialPruning, fold_means
 from lightning_reg.study.report import format_study_markdown, load_study_report, sig
 from lightning_reg.study.search_space import format_value, parse_search_space
 from lightning_reg.study.setup import check_options, open_study
-from lightning_reg.study.worker import JobOutcome, StudyWorker, summarize_values
+from lightning_reg.study.worker import StudyWorker
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -243,7 +244,7 @@ def test_a_study_with_another_direction_is_refused(sweep_cfg, tmp_path: Path) ->
 
 
 def test_every_sampler_and_pruner_config_composes_and_builds(sweep_cfg) -> None:
-    from hydra_plugins.lightning_reg_optuna.config import PRUNER_NAMES, SAMPLER_NAMES
+    from lightning_reg.study.options import PRUNER_NAMES, SAMPLER_NAMES
 
     for name in SAMPLER_NAMES:
         grid = ["optimizer.lr=choice(0.1,0.01)", "model.dropout=0.0", "data.batch_size=64"] if name == "grid" else []

@@ -105,12 +105,13 @@ def sweeper_cfg(tmp_path: Path, *args: str) -> dict:
 def test_we_store_nothing_in_another_plugins_groups() -> None:
     from hydra.core.config_store import ConfigStore
 
-    import hydra_plugins.lightning_reg_optuna.config as ours
+    import hydra_plugins.lightning_reg_optuna.config  # noqa: F401 - registers our groups
+    from lightning_reg.study import options
 
     listing = ConfigStore.instance().list("hydra/sweeper")
     assert "sampler" not in listing and "pruner" not in listing, listing
     assert {"lightning_reg_sampler", "lightning_reg_pruner", "lightning_reg_optuna.yaml"} <= set(listing)
-    assert ours.SAMPLER_GROUP == "hydra/sweeper/lightning_reg_sampler"
+    assert options.SAMPLER_GROUP == "hydra/sweeper/lightning_reg_sampler"
 
 
 @pytest.mark.parametrize(
