@@ -18,87 +18,89 @@ import importlib
 import importlib.util
 from typing import TYPE_CHECKING, Any
 
+# _HOMES below, again for type checkers (which do not run __getattr__); `as` marks each a re-export. One line per
+# name, kept equal to _HOMES by tests/test_public_api.py.
 if TYPE_CHECKING:
-    from lightning_reg.callbacks.activity import ActivityRegularization
-    from lightning_reg.callbacks.augmix_jsd import AugMixJSD
-    from lightning_reg.callbacks.checkpoint import AtomicModelCheckpoint
-    from lightning_reg.callbacks.constraints import MinMaxNorm, NonNeg, UnitNorm
-    from lightning_reg.callbacks.early_stopping import EarlyStopping
-    from lightning_reg.callbacks.label_smoothing import LabelSmoothing
-    from lightning_reg.callbacks.penalized_loss import PenalizedLoss
-    from lightning_reg.callbacks.penalty_mixin import PenaltyLossMixin
-    from lightning_reg.callbacks.restore_best_weights import RestoreBestWeights
-    from lightning_reg.callbacks.rng_state import RNGState
-    from lightning_reg.callbacks.scheduled_dropout import ScheduledDropout
-    from lightning_reg.callbacks.stochastic_depth import StochasticDepth
-    from lightning_reg.callbacks.weight_penalty import MaxNorm, WeightPenalty
-    from lightning_reg.core.schedules import (
-        Constant,
-        Cosine,
-        Curriculum,
-        Early,
-        Exponential,
-        FromCallable,
-        Late,
-        Linear,
-        Milestones,
-        Schedule,
-        as_schedule,
-        make_schedule,
-    )
-    from lightning_reg.data import (
-        AugmentationMixin,
-        AugmentConfig,
-        CIFAR10DataModule,
-        DigitsDataModule,
-        FashionMNISTDataModule,
-        ImageFolderDataModule,
-        MNISTDataModule,
-    )
+    from lightning_reg.callbacks.activity import ActivityRegularization as ActivityRegularization
+    from lightning_reg.callbacks.augmix_jsd import AugMixJSD as AugMixJSD
+    from lightning_reg.callbacks.checkpoint import AtomicModelCheckpoint as AtomicModelCheckpoint
+    from lightning_reg.callbacks.constraints import MinMaxNorm as MinMaxNorm
+    from lightning_reg.callbacks.constraints import NonNeg as NonNeg
+    from lightning_reg.callbacks.constraints import UnitNorm as UnitNorm
+    from lightning_reg.callbacks.early_stopping import EarlyStopping as EarlyStopping
+    from lightning_reg.callbacks.label_smoothing import LabelSmoothing as LabelSmoothing
+    from lightning_reg.callbacks.penalized_loss import PenalizedLoss as PenalizedLoss
+    from lightning_reg.callbacks.penalty_mixin import PenaltyLossMixin as PenaltyLossMixin
+    from lightning_reg.callbacks.restore_best_weights import RestoreBestWeights as RestoreBestWeights
+    from lightning_reg.callbacks.rng_state import RNGState as RNGState
+    from lightning_reg.callbacks.scheduled_dropout import ScheduledDropout as ScheduledDropout
+    from lightning_reg.callbacks.stochastic_depth import StochasticDepth as StochasticDepth
+    from lightning_reg.callbacks.weight_penalty import MaxNorm as MaxNorm
+    from lightning_reg.callbacks.weight_penalty import WeightPenalty as WeightPenalty
+    from lightning_reg.core.schedules import Constant as Constant
+    from lightning_reg.core.schedules import Cosine as Cosine
+    from lightning_reg.core.schedules import Curriculum as Curriculum
+    from lightning_reg.core.schedules import Early as Early
+    from lightning_reg.core.schedules import Exponential as Exponential
+    from lightning_reg.core.schedules import FromCallable as FromCallable
+    from lightning_reg.core.schedules import Late as Late
+    from lightning_reg.core.schedules import Linear as Linear
+    from lightning_reg.core.schedules import Milestones as Milestones
+    from lightning_reg.core.schedules import Schedule as Schedule
+    from lightning_reg.core.schedules import as_schedule as as_schedule
+    from lightning_reg.core.schedules import make_schedule as make_schedule
+    from lightning_reg.data import AugmentationMixin as AugmentationMixin
+    from lightning_reg.data import AugmentConfig as AugmentConfig
+    from lightning_reg.data import CIFAR10DataModule as CIFAR10DataModule
+    from lightning_reg.data import DigitsDataModule as DigitsDataModule
+    from lightning_reg.data import FashionMNISTDataModule as FashionMNISTDataModule
+    from lightning_reg.data import ImageFolderDataModule as ImageFolderDataModule
+    from lightning_reg.data import MNISTDataModule as MNISTDataModule
 
-#: Where each public name lives; :func:`__getattr__` imports it from there on first use.
+#: The public names, one line each: name -> the module that defines it. ``__all__``, ``dir()`` and
+#: :func:`__getattr__` (which imports a name from its home on first use) are derived from it; a new public name is
+#: one line here and its ``TYPE_CHECKING`` import above.
 _HOMES = {
-    "ActivityRegularization": "lightning_reg.callbacks.activity",
+    # callbacks and mixins
     "AtomicModelCheckpoint": "lightning_reg.callbacks.checkpoint",
+    "ActivityRegularization": "lightning_reg.callbacks.activity",
     "AugMixJSD": "lightning_reg.callbacks.augmix_jsd",
-    "EarlyStopping": "lightning_reg.callbacks.early_stopping",
     "LabelSmoothing": "lightning_reg.callbacks.label_smoothing",
+    "MinMaxNorm": "lightning_reg.callbacks.constraints",
+    "NonNeg": "lightning_reg.callbacks.constraints",
+    "UnitNorm": "lightning_reg.callbacks.constraints",
+    "EarlyStopping": "lightning_reg.callbacks.early_stopping",
+    "MaxNorm": "lightning_reg.callbacks.weight_penalty",
+    "PenalizedLoss": "lightning_reg.callbacks.penalized_loss",
+    "PenaltyLossMixin": "lightning_reg.callbacks.penalty_mixin",
     "RestoreBestWeights": "lightning_reg.callbacks.restore_best_weights",
     "RNGState": "lightning_reg.callbacks.rng_state",
     "ScheduledDropout": "lightning_reg.callbacks.scheduled_dropout",
     "StochasticDepth": "lightning_reg.callbacks.stochastic_depth",
-    "MaxNorm": "lightning_reg.callbacks.weight_penalty",
-    "MinMaxNorm": "lightning_reg.callbacks.constraints",
-    "NonNeg": "lightning_reg.callbacks.constraints",
-    "UnitNorm": "lightning_reg.callbacks.constraints",
     "WeightPenalty": "lightning_reg.callbacks.weight_penalty",
-    "AugmentationMixin": "lightning_reg.data",
+    # data
     "AugmentConfig": "lightning_reg.data",
+    "AugmentationMixin": "lightning_reg.data",
     "CIFAR10DataModule": "lightning_reg.data",
     "DigitsDataModule": "lightning_reg.data",
     "FashionMNISTDataModule": "lightning_reg.data",
     "ImageFolderDataModule": "lightning_reg.data",
     "MNISTDataModule": "lightning_reg.data",
-    "PenaltyLossMixin": "lightning_reg.callbacks.penalty_mixin",
-    "PenalizedLoss": "lightning_reg.callbacks.penalized_loss",
-    **dict.fromkeys(
-        (
-            "Constant",
-            "Cosine",
-            "Curriculum",
-            "Early",
-            "Exponential",
-            "FromCallable",
-            "Late",
-            "Linear",
-            "Milestones",
-            "Schedule",
-            "as_schedule",
-            "make_schedule",
-        ),
-        "lightning_reg.core.schedules",
-    ),
+    # schedules
+    "Schedule": "lightning_reg.core.schedules",
+    "Constant": "lightning_reg.core.schedules",
+    "Linear": "lightning_reg.core.schedules",
+    "Cosine": "lightning_reg.core.schedules",
+    "Milestones": "lightning_reg.core.schedules",
+    "Exponential": "lightning_reg.core.schedules",
+    "Early": "lightning_reg.core.schedules",
+    "Late": "lightning_reg.core.schedules",
+    "Curriculum": "lightning_reg.core.schedules",
+    "FromCallable": "lightning_reg.core.schedules",
+    "make_schedule": "lightning_reg.core.schedules",
+    "as_schedule": "lightning_reg.core.schedules",
 }
+__all__ = list(_HOMES)
 
 
 def __getattr__(name: str) -> Any:
@@ -115,45 +117,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *_HOMES})
-
-
-__all__ = [
-    # callbacks and mixins
-    "ActivityRegularization",
-    "AtomicModelCheckpoint",
-    "AugMixJSD",
-    "EarlyStopping",
-    "LabelSmoothing",
-    "MaxNorm",
-    "MinMaxNorm",
-    "NonNeg",
-    "PenalizedLoss",
-    "PenaltyLossMixin",
-    "RestoreBestWeights",
-    "RNGState",
-    "ScheduledDropout",
-    "StochasticDepth",
-    "UnitNorm",
-    "WeightPenalty",
-    # data
-    "AugmentConfig",
-    "AugmentationMixin",
-    "CIFAR10DataModule",
-    "DigitsDataModule",
-    "FashionMNISTDataModule",
-    "ImageFolderDataModule",
-    "MNISTDataModule",
-    # schedules
-    "Schedule",
-    "Constant",
-    "Linear",
-    "Cosine",
-    "Milestones",
-    "Exponential",
-    "Early",
-    "Late",
-    "Curriculum",
-    "FromCallable",
-    "make_schedule",
-    "as_schedule",
-]

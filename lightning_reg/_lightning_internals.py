@@ -1,6 +1,7 @@
 """Every private Lightning name that lightning_reg relies on, in one place (torch's are in ``_torch_internals``).
 
-These names are not part of Lightning's public API and can change in any release. Each is used only here;
+These names are not part of Lightning's public API and can change in any release. Each is used only here, and
+each entry says above it why no public API serves (or that it uses public names only, for a version difference);
 the rest of the package calls the small, named wrappers below. ``tests/test_internals_canary.py``
 checks every one of them against the installed versions and names the internal and the version when one
 moves, so an upgrade (or the CI step on the oldest supported Lightning) says exactly what broke.
@@ -23,8 +24,8 @@ from typing import Any
 import lightning
 import lightning.pytorch as pl
 import torch
-from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
-from lightning.pytorch.callbacks import ModelCheckpoint
+from fsspec.implementations.local import LocalFileSystem
+from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter as _CSVExperimentWriter
 from torch import nn
 from typing_extensions import override
@@ -34,16 +35,12 @@ __all__ = [
     "LIGHTNING_VERSION",
     "PYTREE_MODULE",
     "AppendingCSVExperimentWriter",
-    "CheckpointSaveHooks",
     "EarlyStoppingReason",
-    "attached_trainer",
     "csv_logger_experiment",
     "averaged_module",
     "averaging_callbacks",
     "evaluated_module",
     "hydra_subprocess_command",
-    "is_local_path",
-    "legacy_state_key",
     "missing_target_reason",
     "rank_zero_loggers",
     "replaying_epoch_end",
@@ -60,6 +57,7 @@ _TEST_TAKES_WEIGHTS_ONLY: bool = "weights_only" in inspect.signature(pl.Trainer.
 
 # --- Public names that only recent Lightning has -------------------------------------------------------------
 
+# Why here: a public name of Lightning 2.6 that 2.5 lacks; the stand-in keeps its values so checkpoints read alike.
 try:  # Lightning >= 2.6
     from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 except ImportError:  # Lightning 2.5: same members and values as 2.6's enum, so checkpoints read alike
@@ -74,6 +72,7 @@ except ImportError:  # Lightning 2.5: same members and values as 2.6's enum, so 
         NON_FINITE_METRIC = 4
 
 
+# Why here: a public class of Lightning 2.6 that 2.5 lacks (the version difference, in one place).
 def weight_averaging_class() -> type[pl.Callback] | None:
     """Lightning's ``WeightAveraging`` base class (2.6+), or None on a Lightning without it.
 
@@ -91,6 +90,7 @@ def weight_averaging_class() -> type[pl.Callback] | None:
 HAS_WEIGHT_AVERAGING: bool = weight_averaging_class() is not None
 
 
+# Why here: a public argument of Lightning 2.6 that 2.5 lacks.
 def weights_only_kwargs(weights_only: bool | None) -> dict[str, bool | None]:
     """``{"weights_only": ...}`` for ``Trainer.fit/validate/test`` on Lightning 2.6+, ``{}`` before.
 
@@ -112,6 +112,7 @@ _NEWER_TARGETS: dict[str, str] = {
 }
 
 
+# Why here: config targets that exist only from Lightning 2.6 on.
 def missing_target_reason(target: str) -> str | None:
     """Why ``target`` (a config ``_target_``) cannot be built on the installed Lightning, or None if it can.
 
@@ -131,6 +132,7 @@ def missing_target_reason(target: str) -> str | None:
 # ``Trainer`` class never declares them, so a type checker cannot see them. Read them here, typed, once.
 
 
+# Why here: public and documented, but undeclared on Trainer, so typed once here (no private name).
 def trainer_callbacks(trainer: pl.Trainer) -> list[pl.Callback]:
     """``trainer.callbacks``, typed.
 
@@ -143,6 +145,7 @@ def trainer_callbacks(trainer: pl.Trainer) -> list[pl.Callback]:
     return callbacks
 
 
+# Why here: public and documented, but undeclared on Trainer, so typed once here (no private name).
 def trainer_log_every_n_steps(trainer: pl.Trainer) -> int:
     """``trainer.log_every_n_steps``, typed.
 
@@ -157,26 +160,8 @@ def trainer_log_every_n_steps(trainer: pl.Trainer) -> int:
 # --- LightningModule / Callback ------------------------------------------------------------------------------
 
 
-def attached_trainer(module: object) -> pl.Trainer | None:
-    """The Trainer a LightningModule is attached to, or None (``module.trainer`` raises when detached).
-
-    Example:
-        >>> attached_trainer(pl.LightningModule()) is None
-        True
-    """
-    return getattr(module, "_trainer", None)
-
-
-def legacy_state_key(callback: pl.Callback) -> str | type[pl.Callback]:
-    """The key under which Lightning < 1.5 stored a callback's state (Callback's private ``_legacy_state_key``).
-
-    Example:
-        >>> legacy_state_key(pl.Callback()) is pl.Callback
-        True
-    """
-    return callback._legacy_state_key
-
-
+# Why not public: optimizer.step(closure) gets no trainer; SAM needs it to refuse gradient accumulation, and the
+# closure's private layout is the only way from the optimizer back to the module.
 def trainer_of_closure(closure: Any) -> pl.Trainer | None:
     """The Trainer behind a closure that Lightning passed to ``optimizer.step``, or None for another closure.
 
@@ -189,10 +174,15 @@ def trainer_of_closure(closure: Any) -> pl.Trainer | None:
     """
     for arg in getattr(closure, "args", ()):
         if isinstance(arg, pl.LightningModule):
-            return attached_trainer(arg)
+            try:
+                trainer = arg.trainer
+            except RuntimeError:  # a module attached to no Trainer
+                return None
+            return trainer if isinstance(trainer, pl.Trainer) else None  # not Fabric's stand-in
     return None
 
 
+# Why not public: WeightAveraging exposes no accessor for its averaged copy (``_average_model``).
 def averaged_module(callback: pl.Callback) -> nn.Module | None:
     """The averaged copy of the model held by a ``WeightAveraging`` callback (its private ``_average_model``).
 
@@ -202,6 +192,7 @@ def averaged_module(callback: pl.Callback) -> nn.Module | None:
     return None if average is None else average.module
 
 
+# Why here: public names only; beside averaged_module, which it serves.
 def averaging_callbacks(trainer: pl.Trainer) -> list[pl.Callback]:
     """Lightning's ``WeightAveraging`` callbacks (``EMAWeightAveraging`` and others) of ``trainer``.
 
@@ -215,6 +206,7 @@ def averaging_callbacks(trainer: pl.Trainer) -> list[pl.Callback]:
     return [] if cls is None else [cb for cb in trainer_callbacks(trainer) if isinstance(cb, cls)]
 
 
+# Why here: public names only; the weights validation evaluated, through averaged_module.
 def evaluated_module(trainer: pl.Trainer) -> nn.Module:
     """The module whose weights validation just evaluated, read at ``on_validation_end``.
 
@@ -232,6 +224,7 @@ def evaluated_module(trainer: pl.Trainer) -> nn.Module:
 # --- Loops ---------------------------------------------------------------------------------------------------
 
 
+# Why not public: Lightning exposes no "resumed at the end of an epoch" flag; the loops' restart state is internal.
 def replaying_epoch_end(trainer: pl.Trainer) -> bool:
     """True when a resumed fit replays the end of the epoch its checkpoint was written in.
 
@@ -246,6 +239,8 @@ def replaying_epoch_end(trainer: pl.Trainer) -> bool:
 # --- Lightning's DDP subprocess launcher ---------------------------------------------------------------------
 
 
+# Why not public: the DDP launcher builds Hydra children's commands in a private module function, with no
+# argument or hook to change it; a Hydra job's children must rerun the job's own config.
 @contextlib.contextmanager
 def hydra_subprocess_command(command: Callable[[int], tuple[Sequence[str], str]]) -> Iterator[None]:
     """While active, Lightning's subprocess DDP launcher starts local rank ``r`` with ``command(r)``.
@@ -267,9 +262,11 @@ def hydra_subprocess_command(command: Callable[[int], tuple[Sequence[str], str]]
 
 #: Lightning's private pytree module. Its ``_tree_flatten`` builds ``LeafSpec()``, which torch >= 2.10 deprecates
 #: with a FutureWarning on every fit (``lightning_reg.app.run_log`` filters that one warning from this module only).
+# Why not public: names the private module whose warning is filtered (a module name, not an API call).
 PYTREE_MODULE = "lightning.pytorch.utilities._pytree"
 
 
+# Why here: public logger names, but which ones Lightning's rank_zero messages use is an implementation detail.
 def rank_zero_loggers() -> list[logging.Logger]:
     """The loggers that Lightning's ``rank_zero_info`` and ``rank_zero_warn`` messages are written to.
 
@@ -287,66 +284,17 @@ def rank_zero_loggers() -> list[logging.Logger]:
     return [logging.getLogger(name) for name in sorted(names)]
 
 
-# --- File-system helpers -------------------------------------------------------------------------------------
-
-
-def is_local_path(path: str) -> bool:
-    """True for a local path, False for a remote one (``s3://``, ``gs://`` ...), as Lightning decides it.
-
-    Example:
-        >>> is_local_path("/tmp/last.ckpt"), is_local_path("s3://bucket/last.ckpt")
-        (True, False)
-    """
-    return bool(_is_local_file_protocol(path))
-
-
-# --- Callbacks whose private hooks we override ---------------------------------------------------------------
-
-
-class CheckpointSaveHooks(ModelCheckpoint):
-    """``ModelCheckpoint`` with its private save step exposed as :meth:`write_checkpoint`.
-
-    Lightning calls the private ``_save_checkpoint(trainer, filepath)`` for every file it writes; here it calls
-    :meth:`write_checkpoint`, which subclasses override. :meth:`lightning_save` is Lightning's own saving, and
-    :meth:`record_saved` the bookkeeping Lightning does after a save (last step and file saved).
-
-    Example:
-        >>> import os, tempfile
-        >>> from lightning.pytorch.demos.boring_classes import BoringModel
-        >>> class Announcing(CheckpointSaveHooks):
-        ...     def write_checkpoint(self, trainer, filepath):
-        ...         print("writing", os.path.basename(filepath))
-        ...         self.lightning_save(trainer, filepath)
-        >>> ckpt = Announcing(dirpath=tempfile.mkdtemp(), filename="last", enable_version_counter=False)
-        >>> trainer = pl.Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=0, callbacks=[ckpt],
-        ...                      accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
-        >>> trainer.fit(BoringModel())
-        writing last.ckpt
-        >>> os.listdir(ckpt.dirpath)
-        ['last.ckpt']
-    """
-
-    @override
-    def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
-        self.write_checkpoint(trainer, filepath)
-
-    def write_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
-        """Write one checkpoint file; Lightning's saving unless overridden."""
-        self.lightning_save(trainer, filepath)
-
-    def lightning_save(self, trainer: pl.Trainer, filepath: str) -> None:
-        """Lightning's own ``ModelCheckpoint`` saving of ``filepath``."""
-        super()._save_checkpoint(trainer, filepath)
-
-    def record_saved(self, trainer: pl.Trainer, filepath: str) -> None:
-        """Tell ModelCheckpoint that ``filepath`` was saved at this step (as its own saving does)."""
-        self._last_global_step_saved = trainer.global_step
-        self._last_checkpoint_saved = filepath
-
-
 # --- Loggers -------------------------------------------------------------------------------------------------
 
 
+# Why here: public (Lightning's get_filesystem, fsspec's LocalFileSystem); the CSV writer below uses it.
+def _is_local(path: str) -> bool:
+    """A path on the local disk (public: fsspec's filesystem for it, as Lightning picks it)."""
+    return isinstance(get_filesystem(path), LocalFileSystem)
+
+
+# Why not public: CSVLogger has no option to continue a metrics.csv; its writer deletes it in the private
+# ``_check_log_dir_exists``, and a new column goes through the private ``_rewrite_with_new_header``.
 class AppendingCSVExperimentWriter(_CSVExperimentWriter):
     """Lightning's CSV experiment writer, except that an existing ``metrics.csv`` is continued, never deleted.
 
@@ -376,7 +324,7 @@ class AppendingCSVExperimentWriter(_CSVExperimentWriter):
 
     @override
     def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
-        if not _is_local_file_protocol(self.metrics_file_path):
+        if not _is_local(self.metrics_file_path):
             super()._rewrite_with_new_header(fieldnames)
             return
         from lightning_reg.atomic import atomic_write
@@ -395,7 +343,7 @@ class AppendingCSVExperimentWriter(_CSVExperimentWriter):
         """Lightning's save, except that a write cut short (a full disk) is undone: the rows of ``metrics.csv``
         before this save stay, no partial row, and :class:`~lightning_reg.atomic.WriteError` names the file."""
         path = self.metrics_file_path
-        if not self.metrics or not _is_local_file_protocol(path):
+        if not self.metrics or not _is_local(path):
             super().save()
             return
         from lightning_reg.atomic import WriteError, is_filesystem_error
@@ -430,6 +378,8 @@ class AppendingCSVExperimentWriter(_CSVExperimentWriter):
         self.metrics = []
 
 
+# Why not public: CSVLogger builds its writer in ``experiment`` with no factory to override; this mirrors it
+# through the private ``_experiment`` and ``_fs``.
 def csv_logger_experiment(logger: Any) -> AppendingCSVExperimentWriter:
     """A Lightning ``CSVLogger``'s experiment writer, built as :class:`AppendingCSVExperimentWriter` on first use.
 
@@ -443,6 +393,8 @@ def csv_logger_experiment(logger: Any) -> AppendingCSVExperimentWriter:
     return logger._experiment
 
 
+# Why not public: the public path, pl_module.log, costs 6.46M instructions for three values per epoch end
+# against 83k here (callgrind, measured for issue 26); kept for that.
 def store_epoch_end_values(trainer: Any, values: dict[str, float], device: Any) -> bool:
     """Leave ``values`` where ``pl_module.log(name, v, on_step=False, on_epoch=True)`` in an epoch-end hook would.
 
@@ -468,6 +420,8 @@ def store_epoch_end_values(trainer: Any, values: dict[str, float], device: Any) 
     return True
 
 
+# Why not public: ``trainer.callback_metrics[k] = v`` costs 89k instructions per step against 9k here
+# (callgrind mid-fit with logged metrics, measured for issue 26); kept for that.
 def callback_metrics_store(trainer: Any) -> dict[str, Any]:
     """The dict behind ``trainer.callback_metrics``, for a callback that only *writes* a value into it.
 

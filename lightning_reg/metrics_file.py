@@ -1,5 +1,6 @@
 """The schema of a run's ``metrics.json``: written by ``lightning_reg.app.train``, read by the report, the study report
-and the run-directory checks.
+and the run-directory checks. :func:`summarize_run` builds the record from what fit and test left
+(:class:`FitResult`, :class:`Evaluation`).
 
 One :class:`RunMetrics` mapping (a ``TypedDict``, so the file stays plain JSON and :func:`lightning_reg.app.train.train`
 keeps returning a dict) with a ``schema_version`` ``"MAJOR.MINOR"``. A reader accepts every minor version of
@@ -31,6 +32,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -45,13 +47,18 @@ __all__ = [
     "SCHEMA_VERSION",
     "STATUSES",
     "BestRecord",
+    "Evaluation",
+    "FitResult",
     "MetricsFileError",
     "RunMetrics",
     "SchemaVersionError",
+    "diverged_losses",
     "early_stop_epoch_of",
     "json_safe",
+    "lookup_metric",
     "parse_version",
     "read_metrics",
+    "summarize_run",
     "upgrade",
     "write_metrics",
 ]
@@ -272,3 +279,115 @@ def write_metrics(path: Path | str, record: Mapping[str, Any]) -> Path:
     path = Path(path)
     data = {"schema_version": SCHEMA_VERSION, **{k: v for k, v in record.items() if k != "schema_version"}}
     return write_text(path, json.dumps(json_safe(data), indent=2))
+
+
+@dataclass
+class FitResult:
+    """What :func:`~lightning_reg.app.fit.fit` leaves for the later steps, collected before testing (testing a checkpoint restores
+    callback state from that checkpoint).
+
+    Example:
+        >>> fitted = FitResult({"val/acc": 0.9}, 1.5, [{"epoch": 0.0, "val/acc": 0.9}], {}, 1, 2, False, "val/acc",
+        ...                    "max", {"epoch": 0.0, "val/acc": 0.9}, "epoch_000.ckpt", None)
+        >>> fitted.epochs_completed, fitted.best_row["val/acc"], fitted.early_stop_epoch
+        (1, 0.9, None)
+    """
+
+    metrics: dict[str, float]
+    seconds: float
+    history: list[dict[str, float]]
+    callback_reports: dict[str, Any]
+    epochs_completed: int
+    global_step: int
+    should_stop: bool
+    monitor: str | None
+    mode: str
+    best_row: dict[str, float] | None
+    best_path: str
+    pruned_epoch: int | None
+    early_stop_epoch: int | None = None
+    trial_callback: Any = None
+
+
+@dataclass
+class Evaluation:
+    """What :func:`~lightning_reg.app.fit.evaluate` tested (``None`` when it did not) and the ``test/*`` metrics it got.
+
+    Example:
+        >>> Evaluation(), Evaluation("epoch_003.ckpt", {"test/acc": 0.91}).metrics
+        (Evaluation(tested=None, metrics={}), {'test/acc': 0.91})
+    """
+
+    tested: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def diverged_losses(metrics: dict[str, float]) -> list[str]:
+    """The ``*loss`` metrics that are not finite (a diverged run).
+
+    Example:
+        >>> diverged_losses({"train/loss": float("nan"), "val/loss": 0.3, "val/acc": float("nan")})
+        ['train/loss']
+    """
+    return sorted(k for k, v in metrics.items() if k.endswith("loss") and not math.isfinite(v))
+
+
+def lookup_metric(summary: Mapping[str, Any], name: str | None) -> float | None:
+    """Find ``name`` among test, best and final metrics, in that order (``val/*`` prefers the best epoch)."""
+    if not name:
+        return None
+    if name.startswith("val/") and summary["best"]["metrics"] and name in summary["best"]["metrics"]:
+        return summary["best"]["metrics"][name]
+    for section in ("test", "final"):
+        if name in summary[section]:
+            return summary[section][name]
+    top = summary.get(name)  # run-level numbers such as fit_seconds (a second objective)
+    if isinstance(top, (int, float)) and not isinstance(top, bool):
+        return float(top)
+    return None
+
+
+def summarize_run(
+    config: Mapping[str, Any], fitted: FitResult, tested: Evaluation, *, best_score: float | None, world_size: int
+) -> RunMetrics:
+    """The run's :class:`RunMetrics` (what ``metrics.json`` holds) from the resolved config (plain containers), what
+    fit and test left, the best checkpoint's score and the world size."""
+    diverged = diverged_losses(fitted.metrics)
+    best: BestRecord = {
+        "monitor": fitted.monitor,
+        "mode": fitted.mode,
+        "score": best_score,
+        "epoch": int(fitted.best_row["epoch"]) if fitted.best_row else None,
+        "metrics": fitted.best_row,
+        "checkpoint": fitted.best_path or None,
+        "tested": tested.tested,
+    }
+    summary: RunMetrics = {
+        "schema_version": SCHEMA_VERSION,
+        "status": "diverged" if diverged else ("completed" if fitted.pruned_epoch is None else "pruned"),
+        "seed": config["seed"],
+        "final": fitted.metrics,
+        "test": tested.metrics,
+        "best": best,
+        "last_epoch": max(fitted.epochs_completed - 1, 0),
+        "early_stop_epoch": fitted.early_stop_epoch,
+        "epochs_completed": fitted.epochs_completed,
+        "global_step": fitted.global_step,
+        "should_stop": fitted.should_stop,
+        "fit_seconds": fitted.seconds,
+        "world_size": world_size,
+        "callbacks": fitted.callback_reports,
+        "history": fitted.history,
+        "config": dict(config),
+    }
+    if fitted.pruned_epoch is not None:
+        summary["pruned_epoch"] = fitted.pruned_epoch
+    optimized = config.get("optimized_metric")
+    if isinstance(optimized, (list, tuple)):
+        names = [str(m) for m in optimized]
+        summary["optimized_metric"] = names
+        summary["optimized_value"] = [lookup_metric(summary, m) for m in names]
+    else:
+        summary["optimized_metric"] = optimized
+        summary["optimized_value"] = lookup_metric(summary, optimized)
+    return summary

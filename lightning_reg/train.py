@@ -9,12 +9,11 @@ once, in parallel with the other.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from omegaconf import DictConfig
 
-from lightning_reg.app.config import conf_dir  # also registers the ``lightning_reg_threads_per_job`` resolver
+from lightning_reg.app.config import run_hydra  # also registers the ``lightning_reg_threads_per_job`` resolver
 
 __all__ = ["main", "run_job"]
 
@@ -31,26 +30,9 @@ def run_job(cfg: DictConfig) -> float | list[float] | None:
 
 
 def main() -> Any:
-    """Train from the command line.
-
-    Looks for the packaged configs first: a broken installation is one clear error (exit status 2), not a
-    failure at import. Hydra then composes ``train.yaml`` and runs :func:`run_job` once, or once per job of a
-    multirun. The task function's module name (``train``) is Hydra's job name: the run log is ``train.log``.
-    """
-    import hydra
-
-    try:
-        config_path = str(conf_dir())
-    except FileNotFoundError as err:
-        print(f"lightning_reg: error: {err}", file=sys.stderr, flush=True)
-        sys.exit(2)
-    from lightning_reg.app.hydra_callbacks import sweeper_option_typo
-
-    typo = sweeper_option_typo(sys.argv[1:], config_path)
-    if typo is not None:
-        print(f"lightning_reg: error: {typo}", file=sys.stderr, flush=True)
-        sys.exit(2)
-    return hydra.main(version_base="1.3", config_path=config_path, config_name="train")(run_job)()
+    """Train from the command line: Hydra composes ``train.yaml`` and runs :func:`run_job` once, or once per job
+    of a multirun (:func:`~lightning_reg.app.config.run_hydra`)."""
+    return run_hydra(run_job)
 
 
 if __name__ == "__main__":

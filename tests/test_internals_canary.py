@@ -70,37 +70,43 @@ def test_hydra_subprocess_command_swaps_the_builder_and_puts_it_back() -> None:
     assert mod._hydra_subprocess_cmd is original
 
 
-# --- ModelCheckpoint, EarlyStopping, Callback ---------------------------------------------------------------
+# --- Public names whose behaviour on the oldest Lightning replaced an internal ---------------------------------
 
 
-def test_model_checkpoint_private_save_hook_and_bookkeeping() -> None:
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    _method(ModelCheckpoint, "_save_checkpoint", ["trainer", "filepath"])
-    ckpt = ModelCheckpoint()
-    for attr in ("_last_global_step_saved", "_last_checkpoint_saved"):
-        assert hasattr(ckpt, attr), _moved(f"`ModelCheckpoint.{attr}`", "lightning.pytorch.callbacks.model_checkpoint")
-
-
-def test_is_local_file_protocol() -> None:
-    fn = _attr("lightning.fabric.utilities.cloud_io", "_is_local_file_protocol")
-    assert fn("/tmp/x.ckpt") and not fn("s3://bucket/x.ckpt"), _moved(
-        "`_is_local_file_protocol` semantics", "lightning.fabric.utilities.cloud_io"
-    )
-
-
-def test_callback_legacy_state_key() -> None:
-    assert internals.legacy_state_key(pl.Callback()) is pl.Callback, _moved(
-        "`Callback._legacy_state_key`", "lightning.pytorch.callbacks.callback"
-    )
-
-
-def test_lightning_module_private_trainer_attribute() -> None:
+def test_a_detached_module_s_trainer_raises_runtime_error() -> None:
+    """PenaltyLossMixin, the classifier and trainer_of_closure read ``module.trainer`` and take a RuntimeError
+    for "attached to no Trainer" (``LightningModule._trainer`` before)."""
     module = pl.LightningModule()
-    assert "_trainer" in vars(module), _moved("`LightningModule._trainer`", "lightning.pytorch.core.module")
+    with pytest.raises(RuntimeError, match="not attached"):
+        module.trainer  # noqa: B018 - the property raises
     trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
     module.trainer = trainer
-    assert internals.attached_trainer(module) is trainer, _moved("`LightningModule._trainer`", "lightning.pytorch")
+    assert module.trainer is trainer
+
+
+def test_a_strategy_s_default_checkpoint_io_is_torch_s_and_can_be_replaced() -> None:
+    """AtomicModelCheckpoint gives the strategy an AtomicCheckpointIO in place of the default TorchCheckpointIO
+    (``CheckpointSaveHooks`` overrode ``ModelCheckpoint._save_checkpoint`` before)."""
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+    from lightning_reg.callbacks.checkpoint import AtomicCheckpointIO, use_atomic_checkpoint_io
+
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    assert type(trainer.strategy.checkpoint_io) is TorchCheckpointIO
+    use_atomic_checkpoint_io(trainer)
+    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+
+
+def test_get_filesystem_tells_local_paths_from_remote_ones() -> None:
+    """``_is_local_file_protocol`` before; the CSV writer and AtomicCheckpointIO ask fsspec through Lightning."""
+    from fsspec.implementations.local import LocalFileSystem
+    from lightning.fabric.utilities.cloud_io import get_filesystem
+
+    assert isinstance(get_filesystem("/tmp/x.ckpt"), LocalFileSystem)
+    assert not isinstance(get_filesystem("memory://bucket/x.ckpt"), LocalFileSystem)
+
+
+# --- EarlyStopping, Callback ---------------------------------------------------------------------------------
 
 
 def test_precision_plugin_passes_the_module_in_the_closure_partial() -> None:
@@ -189,7 +195,7 @@ def test_ema_config_is_a_config_error_without_weight_averaging() -> None:
     if internals.HAS_WEIGHT_AVERAGING:
         assert internals.missing_target_reason("lightning.pytorch.callbacks.EMAWeightAveraging") is None
         return
-    from lightning_reg.app.train import _instantiate_dict
+    from lightning_reg.app.build import _instantiate_dict
 
     node = {"ema": {"_target_": "lightning.pytorch.callbacks.EMAWeightAveraging", "decay": 0.99}}
     with pytest.raises(ConfigError, match=r"callbacks\.ema.*EMAWeightAveraging needs Lightning >= 2\.6"):

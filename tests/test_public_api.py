@@ -147,3 +147,48 @@ def test_the_override_check_sees_an_unmarked_hook() -> None:
     assert _missing_overrides(fake) == [
         "Unmarked.on_fit_start (overrides lightning.pytorch.callbacks.callback.Callback.on_fit_start)"
     ]
+
+
+def _type_checking_imports(source: str) -> dict[str, str]:
+    """``name -> module`` of the imports under ``if TYPE_CHECKING:`` at the top of a module's source."""
+    import ast
+
+    found: dict[str, str] = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            for stmt in node.body:
+                assert isinstance(stmt, ast.ImportFrom) and stmt.module, ast.unparse(stmt)
+                for alias in stmt.names:
+                    assert alias.asname == alias.name, f"`import {alias.name} as {alias.name}` marks a re-export"
+                    found[alias.name] = stmt.module
+    return found
+
+
+def test_the_public_names_are_declared_once_and_the_type_checkers_see_the_same() -> None:
+    from pathlib import Path
+
+    homes = lightning_reg._HOMES
+    assert lightning_reg.__all__ == list(homes)
+    static = _type_checking_imports(Path(lightning_reg.__file__).read_text())
+    assert static == homes, (
+        f"lightning_reg/__init__.py: the TYPE_CHECKING imports and _HOMES differ; only in _HOMES: "
+        f"{sorted(set(homes) - set(static))}, only imported: {sorted(set(static) - set(homes))}, other home: "
+        f"{sorted(n for n in set(homes) & set(static) if homes[n] != static[n])}"
+    )
+    for name, home in homes.items():
+        module = importlib.import_module(home)
+        assert getattr(lightning_reg, name) is getattr(module, name)
+        assert name in module.__all__, f"{name}'s home {home} does not list it in its __all__"
+        assert name in dir(lightning_reg)
+
+
+def test_the_declaration_check_sees_a_name_missing_from_the_type_checking_imports() -> None:
+    source = (
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n"
+        "    from lightning_reg.callbacks.rng_state import RNGState as RNGState\n"
+        "_HOMES = {'RNGState': 'lightning_reg.callbacks.rng_state', 'MaxNorm': 'lightning_reg.callbacks.weight_penalty'}\n"
+    )
+    assert _type_checking_imports(source) == {"RNGState": "lightning_reg.callbacks.rng_state"}
+    with pytest.raises(AssertionError, match="marks a re-export"):
+        _type_checking_imports("if TYPE_CHECKING:\n    from a import B\n")

@@ -32,6 +32,7 @@ __all__ = [
     "conf_dir_candidates",
     "find_conf_dir",
     "instantiate_node",
+    "run_hydra",
     "threads_per_job",
 ]
 
@@ -76,6 +77,31 @@ def conf_dir(here: Path | None = None) -> Path:
             "(pip install lightning-reg, or pip install -e . in a checkout)."
         )
     return found
+
+
+def run_hydra(task_function: Any) -> Any:
+    """Run ``task_function`` as the Hydra app of ``conf/train.yaml``: once, or once per job of a multirun.
+
+    Looks for the packaged configs first: a broken installation is one clear error (exit status 2), not a
+    failure at import; so is a typo'd ``hydra.sweeper.<key>`` (one line naming the options). The task function's module name (``train``) is Hydra's job name: the run log is
+    ``train.log``.
+    """
+    import sys
+
+    import hydra
+
+    try:
+        config_path = str(conf_dir())
+    except FileNotFoundError as err:
+        print(f"lightning_reg: error: {err}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    from lightning_reg.app.hydra_callbacks import sweeper_option_typo
+
+    typo = sweeper_option_typo(sys.argv[1:], config_path)
+    if typo is not None:
+        print(f"lightning_reg: error: {typo}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    return hydra.main(version_base="1.3", config_path=config_path, config_name="train")(task_function)()
 
 
 def compose_train_config(overrides: Sequence[str], config_dir: Path | str | None = None) -> DictConfig:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from lightning_reg.plotting import pyplot, save_figure
 
 if TYPE_CHECKING:
-    from lightning_reg.app.report import ConfigSummary, Report
+    from lightning_reg.app.report_aggregate import ConfigSummary, Report
 
 __all__ = [
     "MAX_PANELS",

@@ -6,7 +6,9 @@ by ``tempfile.mkstemp()`` (in ``$TMPDIR``, usually ``/tmp``) and are then moved 
 a cluster's node-local scratch), ``shutil.move`` falls back to *copying* into the target path, truncating
 the previous good checkpoint first; a run killed during that copy leaves a truncated ``last.ckpt``.
 :class:`AtomicModelCheckpoint` writes next to the target (same directory, so same filesystem), flushes it
-to disk and then ``os.replace``-s it over the target, which is atomic on POSIX and Windows.
+to disk and then ``os.replace``-s it over the target, which is atomic on POSIX and Windows. It does so through
+Lightning's public plugin for checkpoint files, a ``CheckpointIO`` (:class:`AtomicCheckpointIO`), which it gives the
+Trainer's strategy at setup; every checkpoint the Trainer writes then goes through it.
 """
 
 from __future__ import annotations
@@ -15,13 +17,58 @@ import errno
 import os
 import shutil
 from typing import Any
-from weakref import proxy
 
 import lightning.pytorch as pl
+import torch
+from fsspec.implementations.local import LocalFileSystem
+from lightning.fabric.utilities.cloud_io import get_filesystem
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
-from lightning_reg._lightning_internals import CheckpointSaveHooks, is_local_path
-from lightning_reg.atomic import TMP_SUFFIX, WriteError, is_filesystem_error, replace_atomically
+from lightning_reg.atomic import TMP_SUFFIX, WriteError, atomic_write, is_filesystem_error, replace_atomically
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's ``TorchCheckpointIO``, except that a local checkpoint file is written next to its target and moved
+    over it atomically (:func:`lightning_reg.atomic.atomic_write`): the previous file or the new one, never a part.
+
+    A write that fails (a full disk) removes its partial file, keeps the previous checkpoint and raises
+    :class:`~lightning_reg.atomic.WriteError`. Remote paths (``s3://`` ...) are Lightning's own saving.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> path = Path(tempfile.mkdtemp()) / "checkpoints" / "last.ckpt"
+        >>> io = AtomicCheckpointIO()
+        >>> io.save_checkpoint({"epoch": 3}, path)
+        >>> io.load_checkpoint(path)["epoch"], [p.name for p in path.parent.iterdir()]
+        (3, ['last.ckpt'])
+    """
+
+    @override
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if storage_options is not None or not isinstance(get_filesystem(path), LocalFileSystem):
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
+        try:
+            with atomic_write(path, "wb") as fh:
+                torch.save(checkpoint, fh)
+        except AttributeError as err:  # as TorchCheckpointIO: an unpicklable hyperparameter is dropped, with a warning
+            key = pl.LightningModule.CHECKPOINT_HYPER_PARAMS_KEY
+            checkpoint.pop(key, None)
+            rank_zero_warn(f"Warning, `{key}` dropped from checkpoint. An attribute is not picklable: {err}")
+            with atomic_write(path, "wb") as fh:
+                torch.save(checkpoint, fh)
+
+
+def use_atomic_checkpoint_io(trainer: pl.Trainer) -> None:
+    """Give ``trainer``'s strategy an :class:`AtomicCheckpointIO` when it has Lightning's default ``TorchCheckpointIO``
+    (another plugin, such as XLA's or an asynchronous one, is the user's choice and is kept)."""
+    if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+        trainer.strategy.checkpoint_io = AtomicCheckpointIO()
 
 
 def save_checkpoint_atomically(trainer: pl.Trainer, filepath: str, weights_only: bool = False) -> None:
@@ -87,16 +134,16 @@ class SaveOnSigterm(pl.Callback):
         self.saved = self.filepath
 
 
-class AtomicModelCheckpoint(CheckpointSaveHooks):
+class AtomicModelCheckpoint(ModelCheckpoint):
     """Lightning's ``ModelCheckpoint`` (same arguments) that replaces checkpoint files atomically.
 
-    Each checkpoint is written to ``<file>.tmp`` in the target directory and then renamed over ``<file>``
-    with ``os.replace``, so a reader (or a resumed run) sees either the previous complete checkpoint or
+    Each checkpoint is written to a temporary file in the target directory and then renamed over ``<file>``
+    with ``os.replace`` (:class:`AtomicCheckpointIO`, given to the Trainer's strategy at setup), so a reader (or a resumed run) sees either the previous complete checkpoint or
     the new complete one, never a partial file, however the writing process dies; a write that fails (a full
     disk) removes its partial file and raises :class:`~lightning_reg.atomic.WriteError`, one line naming the
     checkpoint and the cause, with the previous checkpoint intact. Remote paths (``s3://``
-    ...) use Lightning's own saving unchanged; strategies that save a directory per checkpoint (DeepSpeed,
-    sharded FSDP) get the directory moved into place after it is complete (not a single atomic step). The shipped ``callbacks/last_checkpoint`` and ``callbacks/model_checkpoint`` configs
+    ...) use Lightning's own saving unchanged, and so do strategies with their own ``CheckpointIO`` or their own
+    saving (XLA, DeepSpeed, sharded FSDP). The shipped ``callbacks/last_checkpoint`` and ``callbacks/model_checkpoint`` configs
     use this class.
 
     Example:
@@ -131,15 +178,16 @@ class AtomicModelCheckpoint(CheckpointSaveHooks):
         return "ModelCheckpoint" + key[len(type(self).__qualname__) :]
 
     @override
-    def write_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
-        if not is_local_path(filepath):
-            self.lightning_save(trainer, filepath)
-            return
-        save_checkpoint_atomically(trainer, filepath, self.save_weights_only)
-        self.record_saved(trainer, filepath)
-        if trainer.is_global_zero:
-            for logger in trainer.loggers:
-                logger.after_save_checkpoint(proxy(self))
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        use_atomic_checkpoint_io(trainer)
 
 
-__all__ = ["AtomicModelCheckpoint", "SaveOnSigterm", "replace_atomically", "save_checkpoint_atomically"]
+__all__ = [
+    "AtomicCheckpointIO",
+    "AtomicModelCheckpoint",
+    "SaveOnSigterm",
+    "replace_atomically",
+    "save_checkpoint_atomically",
+    "use_atomic_checkpoint_io",
+]

@@ -9,7 +9,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_warn
 
-from lightning_reg._lightning_internals import legacy_state_key, trainer_log_every_n_steps
+from lightning_reg._lightning_internals import trainer_log_every_n_steps
 
 __all__ = ["log_due", "log_to_loggers", "warn_if_state_missing"]
 
@@ -31,7 +31,7 @@ def warn_if_state_missing(
     if trainer.state.fn != TrainerFn.FITTING:  # testing/validating a checkpoint restores no training state
         return False
     states = checkpoint.get("callbacks") or {}
-    if callback.state_key in states or legacy_state_key(callback) in states:
+    if callback.state_key in states:
         return False
     rank_zero_warn(
         f"{type(callback).__name__}: the checkpoint (epoch {checkpoint.get('epoch')}, global step "

@@ -8,7 +8,6 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 
-from lightning_reg._lightning_internals import attached_trainer
 from lightning_reg.core.penalties import PenaltySpec, Selector
 from lightning_reg.core.penalty_rules import PenaltyRule
 from lightning_reg.core.schedules import ScheduleLike
@@ -100,8 +99,12 @@ class PenaltyLossMixin:
 
     def penalty_scale(self) -> float:
         """The schedule multiplier at the attached trainer's position (1.0 without a trainer or a schedule)."""
-        trainer = attached_trainer(self)
-        step, epoch = (trainer.global_step, trainer.current_epoch) if trainer is not None else (0, 0)
+        try:
+            trainer = self.trainer if isinstance(self, pl.LightningModule) else None
+        except RuntimeError:  # a LightningModule attached to no Trainer
+            trainer = None
+        # A Trainer, not Fabric's stand-in (which has no global_step).
+        step, epoch = (trainer.global_step, trainer.current_epoch) if isinstance(trainer, pl.Trainer) else (0, 0)
         return self.penalty_spec.scale_at(step, epoch)
 
     def penalty_loss(self, log: bool = False) -> Tensor:

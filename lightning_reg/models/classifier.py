@@ -14,7 +14,6 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 from typing_extensions import override
 
-from lightning_reg._lightning_internals import attached_trainer
 from lightning_reg.errors import ConfigError, check_int, check_range
 from lightning_reg.optim import SchedulerSpec
 
@@ -200,7 +199,11 @@ class ClassifierModule(pl.LightningModule):
         if self.scheduler_spec is None:
             return optimizer
         total: int | None = None  # the run length, when known (an unbounded run estimates inf)
-        if attached_trainer(self) is not None:
-            steps = self.trainer.estimated_stepping_batches
+        try:
+            trainer = self.trainer
+        except RuntimeError:  # attached to no Trainer (called by hand)
+            trainer = None
+        if isinstance(trainer, pl.Trainer):
+            steps = trainer.estimated_stepping_batches
             total = int(steps) if math.isfinite(steps) else None
         return {"optimizer": optimizer, "lr_scheduler": self.scheduler_spec.build(optimizer, total_steps=total)}

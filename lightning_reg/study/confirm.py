@@ -7,17 +7,14 @@ Optuna has no such step; it runs after the study, through the same launcher as t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import optuna
 from optuna.trial import TrialState
 
 from lightning_reg.errors import ConfigError
 from lightning_reg.study.engine import ATTR
-from lightning_reg.study.jobs import JobOutcome, JobSpec, _as_values, seed_variants, summarize_values
-
-if TYPE_CHECKING:
-    from lightning_reg.study.worker import StudyWorker
+from lightning_reg.study.jobs import JobOutcome, JobSpec, Worker, _as_values, seed_variants, summarize_values
 
 __all__ = ["ConfirmMixin", "SweepFailed"]
 
@@ -34,7 +31,7 @@ class ConfirmMixin:
 
     def confirm(self, top_k: int, seeds: Sequence[int], extra: Sequence[str] = ()) -> list[dict[str, Any]]:
         """Re-run the ``top_k`` best complete trials with each of ``seeds``; record mean ± std per trial."""
-        w = cast("StudyWorker", self)  # a mixin of StudyWorker only
+        w = cast(Worker, self)  # a mixin of StudyWorker only
         if top_k <= 0 or not seeds:
             return []
         if w.n_objectives > 1:

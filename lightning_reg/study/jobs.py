@@ -10,9 +10,9 @@ import math
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-import optuna  # noqa: F401 - the doctests use it
+import optuna
 
 from lightning_reg.study.link import TrialLink
 from lightning_reg.study.options import KeysConf, default
@@ -23,6 +23,7 @@ __all__ = [
     "JobSpec",
     "Launch",
     "Variant",
+    "Worker",
     "fold_variants",
     "seed_variants",
     "summarize_values",
@@ -132,3 +133,27 @@ def _as_values(value: Any, n_objectives: int) -> list[float] | None:
     if len(out) != n_objectives or not all(math.isfinite(v) for v in out):
         return None
     return out
+
+
+class Worker(Protocol):
+    """What the worker's mixins (:mod:`~lightning_reg.study.nodes`, :mod:`~lightning_reg.study.confirm`) use of a
+    :class:`~lightning_reg.study.worker.StudyWorker`, so that they need not import it."""
+
+    study: optuna.Study
+    launch: Launch
+    keys: dict[str, str]
+    group: str | None
+    n_jobs: int
+    n_objectives: int
+    num_folds: int | None
+    poll_interval: float
+
+    def specs_for(
+        self,
+        trial: optuna.trial.Trial | None,
+        params: dict[str, Any],
+        variants: Sequence[Variant],
+        subdir: str,
+        extra: Sequence[str] = (),
+        role: str = "leader",
+    ) -> list[JobSpec]: ...

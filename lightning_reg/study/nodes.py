@@ -11,16 +11,13 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 import optuna
 
 from lightning_reg.errors import ConfigError
 from lightning_reg.study.engine import ATTR, trial_id_of
-from lightning_reg.study.jobs import fold_variants
-
-if TYPE_CHECKING:
-    from lightning_reg.study.worker import StudyWorker
+from lightning_reg.study.jobs import Worker, fold_variants
 
 __all__ = ["FollowerMixin", "descendants", "group_key", "node_rank", "signal_descendants"]
 
@@ -96,7 +93,7 @@ class FollowerMixin:
 
     def follow(self, node: int) -> int:
         """On node ``node`` > 0 of a multi-node job: train the trials node 0 draws, never tell. Returns the count."""
-        w = cast("StudyWorker", self)  # a mixin of StudyWorker only
+        w = cast(Worker, self)  # a mixin of StudyWorker only
         if w.group is None:
             raise ConfigError(
                 f"this process is node {node} of a multi-node job but MASTER_ADDR/MASTER_PORT are not set, so it "

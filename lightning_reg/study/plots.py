@@ -11,15 +11,43 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from lightning_reg.plotting import pyplot, save_figure
 
-if TYPE_CHECKING:
-    from lightning_reg.study.report import StudyReport
-
 __all__ = ["pareto_mask", "plot_history", "plot_importances", "plot_params", "plot_pareto", "plot_study"]
+
+
+class _Trial(Protocol):
+    """What the plots read of a trial: :class:`lightning_reg.study.report.TrialRow` (not imported here, so that the
+    report can import the plots without a circle)."""
+
+    @property
+    def number(self) -> int: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def values(self) -> list[float] | None: ...
+    @property
+    def params(self) -> dict[str, Any]: ...
+    def objective(self, k: int = 0) -> float: ...
+
+
+class _Study(Protocol):
+    """What the plots read of a study: :class:`lightning_reg.study.report.StudyReport`."""
+
+    @property
+    def study_name(self) -> str: ...
+    @property
+    def directions(self) -> list[str]: ...
+    @property
+    def metric(self) -> Any: ...
+    @property
+    def rows(self) -> Sequence[_Trial]: ...
+    @property
+    def log_params(self) -> set[str]: ...
 
 
 def pareto_mask(points: list[tuple[float, float]], directions: list[str]) -> list[bool]:
@@ -40,7 +68,7 @@ def _int_ticks(ax: Any) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def plot_history(rep: StudyReport, path: Path) -> Path | None:
+def plot_history(rep: _Study, path: Path) -> Path | None:
     rows = sorted((r for r in rep.rows if r.values and r.state in ("complete", "pruned")), key=lambda r: r.number)
     if not rows:
         return None
@@ -79,7 +107,7 @@ def plot_history(rep: StudyReport, path: Path) -> Path | None:
     return save_figure(fig, path)
 
 
-def plot_params(rep: StudyReport, path: Path) -> Path | None:
+def plot_params(rep: _Study, path: Path) -> Path | None:
     rows = [r for r in rep.rows if r.values and r.state in ("complete", "pruned")]
     keys = sorted({k for r in rows for k in r.params})
     if not rows or not keys:
@@ -113,7 +141,7 @@ def plot_params(rep: StudyReport, path: Path) -> Path | None:
     return save_figure(fig, path)
 
 
-def plot_importances(rep: StudyReport, study: Any, path: Path) -> Path | None:
+def plot_importances(rep: _Study, study: Any, path: Path) -> Path | None:
     import optuna
 
     done = [r for r in rep.rows if r.state == "complete"]
@@ -139,7 +167,7 @@ def plot_importances(rep: StudyReport, study: Any, path: Path) -> Path | None:
     return save_figure(fig, path)
 
 
-def plot_pareto(rep: StudyReport, path: Path) -> Path | None:
+def plot_pareto(rep: _Study, path: Path) -> Path | None:
     if len(rep.directions) != 2:
         return None
     rows = [r for r in rep.rows if r.values and len(r.values) == 2 and r.state == "complete"]
@@ -168,7 +196,7 @@ def plot_pareto(rep: StudyReport, path: Path) -> Path | None:
     return save_figure(fig, path)
 
 
-def plot_study(rep: StudyReport, out_dir: Path, study: Any = None) -> list[Path]:
+def plot_study(rep: _Study, out_dir: Path, study: Any = None) -> list[Path]:
     """Every plot that applies to the study; raises :class:`~lightning_reg.plotting.MissingMatplotlib`."""
     pyplot()
     out = Path(out_dir)

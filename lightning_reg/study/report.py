@@ -20,8 +20,8 @@ from optuna.trial import TrialState
 
 from lightning_reg.atomic import atomic_write, write_text
 from lightning_reg.metrics_file import FILE_NAME, read_metrics
+from lightning_reg.reporting import markdown_table, mean_std, plots_section
 from lightning_reg.study.engine import ATTR, mask_url, open_storage
-from lightning_reg.study.jobs import summarize_values
 
 __all__ = [
     "StudyReport",
@@ -201,7 +201,9 @@ def load_study_report(storage_url: str, study_name: str) -> StudyReport:
             path = Path(d or "") / FILE_NAME
             if path.is_file():
                 tests.append(read_metrics(path).get("test", {}).get("test/acc"))
-        row["test"] = summarize_values(tests)
+        mean, std, n = mean_std(tests)
+        # The worker's ``summary`` shape: ``None`` without values, a std of 0 for one seed.
+        row["test"] = {"mean": mean if n else None, "std": (std if n > 1 else 0.0) if n else None, "n": n}
     return rep
 
 
@@ -223,13 +225,19 @@ def format_study_markdown(rep: StudyReport, plots: Sequence[Path] = (), limit: i
     ranked = rep.ranked
     lines += ["", f"## Trials, best first by `{metric}` (validation)", ""]
     head = ["rank", "trial", "state", metric or "value", "epochs", "pruned at", "params"]
-    lines += ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    for i, r in enumerate(ranked[:limit], 1):
-        value = " / ".join(f"{v:.4f}" for v in r.values or [])
-        lines.append(
-            f"| {i} | {r.number} | {r.state} | {value} | {r.epochs if r.epochs is not None else '—'} | "
-            f"{r.pruned_epoch if r.pruned_epoch is not None else '—'} | {_params(r.params)} |"
-        )
+    rows = [
+        [
+            str(i),
+            str(r.number),
+            r.state,
+            " / ".join(f"{v:.4f}" for v in r.values or []),
+            str(r.epochs) if r.epochs is not None else "—",
+            str(r.pruned_epoch) if r.pruned_epoch is not None else "—",
+            _params(r.params),
+        ]
+        for i, r in enumerate(ranked[:limit], 1)
+    ]
+    lines += markdown_table(head, rows)
     if len(ranked) > limit:
         lines.append(f"\n({len(ranked) - limit} more trials in trials.csv.)")
     failed = [r for r in rep.rows if r.state == "fail"]
@@ -240,23 +248,19 @@ def format_study_markdown(rep: StudyReport, plots: Sequence[Path] = (), limit: i
             "whose trial was retried).",
         ]
     if rep.confirm:
-        lines += [
-            "",
-            "## Confirmed winners (fresh seeds; test metrics only here)",
-            "",
-            f"| trial | params | trial {metric} | {metric} over seeds | test/acc over seeds | seeds |",
-            "|---|---|---|---|---|---|",
-        ]
+        lines += ["", "## Confirmed winners (fresh seeds; test metrics only here)", ""]
+        head = ["trial", "params", f"trial {metric}", f"{metric} over seeds", "test/acc over seeds", "seeds"]
+        rows = []
         for row in rep.confirm:
             s, t = row.get("summary") or {}, row.get("test") or {}
             pm = f"{s['mean']:.4f} ± {s['std']:.4f} (n={s['n']})" if s.get("mean") is not None else "—"
             tpm = f"{t['mean']:.4f} ± {t['std']:.4f} (n={t['n']})" if t.get("mean") is not None else "—"
-            lines.append(
-                f"| {row['trial']} | {_params(row['params'])} | {row['trial_value']:.4f} | {pm} | {tpm} | "
-                f"{', '.join(map(str, row['seeds']))} |"
+            rows.append(
+                [str(row["trial"]), _params(row["params"]), f"{row['trial_value']:.4f}", pm, tpm]
+                + [", ".join(map(str, row["seeds"]))]
             )
-    if plots:
-        lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
+        lines += markdown_table(head, rows)
+    lines += plots_section(plots)
     return "\n".join(lines) + "\n"
 
 

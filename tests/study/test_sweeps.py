@@ -20,7 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lightning_reg.app import report as rep
-from lightning_reg.app.train import CONF_DIR, _instantiate_dict, build_model
+from lightning_reg.app.build import CONF_DIR, _instantiate_dict, build_model
 
 REPO = Path(__file__).resolve().parents[2]
 CONF = Path(CONF_DIR)

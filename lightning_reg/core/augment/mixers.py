@@ -11,39 +11,10 @@ import torch
 
 from lightning_reg.core.augment.config import AugmentConfig
 from lightning_reg.core.augment.erasing import box_masks
+from lightning_reg.core.augment.sampling import sample_gamma
 from lightning_reg.errors import ConfigError
 
 __all__ = ["cutmix_boxes", "mix_batch", "one_hot_smooth", "sample_beta", "sample_gamma", "smooth_labels"]
-
-
-def sample_gamma(
-    shape: tuple[int, ...], alpha: float, generator: torch.Generator | None = None, device: torch.device | str = "cpu"
-) -> torch.Tensor:
-    """Gamma(alpha, 1) draws from a seeded generator (Marsaglia-Tsang; ``torch.distributions`` takes none).
-
-    Example:
-        >>> g = sample_gamma((20000,), 2.0, torch.Generator().manual_seed(0))
-        >>> abs(g.mean().item() - 2.0) < 0.05
-        True
-    """
-    boost = alpha < 1.0
-    a = alpha + 1.0 if boost else alpha
-    d = a - 1.0 / 3.0
-    c = 1.0 / (9.0 * d) ** 0.5
-    out = torch.empty(shape, device=device)
-    todo = torch.ones(shape, dtype=torch.bool, device=device)
-    while bool(todo.any()):
-        z = torch.randn(shape, generator=generator, device=device)
-        u = torch.rand(shape, generator=generator, device=device)
-        v = (1 + c * z) ** 3
-        ok = (v > 0) & (torch.log(u.clamp_min(1e-30)) < 0.5 * z * z + d - d * v + d * torch.log(v.clamp_min(1e-30)))
-        take = ok & todo
-        out = torch.where(take, d * v, out)
-        todo = todo & ~ok
-    if boost:
-        u = torch.rand(shape, generator=generator, device=device)
-        out = out * u.clamp_min(1e-30) ** (1.0 / alpha)
-    return out
 
 
 def sample_beta(

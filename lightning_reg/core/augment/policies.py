@@ -23,8 +23,7 @@ from typing import Any
 import torch
 from torchvision.transforms.v2 import functional as F
 
-from lightning_reg.core.augment.config import DEVICE_POLICIES
-from lightning_reg.core.augment.mixers import sample_gamma
+from lightning_reg.core.augment.sampling import sample_gamma
 from lightning_reg.errors import ConfigError, check_bool, check_int, check_range
 
 __all__ = ["apply_op", "check_policy_kwargs", "magnitudes", "op_space", "policy_batch"]
@@ -105,9 +104,7 @@ def op_space(policy: str) -> list[str]:
         ['Identity', 'ShearX', 'ShearY']
     """
     if policy not in _SPACES:
-        raise ConfigError(
-            f"`augment.policy` on the device path must be one of {list(DEVICE_POLICIES)}; got {policy!r}."
-        )
+        raise ConfigError(f"`augment.policy` on the device path must be one of {list(_SPACES)}; got {policy!r}.")
     return list(_SPACES[policy])
 
 
