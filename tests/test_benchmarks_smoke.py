@@ -159,3 +159,15 @@ def test_keras_parity_quick(tmp_path: Path) -> None:
             assert 0.0 <= run["test_acc"] <= 1.0
         assert positive(data["ratios"][variant])
     assert any(line.startswith("| baseline") for line in lines)
+
+
+def test_sweep_scale_quick(tmp_path: Path) -> None:
+    lines, data = run_bench("sweep_scale", tmp_path)
+    rows = {(r["backend"], r["workers"]) for r in data["results"]}
+    assert ("sqlite", 2) in rows
+    assert ("postgres", 2) in rows or any(s.startswith("postgres:") for s in data["skipped"])
+    for r in data["results"]:
+        # Every trial was run and told once by the real workers; the figures are measured, not judged here.
+        assert r["told"] == r["n_trials"] == 6 and positive(r["ideal_per_min"])
+        assert r["latency"]["ask"]["n"] == 6 and r["latency"]["tell"]["n"] == 6
+        assert r["statements_per_trial"]["ask"] > 0 and r["statements_per_trial"]["tell"] > 0
