@@ -320,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sqlite-max-workers", type=int, default=4, help="SQLite runs only up to this W")
     parser.add_argument("--window-s", type=float, default=40.0, help="target steady-state seconds per configuration")
     parser.add_argument("--min-trials-per-worker", type=int, default=6)
+    parser.add_argument("--max-trials", type=int, default=480, help="cap on n_trials per configuration")
     args = parser.parse_args(argv)
     if args.quick:
         workers, job_times, per_worker_fixed = [2], [0.1], 3
@@ -356,7 +357,9 @@ def main(argv: list[str] | None = None) -> int:
                 for backend in backends:
                     if backend == "sqlite" and w > args.sqlite_max_workers:
                         continue
-                    per_worker = per_worker_fixed or max(args.min_trials_per_worker, int(args.window_s / job_s) + 2)
+                    per_worker = per_worker_fixed or max(
+                        args.min_trials_per_worker, min(int(args.window_s / job_s) + 2, args.max_trials // w)
+                    )
                     k += 1
                     row = run_config(backend, w, job_s, per_worker, pg, f"{k}_{w}_{int(job_s * 10)}_{backend[:2]}")
                     rows.append(row)
