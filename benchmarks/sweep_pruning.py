@@ -235,14 +235,14 @@ def compare_plain(root: Path, repeats: int, threads: int | None, quick: bool) ->
     return {"threads": threads, "runs": runs, "summary": summary, "wall_ratio_ours_to_plain": round(ratio, 4)}
 
 
-def compare_threads(root: Path, repeats: int, quick: bool) -> dict[str, Any]:
+def compare_threads(root: Path, repeats: int, quick: bool, extra: list[str] | None = None) -> dict[str, Any]:
     """Part 4: torch's default threads against torch_threads=1, with two busy processes alongside, and without."""
-    over = ["hydra.sweeper.n_trials=3", "trainer.max_epochs=2"] if quick else []
+    over = ["hydra.sweeper.n_trials=3", "trainer.max_epochs=2"] if quick else list(extra or [])
     rows: list[dict[str, Any]] = []
     plan = [
         (busy, threads) for r in range(repeats) for threads in ((None, 1) if r % 2 == 0 else (1, None)) for busy in (2,)
     ]
-    plan += [(0, None), (0, 1)]
+    plan += [(0, None), (0, 1)] if repeats > 0 else []
     for i, (busy, threads) in enumerate(plan):
         burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(busy)]
         try:
@@ -458,7 +458,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if "plain" in parts:
             result["plain"] = compare_plain(root, 1 if args.quick else args.plain_repeats, args.threads, args.quick)
         if "threads" in parts:
-            result["threads"] = compare_threads(root, 1 if args.quick else args.threads_repeats, args.quick)
+            result["threads"] = compare_threads(root, 1 if args.quick else args.threads_repeats, args.quick, args.overrides)
     result.update(_pruning_summary(searches, workers))
     info["load_avg_end"] = [round(v, 2) for v in os.getloadavg()]
     summary = []
