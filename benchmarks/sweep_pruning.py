@@ -458,7 +458,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if "plain" in parts:
             result["plain"] = compare_plain(root, 1 if args.quick else args.plain_repeats, args.threads, args.quick)
         if "threads" in parts:
-            result["threads"] = compare_threads(root, 1 if args.quick else args.threads_repeats, args.quick, args.overrides)
+            result["threads"] = compare_threads(
+                root, 1 if args.quick else args.threads_repeats, args.quick, args.overrides
+            )
     result.update(_pruning_summary(searches, workers))
     info["load_avg_end"] = [round(v, 2) for v in os.getloadavg()]
     summary = []
