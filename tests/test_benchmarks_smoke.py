@@ -156,3 +156,30 @@ def test_keras_parity_quick(tmp_path: Path) -> None:
             assert 0.0 <= run["test_acc"] <= 1.0
         assert positive(data["ratios"][variant])
     assert any(line.startswith("| baseline") for line in lines)
+
+
+def test_sweep_scale_quick(tmp_path: Path) -> None:
+    lines, data = run_bench("sweep_scale", tmp_path)
+    rows = {(r["backend"], r["workers"]) for r in data["results"]}
+    assert ("sqlite", 2) in rows
+    assert ("postgres", 2) in rows or any(s.startswith("postgres:") for s in data["skipped"])
+    for r in data["results"]:
+        # Every trial was run and told once by the real workers; the figures are measured, not judged here.
+        assert r["told"] == r["n_trials"] == 6 and positive(r["ideal_per_min"])
+        assert r["latency"]["ask"]["n"] == 6 and r["latency"]["tell"]["n"] == 6
+        assert r["statements_per_trial"]["ask"] > 0 and r["statements_per_trial"]["tell"] > 0
+
+
+@pytest.mark.slow
+def test_sweep_pruning_quick_against_a_plain_optuna_script(tmp_path: Path) -> None:
+    pytest.importorskip("optuna_integration", reason='pip install "lightning-reg[bench]" (optuna-integration)')
+    lines, data = run_bench("sweep_pruning", tmp_path, "--parts", "plain")
+    summary = data["plain"]["summary"]
+    assert set(summary) == {"plain", "ours"}
+    for case in ("plain", "ours"):
+        (run,) = data["plain"]["runs"][case]
+        # Three trials of at most 2 epochs each, every one trained; the wall time is split into measured phases.
+        assert 3 <= run["epochs"] <= 6 and sum(run["states"].values()) == 3
+        assert 0.0 <= run["best_value"] <= 1.0 and positive(run["phases"]["fit_s"])
+    assert "job_before_log_s" in data["plain"]["runs"]["ours"][0]["phases"]
+    assert positive(data["plain"]["wall_ratio_ours_to_plain"])

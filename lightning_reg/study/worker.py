@@ -133,10 +133,11 @@ class StudyWorker(FollowerMixin, ConfirmMixin):
         self._in_job = False
 
     # -- study bookkeeping ------------------------------------------------------------------------
-    def _trials(self) -> list[FrozenTrial]:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(self.study)
+    def _trials(self, fail_stale: bool = True) -> list[FrozenTrial]:
+        if fail_stale:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(self.study)
         return self.study.get_trials(deepcopy=False)
 
     def _slot(self, trial: FrozenTrial, trials: Sequence[FrozenTrial]) -> str | None:
@@ -183,7 +184,8 @@ class StudyWorker(FollowerMixin, ConfirmMixin):
                 trial = self.study.ask(fixed_distributions=self.space.distributions)
             # Marked as this worker's before the duplicate check, so that the check can tell its own trials.
             trial.set_user_attr(ATTR["worker"], self.worker_id)
-            trials = self._trials()
+            # The loop's look just failed the stale trials; this one only needs the trial just created.
+            trials = self._trials(fail_stale=False)
             frozen = next(t for t in trials if t.number == trial.number)
             why = self._slot(frozen, trials)
             if why is None:
@@ -248,7 +250,7 @@ class StudyWorker(FollowerMixin, ConfirmMixin):
             trial.report(mean, epoch)
 
     def _tell(self, trial: optuna.trial.Trial, outcomes: Sequence[JobOutcome]) -> FrozenTrial:
-        self.study.get_trials(deepcopy=False)  # refresh the cache: the jobs wrote attributes and reports
+        # A running trial is read from the database, not Optuna's cache: the jobs' attributes and reports are in.
         attrs = self.storage.get_trial(trial_id_of(trial)).user_attrs
         prefixes = [""] if not self.num_folds else [f"fold{i}:" for i in range(self.num_folds)]
         values = [_as_values(o.value, self.n_objectives) for o in outcomes]
@@ -343,8 +345,12 @@ class StudyWorker(FollowerMixin, ConfirmMixin):
     def _run(self) -> list[FrozenTrial]:
         variants = fold_variants(self.num_folds, self.keys)
         per_batch = max(1, self.n_jobs // len(variants))
+        told_since_check = False
         while True:
             trials = self._trials()
+            if told_since_check:  # the last batch's failures, judged on this look (no query of its own)
+                self._check_failure_rate(trials)
+                told_since_check = False
             done = len(finished_trials(trials))
             if done >= self.n_trials:
                 break
@@ -396,7 +402,7 @@ class StudyWorker(FollowerMixin, ConfirmMixin):
                         "is dropped and its retry counts",
                         trial.number,
                     )
-            self._check_failure_rate()
+            told_since_check = True
             if self._interrupted:
                 log.warning("interrupted: stopping after telling the trial(s) that were running")
                 raise KeyboardInterrupt
@@ -407,17 +413,16 @@ class StudyWorker(FollowerMixin, ConfirmMixin):
             self.study.set_user_attr(f"{ATTR['group']}:{self.group}:done", self._group_seq)
         return self.told
 
-    def _check_failure_rate(self) -> None:
+    def _check_failure_rate(self, trials: Sequence[FrozenTrial] | None = None) -> None:
         """Raise :class:`SweepFailed` once more than ``max_failure_rate`` of the study's ``n_trials`` failed.
 
-        Checked after each batch, over the whole study (every worker's trials): the sweep stops as soon as the
-        fraction can no longer end up within the rate. With 0.0, the first failed trial ends the sweep.
+        Checked after each batch, over the whole study (every worker's trials, ``trials`` when the caller has
+        just read them): the sweep stops as soon as the fraction can no longer end up within the rate. With 0.0,
+        the first failed trial ends the sweep.
         """
-        failed = [
-            t
-            for t in self.study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-            if t.user_attrs.get(ATTR["status"]) == "failed"
-        ]
+        if trials is None:
+            trials = self.study.get_trials(deepcopy=False)
+        failed = [t for t in trials if t.state == TrialState.FAIL and t.user_attrs.get(ATTR["status"]) == "failed"]
         if len(failed) > self.max_failure_rate * self.n_trials:
             first = self.errors[0] if self.errors else f"trial {failed[0].number}"
             raise SweepFailed(
