@@ -1,15 +1,9 @@
 """One sweep worker: ask the shared study for a trial, run its job(s), tell the result, until the study is done.
 
 Run the same command on one machine or many, with the same ``storage`` and ``study_name``: each process is a
-worker. A worker takes the next trial as soon as its last one ends (no batch barrier across workers) and stops
-when the study holds ``n_trials`` finished trials. The study is the only coordination point:
-
-- a trial counts once it is finished (:func:`~lightning_reg.study.engine.is_finished`); running and waiting
-  trials hold their slot, so no worker starts a trial past ``n_trials``;
-- two workers that ask for the last slot at the same moment both get a trial; the later one (by number) is
-  failed at once as ``surplus`` and never run, and a grid point drawn twice is handled the same way;
-- a worker that dies leaves a running trial whose heartbeat stops; any live worker fails it after the grace
-  period and Optuna's retry callback queues it again, and a worker with nothing to do waits for that.
+worker, with no batch barrier across workers. The study is the only coordination point: finished, running and
+waiting trials hold the ``n_trials`` slots (a race for the last one is settled in :meth:`StudyWorker._ask`), and
+a dead worker's trial is failed by any live worker once its heartbeat stops, then queued again by Optuna.
 
 What a worker launches is in :mod:`~lightning_reg.study.jobs`; multi-node following in
 :mod:`~lightning_reg.study.nodes`; confirmed winners in :mod:`~lightning_reg.study.confirm`.
@@ -132,7 +126,6 @@ class StudyWorker(FollowerMixin, ConfirmMixin):
         self._terminated = False  # SIGTERM seen
         self._in_job = False
 
-    # -- study bookkeeping ------------------------------------------------------------------------
     def _trials(self, fail_stale: bool = True) -> list[FrozenTrial]:
         if fail_stale:
             with warnings.catch_warnings():
@@ -213,7 +206,6 @@ class StudyWorker(FollowerMixin, ConfirmMixin):
             self._group_seq += 1
         return trial
 
-    # -- one configuration, several jobs ----------------------------------------------------------
     def specs_for(
         self,
         trial: optuna.trial.Trial | None,
@@ -289,7 +281,6 @@ class StudyWorker(FollowerMixin, ConfirmMixin):
         trial.set_user_attr(ATTR["status"], "completed")
         return self.study.tell(trial, told if self.n_objectives > 1 else told[0])
 
-    # -- the loop -------------------------------------------------------------------------------------
     def run(self) -> list[FrozenTrial]:
         """Work on the study until it holds ``n_trials`` finished trials; return the trials this worker told.
 
