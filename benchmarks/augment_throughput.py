@@ -53,7 +53,8 @@ from benchmarks.common import (
 from lightning_reg.core.augment import AugmentConfig, build_cpu_transform  # noqa: E402
 from lightning_reg.core.augment.config import DEVICE_POLICIES  # noqa: E402
 from lightning_reg.data import with_augmentation  # noqa: E402
-from lightning_reg.data.vision import ImageTensorDataset, MNISTDataModule  # noqa: E402
+from lightning_reg.data.datasets import MNISTDataModule  # noqa: E402
+from lightning_reg.data.vision import ImageTensorDataset  # noqa: E402
 
 NAME = "augment_throughput"
 PRESETS = ("keras_seed", "randaugment", "trivialaugment", "augmix", "mixup")

@@ -11,17 +11,17 @@ from lightning_reg.core.augment import (
     mix_batch,
 )
 from lightning_reg.data.augment_mixin import AugmentationMixin, check_soft_targets, with_augmentation
+from lightning_reg.data.datasets import (
+    CIFAR10DataModule,
+    FashionMNISTDataModule,
+    ImageFolderDataModule,
+    MNISTDataModule,
+)
 from lightning_reg.data.digits import DigitsDataModule
 from lightning_reg.data.folds import FoldsMixin, with_folds
 from lightning_reg.data.resident import DeviceResidentLoader
 from lightning_reg.data.tokens import SyntheticTokensDataModule
-from lightning_reg.data.vision import (
-    CIFAR10DataModule,
-    FashionMNISTDataModule,
-    ImageDataModule,
-    ImageFolderDataModule,
-    MNISTDataModule,
-)
+from lightning_reg.data.vision import ImageDataModule
 
 __all__ = [
     "FoldsMixin",
