@@ -4,6 +4,7 @@ every bad input the sweeper refuses before a trial starts."""
 
 from __future__ import annotations
 
+import os
 import threading
 import warnings
 from pathlib import Path
@@ -472,11 +473,31 @@ def test_labels_round_to_significant_digits() -> None:
     assert [sig(0.25154158265390486), sig(1e-05), sig(64), sig(float("nan"))] == ["0.252", "1e-05", "64", "nan"]
 
 
-def test_the_pareto_front_keeps_the_non_dominated_trials() -> None:
-    from lightning_reg.study.plots import pareto_mask
+def test_the_study_report_draws_optunas_importance_and_pareto_plots(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    import optuna
 
-    pts = [(0.9, 10.0), (0.8, 5.0), (0.7, 20.0), (0.9, 5.0)]
-    assert pareto_mask(pts, ["maximize", "minimize"]) == [False, False, False, True]
+    from lightning_reg.study.report import load_study_report, write_study_report
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    one = optuna.create_study(study_name="one", storage=url, sampler=optuna.samplers.RandomSampler(seed=0))
+    one.optimize(lambda t: t.suggest_float("x", 0, 1) ** 2 + t.suggest_float("y", 0, 1), n_trials=8)
+    two = optuna.create_study(
+        study_name="two",
+        storage=url,
+        directions=["maximize", "minimize"],
+        sampler=optuna.samplers.RandomSampler(seed=0),
+    )
+    two.optimize(lambda t: (t.suggest_float("x", 0, 1), t.suggest_float("x2", 0, 1) + t.params["x"]), n_trials=8)
+    for name, expected, absent in (
+        ("one", "param_importances.png", "pareto_front.png"),
+        ("two", "pareto_front.png", "param_importances.png"),
+    ):
+        out = tmp_path / name
+        out.mkdir()
+        write_study_report(load_study_report(url, name), out)
+        assert (out / expected).stat().st_size > 1000 and not (out / absent).exists(), sorted(os.listdir(out))
 
 
 def test_sweeper_config_instantiates_through_hydra(sweep_cfg) -> None:
