@@ -166,7 +166,8 @@ def test_sweep_scale_quick(tmp_path: Path) -> None:
     for r in data["results"]:
         # Every trial was run and told once by the real workers; the figures are measured, not judged here.
         assert r["told"] == r["n_trials"] == 6 and positive(r["ideal_per_min"])
-        assert r["latency"]["ask"]["n"] == 6 and r["latency"]["tell"]["n"] == 6
+        # Two workers may both ask for the last slot: the later ask is failed as surplus, never run nor told.
+        assert r["latency"]["ask"]["n"] >= 6 and r["latency"]["tell"]["n"] == 6
         assert r["statements_per_trial"]["ask"] > 0 and r["statements_per_trial"]["tell"] > 0
 
 
