@@ -39,6 +39,21 @@ def _env() -> dict[str, str]:
     return env
 
 
+def _run_in_read_only(folder: Path, script: str, timeout: float) -> subprocess.CompletedProcess:
+    """Run ``script`` (given ``folder`` as its argument) unprivileged while ``folder`` is read-only."""
+    folder.chmod(0o555)
+    try:
+        return subprocess.run(
+            [*_unprivileged(), sys.executable, "-c", script, str(folder)],
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    finally:
+        folder.chmod(0o755)
+
+
 WRITERS = r"""
 import sys
 from pathlib import Path
@@ -65,17 +80,7 @@ def test_each_writer_in_a_read_only_folder_keeps_the_previous_file(tmp_path: Pat
     before = {"metrics.json": '{"status": "running"}\n', "report.md": "# old\n"}
     for name, text in before.items():
         (folder / name).write_text(text)
-    folder.chmod(0o555)
-    try:
-        proc = subprocess.run(
-            [*_unprivileged(), sys.executable, "-c", WRITERS, str(folder)],
-            env=_env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-    finally:
-        folder.chmod(0o755)
+    proc = _run_in_read_only(folder, WRITERS, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = dict(line.split("|", 1) for line in proc.stdout.splitlines())
     for name, text in before.items():
@@ -168,17 +173,7 @@ def test_a_checkpoint_that_cannot_be_written_stops_the_fit(tmp_path: Path) -> No
     # app's test then failed on a best checkpoint that was never written (found by the test above).
     folder = tmp_path / "checkpoints"
     folder.mkdir()
-    folder.chmod(0o555)
-    try:
-        proc = subprocess.run(
-            [*_unprivileged(), sys.executable, "-c", FIT, str(folder)],
-            env=_env(),
-            capture_output=True,
-            text=True,
-            timeout=240,
-        )
-    finally:
-        folder.chmod(0o755)
+    proc = _run_in_read_only(folder, FIT, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     outcome, message = proc.stdout.strip().splitlines()[-1].split("|", 1)
     assert outcome == "refused", proc.stdout[-2000:]
