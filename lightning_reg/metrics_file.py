@@ -306,7 +306,6 @@ class FitResult:
     best_path: str
     pruned_epoch: int | None
     early_stop_epoch: int | None = None
-    trial_callback: Any = None
 
 
 @dataclass

@@ -77,6 +77,7 @@ class LightningRegOptunaSweeper(Sweeper):
 
     # -- jobs --------------------------------------------------------------------------------------
     def _launch(self, specs: Sequence[Any]) -> list[Any]:
+        import optuna
         from hydra.core.utils import JobStatus
 
         from lightning_reg.study.jobs import JobOutcome
@@ -102,6 +103,9 @@ class LightningRegOptunaSweeper(Sweeper):
             job_dir = str(Path(str(self.config.hydra.sweep.dir)) / spec.subdir)
             try:
                 value = ret.return_value  # re-raises the job's exception when the job failed
+            except optuna.TrialPruned:  # the job's return says "pruned", as an Optuna objective's does
+                outcomes.append(JobOutcome(None, pruned=True, job_dir=job_dir))
+                continue
             except Exception as err:  # noqa: BLE001 - a failed job is a failed trial, not a failed sweep
                 outcomes.append(JobOutcome(None, failed=True, error=f"{type(err).__name__}: {err}", job_dir=job_dir))
                 continue
@@ -139,9 +143,11 @@ class LightningRegOptunaSweeper(Sweeper):
     def sweep(self, arguments: list[str]) -> Any:
         from lightning_reg.errors import ConfigError
         from lightning_reg.study.confirm import SweepFailed
+        from lightning_reg.study.link import shared_storages
 
         try:
-            return self._sweep(arguments)
+            with shared_storages():  # the jobs this process runs share one connection to the study
+                return self._sweep(arguments)
         except ConfigError as err:
             # Bad input, found before any trial: one line and exit status 2, no traceback.
             print(f"lightning_reg: error: {err}", file=sys.stderr, flush=True)

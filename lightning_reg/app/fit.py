@@ -74,6 +74,9 @@ def fit(cfg: DictConfig, parts: Parts, setup: RunSetup) -> FitResult:
         )
     else:
         ddp_ctx = contextlib.nullcontext()
+    trial_cb = trial_callback(_callbacks(trainer))
+    if trial_cb is not None:
+        trial_cb.raise_pruned = False  # app/job.run raises optuna.TrialPruned after metrics.json is written
     with ddp_ctx:
         trainer.fit(
             parts.model, datamodule=parts.datamodule, ckpt_path=str(setup.ckpt_path) if setup.ckpt_path else None
@@ -88,7 +91,6 @@ def fit(cfg: DictConfig, parts: Parts, setup: RunSetup) -> FitResult:
     ckpt_cb = trainer.checkpoint_callback
     monitor = getattr(ckpt_cb, "monitor", None) or cfg.get("optimized_metric")
     mode = getattr(ckpt_cb, "mode", "max")
-    trial_cb = trial_callback(_callbacks(trainer))
     return FitResult(
         metrics=metrics,
         seconds=seconds,
@@ -103,7 +105,6 @@ def fit(cfg: DictConfig, parts: Parts, setup: RunSetup) -> FitResult:
         best_path=getattr(ckpt_cb, "best_model_path", "") or "",
         pruned_epoch=getattr(trial_cb, "pruned_epoch", None),
         early_stop_epoch=_early_stop_epoch(_callbacks(trainer), callback_reports),
-        trial_callback=trial_cb,
     )
 
 

@@ -45,9 +45,9 @@ log = logging.getLogger("lightning_reg.app.job")
 
 
 def trial_callback(callbacks: Iterable[Any]) -> Any:
-    """The callback that reports this job to its Optuna trial (``TrialPruning``, added by the sweeper's
+    """The callback that reports this job's curve to its Optuna trial (``TrialPruning``, added by the sweeper's
     ``callbacks_factory`` entry point), or ``None``. Found by class name, so that a run outside a sweep never
-    imports Optuna; the one place that knows how a job's result reaches the study."""
+    imports Optuna."""
     return next((cb for cb in callbacks if type(cb).__name__ == "TrialPruning"), None)
 
 
@@ -121,7 +121,21 @@ def finished_job_value(cfg: DictConfig) -> tuple[bool, float | None]:
     status = stored.get("status")
     log.info("%s already finished (status %s): skipped; its metrics.json is kept", output_dir, status)
     print(f"lightning_reg: {output_dir} already finished (status {status}); skipped, metrics.json kept", flush=True)
+    if status == "pruned":
+        raise _pruned(stored.get("pruned_epoch"))
     return True, (float(value) if isinstance(value, (int, float)) and status == "completed" else None)
+
+
+def _is_pruned(err: BaseException) -> bool:
+    optuna = sys.modules.get("optuna")  # no Optuna imported: nothing was pruned
+    return optuna is not None and isinstance(err, optuna.TrialPruned)
+
+
+def _pruned(epoch: Any) -> Exception:
+    """``optuna.TrialPruned``: how a pruned job returns to its sweeper (the one channel of a job's outcome)."""
+    import optuna  # only a pruned job, in an Optuna sweep, gets here
+
+    return optuna.TrialPruned(f"pruned after epoch {epoch}")
 
 
 #: The exit status of a run or worker ended by SIGTERM (128 + 15, what a shell reports for a process killed by it).
@@ -198,9 +212,7 @@ def _clean_process_after_job() -> Iterator[None]:
 
 
 def write_summary(summary: RunMetrics, trainer: pl.Trainer, fitted: FitResult, setup: RunSetup) -> None:
-    """Record the trial (Optuna sweeps), write ``metrics.json`` and print where the results went (rank 0)."""
-    if fitted.trial_callback is not None:
-        fitted.trial_callback.record(summary["status"], fitted.epochs_completed, str(setup.output_dir.absolute()))
+    """Write ``metrics.json`` and print where the results went (rank 0)."""
     if not trainer.is_global_zero:
         return
     write_metrics(setup.metrics_path, summary)
@@ -220,7 +232,8 @@ def write_summary(summary: RunMetrics, trainer: pl.Trainer, fitted: FitResult, s
 def run(cfg: DictConfig, train: Callable[[DictConfig], RunMetrics]) -> float | list[float] | None:
     """One Hydra job under the multirun policy: ``train(cfg)``, unless the job already finished; a failure is
     recorded in ``metrics.json``, SIGTERM and bad input end in their exit status; returns the optimized metric for
-    sweepers (``None`` for a failed, refused or unfinished job).
+    sweepers (``None`` for a failed, refused or unfinished job) and raises ``optuna.TrialPruned`` for a pruned one:
+    the job's outcome reaches the sweeper in its return only.
 
     ``train`` is :func:`lightning_reg.app.train.train`; passed in, so that this policy does not import the steps.
     """
@@ -239,7 +252,7 @@ def run(cfg: DictConfig, train: Callable[[DictConfig], RunMetrics]) -> float | l
             _record_interrupted(cfg)
         raise SystemExit(SIGTERM_EXIT) from None
     except Exception as err:
-        if is_child_rank():
+        if is_child_rank() or _is_pruned(err):
             raise
         if isinstance(err, RunDirError):
             # The directory belongs to another run: nothing of this job is written into it.
@@ -273,6 +286,9 @@ def run(cfg: DictConfig, train: Callable[[DictConfig], RunMetrics]) -> float | l
             say(mask_secrets(f"lightning_reg: error: {err}.{resume if _has_last(cfg) else ''}"), error=True)
             sys.exit(1)
         raise
+    if summary.get("status") == "pruned" and not is_child_rank():
+        # After metrics.json: the sweeper tells the trial PRUNED from this, as from any Optuna objective.
+        raise _pruned(summary.get("pruned_epoch"))
     optimized = summary.get("optimized_value")
     if isinstance(optimized, list):
         return None if any(v is None for v in optimized) else [float(v) for v in optimized if v is not None]

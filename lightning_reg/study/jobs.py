@@ -52,7 +52,8 @@ class JobSpec:
 
 @dataclass
 class JobOutcome:
-    """What came back from one job: its return value (a float, a list for several objectives, or ``None``).
+    """What came back from one job: its return value (a float, a list for several objectives, or ``None``), or
+    that it was pruned (it raised ``optuna.TrialPruned``) or failed.
 
     Example:
         >>> from lightning_reg.study.search_space import parse_search_space
@@ -69,6 +70,7 @@ class JobOutcome:
     failed: bool = False
     error: str | None = None
     job_dir: str | None = None
+    pruned: bool = False  # the job raised optuna.TrialPruned
 
 
 Launch = Callable[[Sequence[JobSpec]], Sequence[JobOutcome]]

@@ -17,7 +17,7 @@ import logging
 import math
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -32,7 +32,7 @@ from lightning_reg.study._env import TRIAL_ENV
 from lightning_reg.study.engine import ATTR, build_pruner, default_storage_url, open_storage, storage_of
 from lightning_reg.study.retry import DEFAULT_BUDGET, RetryingStorage, StorageOutage
 
-__all__ = ["ENV", "TrialLink", "TrialPruning", "fold_means", "trial_link_from_env"]
+__all__ = ["ENV", "TrialLink", "TrialPruning", "fold_means", "shared_storages", "trial_link_from_env"]
 
 log = logging.getLogger("lightning_reg.study")
 
@@ -111,13 +111,6 @@ def _hydra_sweeper_node() -> tuple[Any, str | None]:
     return hc.sweeper, str(hc.sweep.dir)
 
 
-def _job_dir() -> str:
-    """The job's output directory: Hydra's, or the working directory outside Hydra."""
-    from hydra.core.hydra_config import HydraConfig
-
-    return str(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else os.getcwd()
-
-
 def _resolve_storage(link: TrialLink) -> tuple[str, Any, float]:
     node, sweep_dir = _hydra_sweeper_node()
     url = link.storage or (node.get("storage") if node is not None else None)
@@ -130,12 +123,46 @@ def _resolve_storage(link: TrialLink) -> tuple[str, Any, float]:
     return url, (node.get("pruner") if node is not None else None), budget
 
 
+#: While a sweep runs its jobs in its own process (Hydra's basic launcher), the storages its jobs opened, by URL and
+#: retry budget: the jobs share one engine and Optuna's cache of finished trials instead of opening the database
+#: again per job (about 30 ms a job on SQLite). ``None`` elsewhere: a job in its own process opens its own.
+_STORAGES: dict[tuple[str, float], Any] | None = None
+
+
+@contextlib.contextmanager
+def shared_storages() -> Iterator[None]:
+    """Let the jobs run in this process until the block ends share their study storage (the sweeper's ``sweep``)."""
+    global _STORAGES
+    outer, _STORAGES = _STORAGES, {}
+    try:
+        yield
+    finally:
+        _STORAGES = outer
+
+
+def _link_storage(url: str, budget: float) -> Any:
+    if _STORAGES is not None and (url, budget) in _STORAGES:
+        return _STORAGES[(url, budget)]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        storage = open_storage(url, heartbeat_interval=None, retry=budget, wait_to_open=True)
+    if _STORAGES is not None:
+        _STORAGES[(url, budget)] = storage
+    return storage
+
+
 class TrialPruning(Callback):
     """Report the monitored metric to the job's Optuna trial after each validation; stop when pruned.
 
     The lightning_reg sweeper adds it to every trial's Trainer (``lightning_reg.app.train`` does that when it
     finds the trial link), so a user's job needs no code for pruning. It works in a job that runs in
     another process or on another machine than the sweeper: it opens the study's storage itself.
+
+    What it writes to the study is what the pruner reads (the reports, a fold's curve); the job's outcome
+    travels one way only, in the job's return to whoever launched it (Hydra's ``JobReturn``): a pruned fit
+    ends in ``optuna.TrialPruned``, raised from ``on_fit_end`` on every rank, as any Optuna objective
+    says "pruned" (``raise_pruned``; lightning_reg's entry point sets it ``False``, writes the run's
+    ``metrics.json`` and raises it after that).
 
     Args:
         link: the job's :class:`TrialLink`.
@@ -152,8 +179,8 @@ class TrialPruning(Callback):
         >>> link = TrialLink(study="s", trial_id=trial_id_of(trial), number=trial.number, monitor="val/acc",
         ...                  direction="maximize", prune=True, storage=url)
         >>> cb = TrialPruning(link, pruner=optuna.pruners.MedianPruner())
-        >>> cb.pruned_epoch is None
-        True
+        >>> cb.pruned_epoch is None, cb.raise_pruned
+        (None, True)
     """
 
     def __init__(
@@ -172,6 +199,8 @@ class TrialPruning(Callback):
         self.pruned_epoch: int | None = None
         self.reported: dict[int, float] = {}
         self._pending: dict[int, float] = {}  # reports the storage did not take yet (an outage)
+        #: Raise ``optuna.TrialPruned`` at the end of a pruned fit (the job's return says "pruned").
+        self.raise_pruned = True
 
     @property
     @override
@@ -185,9 +214,7 @@ class TrialPruning(Callback):
         else:
             url, pruner_node, budget = self._storage_url, None, DEFAULT_BUDGET
         pruner = self._pruner if self._pruner is not None else build_pruner(pruner_node)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-            storage = open_storage(url, heartbeat_interval=None, retry=budget, wait_to_open=True)
+        storage = _link_storage(url, budget)
         self._study = optuna.load_study(study_name=self.link.study, storage=storage, pruner=pruner)
         self._trial = optuna.trial.Trial(self._study, self.link.trial_id)
 
@@ -203,7 +230,7 @@ class TrialPruning(Callback):
 
     def _decide(self, epoch: int, value: float) -> bool:
         """Report ``value`` for ``epoch`` and ask the pruner. During a database outage the report waits (with
-        the earlier ones that waited) and training goes on unpruned; the next epoch or :meth:`record` sends them."""
+        the earlier ones that waited) and training goes on unpruned; the next epoch or the fit's end sends them."""
         self.reported[epoch] = value
         self._pending[epoch] = value
         storage = storage_of(self._study) if self._study is not None else None
@@ -292,23 +319,15 @@ class TrialPruning(Callback):
 
     @override
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # The outcome on the trial, whatever app runs the job (the sweeper tells PRUNED from it); the lightning_reg
-        # entry point records again at the job's end, with its final status.
-        if self._talks_to_storage(trainer) and self._trial is not None:
-            status = "pruned" if self.pruned_epoch is not None else "completed"
-            self.record(status, int(trainer.current_epoch), _job_dir())
+        if self._talks_to_storage(trainer) and self._trial is not None and self._pending:
+            self._flush()  # reports that waited for the database go first (retried through an outage)
+        if self.pruned_epoch is not None and self.raise_pruned:
+            raise self.pruned_error()
 
-    def record(self, status: str, epochs: int, job_dir: str) -> None:
-        """Write the job's outcome on its trial (rank 0 of the leader): the sweeper tells the state from it."""
-        if self._trial is None:
-            return
-        self._flush()  # reports that waited for the database go first (retried through an outage)
-        prefix = "" if self.link.fold is None else f"fold{self.link.fold}:"
-        attrs = {ATTR["status"]: status, ATTR["epochs"]: epochs, ATTR["job_dir"]: job_dir}
-        if self.pruned_epoch is not None:
-            attrs[ATTR["pruned_epoch"]] = self.pruned_epoch
-        for key, value in attrs.items():
-            self._trial.set_user_attr(prefix + key, value)
+    def pruned_error(self) -> optuna.TrialPruned:
+        """What a pruned job raises: its return to the sweeper (every rank raises it, so none goes on alone)."""
+        fold = "" if self.link.fold is None else f" fold {self.link.fold}"
+        return optuna.TrialPruned(f"trial {self.link.number}{fold} pruned after epoch {self.pruned_epoch}")
 
     def run_summary(self) -> dict[str, Any]:
         return {

@@ -12,7 +12,6 @@ What a worker launches is in :mod:`~lightning_reg.study.jobs`; multi-node follow
 from __future__ import annotations
 
 import logging
-import math
 import os
 import socket
 import statistics
@@ -235,51 +234,57 @@ class StudyWorker(FollowerMixin, ConfirmMixin):
             specs.append(JobSpec([*base, *v.overrides], f"{subdir}/{v.name}" if v.name else subdir, link))
         return specs
 
-    def _report_fold_means(self, trial: optuna.trial.Trial, attrs: dict[str, Any]) -> None:
-        """The trial's intermediate values: the per-epoch means of its folds' curves (what pruning judged)."""
-        curves = {i: attrs.get(f"{ATTR['fold_values']}{i}") or [] for i in range(self.num_folds or 0)}
-        for epoch, mean in fold_means(curves).items():
-            trial.report(mean, epoch)
-
     def _tell(self, trial: optuna.trial.Trial, outcomes: Sequence[JobOutcome]) -> FrozenTrial:
-        # A running trial is read from the database, not Optuna's cache: the jobs' attributes and reports are in.
-        attrs = self.storage.get_trial(trial_id_of(trial)).user_attrs
-        prefixes = [""] if not self.num_folds else [f"fold{i}:" for i in range(self.num_folds)]
+        """Tell the trial from its jobs' returns (the one channel of a job's outcome): a failure fails it, a job
+        that raised ``optuna.TrialPruned`` prunes it, else it completes with the (mean over folds of the)
+        returned values. What the study holds of the jobs is the pruner's data: the per-epoch reports, or the
+        folds' curves, whose means become the trial's intermediate values; the epochs trained and the pruned
+        epoch are read from them. This worker is the one writer of the trial's status."""
         values = [_as_values(o.value, self.n_objectives) for o in outcomes]
-        # One job per prefix. A job that knows nothing of trials (a user's own task function) sets no status:
-        # its value decides.
-        statuses = [
-            attrs.get(p + ATTR["status"]) or ("completed" if v is not None and not o.failed else "failed")
-            for p, v, o in zip(prefixes, values, outcomes)
-        ]
-        if any(o.failed for o in outcomes) or any(s in (None, "failed", "diverged") for s in statuses):
-            why = next((o.error for o in outcomes if o.error), None) or ", ".join(str(s) for s in statuses)
-            self.errors.append(f"trial {trial.number}: {why}")
-            trial.set_user_attr(ATTR["status"], "failed")
-            log.warning("trial %d failed (%s)", trial.number, why)
-            return self.study.tell(trial, state=TrialState.FAIL)
-        if "pruned" in statuses:
-            if self.num_folds:
-                self._report_fold_means(trial, attrs)
-                trial.set_user_attr(
-                    ATTR["pruned_epoch"],
-                    min(attrs.get(f"fold{i}:{ATTR['pruned_epoch']}", math.inf) for i in range(self.num_folds)),
-                )
-            else:
-                trial.set_user_attr(ATTR["pruned_epoch"], attrs.get(ATTR["pruned_epoch"]))
-            trial.set_user_attr(ATTR["status"], "pruned")
-            return self.study.tell(trial, state=TrialState.PRUNED)
-        if any(v is None for v in values):
-            trial.set_user_attr(ATTR["status"], "failed")
-            log.warning("trial %d failed: a job returned no finite value for %s", trial.number, self.monitor)
-            self.errors.append(f"trial {trial.number}: no finite value returned ({[o.value for o in outcomes]!r})")
-            return self.study.tell(trial, state=TrialState.FAIL)
+        if any(o.failed and not o.pruned for o in outcomes):
+            why = next((o.error for o in outcomes if o.error), None) or "a job failed"
+            return self._tell_failed(trial, why)
+        pruned = any(o.pruned for o in outcomes)
+        if not pruned and any(v is None for v in values):
+            why = f"a job returned no finite value for {self.monitor} ({[o.value for o in outcomes]!r})"
+            return self._tell_failed(trial, why)
+        # A running trial is read from the database, not Optuna's cache: the jobs' reports are in.
+        frozen = self.storage.get_trial(trial_id_of(trial))
         if self.num_folds:
-            self._report_fold_means(trial, attrs)
-            trial.set_user_attr(ATTR["fold_results"], [v[0] if len(v) == 1 else v for v in values if v])
+            curves = {i: frozen.user_attrs.get(f"{ATTR['fold_values']}{i}") or [] for i in range(self.num_folds)}
+            means = fold_means(curves)
+            for epoch, mean in means.items():
+                trial.report(mean, epoch)
+            epochs = max((len(c) for c in curves.values()), default=0) or None
+            # The fold whose pruner fired stopped first: the trial was pruned after its last epoch.
+            last = [len(curves[i]) - 1 for i, o in enumerate(outcomes) if o.pruned and curves.get(i)]
+            pruned_epoch = min(last) if last else None
+        else:
+            steps = list(frozen.intermediate_values)
+            epochs = max(steps) + 1 if steps else None
+            pruned_epoch = max(steps) if steps else None
+        attrs: dict[str, Any] = {ATTR["epochs"]: epochs}
+        if len(outcomes) == 1 and outcomes[0].job_dir:
+            attrs[ATTR["job_dir"]] = outcomes[0].job_dir
+        if pruned:
+            attrs.update({ATTR["status"]: "pruned", ATTR["pruned_epoch"]: pruned_epoch})
+        else:
+            attrs[ATTR["status"]] = "completed"
+            if self.num_folds:
+                attrs[ATTR["fold_results"]] = [v[0] if len(v) == 1 else v for v in values if v]
+        for key, value in attrs.items():
+            if value is not None:
+                trial.set_user_attr(key, value)
+        if pruned:
+            return self.study.tell(trial, state=TrialState.PRUNED)
         told = [statistics.fmean(v[k] for v in values if v) for k in range(self.n_objectives)]
-        trial.set_user_attr(ATTR["status"], "completed")
         return self.study.tell(trial, told if self.n_objectives > 1 else told[0])
+
+    def _tell_failed(self, trial: optuna.trial.Trial, why: str) -> FrozenTrial:
+        self.errors.append(f"trial {trial.number}: {why}")
+        trial.set_user_attr(ATTR["status"], "failed")
+        log.warning("trial %d failed (%s)", trial.number, why)
+        return self.study.tell(trial, state=TrialState.FAIL)
 
     def run(self) -> list[FrozenTrial]:
         """Work on the study until it holds ``n_trials`` finished trials; return the trials this worker told.

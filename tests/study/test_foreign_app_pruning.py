@@ -1,6 +1,7 @@
 """Pruning in a Hydra + Lightning app that knows nothing of lightning_reg: its own model, data, config and task
 function, with only ``hydra/sweeper: lightning_reg_optuna`` chosen. Lightning gives every Trainer the trial's pruning
-through our ``lightning.pytorch.callbacks_factory`` entry point; the job records its outcome on the trial itself.
+through our ``lightning.pytorch.callbacks_factory`` entry point; a pruned fit ends in ``optuna.TrialPruned``, and the
+sweeper tells the trial from the job's return (the app's code after ``fit`` does not run, as with any Optuna objective).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ pytestmark = pytest.mark.slow
 
 APP = """
 import hydra
+from hydra.core.hydra_config import HydraConfig
 import lightning.pytorch as pl
 import torch
 from omegaconf import DictConfig
@@ -45,8 +47,11 @@ class Scripted(pl.LightningModule):
 def main(cfg: DictConfig) -> float:
     data = DataLoader(TensorDataset(torch.randn(8, 4)), batch_size=4)
     trainer = pl.Trainer(max_epochs=cfg.epochs, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                         accelerator="cpu", devices=cfg.devices, strategy=cfg.strategy)
     trainer.fit(Scripted(cfg.quality), data, data)
+    # The app's own code after fit: a pruned fit never gets here, on any rank.
+    open(f"{HydraConfig.get().runtime.output_dir}/after_fit.rank{trainer.global_rank}", "w").close()
     return float(trainer.callback_metrics["val/acc"])
 
 
@@ -63,6 +68,8 @@ defaults:
 
 quality: 0.5
 epochs: 6
+devices: 1
+strategy: auto
 optimized_metric: val/acc
 
 hydra:

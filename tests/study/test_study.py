@@ -374,11 +374,72 @@ def test_trial_pruning_reports_each_epoch_and_stops_the_trainer(tmp_path: Path) 
     link = TrialLink("p", trial_id_of(trial), trial.number, "val/acc", "maximize", prune=True, storage=url)
     cb = TrialPruning(link, pruner=optuna.pruners.ThresholdPruner(lower=1.1, n_warmup_steps=1), storage_url=url)
     model, trainer = _trainer_with(cb)
-    trainer.fit(model, datamodule=DigitsDataModule(batch_size=32))
+    # The fit ends in optuna.TrialPruned, the job's return that says "pruned" (the one channel of its outcome).
+    with pytest.raises(optuna.TrialPruned, match="trial 0 pruned after epoch 1"):
+        trainer.fit(model, datamodule=DigitsDataModule(batch_size=32))
     assert cb.pruned_epoch == 1 and trainer.current_epoch == 2
     frozen = storage_of(study).get_trial(trial_id_of(trial))
     assert sorted(frozen.intermediate_values) == [0, 1]
     assert frozen.intermediate_values[1] == pytest.approx(cb.reported[1])
+
+
+DDP_PRUNED = """
+import os
+import lightning.pytorch as pl
+import optuna
+from lightning_reg.data import DigitsDataModule
+from lightning_reg.models import MLPClassifier
+from lightning_reg.study.engine import trial_id_of
+from lightning_reg.study.link import TrialLink, TrialPruning
+
+url = f"sqlite:///{OUT / 'study.db'}"
+if "LOCAL_RANK" not in os.environ:  # rank 0, before Lightning starts rank 1 (which runs this script again)
+    study = optuna.create_study(study_name="p", storage=url, direction="maximize")
+    trial = study.ask()
+    link = TrialLink("p", trial_id_of(trial), trial.number, "val/acc", "maximize", prune=True, storage=url)
+    (OUT / "link.json").write_text(link.to_json())
+link = TrialLink.from_json((OUT / "link.json").read_text())
+cb = TrialPruning(link, pruner=optuna.pruners.ThresholdPruner(lower=1.1, n_warmup_steps=1), storage_url=url)
+trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_epochs=4, limit_train_batches=2,
+                     limit_val_batches=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                     enable_model_summary=False, callbacks=[cb])
+try:
+    trainer.fit(MLPClassifier(input_shape=(1, 8, 8), num_classes=10, hidden_sizes=(16,)),
+                datamodule=DigitsDataModule(batch_size=32))
+    outcome = "returned"
+except optuna.TrialPruned as err:
+    outcome = f"raised: {err}"
+(OUT / f"rank{trainer.global_rank}.txt").write_text(f"{outcome}; epoch {trainer.current_epoch}")
+"""
+
+
+@pytest.mark.slow
+def test_under_ddp_every_rank_of_a_pruned_fit_raises_so_none_goes_on_alone(tmp_path: Path) -> None:
+    from helpers import run_ddp_script
+
+    run_ddp_script(DDP_PRUNED, tmp_path)
+    said = [(tmp_path / f"rank{r}.txt").read_text() for r in (0, 1)]
+    assert said == ["raised: trial 0 pruned after epoch 1; epoch 2"] * 2, said
+    frozen = optuna.load_study(study_name="p", storage=f"sqlite:///{tmp_path / 'study.db'}").trials[0]
+    assert sorted(frozen.intermediate_values) == [0, 1]  # rank 0 reported; the decision reached both ranks
+
+
+def test_an_app_that_records_the_outcome_itself_takes_the_raise_over(tmp_path: Path) -> None:
+    # lightning_reg's entry point sets raise_pruned=False, writes metrics.json, then raises TrialPruned itself.
+    url = default_storage_url(tmp_path)
+    study = optuna.create_study(study_name="p", storage=url, direction="maximize")
+    trial = study.ask()
+    link = TrialLink("p", trial_id_of(trial), trial.number, "val/acc", "maximize", prune=True, storage=url)
+    cb = TrialPruning(link, pruner=optuna.pruners.ThresholdPruner(lower=1.1, n_warmup_steps=0), storage_url=url)
+    cb.raise_pruned = False
+    model, trainer = _trainer_with(cb)
+    trainer.fit(model, datamodule=DigitsDataModule(batch_size=32))
+    assert cb.pruned_epoch == 0 and trainer.current_epoch == 1
+    assert "pruned after epoch 0" in str(cb.pruned_error())
+    frozen = storage_of(study).get_trial(trial_id_of(trial))
+    # The job wrote its reports and its set-up (max_epochs), no outcome: the sweeper tells from the return.
+    assert frozen.state == TrialState.RUNNING and frozen.user_attrs == {ATTR["max_epochs"]: 4}
+    assert sorted(frozen.intermediate_values) == [0]
 
 
 def test_a_monitor_the_job_does_not_log_fails_before_any_step(tmp_path: Path) -> None:

@@ -46,20 +46,29 @@ def test_a_worker_reads_each_running_trial_once_per_look_not_three_times(tmp_pat
     assert 40 < per_trial < 66, per_trial
 
 
-def test_tell_sees_the_status_a_job_wrote_through_its_own_connection(tmp_path: Path) -> None:
+def test_tell_takes_the_outcome_from_the_jobs_return_and_the_reports_from_its_own_connection(
+    tmp_path: Path,
+) -> None:
     url = default_storage_url(tmp_path)
     study = optuna.create_study(storage=open_storage(url, retry=60), study_name="q")
     job_storage = open_storage(url, retry=60)  # the job's link opens the storage anew, as in another process
 
     def launch(specs: list) -> list[JobOutcome]:
-        trial_id = specs[0].link.trial_id
-        status = "failed" if specs[0].link.number == 1 else "completed"  # the second job fails after returning
-        job_storage.set_trial_user_attr(trial_id, ATTR["status"], status)
-        return [JobOutcome(0.5)]
+        trial_id, number = specs[0].link.trial_id, specs[0].link.number
+        for epoch in range(3 if number != 1 else 2):
+            job_storage.set_trial_intermediate_value(trial_id, epoch, 0.1 * epoch)
+        # A status a job writes on its trial is not a channel: the return alone says how the job ended.
+        job_storage.set_trial_user_attr(trial_id, ATTR["status"], "failed")
+        if number == 1:
+            return [JobOutcome(None, pruned=True, job_dir=f"/runs/{number}")]
+        return [JobOutcome(0.5, job_dir=f"/runs/{number}")]
 
     space = parse_search_space({"x": "interval(0.0, 1.0)"}, [])
     told = StudyWorker(study, space, launch, n_trials=3, max_failure_rate=1.0).run()
-    assert [t.state for t in told] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+    assert [t.state for t in told] == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.COMPLETE]
+    rows = [(t.user_attrs[ATTR["status"]], t.user_attrs[ATTR["epochs"]], t.user_attrs.get(ATTR["pruned_epoch"]),
+             t.user_attrs[ATTR["job_dir"]]) for t in study.trials]  # fmt: skip
+    assert rows == [("completed", 3, None, "/runs/0"), ("pruned", 2, 1, "/runs/1"), ("completed", 3, None, "/runs/2")]
 
 
 def test_the_failure_rate_is_judged_on_the_next_look_and_stops_the_sweep(tmp_path: Path) -> None:
