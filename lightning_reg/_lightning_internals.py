@@ -44,6 +44,7 @@ __all__ = [
     "missing_target_reason",
     "rank_zero_loggers",
     "replaying_epoch_end",
+    "sigterm_flag_only",
     "trainer_callbacks",
     "trainer_log_every_n_steps",
     "store_epoch_end_values",
@@ -256,6 +257,38 @@ def hydra_subprocess_command(command: Callable[[int], tuple[Sequence[str], str]]
         yield
     finally:
         launcher_mod._hydra_subprocess_cmd = original
+
+
+# Why not public: the Trainer's signal connector and the composed handler it registers are private, and no public
+# API changes what Lightning does on SIGTERM. Lightning 2.6's notifier runs a collective ``dist.broadcast`` inside the
+# signal handler: on the rank that gets the signal it runs wherever the main thread was (between a step's
+# collectives), so it pairs with another rank's gradient all-reduce and every rank waits forever (a sweep worker
+# under DDP hung after SIGTERM). The training loop already broadcasts rank 0's flag at a fixed point of each step.
+def sigterm_flag_only(trainer: pl.Trainer) -> bool:
+    """For the rest of this fit, make SIGTERM set the trainer's flag and forward the signal to the launcher's child
+    processes (what Lightning's notifier does) without its in-handler collective; the training loop's own per-step
+    broadcast of rank 0's flag then stops every rank at the same step. Returns whether a handler was replaced."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    connector = trainer._signal_connector
+    composed = signal.getsignal(signal.SIGTERM)
+    handlers = getattr(composed, "signal_handlers", None)
+    notifier = getattr(connector, "_sigterm_notifier_fn", None)
+    if not isinstance(handlers, list) or notifier is None or notifier not in handlers:
+        return False
+    log = logging.getLogger("lightning.pytorch.trainer.connectors.signal_connector")
+
+    def flag_only(signum: Any, frame: Any) -> None:
+        log.info("[rank: %d] Received SIGTERM: %s", trainer.global_rank, signum)
+        if not connector.received_sigterm and trainer.strategy.launcher is not None:
+            trainer.strategy.launcher.kill(signum)
+        connector.received_sigterm = True
+
+    handlers[handlers.index(notifier)] = flag_only
+    return True
 
 
 # --- Lightning's console messages ----------------------------------------------------------------------------

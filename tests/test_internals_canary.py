@@ -49,6 +49,36 @@ def _method(cls: type, name: str, params: list[str]) -> None:
     )
 
 
+# --- SIGTERM handling ---------------------------------------------------------------------------------------
+
+
+def test_sigterm_flag_only_replaces_the_notifier_in_lightnings_composed_handler() -> None:
+    import os
+    import signal
+
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    connector = getattr(trainer, "_signal_connector", None)
+    assert connector is not None, _moved("`Trainer._signal_connector`", "lightning.pytorch.trainer.trainer")
+    assert callable(getattr(connector, "_sigterm_notifier_fn", None)), _moved(
+        "`_SignalConnector._sigterm_notifier_fn`", type(connector).__module__
+    )
+    before = signal.getsignal(signal.SIGTERM)
+    connector.register_signal_handlers()
+    try:
+        handlers = getattr(signal.getsignal(signal.SIGTERM), "signal_handlers", None)
+        assert isinstance(handlers, list) and connector._sigterm_notifier_fn in handlers, _moved(
+            "`_HandlersCompose.signal_handlers` holding the notifier", type(connector).__module__
+        )
+        assert internals.sigterm_flag_only(trainer)
+        assert connector._sigterm_notifier_fn not in handlers and not trainer.received_sigterm
+        os.kill(os.getpid(), signal.SIGTERM)  # a real signal: the replacement only sets the flag
+        assert trainer.received_sigterm
+        assert not internals.sigterm_flag_only(trainer)  # already replaced: nothing to do
+    finally:
+        connector.teardown()
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
 # --- DDP launcher -------------------------------------------------------------------------------------------
 
 

@@ -111,7 +111,9 @@ class SaveOnSigterm(pl.Callback):
 
     Lightning's signal connector turns SIGTERM into ``SIGTERMException`` at the end of the current batch (on
     every rank, in sync); this callback's ``on_exception`` then saves the trainer's state atomically to
-    ``filepath``, so that ``ckpt_path=last`` resumes the run. The entry point adds it to every run.
+    ``filepath``, so that ``ckpt_path=last`` resumes the run. The entry point adds it to every run. Under DDP it
+    also takes the collective out of Lightning's SIGTERM handler, which otherwise hangs every rank
+    (:func:`~lightning_reg._lightning_internals.sigterm_flag_only`).
 
     Example:
         >>> cb = SaveOnSigterm("run/checkpoints/last.ckpt")
@@ -122,6 +124,13 @@ class SaveOnSigterm(pl.Callback):
     def __init__(self, filepath: str | os.PathLike[str]) -> None:
         self.filepath = os.fspath(filepath)
         self.saved: str | None = None
+
+    @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.world_size > 1:  # Lightning's handler runs a collective inside the signal handler: it hangs DDP
+            from lightning_reg._lightning_internals import sigterm_flag_only
+
+            sigterm_flag_only(trainer)
 
     @override
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:

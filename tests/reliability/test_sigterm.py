@@ -169,3 +169,40 @@ def test_sigterm_reaches_the_jobs_a_joblib_worker_runs_in_other_processes(tmp_pa
     assert queued == [0, 1]
     for number in (0, 1):
         assert _metrics(sweep / str(number))["status"] == "interrupted"
+
+
+def test_sigterm_under_ddp_ends_every_rank_and_the_retry_resumes_on_both(tmp_path: Path) -> None:
+    # The job trains under DDP (2 CPU processes): the worker (rank 0) gets SIGTERM, as from `kill <pid>`; rank 1
+    # is a child the job started. Every process of the worker's session ends, the worker exits 143 after last.ckpt
+    # and metrics.json `interrupted`, and the retry resumes the job under DDP from that checkpoint.
+    sweep = tmp_path / "sweep"
+    url = f"sqlite:///{sweep / 'optuna.db'}"
+    args = [
+        "hparams_search=digits_random",
+        "hydra.sweeper.n_trials=1",
+        "trainer=ddp_cpu",
+        "trainer.max_epochs=150",  # 0.1-0.2 s an epoch: the signal lands mid-run
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+    ]
+    victim = start(sweep, *args, log=tmp_path / "victim.log")
+    wait_for(lambda: (sweep / "0" / "checkpoints" / "last.ckpt").exists(), 240, "the DDP job to be training")
+    victim.send_signal(signal.SIGTERM)
+    assert victim.wait(timeout=180) == 143, (tmp_path / "victim.log").read_text()[-4000:]
+    if os.path.isdir("/proc"):
+        wait_for(lambda: not _alive_in_session(victim.pid), 30, "every process of the worker's session to end")
+    job = sweep / "0"
+    assert _metrics(job)["status"] == "interrupted"
+    interrupted_at = torch.load(job / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")["epoch"]
+    trials = load(url, "digits_random").get_trials(deepcopy=False)
+    assert trials[0].state == TrialState.FAIL and trials[0].user_attrs["lightning_reg:status"] == "interrupted"
+
+    log = tmp_path / "second.log"
+    wait_all([start(sweep, *args, log=log)], [log], timeout=400)
+    trials = load(url, "digits_random").get_trials(deepcopy=False)
+    retry = next(t for t in trials if t.user_attrs.get("lightning_reg:retry_of") == 0)
+    assert retry.state == TrialState.COMPLETE and retry.user_attrs["lightning_reg:subdir"] == "0"
+    assert f"Restoring states from the checkpoint path at {job / 'checkpoints' / 'last.ckpt'}" in log.read_text()
+    done = _metrics(job)
+    assert done["status"] == "completed" and done["epochs_completed"] == 150 and done["world_size"] == 2
+    assert 0 < interrupted_at < 150
