@@ -164,10 +164,8 @@ def trainer_log_every_n_steps(trainer: pl.Trainer) -> int:
 # Why not public: optimizer.step(closure) gets no trainer; SAM needs it to refuse gradient accumulation, and the
 # closure's private layout is the only way from the optimizer back to the module.
 def trainer_of_closure(closure: Any) -> pl.Trainer | None:
-    """The Trainer behind a closure that Lightning passed to ``optimizer.step``, or None for another closure.
-
-    Lightning's precision plugins pass ``functools.partial(self._wrap_closure, model, optimizer, closure)``
-    (private layout): the LightningModule among its arguments leads to the trainer.
+    """The Trainer behind a closure that Lightning passed to ``optimizer.step``, or None for another closure: the
+    precision plugins pass ``functools.partial(self._wrap_closure, model, optimizer, closure)`` (private layout).
 
     Example:
         >>> trainer_of_closure(lambda: 0.0) is None
@@ -185,19 +183,14 @@ def trainer_of_closure(closure: Any) -> pl.Trainer | None:
 
 # Why not public: WeightAveraging exposes no accessor for its averaged copy (``_average_model``).
 def averaged_module(callback: pl.Callback) -> nn.Module | None:
-    """The averaged copy of the model held by a ``WeightAveraging`` callback (its private ``_average_model``).
-
-    None before the callback has built it.
-    """
+    """The averaged copy of the model held by a ``WeightAveraging`` callback (private ``_average_model``), or None."""
     average = getattr(callback, "_average_model", None)
     return None if average is None else average.module
 
 
 # Why here: public names only; beside averaged_module, which it serves.
 def averaging_callbacks(trainer: pl.Trainer) -> list[pl.Callback]:
-    """Lightning's ``WeightAveraging`` callbacks (``EMAWeightAveraging`` and others) of ``trainer``.
-
-    Always empty on a Lightning without weight averaging (< 2.6).
+    """Lightning's ``WeightAveraging`` callbacks (``EMAWeightAveraging`` and others) of ``trainer`` (none before 2.6).
 
     Example:
         >>> averaging_callbacks(pl.Trainer(logger=False))
@@ -209,12 +202,9 @@ def averaging_callbacks(trainer: pl.Trainer) -> list[pl.Callback]:
 
 # Why here: public names only; the weights validation evaluated, through averaged_module.
 def evaluated_module(trainer: pl.Trainer) -> nn.Module:
-    """The module whose weights validation just evaluated, read at ``on_validation_end``.
-
-    ``WeightAveraging`` swaps its average into the LightningModule for validation and swaps it back at
-    ``on_validation_epoch_end``, so by ``on_validation_end`` the evaluated weights are in its averaged copy.
-    Without weight averaging: the LightningModule itself.
-    """
+    """The module whose weights validation just evaluated, read at ``on_validation_end``: ``WeightAveraging`` swaps
+    its average in for validation and back at ``on_validation_epoch_end``, so then it is its averaged copy; without
+    weight averaging, the LightningModule itself."""
     for cb in averaging_callbacks(trainer):
         average = averaged_module(cb)
         if average is not None:
@@ -259,30 +249,21 @@ def hydra_subprocess_command(command: Callable[[int], tuple[Sequence[str], str]]
         launcher_mod._hydra_subprocess_cmd = original
 
 
-# Why not public: the Trainer's signal connector and the composed handler it registers are private, and no public
-# API changes what Lightning does on SIGTERM. Lightning 2.6's notifier runs a collective ``dist.broadcast`` inside the
-# signal handler: on the rank that gets the signal it runs wherever the main thread was (between a step's
-# collectives), so it pairs with another rank's gradient all-reduce and every rank waits forever (a sweep worker
-# under DDP hung after SIGTERM). The training loop already broadcasts rank 0's flag at a fixed point of each step.
+# Why not public: no public API changes Lightning's SIGTERM handler (the Trainer's private signal connector and the
+# composed handler it registers). Lightning 2.6's runs a collective ``dist.broadcast`` inside the signal handler,
+# wherever rank 0's main thread was: it paired with rank 1's gradient all-reduce and every rank hung.
 def sigterm_flag_only(trainer: pl.Trainer) -> bool:
-    """For the rest of this fit, make SIGTERM set the trainer's flag and forward the signal to the launcher's child
-    processes (what Lightning's notifier does) without its in-handler collective; the training loop's own per-step
-    broadcast of rank 0's flag then stops every rank at the same step. Returns whether a handler was replaced."""
+    """For this fit, SIGTERM sets the flag and forwards the signal to the launcher's children, as Lightning's handler
+    does, minus its in-handler collective (the training loop broadcasts rank 0's flag once a step). True if replaced."""
     import signal
-    import threading
 
-    if threading.current_thread() is not threading.main_thread():
+    connector, composed = trainer._signal_connector, signal.getsignal(signal.SIGTERM)
+    handlers, notifier = getattr(composed, "signal_handlers", None), connector._sigterm_notifier_fn
+    if not isinstance(handlers, list) or notifier not in handlers:
         return False
-    connector = trainer._signal_connector
-    composed = signal.getsignal(signal.SIGTERM)
-    handlers = getattr(composed, "signal_handlers", None)
-    notifier = getattr(connector, "_sigterm_notifier_fn", None)
-    if not isinstance(handlers, list) or notifier is None or notifier not in handlers:
-        return False
-    log = logging.getLogger("lightning.pytorch.trainer.connectors.signal_connector")
 
     def flag_only(signum: Any, frame: Any) -> None:
-        log.info("[rank: %d] Received SIGTERM: %s", trainer.global_rank, signum)
+        logging.getLogger(__name__).info("[rank: %d] Received SIGTERM: %s", trainer.global_rank, signum)
         if not connector.received_sigterm and trainer.strategy.launcher is not None:
             trainer.strategy.launcher.kill(signum)
         connector.received_sigterm = True

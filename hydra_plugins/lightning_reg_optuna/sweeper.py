@@ -132,7 +132,9 @@ class LightningRegOptunaSweeper(Sweeper):
                     raise ConfigError(f"a job of this sweep cannot be composed: {text.splitlines()[0]}") from None
                 key = match.group(1)
                 assert self.config is not None
-                task = {k: v for k, v in OmegaConf.to_container(self.config, resolve=False).items() if k != "hydra"}
+                container = OmegaConf.to_container(self.config, resolve=False)
+                assert isinstance(container, dict)
+                task = {k: v for k, v in container.items() if k != "hydra"}
                 close = difflib.get_close_matches(key, _dotted_keys(task), n=3)
                 given = next((o for o in probe if o.split("=", 1)[0].lstrip("+~") == key), key)
                 where = _option_setting(key, space, self.options)

@@ -235,11 +235,10 @@ class StudyWorker(FollowerMixin, ConfirmMixin):
         return specs
 
     def _tell(self, trial: optuna.trial.Trial, outcomes: Sequence[JobOutcome]) -> FrozenTrial:
-        """Tell the trial from its jobs' returns (the one channel of a job's outcome): a failure fails it, a job
-        that raised ``optuna.TrialPruned`` prunes it, else it completes with the (mean over folds of the)
-        returned values. What the study holds of the jobs is the pruner's data: the per-epoch reports, or the
-        folds' curves, whose means become the trial's intermediate values; the epochs trained and the pruned
-        epoch are read from them. This worker is the one writer of the trial's status."""
+        """Tell the trial from its jobs' returns (the one channel of a job's outcome): a failure fails it, a job that
+        raised ``optuna.TrialPruned`` prunes it, else it completes with the (fold-mean) returned values. The epochs
+        and the pruned epoch are read from the pruner's data (the reports, or the folds' curves). This worker is the
+        one writer of the trial's status."""
         values = [_as_values(o.value, self.n_objectives) for o in outcomes]
         if any(o.failed and not o.pruned for o in outcomes):
             why = next((o.error for o in outcomes if o.error), None) or "a job failed"
@@ -263,15 +262,11 @@ class StudyWorker(FollowerMixin, ConfirmMixin):
             steps = list(frozen.intermediate_values)
             epochs = max(steps) + 1 if steps else None
             pruned_epoch = max(steps) if steps else None
-        attrs: dict[str, Any] = {ATTR["epochs"]: epochs}
-        if len(outcomes) == 1 and outcomes[0].job_dir:
-            attrs[ATTR["job_dir"]] = outcomes[0].job_dir
-        if pruned:
-            attrs.update({ATTR["status"]: "pruned", ATTR["pruned_epoch"]: pruned_epoch})
-        else:
-            attrs[ATTR["status"]] = "completed"
-            if self.num_folds:
-                attrs[ATTR["fold_results"]] = [v[0] if len(v) == 1 else v for v in values if v]
+        attrs: dict[str, Any] = {ATTR["epochs"]: epochs, ATTR["status"]: "pruned" if pruned else "completed"}
+        attrs[ATTR["job_dir"]] = outcomes[0].job_dir if len(outcomes) == 1 else None
+        attrs[ATTR["pruned_epoch"]] = pruned_epoch if pruned else None
+        if self.num_folds and not pruned:
+            attrs[ATTR["fold_results"]] = [v[0] if len(v) == 1 else v for v in values if v]
         for key, value in attrs.items():
             if value is not None:
                 trial.set_user_attr(key, value)
