@@ -180,7 +180,7 @@ class TrialPruning(Callback):
         ...                  direction="maximize", prune=True, storage=url)
         >>> cb = TrialPruning(link, pruner=optuna.pruners.MedianPruner())
         >>> cb.pruned_epoch is None, cb.raise_pruned
-        (None, True)
+        (True, True)
     """
 
     def __init__(
