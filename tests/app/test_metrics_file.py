@@ -143,3 +143,18 @@ def test_a_finished_job_of_a_newer_schema_is_not_judged(compose_cfg, tmp_path: P
     (tmp_path / "done" / "metrics.json").write_text(json.dumps({"schema_version": "3.1", "status": "completed"}))
     with pytest.raises(SchemaVersionError, match="3.1"):
         finished_job_value(cfg)
+
+
+def test_a_finished_pruned_job_returns_pruned_again_and_a_completed_one_its_value(compose_cfg, tmp_path: Path) -> None:
+    import optuna
+
+    cfg = compose_cfg(*FAST, output_dir=tmp_path / "done")
+    train(cfg)
+    path = tmp_path / "done" / "metrics.json"
+    record = json.loads(path.read_text())
+    assert finished_job_value(cfg) == (True, record["optimized_value"])
+    # The same job's record had it been pruned (what app/job.run writes before it raises): the resumed sweep's
+    # skipped job says "pruned" again, through the job's return, the one channel of its outcome.
+    path.write_text(json.dumps({**record, "status": "pruned", "pruned_epoch": 0}))
+    with pytest.raises(optuna.TrialPruned, match="pruned after epoch 0"):
+        finished_job_value(cfg)
