@@ -217,12 +217,8 @@ def evaluated_module(trainer: pl.Trainer) -> nn.Module:
 
 # Why not public: Lightning exposes no "resumed at the end of an epoch" flag; the loops' restart state is internal.
 def replaying_epoch_end(trainer: pl.Trainer) -> bool:
-    """True when a resumed fit replays the end of the epoch its checkpoint was written in.
-
-    Reads the fit loop's ``restarted_on_epoch_end`` and the epoch loop's ``restarted_on_last`` (internal loop
-    state, Lightning 2.5+; Lightning 2.4 has no ``restarted_on_epoch_end`` and resumes differently, which is why
-    2.5 is the oldest supported Lightning).
-    """
+    """True when a resumed fit replays the end of the epoch its checkpoint was written in: the loops' internal
+    ``restarted_on_epoch_end``/``restarted_on_last`` (Lightning 2.5+; 2.4 lacks them, hence our 2.5 floor)."""
     loop = trainer.fit_loop
     return bool(loop.restarted_on_epoch_end or getattr(loop.epoch_loop, "restarted_on_last", False))
 
@@ -249,27 +245,31 @@ def hydra_subprocess_command(command: Callable[[int], tuple[Sequence[str], str]]
         launcher_mod._hydra_subprocess_cmd = original
 
 
-# Why not public: no public API changes Lightning's SIGTERM handler (the Trainer's private signal connector and the
-# composed handler it registers). Lightning 2.6's runs a collective ``dist.broadcast`` inside the signal handler,
-# wherever rank 0's main thread was: it paired with rank 1's gradient all-reduce and every rank hung.
-def sigterm_flag_only(trainer: pl.Trainer) -> bool:
-    """For this fit, SIGTERM sets the flag and forwards the signal to the launcher's children, as Lightning's handler
-    does, minus its in-handler collective (the training loop broadcasts rank 0's flag once a step). True if replaced."""
+# Why not public: no public API changes Lightning's SIGTERM handler (private connector and composed handler). Lightning
+# 2.6's runs a collective in the handler and its loops read each rank's own flag: ranks signalled apart hang DDP.
+def sigterm_flag_only(trainer: pl.Trainer) -> Callable[[], None] | None:
+    """For this fit, SIGTERM only notes the signal and forwards it to the launcher's children; the returned ``sync``,
+    called at the same point on every rank, broadcasts rank 0's note and sets every rank's flag together."""
     import signal
 
     connector, composed = trainer._signal_connector, signal.getsignal(signal.SIGTERM)
     handlers, notifier = getattr(composed, "signal_handlers", None), connector._sigterm_notifier_fn
     if not isinstance(handlers, list) or notifier not in handlers:
-        return False
+        return None
+    noted = [False]
 
-    def flag_only(signum: Any, frame: Any) -> None:
+    def note(signum: Any, frame: Any) -> None:
         logging.getLogger(__name__).info("[rank: %d] Received SIGTERM: %s", trainer.global_rank, signum)
-        if not connector.received_sigterm and trainer.strategy.launcher is not None:
+        if not noted[0] and trainer.strategy.launcher is not None:
             trainer.strategy.launcher.kill(signum)
-        connector.received_sigterm = True
+        noted[0] = True
 
-    handlers[handlers.index(notifier)] = flag_only
-    return True
+    def sync() -> None:
+        if trainer.strategy.broadcast(noted[0], src=0):
+            connector.received_sigterm = True
+
+    handlers[handlers.index(notifier)] = note
+    return sync
 
 
 # --- Lightning's console messages ----------------------------------------------------------------------------

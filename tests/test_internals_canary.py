@@ -69,11 +69,13 @@ def test_sigterm_flag_only_replaces_the_notifier_in_lightnings_composed_handler(
         assert isinstance(handlers, list) and connector._sigterm_notifier_fn in handlers, _moved(
             "`_HandlersCompose.signal_handlers` holding the notifier", type(connector).__module__
         )
-        assert internals.sigterm_flag_only(trainer)
-        assert connector._sigterm_notifier_fn not in handlers and not trainer.received_sigterm
-        os.kill(os.getpid(), signal.SIGTERM)  # a real signal: the replacement only sets the flag
+        sync = internals.sigterm_flag_only(trainer)
+        assert sync is not None and connector._sigterm_notifier_fn not in handlers
+        os.kill(os.getpid(), signal.SIGTERM)  # a real signal: the replacement only notes it
+        assert not trainer.received_sigterm
+        sync()  # at a step's end on every rank: rank 0's note becomes the flag
         assert trainer.received_sigterm
-        assert not internals.sigterm_flag_only(trainer)  # already replaced: nothing to do
+        assert internals.sigterm_flag_only(trainer) is None  # already replaced: nothing to do
     finally:
         connector.teardown()
     assert signal.getsignal(signal.SIGTERM) == before

@@ -127,10 +127,17 @@ class SaveOnSigterm(pl.Callback):
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.world_size > 1:  # Lightning's handler runs a collective inside the signal handler: it hangs DDP
+        self._sync = None
+        if trainer.world_size > 1:  # Lightning's own handling hangs DDP when the ranks see the signal apart
             from lightning_reg._lightning_internals import sigterm_flag_only
 
-            sigterm_flag_only(trainer)
+            self._sync = sigterm_flag_only(trainer)
+
+    @override
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        sync = getattr(self, "_sync", None)
+        if sync is not None:
+            sync()  # every rank, same step: rank 0's SIGTERM becomes every rank's flag at once
 
     @override
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
