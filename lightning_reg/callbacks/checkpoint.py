@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+from collections.abc import Callable
 from typing import Any
 
 import lightning.pytorch as pl
@@ -111,9 +112,10 @@ class SaveOnSigterm(pl.Callback):
 
     Lightning's signal connector turns SIGTERM into ``SIGTERMException`` at the end of the current batch (on
     every rank, in sync); this callback's ``on_exception`` then saves the trainer's state atomically to
-    ``filepath``, so that ``ckpt_path=last`` resumes the run. The entry point adds it to every run. Under DDP it
-    also takes the collective out of Lightning's SIGTERM handler, which otherwise hangs every rank
-    (:func:`~lightning_reg._lightning_internals.sigterm_flag_only`).
+    ``filepath``, so that ``ckpt_path=last`` resumes the run. The entry point adds it to every run. Under DDP the
+    signal handler only notes the signal, and rank 0's note is broadcast at the end of every training step, so every
+    rank stops at the same step (:func:`~lightning_reg._lightning_internals.sigterm_flag_only`); Lightning's own
+    handling hangs DDP when the ranks see the signal at different moments.
 
     Example:
         >>> cb = SaveOnSigterm("run/checkpoints/last.ckpt")
@@ -124,6 +126,7 @@ class SaveOnSigterm(pl.Callback):
     def __init__(self, filepath: str | os.PathLike[str]) -> None:
         self.filepath = os.fspath(filepath)
         self.saved: str | None = None
+        self._sync: Callable[[], None] | None = None  # under DDP: rank 0's SIGTERM to every rank, once a step
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -135,9 +138,8 @@ class SaveOnSigterm(pl.Callback):
 
     @override
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
-        sync = getattr(self, "_sync", None)
-        if sync is not None:
-            sync()  # every rank, same step: rank 0's SIGTERM becomes every rank's flag at once
+        if self._sync is not None:
+            self._sync()  # every rank, same step: rank 0's SIGTERM becomes every rank's flag at once
 
     @override
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
