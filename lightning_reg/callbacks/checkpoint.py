@@ -191,9 +191,20 @@ class AtomicModelCheckpoint(ModelCheckpoint):
     @property
     @override
     def state_key(self) -> str:
-        # Keep Lightning's key, so checkpoints written with either class resume into the other.
-        key = super().state_key
-        return "ModelCheckpoint" + key[len(type(self).__qualname__) :]
+        # Keep Lightning's key, so checkpoints written with either class resume into the other. Lightning reads it
+        # for every hook of every callback (its profiler's name), so it is kept per the five settings it depends on.
+        settings = (
+            self.monitor,
+            self.mode,
+            self._every_n_train_steps,
+            self._every_n_epochs,
+            self._train_time_interval,
+        )
+        kept = self.__dict__.get("_lr_state_key")
+        if kept is None or kept[0] != settings:
+            key = super().state_key
+            kept = self.__dict__["_lr_state_key"] = (settings, "ModelCheckpoint" + key[len(type(self).__qualname__) :])
+        return kept[1]
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:

@@ -205,7 +205,12 @@ class TrialPruning(Callback):
     @property
     @override
     def state_key(self) -> str:
-        return self._generate_state_key(trial=self.link.number, fold=self.link.fold)
+        # Lightning reads it for every hook of every callback (its profiler's name): kept per link (frozen).
+        kept = self.__dict__.get("_lr_state_key")
+        if kept is None or kept[0] is not self.link:
+            key = self._generate_state_key(trial=self.link.number, fold=self.link.fold)
+            kept = self.__dict__["_lr_state_key"] = (self.link, key)
+        return kept[1]
 
     # -- storage side (global rank 0 of the leader only) -------------------------------------------
     def _open(self) -> None:

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from lightning_reg import EarlyStopping
+from lightning_reg.callbacks import AtomicModelCheckpoint
 
 from helpers import REPO, run_ddp_script
 from reliability_registry import (
@@ -339,3 +340,16 @@ def test_pq_check_replayed_after_resume_is_skipped_with_a_warning(tmp_path: Path
         run = fit(None, 3, ckpt_path=tmp_path / "last.ckpt", callbacks=make())
     es = next(cb for cb in run.callbacks if isinstance(cb, EarlyStopping))
     assert es.check_epochs == [0, 2]  # epoch 1's check could not be replayed; epoch 2's ran normally
+
+
+def test_atomic_model_checkpoint_keeps_lightnings_state_key_as_its_settings_change() -> None:
+    """The key is kept between Lightning's reads (one per hook and callback), and follows a changed setting."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    ours = AtomicModelCheckpoint(monitor="val/acc", mode="max")
+    theirs = ModelCheckpoint(monitor="val/acc", mode="max")
+    assert ours.state_key == theirs.state_key
+    assert ours.state_key is ours.state_key  # kept, not rebuilt
+    ours.monitor = theirs.monitor = "val/loss"
+    ours.mode = theirs.mode = "min"
+    assert ours.state_key == theirs.state_key and "val/loss" in ours.state_key
