@@ -9,10 +9,15 @@ as the sweep's job, in this process: our MLPClassifier (128-64) with Adam on Dig
 Optuna's own Lightning example, the default logger and no checkpoints. An in-memory study: ``create_study`` +
 ``study.optimize``, nothing else.
 
+``--durable``: what the same script needs for what our sweep keeps (a study other workers and a resumed run can
+share, and trials that resume after a preemption): the study in an SQLite file, and Lightning's own
+``ModelCheckpoint`` twice, the best epoch by ``val/acc`` and ``last.ckpt`` every epoch (as our
+``callbacks=default``; Lightning's saving, not atomic).
+
 Needs ``pip install "lightning-reg[bench]"`` (optuna-integration). Writes the trials (state, value, epochs,
 start and end times, seconds in ``trainer.fit``) as JSON for benchmarks/sweep_pruning.py.
 
-    python -m benchmarks.plain_optuna_digits --out plain.json [--n-trials 20] [--max-epochs 30] [--threads N]
+    python -m benchmarks.plain_optuna_digits --out plain.json [--n-trials 20] [--max-epochs 30] [--threads N] [--durable]
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-trials", type=int, default=20)
     parser.add_argument("--max-epochs", type=int, default=30)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--durable", action="store_true", help="SQLite study, best and last checkpoints each trial")
     args = parser.parse_args(argv)
 
     import functools
@@ -39,6 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     import lightning.pytorch as pl
     import optuna
     import torch
+    from lightning.pytorch.callbacks import ModelCheckpoint
     from optuna_integration import PyTorchLightningPruningCallback
 
     from lightning_reg.data import DigitsDataModule
@@ -46,7 +53,8 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    os.chdir(tempfile.mkdtemp(prefix="plain_optuna_"))  # the default logger writes lightning_logs/ here
+    workdir = tempfile.mkdtemp(prefix="plain_optuna_")
+    os.chdir(workdir)  # the default logger writes lightning_logs/ here
     fits: dict[int, dict[str, Any]] = {}
 
     class BestValAcc(pl.Callback):
@@ -65,15 +73,22 @@ def main(argv: list[str] | None = None) -> None:
         data = DigitsDataModule(batch_size=batch_size, seed=0)
         model = MLPClassifier(dropout=dropout, optimizer=functools.partial(torch.optim.Adam, lr=lr))
         best = BestValAcc()
+        callbacks: list[pl.Callback] = [best, PyTorchLightningPruningCallback(trial, monitor="val/acc")]
+        if args.durable:
+            ckpt_dir = os.path.join(workdir, f"trial_{trial.number}")
+            callbacks += [
+                ModelCheckpoint(dirpath=ckpt_dir, monitor="val/acc", mode="max", save_top_k=1),
+                ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1),
+            ]
         trainer = pl.Trainer(
             max_epochs=args.max_epochs,
             accelerator="cpu",
             devices=1,
             deterministic=True,
-            enable_checkpointing=False,
+            enable_checkpointing=args.durable,
             enable_progress_bar=False,
             enable_model_summary=False,
-            callbacks=[best, PyTorchLightningPruningCallback(trial, monitor="val/acc")],
+            callbacks=callbacks,
         )
         started = time.perf_counter()
         try:
@@ -84,6 +99,7 @@ def main(argv: list[str] | None = None) -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
+        storage=f"sqlite:///{os.path.join(workdir, 'optuna.db')}" if args.durable else None,
         direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=1234, n_startup_trials=5, n_ei_candidates=24),
         pruner=optuna.pruners.PercentilePruner(25.0, n_startup_trials=2, n_warmup_steps=0, interval_steps=1),

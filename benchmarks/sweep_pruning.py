@@ -14,8 +14,9 @@ two workers on one shared study (two processes of the same command, ``torch_thre
 
 Part 3, against a plain Optuna script (``plain``): the same digits TPE search (space, seed, 20 trials, the
 ``top_quarter`` pruner) as benchmarks/plain_optuna_digits.py, ``optuna.create_study`` + ``study.optimize`` with
-optuna-integration's ``PyTorchLightningPruningCallback``, training the same model and data in its own process;
-against our sweep (``hparams_search=digits_optuna``). Both with the same torch threads (``--threads``), in
+optuna-integration's ``PyTorchLightningPruningCallback``, training the same model and data in its own process, in
+memory and without checkpoints (``plain``) and with an SQLite study and the best and last checkpoints of each trial
+(``plain_durable``: what our sweep keeps); against our sweep (``hparams_search=digits_optuna``). All with the same torch threads (``--threads``), in
 alternating order (``--plain-repeats``). Each launch's wall time is split, from the trials' start and end times,
 ``metrics.json``'s ``fit_seconds`` and the jobs' ``train.log`` time stamps, into: start-up (to the first trial),
 ``trainer.fit``, each trial's time outside fit (ours: the job's Hydra composition and run directory before its
@@ -163,26 +164,27 @@ def run_search(
     if pruner == "none":
         args += ["hydra.sweeper.confirm.top_k=1", "hydra.sweeper.confirm.seeds=[1,2,3]"]
     root.mkdir(parents=True, exist_ok=True)
-    t0, started = time.perf_counter(), time.time()
+    t0, started, cpu0 = time.perf_counter(), time.time(), _children_cpu()
     proc = subprocess.run(_cmd(sweep, args), capture_output=True, text=True, env=_env(threads), cwd=root)
-    wall, ended = time.perf_counter() - t0, time.time()
+    wall, ended, cpu = time.perf_counter() - t0, time.time(), _children_cpu() - cpu0
     if proc.returncode != 0:
         raise RuntimeError(f"search failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
     out = _study(sweep, "digits_optuna")
-    out.update(wall_s=wall, pruner=pruner, load_avg=[round(v, 2) for v in os.getloadavg()])
+    out.update(wall_s=wall, cpu_s=round(cpu, 2), pruner=pruner, load_avg=[round(v, 2) for v in os.getloadavg()])
     out["phases"] = phases(started, ended, out.pop("timing"))
     return out
 
 
-def run_plain(root: Path, repeat: int, threads: int | None, quick: bool) -> dict[str, Any]:
-    """benchmarks/plain_optuna_digits.py in a fresh process (part 3)."""
-    out_json = root / f"plain_{repeat}.json"
+def run_plain(root: Path, repeat: int, threads: int | None, quick: bool, durable: bool = False) -> dict[str, Any]:
+    """benchmarks/plain_optuna_digits.py in a fresh process (part 3); ``durable``: with its ``--durable``."""
+    out_json = root / f"plain{'_durable' if durable else ''}_{repeat}.json"
     cmd = [sys.executable, "-m", "benchmarks.plain_optuna_digits", "--out", str(out_json)]
+    cmd += ["--durable"] if durable else []
     cmd += ["--n-trials", "3", "--max-epochs", "2"] if quick else []
     cmd += [] if threads is None else ["--threads", str(threads)]
-    t0, started = time.perf_counter(), time.time()
+    t0, started, cpu0 = time.perf_counter(), time.time(), _children_cpu()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(threads), cwd=REPO)
-    wall, ended = time.perf_counter() - t0, time.time()
+    wall, ended, cpu = time.perf_counter() - t0, time.time(), _children_cpu() - cpu0
     if proc.returncode != 0:
         raise RuntimeError(f"plain script failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
     data = json.loads(out_json.read_text())
@@ -191,6 +193,7 @@ def run_plain(root: Path, repeat: int, threads: int | None, quick: bool) -> dict
         states[t["state"]] = states.get(t["state"], 0) + 1
     return {
         "wall_s": wall,
+        "cpu_s": round(cpu, 2),
         "epochs": sum(int(t.get("epochs") or 0) for t in data["trials"]),
         "best_value": data["best_value"],
         "best_params": data["best_params"],
@@ -200,12 +203,22 @@ def run_plain(root: Path, repeat: int, threads: int | None, quick: bool) -> dict
     }
 
 
+def _children_cpu() -> float:
+    """User + system CPU seconds of this process's finished children (a launch's own CPU time: less sensitive than
+    wall time to other work on the machine)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     walls = [r["wall_s"] for r in rows]
     keys = sorted({k for r in rows for k in r["phases"]})
     return {
         "launches": len(rows),
         "wall_median_s": round(statistics.median(walls), 2),
+        "cpu_median_s": round(statistics.median(r.get("cpu_s", 0.0) for r in rows), 2),
         "wall_min_s": round(min(walls), 2),
         "wall_max_s": round(max(walls), 2),
         "epochs": [r["epochs"] for r in rows],
@@ -215,13 +228,15 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def compare_plain(root: Path, repeats: int, threads: int | None, quick: bool) -> dict[str, Any]:
-    """Part 3: our sweep against the plain Optuna script, alternating (plain, ours), (ours, plain), ..."""
+    """Part 3: our sweep against the plain Optuna script, in memory and ``--durable``, in turn (the order reversed
+    every other repeat)."""
     over = ["hydra.sweeper.n_trials=3", "trainer.max_epochs=2"] if quick else []
-    runs: dict[str, list[dict[str, Any]]] = {"plain": [], "ours": []}
+    cases = ("plain", "plain_durable", "ours")
+    runs: dict[str, list[dict[str, Any]]] = {case: [] for case in cases}
     for r in range(repeats):
-        for case in ("plain", "ours") if r % 2 == 0 else ("ours", "plain"):
-            if case == "plain":
-                res = run_plain(root, r, threads, quick)
+        for case in cases if r % 2 == 0 else cases[::-1]:
+            if case.startswith("plain"):
+                res = run_plain(root, r, threads, quick, durable=case == "plain_durable")
             else:
                 res = run_search("top_quarter", root / "vs_plain", r, over, threads)
             runs[case].append(res)
@@ -232,7 +247,14 @@ def compare_plain(root: Path, repeats: int, threads: int | None, quick: bool) ->
             )
     summary = {case: _summary(rows) for case, rows in runs.items()}
     ratio = summary["ours"]["wall_median_s"] / summary["plain"]["wall_median_s"]
-    return {"threads": threads, "runs": runs, "summary": summary, "wall_ratio_ours_to_plain": round(ratio, 4)}
+    durable = summary["ours"]["wall_median_s"] / summary["plain_durable"]["wall_median_s"]
+    return {
+        "threads": threads,
+        "runs": runs,
+        "summary": summary,
+        "wall_ratio_ours_to_plain": round(ratio, 4),
+        "wall_ratio_ours_to_plain_durable": round(durable, 4),
+    }
 
 
 def compare_threads(root: Path, repeats: int, quick: bool, extra: list[str] | None = None) -> dict[str, Any]:
@@ -374,7 +396,7 @@ def _pruning_summary(searches: list[dict[str, Any]], workers: list[dict[str, Any
 
 def _print_plain(plain: dict[str, Any]) -> None:
     rows = []
-    for case in ("plain", "ours"):
+    for case in ("plain", "plain_durable", "ours"):
         s = plain["summary"][case]
         ph = s["phases_median_s"]
         rows.append(
@@ -383,6 +405,7 @@ def _print_plain(plain: dict[str, Any]) -> None:
                 s["launches"],
                 f"{s['wall_median_s']:.1f}",
                 f"{s['wall_min_s']:.1f}–{s['wall_max_s']:.1f}",
+                f"{s['cpu_median_s']:.1f}",
                 s["epochs"],
                 " ".join(f"{v:.4f}" for v in s["best_values"]),
                 *(f"{ph.get(k, 0.0):.1f}" for k in ("startup_s", "fit_s", "trial_outside_fit_s", "between_trials_s")),
@@ -396,6 +419,7 @@ def _print_plain(plain: dict[str, Any]) -> None:
             "launches",
             "wall s (median)",
             "spread",
+            "CPU s (median)",
             "epochs",
             "best val/acc",
             "start-up s",
@@ -480,6 +504,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if "plain" in result:
         _print_plain(result["plain"])
         summary.append(f"our sweep/plain Optuna wall {result['plain']['wall_ratio_ours_to_plain']:.3f}")
+        summary.append(f"our sweep/durable plain Optuna wall {result['plain']['wall_ratio_ours_to_plain_durable']:.3f}")
     if "threads" in result:
         t = result["threads"]["summary"]
         print()

@@ -176,11 +176,12 @@ def test_sweep_pruning_quick_against_a_plain_optuna_script(tmp_path: Path) -> No
     pytest.importorskip("optuna_integration", reason='pip install "lightning-reg[bench]" (optuna-integration)')
     lines, data = run_bench("sweep_pruning", tmp_path, "--parts", "plain")
     summary = data["plain"]["summary"]
-    assert set(summary) == {"plain", "ours"}
-    for case in ("plain", "ours"):
+    assert set(summary) == {"plain", "plain_durable", "ours"}
+    for case in ("plain", "plain_durable", "ours"):
         (run,) = data["plain"]["runs"][case]
         # Three trials of at most 2 epochs each, every one trained; the wall time is split into measured phases.
         assert 3 <= run["epochs"] <= 6 and sum(run["states"].values()) == 3
         assert 0.0 <= run["best_value"] <= 1.0 and positive(run["phases"]["fit_s"])
     assert "job_before_log_s" in data["plain"]["runs"]["ours"][0]["phases"]
     assert positive(data["plain"]["wall_ratio_ours_to_plain"])
+    assert positive(data["plain"]["wall_ratio_ours_to_plain_durable"])
