@@ -68,7 +68,8 @@ def fit(cfg: DictConfig, parts: Parts, setup: RunSetup) -> FitResult:
         setup.output_dir.mkdir(parents=True, exist_ok=True)
         if setup.ckpt_path is not None:
             archive_failed_record(setup.output_dir)
-    if HydraConfig.initialized() and not is_child_rank():
+    # Lightning starts local DDP ranks (num_devices - 1 children) from the job's own config, written for them here.
+    if HydraConfig.initialized() and not is_child_rank() and trainer.num_devices > 1:
         ddp_ctx: contextlib.AbstractContextManager[Any] = hydra_ddp_children(
             write_job_config(cfg, setup.output_dir), setup.output_dir
         )

@@ -265,3 +265,5 @@ def test_users_config_dir_adds_their_own_model(tmp_path: Path) -> None:
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["config"]["model"] == {"_target_": "my_project.models.UserDigitsModule", "hidden": 16}
     assert "optimizer` config group is not used" in proc.stderr + proc.stdout
+    # One device: no DDP ranks to start, so no job config is written for them.
+    assert not (tmp_path / "run" / ".lightning_reg" / "ddp_job_config.yaml").exists()
