@@ -29,6 +29,7 @@ from hydra.errors import ConfigCompositionException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
+from typing_extensions import override
 
 __all__ = ["ComposeOnceLoader", "compose_once"]
 
@@ -66,6 +67,7 @@ class ComposeOnceLoader(ConfigLoader):
         self.reused = 0
 
     # -- the inner loader's --------------------------------------------------------------------------------------
+    @override
     def load_configuration(
         self,
         config_name: str | None,
@@ -82,15 +84,19 @@ class ComposeOnceLoader(ConfigLoader):
             validate_sweep_overrides=validate_sweep_overrides,
         )
 
+    @override
     def get_search_path(self) -> Any:
         return self._inner.get_search_path()
 
+    @override
     def get_sources(self) -> list[Any]:
         return self._inner.get_sources()
 
+    @override
     def list_groups(self, parent_name: str) -> list[str]:
         return self._inner.list_groups(parent_name)
 
+    @override
     def get_group_options(
         self,
         group_name: str,
@@ -103,10 +109,12 @@ class ComposeOnceLoader(ConfigLoader):
             kwargs["results_filter"] = results_filter
         return self._inner.get_group_options(group_name, **kwargs)
 
+    @override
     def compute_defaults_list(self, config_name: str | None, overrides: list[str], run_mode: RunMode) -> Any:
         return self._inner.compute_defaults_list(config_name, overrides, run_mode)
 
     # -- a sweep's job -------------------------------------------------------------------------------------------
+    @override
     def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
         """What Hydra's ``load_sweep_config`` returns, from a kept composition when there is one."""
         if not self.enabled:
@@ -189,12 +197,12 @@ class ComposeOnceLoader(ConfigLoader):
         OmegaConf.set_readonly(cfg.hydra, False)
         inner._apply_overrides_to_config(config_overrides, cfg)
         app_overrides = []
-        for override in parsed:
-            if override.is_hydra_override():
-                cfg.hydra.overrides.hydra.append(override.input_line)
+        for o in parsed:
+            if o.is_hydra_override():
+                cfg.hydra.overrides.hydra.append(o.input_line)
             else:
-                cfg.hydra.overrides.task.append(override.input_line)
-                app_overrides.append(override)
+                cfg.hydra.overrides.task.append(o.input_line)
+                app_overrides.append(o)
         with open_dict(cfg.hydra):
             cfg.hydra.runtime.choices.update(choices)
             for k in cfg.hydra.job.env_copy:
