@@ -9,6 +9,7 @@ may run in this process, in a pool or on a SLURM node.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,9 +18,12 @@ from typing import Any
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger("lightning_reg.study")
+
+#: How long a SIGTERM'd worker waits for its jobs in other processes to record their end.
+SETTLE_SECONDS = 60.0
 
 
 def _dotted_keys(node: Any, prefix: str = "") -> list[str]:
@@ -67,6 +71,7 @@ class LightningRegOptunaSweeper(Sweeper):
         self.hydra_context: HydraContext | None = None
         self._job_idx = 0
         self._validated = False
+        self._running: list[Path] = []  # the job directories of the batch the launcher runs now
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         from lightning_reg._hydra_internals import compose_once
@@ -101,9 +106,13 @@ class LightningRegOptunaSweeper(Sweeper):
             # front catches a bad override before the first job; doing it for every batch cost ~0.2 s a trial.
             self.validate_batch_is_legal(batch[:1])
             self._validated = True
-        returns = self.launcher.launch(batch, initial_job_idx=self._job_idx)
-        self._job_idx += len(batch)
         assert self.config is not None
+        self._running = [Path(str(self.config.hydra.sweep.dir)) / spec.subdir for spec in specs]
+        try:
+            returns = self.launcher.launch(batch, initial_job_idx=self._job_idx)
+        finally:
+            self._running = []
+        self._job_idx += len(batch)
         outcomes = []
         for spec, ret in zip(specs, returns):
             job_dir = str(Path(str(self.config.hydra.sweep.dir)) / spec.subdir)
@@ -118,13 +127,31 @@ class LightningRegOptunaSweeper(Sweeper):
             outcomes.append(JobOutcome(value, failed=ret.status != JobStatus.COMPLETED, job_dir=job_dir))
         return outcomes
 
+    def _settle_jobs(self, timeout: float = SETTLE_SECONDS) -> None:
+        """On SIGTERM, after the worker passed the signal on: wait until each job running in another process (a joblib
+        worker) has written its ``metrics.json``, for up to ``timeout`` seconds. joblib stops every job still running
+        as soon as one ends in an exception (the interrupted job's exit), so a slower job would lose its record."""
+        import time
+
+        from lightning_reg.study.nodes import descendants
+
+        assert self.config is not None
+        target = str(OmegaConf.select(self.config, "hydra.launcher._target_", default="") or "")
+        if target.endswith("BasicLauncher") or not descendants(os.getpid()):
+            return  # the jobs run in this process: they end after this handler returns
+        deadline = time.monotonic() + timeout
+        waiting = [d for d in self._running if not (d / "metrics.json").exists()]
+        while waiting and time.monotonic() < deadline:
+            time.sleep(0.1)
+            waiting = [d for d in waiting if not (d / "metrics.json").exists()]
+        if waiting:
+            log.warning("SIGTERM: %d job(s) recorded no end within %.0f s: %s", len(waiting), timeout, waiting)
+
     def _check_jobs(self, space: Any, probes: list[list[str]]) -> None:
         """Compose one job of each kind (a trial's, a fold's, a confirmation's) before the study opens; a key the
         task's config lacks is one ConfigError naming the option that sets it and the closest keys there are."""
         import difflib
         import re
-
-        from omegaconf import OmegaConf
 
         from lightning_reg.errors import ConfigError
 
@@ -171,6 +198,7 @@ class LightningRegOptunaSweeper(Sweeper):
         assert self.config is not None
         plan = open_study(self.options, arguments, self.config, check_jobs=self._check_jobs)
         worker = plan.worker(self._launch)
+        worker.settle = self._settle_jobs
         if plan.node > 0:
             n = worker.follow(plan.node)
             log.info("node %d trained %d trial(s) of study %r with node 0", plan.node, n, plan.study_name)

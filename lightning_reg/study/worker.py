@@ -124,6 +124,8 @@ class StudyWorker(FollowerMixin, ConfirmMixin):
         self._interrupted = False
         self._terminated = False  # SIGTERM seen
         self._in_job = False
+        #: On SIGTERM, once the jobs have the signal: waits for jobs in other processes to record their end.
+        self.settle: Callable[[], None] | None = None
 
     def _trials(self, fail_stale: bool = True) -> list[FrozenTrial]:
         if fail_stale:
@@ -284,9 +286,8 @@ class StudyWorker(FollowerMixin, ConfirmMixin):
     def run(self) -> list[FrozenTrial]:
         """Work on the study until it holds ``n_trials`` finished trials; return the trials this worker told.
 
-        Ctrl-C stops the worker: a trial interrupted mid-job is failed and queued again. A Ctrl-C that Python
-        swallows (it can land in a finalizer, where exceptions are ignored) is still seen through a flag, and
-        the worker stops after telling the trial that was running.
+        Ctrl-C stops the worker: a trial interrupted mid-job is failed and queued again. A Ctrl-C that Python swallows
+        (in a finalizer) is still seen through a flag, and the worker stops after telling the trial that was running.
 
         SIGTERM (a SLURM preemption) stops the worker with exit status 143: a job that is training writes its
         ``last.ckpt`` and ``metrics.json`` (``status: interrupted``) and ends (Lightning's SIGTERM handling, see
@@ -310,13 +311,15 @@ class StudyWorker(FollowerMixin, ConfirmMixin):
                     raise KeyboardInterrupt
 
             def _term(signum: int, frame: Any) -> None:
-                # Inside a job, Lightning's own handler (which calls this one too) ends the fit after the batch;
-                # jobs in processes of their own (joblib's workers) get the signal from here and end the same way.
+                # Inside a job, Lightning's own handler (which calls this one too) ends the fit after the batch; jobs
+                # in processes of their own (joblib's) get the signal from here, end the same way, and are waited for.
                 self._terminated = True
                 if not self._in_job:
                     log.warning("SIGTERM: the worker stops")
                     raise SystemExit(143)
                 signal_descendants(signum)
+                if self.settle is not None:
+                    self.settle()
 
             signal.signal(signal.SIGINT, _flag)
             signal.signal(signal.SIGTERM, _term)

@@ -34,7 +34,8 @@ def test_sigterm_ends_a_run_with_143_and_it_resumes(tmp_path: Path) -> None:
         [*cmd, "trainer.max_epochs=400"], cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     deadline = time.monotonic() + 180
-    while not (run / "checkpoints" / "epoch_000.ckpt").exists():
+    # last.ckpt stays once written (the best checkpoint's name changes with each better epoch: a poll can miss it).
+    while not (run / "checkpoints" / "last.ckpt").exists():
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
@@ -137,6 +138,19 @@ def _alive_in_session(sid: int) -> list[str]:
     return out
 
 
+SLOW_END = """
+import time
+import lightning.pytorch as pl
+from hydra.core.hydra_config import HydraConfig
+
+
+class SlowToEnd(pl.Callback):
+    def on_exception(self, trainer, pl_module, exception):
+        if str(HydraConfig.get().sweep.subdir) == "1":
+            time.sleep(5)
+"""
+
+
 def test_sigterm_reaches_the_jobs_a_joblib_worker_runs_in_other_processes(tmp_path: Path) -> None:
     # A plain `kill <worker pid>` signals the worker only; its jobs train in joblib's (loky's) processes. Before,
     # the worker waited for them and never exited; now it forwards the signal, and both jobs end as an in-process
@@ -147,6 +161,9 @@ def test_sigterm_reaches_the_jobs_a_joblib_worker_runs_in_other_processes(tmp_pa
         pytest.skip("finding a worker's child processes needs Linux's /proc")
     sweep = tmp_path / "sweep"
     url = f"sqlite:///{sweep / 'optuna.db'}"
+    # Trial 1's job takes 5 s longer than trial 0's to end after the signal (a slower machine, a bigger model): joblib
+    # kills the jobs still running as soon as one job ends in an exception, so the worker must wait for both.
+    (tmp_path / "slow_end.py").write_text(SLOW_END)
     args = [
         "hparams_search=digits_random",
         "hydra.sweeper.n_trials=2",
@@ -154,9 +171,10 @@ def test_sigterm_reaches_the_jobs_a_joblib_worker_runs_in_other_processes(tmp_pa
         "hydra/launcher=joblib",
         "hydra.launcher.n_jobs=2",
         "trainer.max_epochs=5000",
+        "+callbacks.slow_end._target_=slow_end.SlowToEnd",
         *FAST,
     ]
-    victim = start(sweep, *args, log=tmp_path / "victim.log")
+    victim = start(sweep, *args, log=tmp_path / "victim.log", extra_path=tmp_path)
     wait_for(lambda: len(list(sweep.glob("*/checkpoints/last.ckpt"))) >= 2, 300, "both jobs to be training")
     victim.send_signal(signal.SIGTERM)
     assert victim.wait(timeout=180) == 143, (tmp_path / "victim.log").read_text()[-4000:]
