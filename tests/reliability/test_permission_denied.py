@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -90,7 +91,28 @@ def test_each_writer_in_a_read_only_folder_keeps_the_previous_file(tmp_path: Pat
     assert sorted(p.name for p in folder.iterdir()) == sorted(before)  # no temporary file left
 
 
+def _between_writes(pid: int, folder: Path) -> None:
+    """Stop ``pid`` at a moment when it is writing no checkpoint into ``folder``.
+
+    Every write starts by creating its temporary file there, so a stopped process with none is between writes. A
+    write caught half-way is let finish first: the folder turning read-only under it would leave a temporary file
+    that no one can remove (unlinking needs a writable folder), which is the folder's doing, not the run's.
+    """
+    deadline = time.monotonic() + 60
+    while True:
+        os.kill(pid, signal.SIGSTOP)
+        while Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "T":  # stopped, not just signalled
+            time.sleep(0.001)
+        if not list(folder.glob("*.tmp")):
+            return
+        assert time.monotonic() < deadline, f"a checkpoint write was under way for 60 s: {list(folder.glob('*.tmp'))}"
+        os.kill(pid, signal.SIGCONT)
+        time.sleep(0.005)
+
+
 def test_a_run_whose_checkpoint_folder_turns_read_only_stops_in_one_line_and_resumes(tmp_path: Path) -> None:
+    if not os.path.isdir("/proc"):
+        pytest.skip("stopping the run between two checkpoint writes reads Linux's /proc")
     run = tmp_path / "run"
     ckpts = run / "checkpoints"
     last = ckpts / "last.ckpt"
@@ -107,7 +129,9 @@ def test_a_run_whose_checkpoint_folder_turns_read_only_stops_in_one_line_and_res
     while not last.exists():  # the first epoch's checkpoint is written: now the folder turns read-only
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
         time.sleep(0.05)
+    _between_writes(proc.pid, ckpts)  # stopped, with no checkpoint write under way
     ckpts.chmod(0o555)
+    os.kill(proc.pid, signal.SIGCONT)
     try:
         stdout, stderr = proc.communicate(timeout=240)
     finally:
